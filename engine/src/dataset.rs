@@ -1,0 +1,302 @@
+//! An opened dataset: its catalog, the object stores its shards live on (remote ones behind the
+//! cache tiers), one `ShardedTable` per table, and fresh query sessions over them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::catalog::Session;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectMeta, ObjectStore};
+use tracing::info;
+use url::Url;
+
+use crate::cache::{CacheConfig, CacheSnapshot, CacheTiers, CachedStore};
+use crate::catalog::{Catalog, LOCAL_STORE, Partitioning, StoreConfig, TableEntry};
+use crate::error::{EngineError, Result};
+use crate::layout::{contig_dir, shard_dir};
+use crate::table::{ScanRecorder, Shard, ShardedTable};
+
+pub const CATALOG_NAME: &str = "strata";
+pub const SCHEMA_NAME: &str = "public";
+
+#[derive(Debug, Clone, Default)]
+pub struct DatasetOptions {
+    pub cache: CacheConfig,
+}
+
+pub struct Dataset {
+    dir: PathBuf,
+    catalog: Catalog,
+    tables: BTreeMap<String, Arc<ShardedTable>>,
+    runtime: Arc<RuntimeEnv>,
+    cache: Arc<CacheTiers>,
+}
+
+/// A store as DataFusion sees it: the URL it is registered under and the root path of the
+/// dataset (or of the store's prefix) inside it.
+struct ResolvedStore {
+    url: ObjectStoreUrl,
+    store: Arc<dyn ObjectStore>,
+    root: ObjectPath,
+}
+
+impl Dataset {
+    pub async fn open(dir: &Path, options: &DatasetOptions) -> Result<Self> {
+        let catalog = Catalog::load(dir)?;
+        let dir = std::fs::canonicalize(dir).map_err(|e| EngineError::io(dir, e))?;
+        let cache = CacheTiers::new(&options.cache)
+            .map_err(|e| EngineError::InvalidInput(format!("cache folder: {e}")))?;
+        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        let mut stores = BTreeMap::new();
+        stores.insert(LOCAL_STORE.to_string(), local_store(&dir)?);
+        for (name, config) in &catalog.stores {
+            let resolved = resolve_store(name, config, &dir, &cache)?;
+            stores.insert(name.clone(), resolved);
+        }
+        for s in stores.values() {
+            runtime.register_object_store(s.url.as_ref(), s.store.clone());
+        }
+        let state = SessionContext::new_with_config_rt(session_config(), runtime.clone()).state();
+        let mut tables = BTreeMap::new();
+        for (name, entry) in &catalog.tables {
+            let shards = list_shards(name, entry, &stores).await?;
+            let Some(first) = shards
+                .iter()
+                .flat_map(|s| s.files.first().map(|f| (s, f)))
+                .next()
+            else {
+                tracing::warn!(table = %name, "table has no files; left out");
+                continue;
+            };
+            let store = &stores
+                .values()
+                .find(|s| s.url == first.0.store)
+                .expect("store registered")
+                .store;
+            let format =
+                ParquetFormat::default().with_options(state.table_options().parquet.clone());
+            let schema = format
+                .infer_schema(&state as &dyn Session, store, std::slice::from_ref(first.1))
+                .await
+                .map_err(|e| {
+                    EngineError::InvalidInput(format!(
+                        "table {name}: cannot read {}: {}",
+                        first.1.location,
+                        crate::error::first_line(&e.to_string())
+                    ))
+                })?;
+            let table = ShardedTable::new(name.clone(), schema, entry.clone(), shards);
+            tables.insert(name.clone(), Arc::new(table));
+        }
+        info!(dataset = %dir.display(), tables = tables.len(), "dataset opened");
+        Ok(Dataset {
+            dir,
+            catalog,
+            tables,
+            runtime,
+            cache,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn tables(&self) -> &BTreeMap<String, Arc<ShardedTable>> {
+        &self.tables
+    }
+
+    pub fn cache_snapshot(&self) -> CacheSnapshot {
+        self.cache.stats().snapshot()
+    }
+
+    /// A new query session with every table registered and a fresh scan recorder.
+    pub fn session(&self) -> Result<(SessionContext, Arc<ScanRecorder>)> {
+        let recorder = Arc::new(ScanRecorder::default());
+        let config = session_config().with_extension(recorder.clone());
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(self.runtime.clone())
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        for (name, table) in &self.tables {
+            ctx.register_table(name.as_str(), table.clone())?;
+        }
+        Ok((ctx, recorder))
+    }
+}
+
+fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
+        .with_information_schema(true);
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    parquet.enable_page_index = true;
+    parquet.bloom_filter_on_read = true;
+    // Plain Utf8 keeps results readable by every Flight SQL client, old ODBC bridges included.
+    parquet.schema_force_view_types = false;
+    config
+}
+
+fn local_store(dir: &Path) -> Result<ResolvedStore> {
+    Ok(ResolvedStore {
+        url: ObjectStoreUrl::local_filesystem(),
+        store: Arc::new(LocalFileSystem::new()),
+        root: ObjectPath::from_filesystem_path(dir)
+            .map_err(|e| EngineError::InvalidInput(format!("{}: {e}", dir.display())))?,
+    })
+}
+
+fn resolve_store(
+    name: &str,
+    config: &StoreConfig,
+    dataset: &Path,
+    cache: &Arc<CacheTiers>,
+) -> Result<ResolvedStore> {
+    let bad = |why: String| EngineError::Catalog(format!("store '{name}': {why}"));
+    if !config.url.contains("://") {
+        let dir = dataset.join(&config.url);
+        let mut s = local_store(&dir)?;
+        s.url = store_url(name)?;
+        return Ok(s);
+    }
+    let url = Url::parse(&config.url).map_err(|e| bad(format!("bad url: {e}")))?;
+    match url.scheme() {
+        "file" => {
+            let dir = url.to_file_path().map_err(|_| bad("bad file url".into()))?;
+            let mut s = local_store(&dir)?;
+            s.url = store_url(name)?;
+            Ok(s)
+        }
+        "s3" => {
+            let bucket = url
+                .host_str()
+                .ok_or_else(|| bad("s3 url has no bucket".into()))?;
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Some(endpoint) = &config.endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            if let Some(region) = &config.region {
+                builder = builder.with_region(region);
+            }
+            if config.allow_http {
+                builder = builder.with_allow_http(true);
+            }
+            let s3 = builder
+                .build()
+                .map_err(|e| bad(crate::error::first_line(&e.to_string())))?;
+            let namespace = format!("{name}:{}", config.url);
+            let cached = CachedStore::new(Arc::new(s3), cache.clone(), namespace);
+            Ok(ResolvedStore {
+                url: store_url(name)?,
+                store: Arc::new(cached),
+                root: ObjectPath::from(url.path().trim_matches('/')),
+            })
+        }
+        other => Err(bad(format!(
+            "unsupported scheme '{other}' (use file:// or s3://)"
+        ))),
+    }
+}
+
+/// Stores are registered under `strata-<name>://` so two stores on one bucket stay apart.
+fn store_url(name: &str) -> Result<ObjectStoreUrl> {
+    let host: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Ok(ObjectStoreUrl::parse(format!("strata://{host}"))?)
+}
+
+async fn list_shards(
+    name: &str,
+    entry: &TableEntry,
+    stores: &BTreeMap<String, ResolvedStore>,
+) -> Result<Vec<Shard>> {
+    let table_path = entry.path.clone().unwrap_or_else(|| name.to_string());
+    let keys: Vec<(String, Option<String>)> = match &entry.partitioning {
+        Partitioning::Person { shards } => (0..*shards)
+            .map(|k| (k.to_string(), Some(shard_dir(k))))
+            .collect(),
+        Partitioning::Contig { contigs } => contigs
+            .iter()
+            .map(|c| (c.clone(), Some(contig_dir(c))))
+            .collect(),
+        Partitioning::Single => vec![(String::new(), None)],
+    };
+    let mut shards = Vec::with_capacity(keys.len());
+    for (key, dir) in keys {
+        let (store_name, path) = match entry.shard_locations.get(&key) {
+            Some(loc) => {
+                let (s, p) = loc.split_once(':').expect("validated in catalog");
+                (s.to_string(), p.trim_matches('/').to_string())
+            }
+            None => (
+                entry.store.clone(),
+                match dir {
+                    Some(d) => format!("{table_path}/{d}"),
+                    None => table_path.clone(),
+                },
+            ),
+        };
+        let store = stores.get(&store_name).expect("validated in catalog");
+        let prefix = join(&store.root, &path);
+        let mut files: Vec<ObjectMeta> = store
+            .store
+            .list(Some(&prefix))
+            .try_filter(|m| futures::future::ready(m.location.as_ref().ends_with(".parquet")))
+            .try_collect()
+            .await
+            .map_err(|e| {
+                EngineError::ObjectStore(format!(
+                    "table {name} shard {key}: {}",
+                    crate::error::first_line(&e.to_string())
+                ))
+            })?;
+        if entry.partitioning == Partitioning::Single {
+            // Only the table folder's own files, not those of a nested folder.
+            files.retain(|m| m.location.parts().count() == prefix.parts().count() + 1);
+        }
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        if files.is_empty() && !matches!(entry.partitioning, Partitioning::Single) {
+            return Err(EngineError::InvalidInput(format!(
+                "table {name}: shard {key} has no files at {store_name}:{prefix}"
+            )));
+        }
+        shards.push(Shard {
+            key,
+            store: store.url.clone(),
+            files,
+        });
+    }
+    Ok(shards)
+}
+
+fn join(root: &ObjectPath, rel: &str) -> ObjectPath {
+    let mut parts: Vec<String> = root.parts().map(|p| p.as_ref().to_string()).collect();
+    parts.extend(rel.split('/').filter(|p| !p.is_empty()).map(str::to_string));
+    ObjectPath::from_iter(parts)
+}

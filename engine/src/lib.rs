@@ -1,0 +1,17 @@
+//! Strata's storage engine: the dataset catalog, the layout contract, dataset writers, sharded
+//! table providers with pruning, and the cache tiers in front of object storage.
+
+pub mod catalog;
+pub mod error;
+pub mod fsutil;
+pub mod layout;
+pub mod writer;
+
+pub use catalog::{Catalog, Tier};
+pub use error::{EngineError, Result};
+pub mod cache;
+pub mod dataset;
+pub mod pruning;
+pub mod table;
+
+pub use dataset::{Dataset, DatasetOptions};

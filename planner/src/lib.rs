@@ -1,0 +1,46 @@
+//! Strata's planner: SQL text → a checked DataFusion logical plan. Policy lives here (statement
+//! kinds now; tiers and disclosure control as analyzer rules in later modules), never in a front
+//! door, so every front door gets the same guarantees.
+
+pub mod error;
+pub mod statements;
+
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+
+pub use error::PlannerError;
+
+/// A statement planned and checked, ready to execute (after binding parameters, if any).
+#[derive(Debug, Clone)]
+pub struct PlannedQuery {
+    pub sql: String,
+    pub plan: LogicalPlan,
+}
+
+/// Parses and plans `sql` in `ctx`, refusing anything that is not a read-only query.
+pub async fn plan_sql(ctx: &SessionContext, sql: &str) -> Result<PlannedQuery, PlannerError> {
+    let state = ctx.state();
+    let statement = state
+        .sql_to_statement(sql, "generic")
+        .map_err(PlannerError::from_parse)?;
+    statements::check_statement(&statement)?;
+    let plan = state
+        .statement_to_plan(statement)
+        .await
+        .map_err(PlannerError::from_datafusion)?;
+    statements::check_plan(&plan)?;
+    Ok(PlannedQuery {
+        sql: sql.to_string(),
+        plan,
+    })
+}
+
+/// Binds positional parameters (`$1`, `?`) of a prepared statement.
+pub fn bind(query: &PlannedQuery, params: ParamValues) -> Result<LogicalPlan, PlannerError> {
+    query
+        .plan
+        .clone()
+        .with_param_values(params)
+        .map_err(PlannerError::from_datafusion)
+}

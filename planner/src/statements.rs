@@ -1,0 +1,139 @@
+//! Which statements may run: queries only (SELECT, WITH, VALUES, EXPLAIN without ANALYZE).
+//! DDL, DML, COPY, SET, CREATE EXTERNAL TABLE, CREATE FUNCTION and anything touching files by
+//! path are refused here, on the parsed statement and again on the plan.
+
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+
+use crate::error::PlannerError;
+
+pub fn check_statement(statement: &DfStatement) -> Result<(), PlannerError> {
+    match statement {
+        DfStatement::Statement(s) => match s.as_ref() {
+            Statement::Query(_) => Ok(()),
+            Statement::Explain {
+                analyze: false,
+                statement,
+                ..
+            } => match statement.as_ref() {
+                Statement::Query(_) => Ok(()),
+                _ => Err(refused("EXPLAIN of a non-query statement")),
+            },
+            Statement::Explain { analyze: true, .. } => {
+                Err(refused("EXPLAIN ANALYZE (it reports runtime statistics)"))
+            }
+            other => Err(refused(kind(other))),
+        },
+        DfStatement::Explain(e) => match e.statement.as_ref() {
+            DfStatement::Statement(s)
+                if matches!(s.as_ref(), Statement::Query(_)) && !e.analyze =>
+            {
+                Ok(())
+            }
+            _ if e.analyze => Err(refused("EXPLAIN ANALYZE (it reports runtime statistics)")),
+            _ => Err(refused("EXPLAIN of a non-query statement")),
+        },
+        DfStatement::CreateExternalTable(_) => Err(refused("CREATE EXTERNAL TABLE")),
+        DfStatement::CopyTo(_) => Err(refused("COPY")),
+        DfStatement::Reset(_) => Err(refused("RESET")),
+        _ => Err(refused("this statement")),
+    }
+}
+
+/// The plan must be a pure query too: the SQL planner can still produce DDL/DML nodes from
+/// query-shaped text, and only Analyze/Explain/Query nodes may come back.
+pub fn check_plan(plan: &LogicalPlan) -> Result<(), PlannerError> {
+    let mut refusal = None;
+    plan.apply_with_subqueries(|node| {
+        let bad = match node {
+            LogicalPlan::Ddl(_) => Some("DDL"),
+            LogicalPlan::Dml(_) => Some("DML"),
+            LogicalPlan::Copy(_) => Some("COPY"),
+            LogicalPlan::Statement(_) => Some("SET, transactions and PREPARE"),
+            LogicalPlan::Analyze(_) => Some("EXPLAIN ANALYZE (it reports runtime statistics)"),
+            LogicalPlan::Extension(_) => Some("extension plans"),
+            _ => None,
+        };
+        if let Some(b) = bad {
+            refusal = Some(refused(b));
+            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .map_err(PlannerError::from_datafusion)?;
+    refusal.map_or(Ok(()), Err)
+}
+
+fn refused(what: &str) -> PlannerError {
+    PlannerError::NotPermitted(format!(
+        "{what} is not permitted: only read-only queries (SELECT, WITH, VALUES, EXPLAIN) are accepted"
+    ))
+}
+
+fn kind(s: &Statement) -> &'static str {
+    match s {
+        Statement::Insert(_)
+        | Statement::Update { .. }
+        | Statement::Delete(_)
+        | Statement::Merge { .. } => "DML (INSERT, UPDATE, DELETE, MERGE)",
+        Statement::Copy { .. } => "COPY",
+        Statement::CreateTable(_)
+        | Statement::CreateView { .. }
+        | Statement::CreateIndex(_)
+        | Statement::CreateSchema { .. }
+        | Statement::CreateDatabase { .. } => "CREATE",
+        Statement::CreateFunction(_) => "CREATE FUNCTION",
+        Statement::Drop { .. } => "DROP",
+        Statement::Truncate { .. } => "TRUNCATE",
+        Statement::AlterTable { .. } => "ALTER",
+        Statement::Set(_) => "SET",
+        Statement::ShowVariable { .. } => "SHOW",
+        _ => "this statement",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    async fn check(sql: &str) -> Result<(), PlannerError> {
+        let ctx = SessionContext::new();
+        crate::plan_sql(&ctx, sql).await.map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn queries_are_accepted() {
+        for sql in [
+            "SELECT 1",
+            "WITH a AS (SELECT 1 AS x) SELECT x FROM a",
+            "VALUES (1)",
+            "EXPLAIN SELECT 1",
+        ] {
+            check(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_files_and_settings_are_refused() {
+        for sql in [
+            "CREATE TABLE t (a INT)",
+            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc/'",
+            "COPY (SELECT 1) TO '/tmp/x.parquet'",
+            "INSERT INTO t VALUES (1)",
+            "SET datafusion.execution.batch_size = 1",
+            "DROP TABLE t",
+            "CREATE VIEW v AS SELECT 1",
+            "CREATE FUNCTION f() RETURNS INT RETURN 1",
+            "EXPLAIN ANALYZE SELECT 1",
+            "PREPARE p AS SELECT 1",
+            "DELETE FROM t",
+        ] {
+            match check(sql).await {
+                Err(PlannerError::NotPermitted(m)) => assert!(!m.contains('\n'), "{m}"),
+                other => panic!("{sql}: expected refusal, got {other:?}"),
+            }
+        }
+    }
+}
