@@ -29,6 +29,11 @@ impl PlannerError {
     }
 
     pub fn from_datafusion(e: DataFusionError) -> Self {
+        if let DataFusionError::ArrowError(a, _) = e.find_root() {
+            if let Some(message) = redacted_arrow_error(a) {
+                return PlannerError::InvalidQuery(message.to_string());
+            }
+        }
         match e.find_root() {
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
@@ -41,10 +46,31 @@ impl PlannerError {
     }
 }
 
+/// Arrow kernels quote the offending value ("Cannot cast string 'x'"); that value may come from a
+/// participant's row, so such errors get a fixed message instead.
+fn redacted_arrow_error(e: &arrow::error::ArrowError) -> Option<&'static str> {
+    use arrow::error::ArrowError as A;
+    Some(match e {
+        A::CastError(_) => "a value could not be cast to the requested type",
+        A::ParseError(_) => "a value could not be parsed as the requested type",
+        A::DivideByZero => "division by zero",
+        A::ArithmeticOverflow(_) => "arithmetic overflow",
+        A::ComputeError(_) => "a function could not be computed for some value",
+        _ => return None,
+    })
+}
+
 /// DataFusion's messages, cut to one line and without the "Error during planning:" noise.
 fn clean(e: &DataFusionError) -> String {
     let root = e.find_root().to_string();
     let line = root.lines().next().unwrap_or("").trim();
+    // sqlparser errors arrive as `ParserError("…")`.
+    let line = line
+        .strip_prefix("SQL error: ")
+        .unwrap_or(line)
+        .strip_prefix("ParserError(\"")
+        .and_then(|l| l.strip_suffix("\")"))
+        .unwrap_or(line);
     for prefix in [
         "Error during planning: ",
         "SQL error: ",

@@ -21,9 +21,10 @@ pub struct PlannedQuery {
 /// Parses and plans `sql` in `ctx`, refusing anything that is not a read-only query.
 pub async fn plan_sql(ctx: &SessionContext, sql: &str) -> Result<PlannedQuery, PlannerError> {
     let state = ctx.state();
-    let statement = state
-        .sql_to_statement(sql, "generic")
+    let mut statement = state
+        .sql_to_statement(sql, &datafusion::config::Dialect::Generic)
         .map_err(PlannerError::from_parse)?;
+    statements::number_placeholders(&mut statement);
     statements::check_statement(&statement)?;
     let plan = state
         .statement_to_plan(statement)

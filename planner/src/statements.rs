@@ -27,17 +27,18 @@ pub fn check_statement(statement: &DfStatement) -> Result<(), PlannerError> {
         },
         DfStatement::Explain(e) => match e.statement.as_ref() {
             DfStatement::Statement(s)
-                if matches!(s.as_ref(), Statement::Query(_)) && !e.analyze =>
+                if matches!(s.as_ref(), Statement::Query(_)) && !e.options.analyze =>
             {
                 Ok(())
             }
-            _ if e.analyze => Err(refused("EXPLAIN ANALYZE (it reports runtime statistics)")),
+            _ if e.options.analyze => {
+                Err(refused("EXPLAIN ANALYZE (it reports runtime statistics)"))
+            }
             _ => Err(refused("EXPLAIN of a non-query statement")),
         },
         DfStatement::CreateExternalTable(_) => Err(refused("CREATE EXTERNAL TABLE")),
         DfStatement::CopyTo(_) => Err(refused("COPY")),
         DfStatement::Reset(_) => Err(refused("RESET")),
-        _ => Err(refused("this statement")),
     }
 }
 
@@ -63,6 +64,26 @@ pub fn check_plan(plan: &LogicalPlan) -> Result<(), PlannerError> {
     })
     .map_err(PlannerError::from_datafusion)?;
     refusal.map_or(Ok(()), Err)
+}
+
+/// ODBC/JDBC-style `?` placeholders become `$1, $2, …` in textual order, on the parsed AST, so
+/// prepared statements from ADBC and ODBC bind like DataFusion's own `$n`.
+pub fn number_placeholders(statement: &mut DfStatement) {
+    use datafusion::sql::sqlparser::ast::{Expr, Value, visit_expressions_mut};
+    use std::ops::ControlFlow;
+    let DfStatement::Statement(s) = statement else {
+        return;
+    };
+    let mut n = 0;
+    let _ = visit_expressions_mut(s.as_mut(), |expr| {
+        if let Expr::Value(v) = expr {
+            if matches!(&v.value, Value::Placeholder(p) if p == "?") {
+                n += 1;
+                v.value = Value::Placeholder(format!("${n}"));
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 fn refused(what: &str) -> PlannerError {
@@ -113,6 +134,17 @@ mod tests {
         ] {
             check(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
+    }
+
+    #[tokio::test]
+    async fn question_mark_placeholders_are_numbered_in_order() {
+        let ctx = SessionContext::new();
+        let q = crate::plan_sql(&ctx, "SELECT ? + 1 AS a, ? AS b")
+            .await
+            .unwrap();
+        let mut names: Vec<_> = q.plan.get_parameter_types().unwrap().into_keys().collect();
+        names.sort();
+        assert_eq!(names, vec!["$1", "$2"]);
     }
 
     #[tokio::test]

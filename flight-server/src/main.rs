@@ -1,0 +1,229 @@
+//! `strata`: the operator's command line — make and import data, serve it over Flight SQL.
+
+mod error;
+mod executor;
+mod serve;
+mod service;
+mod xdbc;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use strata_testdata::generate::{GenerateOptions, generate};
+use strata_testdata::import_omop::{OmopImportOptions, import_omop};
+use strata_testdata::import_vcf::{VcfImportOptions, import_vcf};
+
+#[derive(Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Strata: a Flight SQL engine for research-program data"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a deterministic synthetic dataset (same seed and arguments, same bytes).
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        persons: u64,
+        #[arg(long, default_value_t = 4)]
+        shards: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Import data into a dataset.
+    Import {
+        #[command(subcommand)]
+        what: ImportCommand,
+    },
+    /// Serve a dataset over Arrow Flight SQL.
+    Serve {
+        #[arg(long)]
+        dataset: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Create a small synthetic dataset under ./.strata/ (if absent) and serve it on localhost.
+    Demo {
+        #[arg(long, default_value_t = 5_000)]
+        persons: u64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// An OMOP CDM 5.3/5.4 export (Parquet or CSV files named after their tables).
+    Omop {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        shards: u32,
+    },
+    /// Add or replace the variant and genotype tables of a dataset from a bgzipped VCF.
+    Vcf {
+        #[arg(long)]
+        from: PathBuf,
+        /// The dataset to add the tables to.
+        #[arg(long)]
+        out: PathBuf,
+        /// CSV `sample,person_id` mapping VCF samples to participants.
+        #[arg(long)]
+        samples: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on. Loopback by default: there is no authentication yet.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Folder of the local-disk cache tier for object-store data (off when not given).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 512)]
+    pub cache_memory_mb: u64,
+    #[arg(long, default_value_t = 8192)]
+    pub cache_disk_mb: u64,
+}
+
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        // A panic is a bug; still, the operator gets one line, not a backtrace dump.
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error: {}",
+            strata_engine::error::first_line(&msg)
+        );
+    }));
+    let cli = Cli::parse();
+    let log_format = match &cli.command {
+        Command::Serve { server, .. } | Command::Demo { server, .. } => server.log_format,
+        _ => LogFormat::Text,
+    };
+    init_tracing(log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "error: {}",
+                strata_engine::error::first_line(&format!("{e:#}"))
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.with_target(false).init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Generate {
+            out,
+            persons,
+            shards,
+            seed,
+        } => {
+            let opts = GenerateOptions {
+                out: out.clone(),
+                persons,
+                shards,
+                seed,
+                progress: true,
+            };
+            let summary = tokio::task::spawn_blocking(move || generate(&opts)).await??;
+            let rows: u64 = summary.tables.iter().map(|t| t.1).sum();
+            eprintln!(
+                "wrote {} ({} tables, {rows} rows)",
+                out.display(),
+                summary.tables.len()
+            );
+            Ok(())
+        }
+        Command::Import {
+            what: ImportCommand::Omop { from, out, shards },
+        } => {
+            let opts = OmopImportOptions {
+                from,
+                out: out.clone(),
+                shards,
+                progress: true,
+            };
+            let summary = import_omop(&opts).await?;
+            eprintln!(
+                "imported {} tables into {}",
+                summary.tables.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Import {
+            what: ImportCommand::Vcf { from, out, samples },
+        } => {
+            let opts = VcfImportOptions {
+                from,
+                dataset: out.clone(),
+                samples,
+                progress: true,
+            };
+            let summary = tokio::task::spawn_blocking(move || import_vcf(&opts)).await??;
+            eprintln!(
+                "imported {} variants and {} genotypes into {}",
+                summary.variants,
+                summary.genotypes,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Serve { dataset, server } => serve::serve(&dataset, &server, None).await,
+        Command::Demo { persons, server } => serve::demo(persons, &server).await,
+    }
+}

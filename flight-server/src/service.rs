@@ -1,0 +1,608 @@
+//! The Flight SQL front door: decodes requests, calls the executor, streams batches. It holds no
+//! policy; every statement goes through the planner.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfoData};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandStatementQuery,
+    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, SqlSupportedTransaction,
+    TicketStatementQuery,
+};
+use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc, Ticket};
+use datafusion::common::{ParamValues, ScalarValue};
+use futures::{Stream, TryStreamExt};
+use moka::sync::Cache;
+use prost::Message;
+use strata_engine::dataset::{CATALOG_NAME, SCHEMA_NAME};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, info_span};
+
+use crate::error::ServerError;
+use crate::executor::{Executor, Prepared};
+use crate::xdbc;
+
+type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
+
+/// Statements planned at GetFlightInfo or prepare time wait here for their DoGet, keyed by an
+/// unguessable handle; they expire so abandoned ones don't pile up.
+const HANDLE_TTL: Duration = Duration::from_secs(30 * 60);
+
+pub struct StrataFlightSql {
+    executor: Arc<Executor>,
+    statements: Cache<String, Arc<Prepared>>,
+    prepared: Cache<String, Arc<Prepared>>,
+    sql_info: SqlInfoData,
+    xdbc: XdbcTypeInfoData,
+}
+
+impl StrataFlightSql {
+    pub fn new(executor: Arc<Executor>) -> Self {
+        StrataFlightSql {
+            executor,
+            statements: Cache::builder()
+                .time_to_idle(HANDLE_TTL)
+                .max_capacity(100_000)
+                .build(),
+            prepared: Cache::builder()
+                .time_to_idle(HANDLE_TTL)
+                .max_capacity(100_000)
+                .build(),
+            sql_info: sql_info(),
+            xdbc: xdbc::type_info(),
+        }
+    }
+
+    fn new_handle() -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    fn flight_info(
+        schema: &Schema,
+        ticket: Vec<u8>,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
+        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
+        Ok(FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(format!("cannot encode schema: {e}")))?
+            .with_endpoint(endpoint)
+            .with_descriptor(descriptor))
+    }
+
+    async fn stream(&self, prepared: &Prepared) -> Result<Response<DoGetStream>, Status> {
+        let results = self
+            .executor
+            .execute(prepared)
+            .await
+            .map_err(ServerError::from)?;
+        let schema = results.schema();
+        let batches =
+            results.map_err(|e| FlightError::Tonic(Box::new(Status::from(ServerError::from(e)))));
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches)
+            .map_err(flight_error_to_status);
+        Ok(Response::new(Box::pin(flight)))
+    }
+
+    fn batch_response(batch: RecordBatch) -> Response<DoGetStream> {
+        let schema = batch.schema();
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::once(async move { Ok(batch) }))
+            .map_err(flight_error_to_status);
+        Response::new(Box::pin(stream))
+    }
+}
+
+fn flight_error_to_status(e: FlightError) -> Status {
+    match e {
+        FlightError::Tonic(status) => *status,
+        other => Status::internal(strata_engine::error::first_line(&other.to_string())),
+    }
+}
+
+fn sql_info() -> SqlInfoData {
+    let mut b = SqlInfoDataBuilder::new();
+    b.append(SqlInfo::FlightSqlServerName, "Strata");
+    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");
+    b.append(SqlInfo::FlightSqlServerReadOnly, true);
+    b.append(SqlInfo::FlightSqlServerSql, true);
+    b.append(SqlInfo::FlightSqlServerSubstrait, false);
+    b.append(
+        SqlInfo::FlightSqlServerTransaction,
+        SqlSupportedTransaction::None as i32,
+    );
+    b.append(SqlInfo::FlightSqlServerCancel, false);
+    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    b.append(SqlInfo::SqlDdlCatalog, false);
+    b.append(SqlInfo::SqlDdlSchema, false);
+    b.append(SqlInfo::SqlDdlTable, false);
+    b.build().expect("static sql info")
+}
+
+/// OMOP tables name their key `<table>_id` in the first column (`person.person_id`,
+/// `visit_occurrence.visit_occurrence_id`); vocabulary has `concept.concept_id`.
+fn primary_key(table: &str, schema: &Schema) -> Option<String> {
+    let first = schema.fields().first()?.name();
+    (first == &format!("{table}_id")).then(|| first.clone())
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for StrataFlightSql {
+    type FlightService = StrataFlightSql;
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let span = info_span!("get_flight_info_statement");
+        async {
+            let prepared = self
+                .executor
+                .plan(&query.query)
+                .await
+                .map_err(ServerError::from)?;
+            let handle = Self::new_handle();
+            let ticket = TicketStatementQuery {
+                statement_handle: handle.clone().into(),
+            };
+            let info = Self::flight_info(
+                &prepared.schema,
+                ticket.as_any().encode_to_vec(),
+                request.into_inner(),
+            )?;
+            self.statements.insert(handle, Arc::new(prepared));
+            Ok(Response::new(info))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let span = info_span!("do_get_statement");
+        async {
+            let handle = String::from_utf8_lossy(&ticket.statement_handle).to_string();
+            let prepared = self
+                .statements
+                .remove(&handle)
+                .ok_or_else(|| Status::not_found("unknown or expired statement ticket"))?;
+            self.stream(&prepared).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        _request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let span = info_span!("create_prepared_statement");
+        async {
+            let prepared = self
+                .executor
+                .plan(&query.query)
+                .await
+                .map_err(ServerError::from)?;
+            let parameter_schema = parameter_schema(&prepared).map_err(ServerError::from)?;
+            let handle = Self::new_handle();
+            let dataset_schema = schema_bytes(&prepared.schema)?;
+            let parameter_schema = if parameter_schema.fields().is_empty() {
+                Default::default()
+            } else {
+                schema_bytes(&parameter_schema)?
+            };
+            self.prepared.insert(handle.clone(), Arc::new(prepared));
+            Ok(ActionCreatePreparedStatementResult {
+                prepared_statement_handle: handle.into(),
+                dataset_schema,
+                parameter_schema,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let span = info_span!("bind_prepared_statement");
+        async {
+            let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+            let prepared = self
+                .prepared
+                .get(&handle)
+                .ok_or_else(|| Status::not_found("unknown or expired prepared statement"))?;
+            // The peekable stream still holds the first message (the schema) that routing looked at.
+            let stream = request
+                .into_inner()
+                .map_err(|e| FlightError::Tonic(Box::new(e)));
+            let batches: Vec<RecordBatch> =
+                arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
+                    .try_collect()
+                    .await
+                    .map_err(|e| {
+                        Status::invalid_argument(format!(
+                            "cannot decode parameters: {}",
+                            strata_engine::error::first_line(&e.to_string())
+                        ))
+                    })?;
+            let params = first_row_params(&batches)?;
+            let mut bound = (*prepared).clone();
+            bound.parameters = Some(params);
+            self.prepared.insert(handle.clone(), Arc::new(bound));
+            Ok(DoPutPreparedStatementResult {
+                prepared_statement_handle: Some(handle.into()),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let handle = String::from_utf8_lossy(&cmd.prepared_statement_handle).to_string();
+        let prepared = self
+            .prepared
+            .get(&handle)
+            .ok_or_else(|| Status::not_found("unknown or expired prepared statement"))?;
+        let info = Self::flight_info(
+            &prepared.schema,
+            cmd.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let span = info_span!("do_get_prepared_statement");
+        async {
+            let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+            let prepared = self
+                .prepared
+                .get(&handle)
+                .ok_or_else(|| Status::not_found("unknown or expired prepared statement"))?;
+            self.stream(&prepared).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        _request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+        self.prepared.invalidate(&handle);
+        Ok(())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(Self::flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append(CATALOG_NAME);
+        Ok(Self::batch_response(
+            builder.build().map_err(ServerError::from)?,
+        ))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(Self::flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append(CATALOG_NAME, SCHEMA_NAME);
+        Ok(Self::batch_response(
+            builder.build().map_err(ServerError::from)?,
+        ))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(Self::flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        for (name, table) in self.executor.dataset().tables() {
+            let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
+            builder
+                .append(CATALOG_NAME, SCHEMA_NAME, name, "TABLE", &schema)
+                .map_err(ServerError::from)?;
+        }
+        Ok(Self::batch_response(
+            builder.build().map_err(ServerError::from)?,
+        ))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(Self::flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append("TABLE");
+        Ok(Self::batch_response(
+            builder.build().map_err(ServerError::from)?,
+        ))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        Ok(Response::new(Self::flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let batch = query
+            .into_builder(&self.sql_info)
+            .build()
+            .map_err(ServerError::from)?;
+        Ok(Self::batch_response(batch))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&self.xdbc).schema();
+        Ok(Response::new(Self::flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let batch = query
+            .into_builder(&self.xdbc)
+            .build()
+            .map_err(ServerError::from)?;
+        Ok(Self::batch_response(batch))
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        Ok(Response::new(Self::flight_info(
+            &primary_keys_schema(),
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let catalog_ok = query.catalog.as_deref().is_none_or(|c| c == CATALOG_NAME);
+        let schema_ok = query.db_schema.as_deref().is_none_or(|s| s == SCHEMA_NAME);
+        let mut rows: Vec<(String, String)> = Vec::new();
+        if catalog_ok && schema_ok {
+            if let Some(table) = self.executor.dataset().tables().get(&query.table) {
+                let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
+                if let Some(column) = primary_key(&query.table, &schema) {
+                    rows.push((query.table.clone(), column));
+                }
+            }
+        }
+        let n = rows.len();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![CATALOG_NAME; n])),
+            Arc::new(StringArray::from(vec![SCHEMA_NAME; n])),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| format!("{}_pkey", r.0))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Int32Array::from(vec![1; n])),
+        ];
+        let batch = RecordBatch::try_new(Arc::new(primary_keys_schema()), columns)
+            .map_err(ServerError::from)?;
+        Ok(Self::batch_response(batch))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+
+    async fn do_get_fallback(
+        &self,
+        _request: Request<Ticket>,
+        message: Any,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Err(Status::unimplemented(format!(
+            "ticket type {} is not supported",
+            message.type_url
+        )))
+    }
+
+    async fn do_handshake(
+        &self,
+        _request: Request<Streaming<arrow_flight::HandshakeRequest>>,
+    ) -> Result<
+        Response<
+            Pin<Box<dyn Stream<Item = Result<arrow_flight::HandshakeResponse, Status>> + Send>>,
+        >,
+        Status,
+    > {
+        // No credentials to exchange yet: an empty handshake lets clients that always shake hands
+        // proceed; passports arrive as bearer tokens on every call.
+        let response = arrow_flight::HandshakeResponse {
+            protocol_version: 0,
+            payload: Default::default(),
+        };
+        Ok(Response::new(Box::pin(futures::stream::once(async {
+            Ok(response)
+        }))))
+    }
+}
+
+fn primary_keys_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("catalog_name", DataType::Utf8, true),
+        Field::new("db_schema_name", DataType::Utf8, true),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("key_name", DataType::Utf8, true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ])
+}
+
+fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let message: IpcMessage = SchemaAsIpc::new(schema, &Default::default())
+        .try_into()
+        .map_err(|e| Status::internal(format!("cannot encode schema: {e}")))?;
+    Ok(message.0)
+}
+
+/// Parameters `$1..$n` in order, typed where DataFusion could infer a type.
+fn parameter_schema(prepared: &Prepared) -> Result<Schema, strata_planner::PlannerError> {
+    let types = prepared
+        .query
+        .plan
+        .get_parameter_types()
+        .map_err(strata_planner::PlannerError::from_datafusion)?;
+    let mut names: Vec<_> = types.into_iter().collect();
+    names.sort_by_key(|(name, _)| {
+        name.trim_start_matches('$')
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
+    Ok(Schema::new(
+        names
+            .into_iter()
+            .map(|(name, t)| Field::new(name, t.unwrap_or(DataType::Null), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn first_row_params(batches: &[RecordBatch]) -> Result<ParamValues, Status> {
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(ParamValues::from(Vec::<ScalarValue>::new()));
+    };
+    if batches.iter().map(|b| b.num_rows()).sum::<usize>() > 1 {
+        return Err(Status::invalid_argument(
+            "a query binds one row of parameters; run it once per row",
+        ));
+    }
+    let values = batch
+        .columns()
+        .iter()
+        .map(|c| ScalarValue::try_from_array(c, 0))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Status::invalid_argument(format!(
+                "bad parameter: {}",
+                strata_engine::error::first_line(&e.to_string())
+            ))
+        })?;
+    Ok(ParamValues::from(values))
+}
