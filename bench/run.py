@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Strata benchmark: research queries through Strata's Flight SQL endpoint, DuckDB and plain
+DataFusion over the very same Parquet files, in one run.
+
+    .venv/bin/python bench/run.py --persons 100000          # generates bench/data/p100000 once
+
+Prints, per query, the median of --runs timed runs (after one warm-up) for each engine, the ratios
+Strata/DuckDB and Strata/DataFusion, and the bytes Strata's scans read; then the median ratio.
+Results also go to bench/results/<persons>.json. Build: release (`cargo build --release`).
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import duckdb
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES = json.loads((ROOT / "bench" / "queries.json").read_text())
+
+
+def target_dir() -> Path:
+    if os.environ.get("CARGO_TARGET_DIR"):
+        return Path(os.environ["CARGO_TARGET_DIR"])
+    cache = Path.home() / ".cache" / "strata-target"
+    return cache if cache.is_dir() else ROOT / "target"
+
+
+def build() -> Path:
+    env = dict(os.environ, CARGO_TARGET_DIR=str(target_dir()))
+    subprocess.run(
+        ["cargo", "build", "--release", "-p", "strata-flight-server", "-p", "strata-bench"],
+        cwd=ROOT, env=env, check=True,
+    )
+    return target_dir() / "release"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def timed(fn, runs):
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def strata_times(bin_dir: Path, dataset: Path, runs: int, log: Path):
+    port = free_port()
+    with open(log, "w") as err:
+        server = subprocess.Popen(
+            [bin_dir / "strata", "serve", "--dataset", dataset, "--listen", f"127.0.0.1:{port}",
+             "--log-format", "json"],
+            stdout=subprocess.DEVNULL, stderr=err,
+        )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise SystemExit(f"strata did not start; see {log}")
+                time.sleep(0.2)
+        conn = flight_sql.connect(f"grpc://127.0.0.1:{port}")
+        out = {}
+        for q in QUERIES:
+            def run(sql=q["sql"]):
+                cur = conn.cursor()
+                cur.execute(sql)
+                table = cur.fetch_arrow_table()
+                cur.close()
+                return table
+            times = timed(run, runs)
+            out[q["name"]] = {"times_ms": times, "rows": run().num_rows}
+        conn.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    queries = [r for r in records if r.get("message") == "query"]
+    for q in QUERIES:
+        mine = [r for r in queries if r.get("statement") == q["sql"]]
+        if mine:
+            out[q["name"]]["bytes_scanned"] = mine[-1]["bytes_scanned"]
+            out[q["name"]]["shards_scanned"] = f'{mine[-1]["shards_scanned"]}/{mine[-1]["shards_total"]}'
+    return out
+
+
+def duckdb_times(dataset: Path, runs: int):
+    con = duckdb.connect()
+    for table in sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        con.execute(
+            f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet('{table}/**/*.parquet', "
+            "hive_partitioning = false)"
+        )
+    out = {}
+    for q in QUERIES:
+        run = lambda sql=q["sql"]: con.execute(sql).fetch_arrow_table()
+        times = timed(run, runs)
+        out[q["name"]] = {"times_ms": times, "rows": run().num_rows}
+    return out
+
+
+def datafusion_times(bin_dir: Path, dataset: Path, runs: int):
+    result = subprocess.run(
+        [bin_dir / "strata-bench", "--dataset", dataset, "--queries", ROOT / "bench" / "queries.json",
+         "--runs", str(runs)],
+        check=True, capture_output=True, text=True,
+    )
+    return {t["name"]: t for t in json.loads(result.stdout)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--persons", type=int, default=100_000)
+    ap.add_argument("--shards", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--dataset", type=Path, help="use this dataset instead of generating one")
+    args = ap.parse_args()
+
+    bin_dir = build()
+    dataset = args.dataset or ROOT / "bench" / "data" / f"p{args.persons}"
+    if not (dataset / "catalog.toml").exists():
+        start = time.time()
+        subprocess.run([bin_dir / "strata", "generate", "--out", dataset, "--persons", str(args.persons),
+                        "--shards", str(args.shards), "--seed", str(args.seed)], check=True)
+        print(f"generated {dataset} in {time.time() - start:.1f} s", file=sys.stderr)
+    size = sum(f.stat().st_size for f in dataset.rglob("*.parquet"))
+
+    results_dir = ROOT / "bench" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    strata = strata_times(bin_dir, dataset, args.runs, results_dir / f"server-{args.persons}.log")
+    duck = duckdb_times(dataset, args.runs)
+    fusion = datafusion_times(bin_dir, dataset, args.runs)
+
+    rows = []
+    for q in QUERIES:
+        n = q["name"]
+        s, d, f = (statistics.median(x[n]["times_ms"]) for x in (strata, duck, fusion))
+        if not (strata[n]["rows"] == duck[n]["rows"] == fusion[n]["rows"]):
+            print(f"warning: {n}: row counts differ: strata {strata[n]['rows']}, duckdb {duck[n]['rows']}, "
+                  f"datafusion {fusion[n]['rows']}", file=sys.stderr)
+        rows.append({"query": n, "strata_ms": s, "duckdb_ms": d, "datafusion_ms": f,
+                     "strata_over_duckdb": s / d, "strata_over_datafusion": s / f,
+                     "bytes_scanned": strata[n].get("bytes_scanned"),
+                     "shards_scanned": strata[n].get("shards_scanned")})
+
+    print(f"\npersons={args.persons} shards={args.shards} dataset={size / 1e6:.0f} MB runs={args.runs} (median ms)")
+    print(f"{'query':28} {'strata':>9} {'duckdb':>9} {'datafusion':>10} {'S/duck':>7} {'S/DF':>6} {'bytes scanned':>14} shards")
+    for r in rows:
+        print(f"{r['query']:28} {r['strata_ms']:9.1f} {r['duckdb_ms']:9.1f} {r['datafusion_ms']:10.1f} "
+              f"{r['strata_over_duckdb']:7.2f} {r['strata_over_datafusion']:6.2f} "
+              f"{r['bytes_scanned'] or 0:14,} {r['shards_scanned'] or ''}")
+    med_duck = statistics.median(r["strata_over_duckdb"] for r in rows)
+    med_df = statistics.median(r["strata_over_datafusion"] for r in rows)
+    print(f"median ratio Strata/DuckDB {med_duck:.2f}, Strata/DataFusion {med_df:.2f}")
+    (results_dir / f"p{args.persons}.json").write_text(json.dumps(
+        {"persons": args.persons, "shards": args.shards, "bytes": size, "runs": args.runs, "queries": rows,
+         "median_strata_over_duckdb": med_duck, "median_strata_over_datafusion": med_df}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
