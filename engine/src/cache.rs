@@ -342,6 +342,8 @@ impl DiskTier {
             && tokio::fs::rename(&tmp, &path).await.is_ok()
         {
             self.index.insert(hash, bytes.len() as u64);
+            // moka evicts lazily; settle now so the folder never outgrows its bound.
+            self.index.run_pending_tasks();
         }
     }
 }

@@ -126,6 +126,15 @@ impl Dataset {
 
     /// A new query session with every table registered and a fresh scan recorder.
     pub fn session(&self) -> Result<(SessionContext, Arc<ScanRecorder>)> {
+        self.session_with(|_, _| true)
+    }
+
+    /// A new query session holding only the tables `visible` admits: a table a principal may
+    /// not read is not in its session at all, so no SQL path can name it.
+    pub fn session_with(
+        &self,
+        visible: impl Fn(&str, &TableEntry) -> bool,
+    ) -> Result<(SessionContext, Arc<ScanRecorder>)> {
         let recorder = Arc::new(ScanRecorder::default());
         let config = session_config().with_extension(recorder.clone());
         let state = SessionStateBuilder::new()
@@ -135,7 +144,9 @@ impl Dataset {
             .build();
         let ctx = SessionContext::new_with_state(state);
         for (name, table) in &self.tables {
-            ctx.register_table(name.as_str(), table.clone())?;
+            if visible(name, table.entry()) {
+                ctx.register_table(name.as_str(), table.clone())?;
+            }
         }
         Ok((ctx, recorder))
     }

@@ -15,10 +15,13 @@ use futures::Stream;
 use strata_engine::Dataset;
 use strata_engine::cache::CacheSnapshot;
 use strata_engine::table::ScanRecorder;
+use strata_planner::principal::Principal;
+use strata_planner::tier_guard::{TierGuard, TierMap};
 use strata_planner::{PlannedQuery, PlannerError};
 
 pub struct Executor {
     dataset: Arc<Dataset>,
+    tiers: Arc<TierMap>,
 }
 
 /// A statement planned once (at GetFlightInfo or prepare) and executed later (at DoGet).
@@ -27,33 +30,79 @@ pub struct Prepared {
     pub query: PlannedQuery,
     pub schema: SchemaRef,
     pub parameters: Option<ParamValues>,
+    /// The principal that planned it; tickets and handles work for nobody else.
+    pub owner: String,
 }
 
 impl Executor {
     pub fn new(dataset: Arc<Dataset>) -> Self {
-        Executor { dataset }
+        let tiers = TierMap::from_catalog(dataset.catalog())
+            .require_controlled_for_participant_data(dataset.catalog());
+        Executor {
+            dataset,
+            tiers: Arc::new(tiers),
+        }
+    }
+
+    pub fn tiers(&self) -> &TierMap {
+        &self.tiers
+    }
+
+    /// A session holding only the tables the principal may read, with the tier guard installed
+    /// as an analyzer rule so every plan DataFusion runs in it is checked again.
+    fn session(
+        &self,
+        principal: &Principal,
+    ) -> Result<
+        (
+            datafusion::prelude::SessionContext,
+            Arc<ScanRecorder>,
+            TierGuard,
+        ),
+        PlannerError,
+    > {
+        let tiers = self.tiers.clone();
+        let (ctx, recorder) = self
+            .dataset
+            .session_with(|name, _| {
+                tiers
+                    .table_tier(name)
+                    .is_some_and(|t| principal.may_read(t))
+            })
+            .map_err(internal)?;
+        ctx.add_analyzer_rule(Arc::new(TierGuard::new(self.tiers.clone(), principal.tier)));
+        Ok((
+            ctx,
+            recorder,
+            TierGuard::new(self.tiers.clone(), principal.tier),
+        ))
     }
 
     pub fn dataset(&self) -> &Arc<Dataset> {
         &self.dataset
     }
 
-    pub async fn plan(&self, sql: &str) -> Result<Prepared, PlannerError> {
-        let (ctx, _) = self.dataset.session().map_err(internal)?;
-        let query = strata_planner::plan_sql(&ctx, sql).await?;
+    pub async fn plan(&self, sql: &str, principal: &Principal) -> Result<Prepared, PlannerError> {
+        let (ctx, _, guard) = self.session(principal)?;
+        let query = strata_planner::plan_sql_guarded(&ctx, sql, &guard).await?;
         let schema = Arc::new(query.plan.schema().as_arrow().clone());
         Ok(Prepared {
             query,
             schema,
             parameters: None,
+            owner: principal.key(),
         })
     }
 
     /// Executes a prepared statement; batches stream lazily, and the query's log line is written
     /// when the stream ends (or is dropped by a client that went away).
-    pub async fn execute(&self, prepared: &Prepared) -> Result<QueryStream, PlannerError> {
+    pub async fn execute(
+        &self,
+        prepared: &Prepared,
+        principal: &Principal,
+    ) -> Result<QueryStream, PlannerError> {
         let started = Instant::now();
-        let (ctx, recorder) = self.dataset.session().map_err(internal)?;
+        let (ctx, recorder, _) = self.session(principal)?;
         let plan = match &prepared.parameters {
             Some(p) => strata_planner::bind(&prepared.query, p.clone())?,
             None => {
@@ -85,6 +134,7 @@ impl Executor {
             inner: stream,
             report: Some(QueryReport {
                 statement: prepared.query.sql.clone(),
+                principal: principal.key(),
                 started,
                 physical,
                 recorder,
@@ -155,6 +205,7 @@ impl Drop for QueryStream {
 
 struct QueryReport {
     statement: String,
+    principal: String,
     started: Instant,
     physical: Arc<dyn ExecutionPlan>,
     recorder: Arc<ScanRecorder>,
@@ -181,6 +232,7 @@ impl QueryReport {
         let tables: Vec<&str> = records.iter().map(|r| r.table.as_str()).collect();
         tracing::info!(
             statement = %self.statement,
+            principal = %self.principal,
             duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             rows = self.rows,
             tables = %tables.join(","),

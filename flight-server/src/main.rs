@@ -1,7 +1,9 @@
 //! `strata`: the operator's command line — make and import data, serve it over Flight SQL.
 
+mod auth;
 mod error;
 mod executor;
+mod keys;
 mod serve;
 mod service;
 mod xdbc;
@@ -32,11 +34,11 @@ enum Command {
     Generate {
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 10_000, allow_negative_numbers = true)]
         persons: u64,
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
         shards: u32,
-        #[arg(long, default_value_t = 42)]
+        #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
         seed: u64,
     },
     /// Import data into a dataset.
@@ -51,6 +53,10 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Make a dev passport issuer key pair (issuer.pem, jwks.json, issuer.json).
+    Keys(keys::KeysArgs),
+    /// Print a signed dev passport.
+    Token(keys::TokenArgs),
     /// Create a small synthetic dataset under ./.strata/ (if absent) and serve it on localhost.
     Demo {
         #[arg(long, default_value_t = 5_000)]
@@ -68,7 +74,7 @@ enum ImportCommand {
         from: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
         shards: u32,
     },
     /// Add or replace the variant and genotype tables of a dataset from a bgzipped VCF.
@@ -86,9 +92,15 @@ enum ImportCommand {
 
 #[derive(clap::Args, Clone)]
 pub struct ServerArgs {
-    /// Address to listen on. Loopback by default: there is no authentication yet.
+    /// Address to listen on. Without --jwks only loopback addresses are allowed.
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// JWKS of trusted passport and visa issuers; every call must then carry a passport.
+    #[arg(long)]
+    pub jwks: Option<PathBuf>,
+    /// With --jwks: let callers without a token in, at the public tier (aggregates only).
+    #[arg(long)]
+    pub allow_anonymous: bool,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Folder of the local-disk cache tier for object-store data (off when not given).
@@ -120,7 +132,22 @@ fn main() -> ExitCode {
             strata_engine::error::first_line(&msg)
         );
     }));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line, like every other error; `strata <command> --help` has the details.
+            let text = e.render().to_string();
+            let line: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("{}", line.join(" "));
+            return ExitCode::from(2);
+        }
+    };
     let log_format = match &cli.command {
         Command::Serve { server, .. } | Command::Demo { server, .. } => server.log_format,
         _ => LogFormat::Text,
@@ -223,6 +250,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Keys(a) => keys::run_keys(&a),
+        Command::Token(a) => keys::run_token(&a),
         Command::Serve { dataset, server } => serve::serve(&dataset, &server, None).await,
         Command::Demo { persons, server } => serve::demo(persons, &server).await,
     }

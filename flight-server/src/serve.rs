@@ -12,8 +12,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
 use crate::ServerArgs;
+use crate::auth::{Auth, interceptor};
 use crate::executor::Executor;
 use crate::service::StrataFlightSql;
+use strata_planner::passport::PassportVerifier;
+use tonic::service::interceptor::InterceptedService;
 
 /// gRPC messages from clients (parameters, handshakes) are small; results stream out in chunks.
 const MAX_DECODING_MESSAGE: usize = 16 << 20;
@@ -32,12 +35,31 @@ pub async fn serve(
     };
     let dataset = Arc::new(Dataset::open(dataset_dir, &options).await?);
     let executor = Arc::new(Executor::new(dataset.clone()));
+    let auth = match &args.jwks {
+        Some(jwks) => Auth::Passports(PassportVerifier::from_jwks_file(
+            jwks,
+            args.allow_anonymous,
+        )?),
+        None => {
+            if !args.listen.ip().is_loopback() {
+                anyhow::bail!(
+                    "refusing to listen on {} without --jwks: only loopback may run without passports",
+                    args.listen
+                );
+            }
+            tracing::warn!(
+                "no --jwks: passports are not checked; every caller on loopback is the local operator"
+            );
+            Auth::OpenLoopback
+        }
+    };
     let flight = FlightServiceServer::new(StrataFlightSql::new(executor))
         .max_decoding_message_size(MAX_DECODING_MESSAGE);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<FlightServiceServer<StrataFlightSql>>()
         .await;
+    let flight = InterceptedService::new(flight, interceptor(Arc::new(auth)));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

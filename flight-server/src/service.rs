@@ -26,9 +26,11 @@ use futures::{Stream, TryStreamExt};
 use moka::sync::Cache;
 use prost::Message;
 use strata_engine::dataset::{CATALOG_NAME, SCHEMA_NAME};
+use strata_planner::principal::Principal;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, info_span};
 
+use crate::auth::principal;
 use crate::error::ServerError;
 use crate::executor::{Executor, Prepared};
 use crate::xdbc;
@@ -81,10 +83,23 @@ impl StrataFlightSql {
             .with_descriptor(descriptor))
     }
 
-    async fn stream(&self, prepared: &Prepared) -> Result<Response<DoGetStream>, Status> {
+    /// A prepared statement of this principal; another principal's handle is "unknown", the same
+    /// answer as a handle that never existed.
+    fn owned_prepared(&self, handle: &str, who: &Principal) -> Result<Arc<Prepared>, Status> {
+        self.prepared
+            .get(handle)
+            .filter(|p| p.owner == who.key())
+            .ok_or_else(|| Status::not_found("unknown or expired prepared statement"))
+    }
+
+    async fn stream(
+        &self,
+        prepared: &Prepared,
+        who: &Principal,
+    ) -> Result<Response<DoGetStream>, Status> {
         let results = self
             .executor
-            .execute(prepared)
+            .execute(prepared, who)
             .await
             .map_err(ServerError::from)?;
         let schema = results.schema();
@@ -152,9 +167,10 @@ impl FlightSqlService for StrataFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let span = info_span!("get_flight_info_statement");
         async {
+            let who = principal(&request)?;
             let prepared = self
                 .executor
-                .plan(&query.query)
+                .plan(&query.query, &who)
                 .await
                 .map_err(ServerError::from)?;
             let handle = Self::new_handle();
@@ -176,16 +192,20 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let span = info_span!("do_get_statement");
         async {
             let handle = String::from_utf8_lossy(&ticket.statement_handle).to_string();
+            let who = principal(&request)?;
             let prepared = self
                 .statements
-                .remove(&handle)
-                .ok_or_else(|| Status::not_found("unknown or expired statement ticket"))?;
-            self.stream(&prepared).await
+                .get(&handle)
+                .filter(|p| p.owner == who.key());
+            let prepared =
+                prepared.ok_or_else(|| Status::not_found("unknown or expired statement ticket"))?;
+            self.statements.invalidate(&handle);
+            self.stream(&prepared, &who).await
         }
         .instrument(span)
         .await
@@ -194,13 +214,14 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<arrow_flight::Action>,
+        request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let span = info_span!("create_prepared_statement");
         async {
+            let who = principal(&request)?;
             let prepared = self
                 .executor
-                .plan(&query.query)
+                .plan(&query.query, &who)
                 .await
                 .map_err(ServerError::from)?;
             let parameter_schema = parameter_schema(&prepared).map_err(ServerError::from)?;
@@ -230,10 +251,7 @@ impl FlightSqlService for StrataFlightSql {
         let span = info_span!("bind_prepared_statement");
         async {
             let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
-            let prepared = self
-                .prepared
-                .get(&handle)
-                .ok_or_else(|| Status::not_found("unknown or expired prepared statement"))?;
+            let prepared = self.owned_prepared(&handle, &principal(&request)?)?;
             // The peekable stream still holds the first message (the schema) that routing looked at.
             let stream = request
                 .into_inner()
@@ -266,10 +284,7 @@ impl FlightSqlService for StrataFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = String::from_utf8_lossy(&cmd.prepared_statement_handle).to_string();
-        let prepared = self
-            .prepared
-            .get(&handle)
-            .ok_or_else(|| Status::not_found("unknown or expired prepared statement"))?;
+        let prepared = self.owned_prepared(&handle, &principal(&request)?)?;
         let info = Self::flight_info(
             &prepared.schema,
             cmd.as_any().encode_to_vec(),
@@ -281,16 +296,14 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_get_prepared_statement(
         &self,
         query: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let span = info_span!("do_get_prepared_statement");
         async {
             let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
-            let prepared = self
-                .prepared
-                .get(&handle)
-                .ok_or_else(|| Status::not_found("unknown or expired prepared statement"))?;
-            self.stream(&prepared).await
+            let who = principal(&request)?;
+            let prepared = self.owned_prepared(&handle, &who)?;
+            self.stream(&prepared, &who).await
         }
         .instrument(span)
         .await
@@ -299,9 +312,10 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_action_close_prepared_statement(
         &self,
         query: ActionClosePreparedStatementRequest,
-        _request: Request<arrow_flight::Action>,
+        request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+        self.owned_prepared(&handle, &principal(&request)?)?;
         self.prepared.invalidate(&handle);
         Ok(())
     }
@@ -372,10 +386,15 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let who = principal(&request)?;
+        let tiers = self.executor.tiers();
         let mut builder = query.into_builder();
         for (name, table) in self.executor.dataset().tables() {
+            if !tiers.table_tier(name).is_some_and(|t| who.may_read(t)) {
+                continue;
+            }
             let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
             builder
                 .append(CATALOG_NAME, SCHEMA_NAME, name, "TABLE", &schema)
@@ -476,12 +495,18 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_get_primary_keys(
         &self,
         query: CommandGetPrimaryKeys,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let who = principal(&request)?;
+        let visible = self
+            .executor
+            .tiers()
+            .table_tier(&query.table)
+            .is_some_and(|t| who.may_read(t));
         let catalog_ok = query.catalog.as_deref().is_none_or(|c| c == CATALOG_NAME);
         let schema_ok = query.db_schema.as_deref().is_none_or(|s| s == SCHEMA_NAME);
         let mut rows: Vec<(String, String)> = Vec::new();
-        if catalog_ok && schema_ok {
+        if catalog_ok && schema_ok && visible {
             if let Some(table) = self.executor.dataset().tables().get(&query.table) {
                 let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
                 if let Some(column) = primary_key(&query.table, &schema) {

@@ -3,7 +3,10 @@
 //! door, so every front door gets the same guarantees.
 
 pub mod error;
+pub mod passport;
+pub mod principal;
 pub mod statements;
+pub mod tier_guard;
 
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
@@ -16,6 +19,24 @@ pub use error::PlannerError;
 pub struct PlannedQuery {
     pub sql: String,
     pub plan: LogicalPlan,
+}
+
+/// Parses and plans `sql` in `ctx`, refusing anything that is not a read-only query, then checks
+/// the plan against the principal's tier (`guard`), before anything executes.
+pub async fn plan_sql_guarded(
+    ctx: &SessionContext,
+    sql: &str,
+    guard: &tier_guard::TierGuard,
+) -> Result<PlannedQuery, PlannerError> {
+    let planned = match plan_sql(ctx, sql).await {
+        Ok(p) => p,
+        Err(PlannerError::InvalidQuery(m)) => return Err(guard.explain_missing_table(m)),
+        Err(e) => return Err(e),
+    };
+    guard
+        .check(&planned.plan)
+        .map_err(|d| PlannerError::NotPermitted(d.0))?;
+    Ok(planned)
 }
 
 /// Parses and plans `sql` in `ctx`, refusing anything that is not a read-only query.

@@ -14,7 +14,10 @@ pub enum TestdataError {
 
 impl TestdataError {
     pub fn io(path: &std::path::Path, err: std::io::Error) -> Self {
-        TestdataError::Io { path: path.display().to_string(), message: err.to_string() }
+        TestdataError::Io {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        }
     }
 }
 

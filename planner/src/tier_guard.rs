@@ -1,0 +1,225 @@
+//! Tier guard: a plan may read no table and no column above the principal's tier, through any
+//! path — subqueries, CTEs, views, unions, joins, EXISTS — checked on the resolved plan before
+//! anything executes. Tables above the tier are not even registered in the principal's session;
+//! this rule is the second wall, and it also covers columns that demand a higher tier than their
+//! table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{Expr, LogicalPlan, TableScan};
+use datafusion::optimizer::AnalyzerRule;
+use strata_engine::{Catalog, Tier};
+
+/// Tiers of every table and of the columns that demand more than their table.
+#[derive(Debug, Default, Clone)]
+pub struct TierMap {
+    tables: HashMap<String, TableTiers>,
+}
+
+#[derive(Debug, Clone)]
+struct TableTiers {
+    tier: Tier,
+    columns: HashMap<String, Tier>,
+}
+
+impl TierMap {
+    pub fn from_catalog(catalog: &Catalog) -> Self {
+        let tables = catalog
+            .tables
+            .iter()
+            .map(|(name, t)| {
+                let columns = t
+                    .column_tiers
+                    .iter()
+                    .map(|(c, tier)| (c.clone(), *tier))
+                    .collect();
+                (
+                    name.clone(),
+                    TableTiers {
+                        tier: t.tier,
+                        columns,
+                    },
+                )
+            })
+            .collect();
+        TierMap { tables }
+    }
+
+    /// Registered principals must see participant data only through the registered views
+    /// (shifted dates, generalized demographics, no one aged 89+). Until those views exist,
+    /// participant tables demand the controlled tier: refusing is safe, showing real values is
+    /// not.
+    pub fn require_controlled_for_participant_data(mut self, catalog: &Catalog) -> Self {
+        for (name, t) in &catalog.tables {
+            if t.person_key.is_some() && t.tier < Tier::Controlled {
+                if let Some(tiers) = self.tables.get_mut(name) {
+                    tiers.tier = Tier::Controlled;
+                }
+            }
+        }
+        self
+    }
+
+    /// Adds a table that is not in the catalog (a named cohort, say) at a tier.
+    pub fn insert(&mut self, table: &str, tier: Tier) {
+        self.tables.insert(
+            table.to_string(),
+            TableTiers {
+                tier,
+                columns: HashMap::new(),
+            },
+        );
+    }
+
+    pub fn table_tier(&self, table: &str) -> Option<Tier> {
+        self.tables.get(table).map(|t| t.tier)
+    }
+
+    /// The tier a column demands: its own if higher than its table's.
+    pub fn column_tier(&self, table: &str, column: &str) -> Option<Tier> {
+        let t = self.tables.get(table)?;
+        Some(t.columns.get(column).copied().unwrap_or(t.tier).max(t.tier))
+    }
+
+    pub fn tables(&self) -> impl Iterator<Item = (&str, Tier)> {
+        self.tables.iter().map(|(n, t)| (n.as_str(), t.tier))
+    }
+}
+
+/// Why a plan was refused; turned into PERMISSION_DENIED at the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierDenied(pub String);
+
+impl std::fmt::Display for TierDenied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TierDenied {}
+
+#[derive(Debug)]
+pub struct TierGuard {
+    tiers: Arc<TierMap>,
+    tier: Tier,
+}
+
+impl TierGuard {
+    pub fn new(tiers: Arc<TierMap>, tier: Tier) -> Self {
+        TierGuard { tiers, tier }
+    }
+
+    /// A "table not found" from planning: for a table above the tier it becomes a refusal
+    /// naming the tier needed; a table that does not exist at all gets the same refusal class
+    /// for principals below the top tier, so refusals do not reveal which names exist beyond
+    /// the published catalog.
+    pub fn explain_missing_table(&self, message: String) -> crate::PlannerError {
+        let Some(name) = missing_table_name(&message) else {
+            return crate::PlannerError::InvalidQuery(message);
+        };
+        match self.tiers.table_tier(&name) {
+            Some(needed) if needed > self.tier => {
+                crate::PlannerError::NotPermitted(denied_table(&name, needed, self.tier).0)
+            }
+            None if self.tier < Tier::Controlled => crate::PlannerError::NotPermitted(format!(
+                "table '{name}' is not available at the {} tier",
+                self.tier
+            )),
+            _ => crate::PlannerError::InvalidQuery(message),
+        }
+    }
+
+    /// Walks every node, subqueries included, and refuses the first read above the tier.
+    pub fn check(&self, plan: &LogicalPlan) -> Result<(), TierDenied> {
+        let mut denied = None;
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                if let Err(e) = self.check_scan(scan) {
+                    denied = Some(e);
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        denied.map_or(Ok(()), Err)
+    }
+
+    fn check_scan(&self, scan: &TableScan) -> Result<(), TierDenied> {
+        let table = scan.table_name.table();
+        if scan.table_name.schema() == Some("information_schema") {
+            // Built from the principal's own session catalog, which holds only permitted tables.
+            return Ok(());
+        }
+        let Some(tier) = self.tiers.table_tier(table) else {
+            return Err(TierDenied(format!("table '{table}' is not available")));
+        };
+        if tier > self.tier {
+            return Err(denied_table(table, tier, self.tier));
+        }
+        let schema = scan.source.schema();
+        let projected: Vec<String> = match &scan.projection {
+            Some(p) => p.iter().map(|i| schema.field(*i).name().clone()).collect(),
+            None => schema.fields().iter().map(|f| f.name().clone()).collect(),
+        };
+        let mut columns = projected;
+        for filter in &scan.filters {
+            columns.extend(filter_columns(filter));
+        }
+        for column in columns {
+            let needed = self.tiers.column_tier(table, &column).unwrap_or(tier);
+            if needed > self.tier {
+                return Err(TierDenied(format!(
+                    "column {table}.{column} requires the {needed} tier (yours: {})",
+                    self.tier
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn denied_table(table: &str, needed: Tier, yours: Tier) -> TierDenied {
+    TierDenied(format!(
+        "table '{table}' requires the {needed} tier (yours: {yours})"
+    ))
+}
+
+/// DataFusion's "table 'strata.public.x' not found" → `x`.
+fn missing_table_name(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("table '")?;
+    let (qualified, tail) = rest.split_once('\'')?;
+    tail.trim().starts_with("not found").then(|| {
+        qualified
+            .rsplit('.')
+            .next()
+            .unwrap_or(qualified)
+            .to_string()
+    })
+}
+
+fn filter_columns(expr: &Expr) -> Vec<String> {
+    let mut out = Vec::new();
+    let _ = expr.apply(|e| {
+        if let Expr::Column(c) = e {
+            out.push(c.name.clone());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out
+}
+
+impl AnalyzerRule for TierGuard {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        self.check(&plan)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(plan)
+    }
+
+    fn name(&self) -> &str {
+        "strata_tier_guard"
+    }
+}

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The test command of Strata: builds the workspace, runs the Rust tests, then the Python end-to-end
+# suite (tests/) against the freshly built `strata` binary.
+#
+#   ./scripts/test.sh                  everything
+#   ./scripts/test.sh -k s3 -x         extra arguments go to pytest
+#
+# Environment:
+#   CARGO_TARGET_DIR   cargo's target folder; defaults to $HOME/.cache/strata-target when that exists
+#   PYTHON             interpreter for the venv (default: python3, 3.11 or newer)
+#   STRATA_KEEP_TEST_WORK=1  keep .test-work/run-* (datasets, server logs) after pytest
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+VENV="$REPO/.venv"
+REQS="$REPO/tests/requirements.txt"
+STAMP="$VENV/.requirements.sha256"
+PYTHON="${PYTHON:-python3}"
+
+SUITE_START=$SECONDS
+declare -a TIMINGS=()
+
+step() { # step NAME COMMAND...: run, time, and stop the script on failure
+    local name="$1"; shift
+    local start=$SECONDS
+    echo "==> $name"
+    local rc
+    # A subshell with errexit of its own: a failing command inside a step function fails the step
+    # (errexit would be ignored in a `cmd || …` context).
+    set +e
+    ( set -e; "$@" )
+    rc=$?
+    set -e
+    local took=$((SECONDS - start))
+    TIMINGS+=("$(printf '%-32s %5ds  %s' "$name" "$took" "$([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)")")")
+    echo "<== $name: ${took}s$([ $rc -eq 0 ] || echo ", FAILED (exit $rc)")"
+    if [ $rc -ne 0 ]; then
+        summary
+        echo "test.sh: step '$name' failed" >&2
+        exit "$rc"
+    fi
+}
+
+summary() {
+    echo
+    echo "---- timings ----"
+    local t
+    for t in "${TIMINGS[@]}"; do echo "$t"; done
+    printf "%-32s %5ds\n" "total" "$((SECONDS - SUITE_START))"
+}
+
+requirements_hash() {
+    # The interpreter's version is part of the stamp: a new Python needs a new install.
+    { cat "$REQS"; "$VENV/bin/python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1
+}
+
+setup_venv() {
+    if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        rm -rf "$VENV"
+        if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+            # Debian's python3 ships venv/ensurepip separately.
+            rm -rf "$VENV"
+            if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+                echo "python venv module missing: installing python3-venv"
+                apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null
+            fi
+            "$PYTHON" -m venv "$VENV"
+        fi
+    fi
+    "$VENV/bin/python" - <<'EOF'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"Python 3.11 or newer is needed for the test suite, found {sys.version.split()[0]}")
+EOF
+    local want
+    want="$(requirements_hash)"
+    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+        echo "requirements unchanged, skipping pip install"
+        return 0
+    fi
+    rm -f "$STAMP"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS"
+    echo "$want" > "$STAMP"
+}
+
+if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d "$HOME/.cache/strata-target" ]; then
+    export CARGO_TARGET_DIR="$HOME/.cache/strata-target"
+fi
+
+target_dir() {
+    if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+        echo "$CARGO_TARGET_DIR"
+    else
+        cargo metadata --format-version 1 --no-deps 2>/dev/null \
+            | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' \
+            2>/dev/null || echo "$REPO/target"
+    fi
+}
+
+run_pytest() {
+    local bin
+    bin="$(target_dir)/debug/strata"
+    if [ ! -x "$bin" ]; then
+        echo "strata binary not found at $bin" >&2
+        return 1
+    fi
+    export STRATA_BIN="$bin"
+    echo "STRATA_BIN=$STRATA_BIN"
+    local rc=0
+    "$VENV/bin/python" -m pytest tests/ -q "$@" || rc=$?
+    if [ $rc -eq 5 ]; then
+        echo "pytest collected no tests: treating as failure" >&2
+        return 1
+    fi
+    return $rc
+}
+
+echo "repo: $REPO"
+echo "CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}"
+
+step "python venv + requirements" setup_venv
+step "cargo build --workspace --bins" cargo build --workspace --bins
+step "cargo test --workspace" cargo test --workspace
+step "pytest tests/" run_pytest "$@"
+summary

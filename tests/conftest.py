@@ -1,0 +1,213 @@
+"""Session fixtures of the Strata Python test-suite.
+
+Datasets and servers are built once per session under `<repo>/.test-work/` (git-ignored); the folder
+of a run is removed at the end unless STRATA_KEEP_TEST_WORK=1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import (
+    StrataServer,
+    duck_over,
+    free_port,
+    repo_root,
+    run_strata,
+    shared_data_dir,
+    strata_bin,
+)
+
+GEN_PERSONS = 3000
+GEN_SHARDS = 4
+GEN_SEED = 7
+GIBLEED_SHARDS = 4
+
+# Fake credentials for the moto S3 server; set for the whole session so that every `strata serve`
+# (which reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and boto3 agree.
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "strata-test-key",
+    "AWS_SECRET_ACCESS_KEY": "strata-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def pytest_report_header(config):
+    b = strata_bin()
+    return [f"strata binary: {b} ({'present' if b.exists() else 'MISSING'})", f"shared data: {shared_data_dir()}"]
+
+
+@pytest.fixture(scope="session")
+def work_root() -> Path:
+    base = repo_root() / ".test-work"
+    base.mkdir(exist_ok=True)
+    run = base / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run.mkdir()
+    yield run
+    if os.environ.get("STRATA_KEEP_TEST_WORK") != "1":
+        shutil.rmtree(run, ignore_errors=True)
+
+
+@pytest.fixture()
+def tmp_work(work_root, request) -> Path:
+    """A fresh folder per test under the session's work folder."""
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name)[:80]
+    d = work_root / "t" / name
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    return d
+
+
+# --------------------------------------------------------------------------------------------------
+# Synthetic dataset
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def gen_dataset(work_root) -> Path:
+    out = work_root / "gen"
+    run_strata(
+        "generate", "--out", out, "--persons", GEN_PERSONS, "--shards", GEN_SHARDS, "--seed", GEN_SEED
+    )
+    assert (out / "catalog.toml").is_file(), f"generate wrote no catalog.toml in {out}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def gen_server(gen_dataset, work_root):
+    srv = StrataServer(gen_dataset, log_dir=work_root / "logs-gen-server")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def gen_duck(gen_dataset):
+    con = duck_over(gen_dataset)
+    yield con
+    con.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# GiBleed (real OMOP data, imported)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def gibleed_source() -> Path:
+    src = shared_data_dir() / "gibleed"
+    assert (src / "person.parquet").is_file(), f"GiBleed data not found at {src}"
+    return src
+
+
+@pytest.fixture(scope="session")
+def gibleed_dataset(gibleed_source, work_root) -> Path:
+    out = work_root / "gibleed"
+    run_strata("import", "omop", "--from", gibleed_source, "--out", out, "--shards", GIBLEED_SHARDS)
+    assert (out / "catalog.toml").is_file(), f"import omop wrote no catalog.toml in {out}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def gibleed_server(gibleed_dataset, work_root):
+    srv = StrataServer(gibleed_dataset, log_dir=work_root / "logs-gibleed-server")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def gibleed_duck(gibleed_dataset):
+    con = duck_over(gibleed_dataset)
+    yield con
+    con.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# S3-compatible store (moto)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_env():
+    """AWS credentials/region for the session (moto accepts any)."""
+    saved = {k: os.environ.get(k) for k in S3_ENV}
+    os.environ.update(S3_ENV)
+    yield dict(S3_ENV)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def moto_server(s3_env, work_root):
+    """A moto S3 server on a free local port; yields its endpoint `http://127.0.0.1:PORT`."""
+    log = open(work_root / "moto.log", "wb")
+    proc = None
+    endpoint = None
+    for _attempt in range(3):
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        ready = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(Exception):
+                with urllib.request.urlopen(endpoint + "/moto-api/", timeout=2) as r:
+                    if r.status == 200:
+                        ready = True
+                        break
+            time.sleep(0.2)
+        if ready:
+            break
+        with contextlib.suppress(Exception):
+            proc.kill()
+        proc.wait(timeout=10)
+        proc = None
+    if proc is None:
+        log.close()
+        raise AssertionError(
+            "moto server did not start:\n" + (work_root / "moto.log").read_text(errors="replace")[-4000:]
+        )
+    try:
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def s3_client(moto_server):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name=S3_ENV["AWS_REGION"],
+        aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
