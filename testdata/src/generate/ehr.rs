@@ -373,7 +373,7 @@ pub fn ehr_window(rng: &mut Rand, d: &Demographics) -> (i32, i32) {
     let span = match uniform(rng) {
         u if u < 0.25 => 0.2 + 1.8 * uniform(rng),
         u if u < 0.75 => 2.0 + 6.0 * uniform(rng),
-        _ => 8.0 + 7.0 * uniform(rng),
+        _ => 8.0 + 5.0 * uniform(rng),
     };
     let adult = d.birth + years(18.0);
     let start = (end - years(span)).max(adult).min(end);
@@ -1502,14 +1502,14 @@ impl Ehr<'_, '_> {
             self.measure(Some(v), day, t, TRIGLYCERIDES, tg, TYPE_EHR);
             drawn = true;
         }
-        if chance(self.rng, if acute { 0.7 } else { 0.2 }) {
+        if chance(self.rng, if acute { 0.7 } else { 0.15 }) {
             let glucose = self.p.glucose(self.rng, day);
             let creatinine = self.p.creatinine(self.rng, day);
             self.measure(Some(v), day, t, GLUCOSE, glucose, TYPE_EHR);
             self.measure(Some(v), day, t, CREATININE, creatinine, TYPE_EHR);
             drawn = true;
         }
-        if bleeding || chance(self.rng, if acute { 0.6 } else { 0.1 }) {
+        if bleeding || chance(self.rng, if acute { 0.6 } else { 0.08 }) {
             let hb = self.p.hemoglobin(self.rng, bleeding);
             self.measure(Some(v), day, t, HEMOGLOBIN, hb, TYPE_EHR);
             drawn = true;
@@ -1993,7 +1993,7 @@ pub fn simulate(
         // Vitals and labs.
         match p.kind {
             VisitKind::Outpatient => {
-                if chance(ehr.rng, 0.88) {
+                if chance(ehr.rng, 0.8) {
                     let weight = chance(ehr.rng, 0.65);
                     ehr.vitals(v, day, secs, weight);
                 }

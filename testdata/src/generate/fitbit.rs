@@ -363,9 +363,11 @@ fn intraday(
             }
         }
     }
-    // Off-wrist for a shower.
+    // Off the wrist for a shower and for charging.
     let gap_start = int_in(rng, 0, n as i64 - 1) as usize;
     let gap_len = int_in(rng, 15, 45) as usize;
+    let charge_start = int_in(rng, 0, n as i64 - 1) as usize;
+    let charge_len = int_in(rng, 45, 120) as usize;
     let (resting_hr, max_hr) = heart_rate.unwrap_or((60.0, 180.0));
     let mut hr = resting_hr + 6.0;
     for (i, s) in steps.iter().enumerate() {
@@ -378,7 +380,10 @@ fn intraday(
         }
         let target = resting_hr + 6.0 + (*s as f64 - 20.0).max(0.0) * 0.45;
         hr = 0.72 * hr + 0.28 * target.min(max_hr) + normal(rng, 0.0, 2.0);
-        if heart_rate.is_none() || (gap_start..gap_start + gap_len).contains(&i) {
+        if heart_rate.is_none()
+            || (gap_start..gap_start + gap_len).contains(&i)
+            || (charge_start..charge_start + charge_len).contains(&i)
+        {
             continue;
         }
         out.heart_rate_minute_level.person_id.append_value(pid);

@@ -19,10 +19,12 @@
 //!   asthma/COPD with albuterol, depression with sertraline, obesity with BMI 3038553, coronary
 //!   disease, atrial fibrillation, heart failure, stroke, CKD, Alzheimer's, breast cancer, …),
 //!   plus the GiBleed concepts (gastrointestinal hemorrhage 192671, more often on celecoxib
-//!   1118084 or diclofenac 1124300; acute bronchitis 260139). Every event hangs off a visit
-//!   (9201/9202/9203) and lies inside the participant's observation period. Survey answers
-//!   (The Basics, Overall Health, Lifestyle; real PPI concept ids) are in `ds_survey` and in
-//!   `observation`. See `ehr`, `survey`, `fitbit`, `genomics` for the models.
+//!   1118084 or diclofenac 1124300; acute bronchitis 260139). Every EHR event hangs off a visit
+//!   (9201/9202/9203) and is dated inside it; enrollment physical measurements (type 44818701)
+//!   and survey answers (type 45905771) have no visit. Everything lies inside the participant's
+//!   single observation period. Survey answers (The Basics, Overall Health, Lifestyle; real PPI
+//!   concept ids) are in `ds_survey` and in `observation`. Row ids are
+//!   `person_id * 10_000 + n`. See `ehr`, `survey`, `fitbit`, `genomics` for the models.
 //!
 //! # Planted rare conditions
 //! With `--persons` of 1000 or more, these conditions occur in exactly this many distinct

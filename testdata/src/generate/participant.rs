@@ -418,13 +418,9 @@ fn measurement(
     t.measurement_source_concept_id.append_value(r.concept);
     t.unit_source_value.append_value(spec.unit_code);
     t.unit_source_concept_id.append_value(spec.unit);
-    // Written straight into the column's buffer: no allocation per row.
-    let _ = write!(
-        t.value_source_value,
-        "{:.*}",
-        spec.decimals.max(0) as usize,
-        r.value
-    );
+    // Written straight into the column's buffer (no allocation per row); the value is already
+    // rounded to the measurement's precision, so the shortest form is exact.
+    let _ = write!(t.value_source_value, "{}", r.value);
     t.value_source_value.append_value("");
     t.measurement_event_id.append_null();
     t.meas_event_field_concept_id
