@@ -110,7 +110,7 @@ def duckdb_times(dataset: Path, runs: int):
         )
     out = {}
     for q in QUERIES:
-        run = lambda sql=q["sql"]: con.execute(sql).fetch_arrow_table()
+        run = lambda sql=q["sql"]: con.execute(sql).to_arrow_table()
         times = timed(run, runs)
         out[q["name"]] = {"times_ms": times, "rows": run().num_rows}
     return out

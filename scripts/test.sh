@@ -17,6 +17,7 @@ cd "$REPO"
 VENV="$REPO/.venv"
 REQS="$REPO/tests/requirements.txt"
 STAMP="$VENV/.requirements.sha256"
+PYTEST_LOG="$REPO/.test-work/pytest-output.txt"
 PYTHON="${PYTHON:-python3}"
 
 SUITE_START=$SECONDS
@@ -39,6 +40,9 @@ step() { # step NAME COMMAND...: run, time, and stop the script on failure
     if [ $rc -ne 0 ]; then
         summary
         echo "test.sh: step '$name' failed" >&2
+        if [ -f "$PYTEST_LOG" ]; then
+            grep -E '^=*\s*[0-9]+ (passed|failed|error)' "$PYTEST_LOG" | tail -n 1 || true
+        fi
         exit "$rc"
     fi
 }
@@ -109,7 +113,8 @@ run_pytest() {
     export STRATA_BIN="$bin"
     echo "STRATA_BIN=$STRATA_BIN"
     local rc=0
-    "$VENV/bin/python" -m pytest tests/ -q "$@" || rc=$?
+    mkdir -p "$REPO/.test-work"
+    "$VENV/bin/python" -m pytest tests/ -q "$@" 2>&1 | tee "$PYTEST_LOG" || rc=$?
     if [ $rc -eq 5 ]; then
         echo "pytest collected no tests: treating as failure" >&2
         return 1
@@ -117,6 +122,7 @@ run_pytest() {
     return $rc
 }
 
+rm -f "$PYTEST_LOG"
 echo "repo: $REPO"
 echo "CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}"
 
@@ -125,3 +131,7 @@ step "cargo build --workspace --bins" cargo build --workspace --bins
 step "cargo test --workspace" cargo test --workspace
 step "pytest tests/" run_pytest "$@"
 summary
+# End with pytest's own closing line ("N passed in …s") so that it is the last thing printed.
+if [ -f "$PYTEST_LOG" ]; then
+    grep -E '^=*\s*[0-9]+ (passed|failed|error)' "$PYTEST_LOG" | tail -n 1 || true
+fi

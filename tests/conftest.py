@@ -69,6 +69,14 @@ def tmp_work(work_root, request) -> Path:
     return d
 
 
+def _assert_no_panic(srv: StrataServer) -> None:
+    """A session server must never have panicked, whatever the tests sent it."""
+    text = srv.all_stderr()
+    if "panicked" in text:
+        at = text.index("panicked")
+        pytest.fail(f"strata serve panicked during the session:\n{text[max(0, at - 2000):at + 2000]}")
+
+
 # --------------------------------------------------------------------------------------------------
 # Synthetic dataset
 # --------------------------------------------------------------------------------------------------
@@ -90,6 +98,7 @@ def gen_server(gen_dataset, work_root):
     srv.start()
     yield srv
     srv.stop()
+    _assert_no_panic(srv)
 
 
 @pytest.fixture(scope="session")
@@ -125,6 +134,7 @@ def gibleed_server(gibleed_dataset, work_root):
     srv.start()
     yield srv
     srv.stop()
+    _assert_no_panic(srv)
 
 
 @pytest.fixture(scope="session")

@@ -257,6 +257,7 @@ class StrataServer:
         self._conn = None
         self._connections: list = []
         self._start_count = 0
+        self.returncode: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

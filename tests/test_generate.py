@@ -290,12 +290,19 @@ def test_concept_ancestor_is_consistent(gen_duck):
         "(SELECT descendant_concept_id FROM concept_ancestor WHERE ancestor_concept_id = 201826)"
     ).fetchone()
     assert t2d_people > 100, f"only {t2d_people} type 2 diabetes patients in {GEN_PERSONS} persons"
-    (child_only,) = gen_duck.execute(
-        "SELECT COUNT(*) FROM condition_occurrence WHERE condition_concept_id IN "
-        "(SELECT descendant_concept_id FROM concept_ancestor WHERE ancestor_concept_id = 201826 "
-        " AND descendant_concept_id <> 201826)"
+    # Ancestor queries must matter: metformin exposures are recorded as clinical drugs below the
+    # ingredient, and conditions sit below broader concepts (e.g. 201820 diabetes mellitus).
+    (metformin_children,) = gen_duck.execute(
+        "SELECT COUNT(*) FROM drug_exposure WHERE drug_concept_id IN "
+        "(SELECT descendant_concept_id FROM concept_ancestor WHERE ancestor_concept_id = 1503297 "
+        " AND descendant_concept_id <> 1503297)"
     ).fetchone()
-    assert child_only > 0, "no condition rows use a descendant of 201826 (ancestor queries untested)"
+    assert metformin_children > 0, "no drug rows use a descendant of metformin 1503297"
+    (below_broader,) = gen_duck.execute(
+        "SELECT COUNT(*) FROM condition_occurrence WHERE condition_concept_id IN "
+        "(SELECT descendant_concept_id FROM concept_ancestor WHERE ancestor_concept_id <> descendant_concept_id)"
+    ).fetchone()
+    assert below_broader > 0, "no condition rows lie below a broader concept in concept_ancestor"
 
 
 def _condition_person_counts(con) -> dict[int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 import tomllib
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import tomli_w
 
 from conftest import GEN_SHARDS
-from helpers import StrataServer, assert_tables_equal, duck_query
+from helpers import StrataServer, assert_tables_equal, duck_query, one_line_error
 from test_queries import GEN_QUERIES, check
 
 BUCKET = "strata-test"
@@ -95,6 +96,7 @@ def s3_server(s3_dataset, work_root, s3_env):
     srv.start()
     yield srv
     srv.stop()
+    assert "panicked" not in srv.all_stderr(), srv.all_stderr()[-4000:]
 
 
 def _person_in_shard(gen_dataset, table, k) -> int:
@@ -196,8 +198,8 @@ def test_missing_bucket_is_a_clean_error(s3_dataset, work_root, s3_env, tmp_work
     except AssertionError as e:
         # Refusing to start is fine if it is a one-line error without a panic.
         assert "panicked" not in str(e), str(e)
-        errors = [ln for ln in srv.all_stderr().splitlines() if "error" in ln.lower()]
-        assert errors, f"serve failed without an error line:\n{srv.all_stderr()}"
+        proc = subprocess.CompletedProcess(srv.command(), srv.returncode, "", srv.all_stderr())
+        one_line_error(proc, allow_logs=True)
     if started:
         try:
             import adbc_driver_manager
