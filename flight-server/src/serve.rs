@@ -76,7 +76,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             async {
-                let _ = tokio::signal::ctrl_c().await;
+                shutdown_signal().await;
                 info!("shutting down");
             },
         )
@@ -130,3 +130,25 @@ procedure_occurrence, measurement, observation, death, ds_survey, Fitbit tables,
 and the vocabulary (concept, concept_ancestor, concept_relationship).
 Press Ctrl-C to stop.
 "#;
+
+/// Ctrl-C or SIGTERM (what service managers send): stop accepting, finish in-flight calls.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
