@@ -325,7 +325,7 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Ok(Response::new(Self::flight_info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -410,7 +410,7 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Ok(Response::new(Self::flight_info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -460,7 +460,7 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&self.xdbc).schema();
+        let schema = query.into_builder(&self.xdbc).schema();
         Ok(Response::new(Self::flight_info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -506,12 +506,14 @@ impl FlightSqlService for StrataFlightSql {
         let catalog_ok = query.catalog.as_deref().is_none_or(|c| c == CATALOG_NAME);
         let schema_ok = query.db_schema.as_deref().is_none_or(|s| s == SCHEMA_NAME);
         let mut rows: Vec<(String, String)> = Vec::new();
-        if catalog_ok && schema_ok && visible {
-            if let Some(table) = self.executor.dataset().tables().get(&query.table) {
-                let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
-                if let Some(column) = primary_key(&query.table, &schema) {
-                    rows.push((query.table.clone(), column));
-                }
+        if catalog_ok
+            && schema_ok
+            && visible
+            && let Some(table) = self.executor.dataset().tables().get(&query.table)
+        {
+            let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
+            if let Some(column) = primary_key(&query.table, &schema) {
+                rows.push((query.table.clone(), column));
             }
         }
         let n = rows.len();

@@ -29,10 +29,10 @@ impl PlannerError {
     }
 
     pub fn from_datafusion(e: DataFusionError) -> Self {
-        if let DataFusionError::ArrowError(a, _) = e.find_root() {
-            if let Some(message) = redacted_arrow_error(a) {
-                return PlannerError::InvalidQuery(message.to_string());
-            }
+        if let DataFusionError::ArrowError(a, _) = e.find_root()
+            && let Some(message) = redacted_arrow_error(a)
+        {
+            return PlannerError::InvalidQuery(message.to_string());
         }
         match e.find_root() {
             DataFusionError::SQL(..)

@@ -76,11 +76,11 @@ pub fn number_placeholders(statement: &mut DfStatement) {
     };
     let mut n = 0;
     let _ = visit_expressions_mut(s.as_mut(), |expr| {
-        if let Expr::Value(v) = expr {
-            if matches!(&v.value, Value::Placeholder(p) if p == "?") {
-                n += 1;
-                v.value = Value::Placeholder(format!("${n}"));
-            }
+        if let Expr::Value(v) = expr
+            && matches!(&v.value, Value::Placeholder(p) if p == "?")
+        {
+            n += 1;
+            v.value = Value::Placeholder(format!("${n}"));
         }
         ControlFlow::<()>::Continue(())
     });

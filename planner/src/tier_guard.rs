@@ -55,10 +55,11 @@ impl TierMap {
     /// not.
     pub fn require_controlled_for_participant_data(mut self, catalog: &Catalog) -> Self {
         for (name, t) in &catalog.tables {
-            if t.person_key.is_some() && t.tier < Tier::Controlled {
-                if let Some(tiers) = self.tables.get_mut(name) {
-                    tiers.tier = Tier::Controlled;
-                }
+            if t.person_key.is_some()
+                && t.tier < Tier::Controlled
+                && let Some(tiers) = self.tables.get_mut(name)
+            {
+                tiers.tier = Tier::Controlled;
             }
         }
         self
@@ -137,11 +138,11 @@ impl TierGuard {
     pub fn check(&self, plan: &LogicalPlan) -> Result<(), TierDenied> {
         let mut denied = None;
         let _ = plan.apply_with_subqueries(|node| {
-            if let LogicalPlan::TableScan(scan) = node {
-                if let Err(e) = self.check_scan(scan) {
-                    denied = Some(e);
-                    return Ok(TreeNodeRecursion::Stop);
-                }
+            if let LogicalPlan::TableScan(scan) = node
+                && let Err(e) = self.check_scan(scan)
+            {
+                denied = Some(e);
+                return Ok(TreeNodeRecursion::Stop);
             }
             Ok(TreeNodeRecursion::Continue)
         });
