@@ -57,7 +57,7 @@ impl Executor {
         (
             datafusion::prelude::SessionContext,
             Arc<ScanRecorder>,
-            TierGuard,
+            Arc<TierGuard>,
         ),
         PlannerError,
     > {
@@ -70,12 +70,9 @@ impl Executor {
                     .is_some_and(|t| principal.may_read(t))
             })
             .map_err(internal)?;
-        ctx.add_analyzer_rule(Arc::new(TierGuard::new(self.tiers.clone(), principal.tier)));
-        Ok((
-            ctx,
-            recorder,
-            TierGuard::new(self.tiers.clone(), principal.tier),
-        ))
+        let guard = Arc::new(TierGuard::new(self.tiers.clone(), principal.tier));
+        ctx.add_analyzer_rule(guard.clone());
+        Ok((ctx, recorder, guard))
     }
 
     pub fn dataset(&self) -> &Arc<Dataset> {
