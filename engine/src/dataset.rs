@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::catalog::Session;
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::execution::SessionStateBuilder;
@@ -126,14 +126,16 @@ impl Dataset {
 
     /// A new query session with every table registered and a fresh scan recorder.
     pub fn session(&self) -> Result<(SessionContext, Arc<ScanRecorder>)> {
-        self.session_with(|_, _| true)
+        self.session_with(|_, t| Some(t.clone() as Arc<dyn TableProvider>))
     }
 
     /// A new query session holding only the tables `visible` admits: a table a principal may
     /// not read is not in its session at all, so no SQL path can name it.
+    /// A session holding, for each table, the provider `provider` picks (none: the table is
+    /// left out of the session).
     pub fn session_with(
         &self,
-        visible: impl Fn(&str, &TableEntry) -> bool,
+        provider: impl Fn(&str, &Arc<ShardedTable>) -> Option<Arc<dyn TableProvider>>,
     ) -> Result<(SessionContext, Arc<ScanRecorder>)> {
         let recorder = Arc::new(ScanRecorder::default());
         let config = session_config().with_extension(recorder.clone());
@@ -144,8 +146,8 @@ impl Dataset {
             .build();
         let ctx = SessionContext::new_with_state(state);
         for (name, table) in &self.tables {
-            if visible(name, table.entry()) {
-                ctx.register_table(name.as_str(), table.clone())?;
+            if let Some(p) = provider(name, table) {
+                ctx.register_table(name.as_str(), p)?;
             }
         }
         Ok((ctx, recorder))

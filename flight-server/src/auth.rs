@@ -9,6 +9,8 @@ use strata_planner::principal::{Egress, Principal};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
+use crate::audit::{AuditLog, AuditRecord, now_rfc3339};
+
 pub enum Auth {
     /// Passports verified against the configured JWKS.
     Passports(PassportVerifier),
@@ -43,12 +45,34 @@ impl Auth {
     }
 }
 
-/// Tonic interceptor: authenticate, then hand the principal to the handler.
+/// Tonic interceptor: authenticate, then hand the principal to the handler. A refused token
+/// leaves an audit record (who it claimed to be is not trusted, so not recorded).
 pub fn interceptor(
     auth: Arc<Auth>,
+    audit: Arc<AuditLog>,
 ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |mut request: Request<()>| {
-        let principal = auth.authenticate(request.metadata())?;
+        let principal = match auth.authenticate(request.metadata()) {
+            Ok(p) => p,
+            Err(status) => {
+                audit.submit(&AuditRecord {
+                    time: now_rfc3339(),
+                    request_id: uuid::Uuid::new_v4().to_string(),
+                    phase: "request".into(),
+                    action: "authenticate".into(),
+                    peer: request.remote_addr().map(|a| a.to_string()),
+                    workspace: request
+                        .metadata()
+                        .get("x-strata-workspace")
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| v.chars().take(200).collect()),
+                    outcome: "unauthenticated".into(),
+                    error: Some(status.message().to_string()),
+                    ..Default::default()
+                });
+                return Err(status);
+            }
+        };
         request.extensions_mut().insert(principal);
         Ok(request)
     }

@@ -1,8 +1,10 @@
 //! The query executor the front doors call: plan (through the planner), execute over the
 //! dataset, stream batches, and log one structured line per query with what it scanned.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -15,13 +17,26 @@ use futures::Stream;
 use strata_engine::Dataset;
 use strata_engine::cache::CacheSnapshot;
 use strata_engine::table::ScanRecorder;
-use strata_planner::principal::Principal;
+use datafusion::catalog::TableProvider;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use strata_engine::Tier;
+use strata_planner::principal::{Egress, Principal};
+use strata_planner::registered::{self, RegisteredPolicy, shift_bounds::ShiftBounds};
 use strata_planner::tier_guard::{TierGuard, TierMap};
+
+use crate::audit::{AuditLog, AuditRecord, now_rfc3339, sha256_hex};
+use crate::config::{EgressSettings, ServerConfig, date_shift_secret};
 use strata_planner::{PlannedQuery, PlannerError};
 
 pub struct Executor {
     dataset: Arc<Dataset>,
     tiers: Arc<TierMap>,
+    /// Registered-tier views of the participant tables, built once.
+    registered_views: BTreeMap<String, Arc<dyn TableProvider>>,
+    audit: Arc<AuditLog>,
+    egress: EgressSettings,
+    egress_alerts: Arc<AtomicU64>,
 }
 
 /// A statement planned once (at GetFlightInfo or prepare) and executed later (at DoGet).
@@ -32,47 +47,94 @@ pub struct Prepared {
     pub parameters: Option<ParamValues>,
     /// The principal that planned it; tickets and handles work for nobody else.
     pub owner: String,
+    /// `table:tier` of every table read, for the audit log.
+    pub tables: Vec<String>,
+    pub plan_sha256: String,
 }
 
 impl Executor {
-    pub fn new(dataset: Arc<Dataset>) -> Self {
-        let tiers = TierMap::from_catalog(dataset.catalog())
-            .require_controlled_for_participant_data(dataset.catalog());
-        Executor {
+    pub async fn open(dataset: Arc<Dataset>, config: &ServerConfig) -> anyhow::Result<Self> {
+        let tiers = Arc::new(TierMap::from_catalog(dataset.catalog()));
+        let secret = date_shift_secret(&config.state_dir(dataset.dir()))?;
+        let (raw, _) = dataset.session()?;
+        let year = chrono::Datelike::year(&chrono::Utc::now());
+        let policy = RegisteredPolicy::load(&raw, &secret, &config.registered, year)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot prepare the registered tier: {e}"))?;
+        tracing::info!(
+            left_out = policy.excluded_count(),
+            "registered tier: participants aged {}+ left out",
+            config.registered.max_age
+        );
+        let providers: BTreeMap<String, Arc<dyn TableProvider>> = dataset
+            .tables()
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone() as Arc<dyn TableProvider>))
+            .collect();
+        let registered_views =
+            registered::build_views(dataset.catalog(), &tiers, &providers, Arc::new(policy))?;
+        let audit = Arc::new(AuditLog::open(&config.audit_path(dataset.dir()))?);
+        Ok(Executor {
             dataset,
-            tiers: Arc::new(tiers),
-        }
+            tiers,
+            registered_views,
+            audit,
+            egress: config.egress.clone(),
+            egress_alerts: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     pub fn tiers(&self) -> &TierMap {
         &self.tiers
     }
 
-    /// A session holding only the tables the principal may read, with the tier guard installed
-    /// as an analyzer rule so every plan DataFusion runs in it is checked again.
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
+    /// A session holding only the tables the principal may read — for the registered tier,
+    /// their registered views — with the tier guard installed as an analyzer rule so every
+    /// plan DataFusion runs in it is checked again.
     fn session(
         &self,
         principal: &Principal,
-    ) -> Result<
-        (
-            datafusion::prelude::SessionContext,
-            Arc<ScanRecorder>,
-            Arc<TierGuard>,
-        ),
-        PlannerError,
-    > {
+    ) -> Result<(SessionContext, Arc<ScanRecorder>, Arc<TierGuard>), PlannerError> {
         let tiers = self.tiers.clone();
+        let registered = principal.tier == Tier::Registered;
         let (ctx, recorder) = self
             .dataset
-            .session_with(|name, _| {
-                tiers
-                    .table_tier(name)
-                    .is_some_and(|t| principal.may_read(t))
+            .session_with(|name, table| {
+                if !tiers.table_tier(name).is_some_and(|t| principal.may_read(t)) {
+                    return None;
+                }
+                if registered && let Some(view) = self.registered_views.get(name) {
+                    return Some(view.clone());
+                }
+                Some(table.clone() as Arc<dyn TableProvider>)
             })
             .map_err(internal)?;
-        let guard = Arc::new(TierGuard::new(self.tiers.clone(), principal.tier));
+        let guard = Arc::new(
+            TierGuard::new(self.tiers.clone(), principal.tier)
+                .aggregates_only(principal.egress == Egress::Aggregates),
+        );
         ctx.add_analyzer_rule(guard.clone());
+        if registered {
+            ctx.add_optimizer_rule(Arc::new(ShiftBounds));
+        }
         Ok((ctx, recorder, guard))
+    }
+
+    /// The table's schema as the principal sees it (registered views leave columns out).
+    pub fn table_schema(
+        &self,
+        name: &str,
+        table: &Arc<strata_engine::table::ShardedTable>,
+        principal: &Principal,
+    ) -> SchemaRef {
+        match self.registered_views.get(name) {
+            Some(view) if principal.tier == Tier::Registered => view.schema(),
+            _ => TableProvider::schema(table.as_ref()),
+        }
     }
 
     pub fn dataset(&self) -> &Arc<Dataset> {
@@ -83,20 +145,30 @@ impl Executor {
         let (ctx, _, guard) = self.session(principal)?;
         let query = strata_planner::plan_sql_guarded(&ctx, sql, &guard).await?;
         let schema = Arc::new(query.plan.schema().as_arrow().clone());
+        let tables = guard
+            .tables_touched(&query.plan)
+            .into_iter()
+            .map(|(t, tier)| format!("{t}:{tier}"))
+            .collect();
+        let plan_sha256 = sha256_hex(&query.plan.display_indent().to_string());
         Ok(Prepared {
             query,
             schema,
             parameters: None,
             owner: principal.key(),
+            tables,
+            plan_sha256,
         })
     }
 
-    /// Executes a prepared statement; batches stream lazily, and the query's log line is written
-    /// when the stream ends (or is dropped by a client that went away).
+    /// Executes a prepared statement; batches stream lazily, and the query's log line and
+    /// audit end record are written when the stream ends (or is dropped by a client that went
+    /// away). Row-level results past the egress cap end the stream with an error.
     pub async fn execute(
         &self,
         prepared: &Prepared,
         principal: &Principal,
+        audit: AuditRecord,
     ) -> Result<QueryStream, PlannerError> {
         let started = Instant::now();
         let (ctx, recorder, _) = self.session(principal)?;
@@ -117,6 +189,7 @@ impl Executor {
                 prepared.query.plan.clone()
             }
         };
+        let row_level = !is_aggregate_output(&plan);
         let df = ctx
             .execute_logical_plan(plan)
             .await
@@ -129,6 +202,10 @@ impl Executor {
             .map_err(PlannerError::from_datafusion)?;
         Ok(QueryStream {
             inner: stream,
+            row_level,
+            egress: self.egress.clone(),
+            alerts: self.egress_alerts.clone(),
+            done: false,
             report: Some(QueryReport {
                 statement: prepared.query.sql.clone(),
                 principal: principal.key(),
@@ -138,9 +215,29 @@ impl Executor {
                 cache_before: self.dataset.cache_snapshot(),
                 dataset: self.dataset.clone(),
                 rows: 0,
+                bytes: 0,
+                egress_alert: false,
                 error: None,
+                audit,
+                audit_log: self.audit.clone(),
             }),
         })
+    }
+}
+
+/// Whether the plan's output rows are aggregates (every output passes through an aggregate)
+/// rather than rows of a table.
+fn is_aggregate_output(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Aggregate(_) => true,
+        LogicalPlan::Projection(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Filter(_)
+        | LogicalPlan::SubqueryAlias(_) => plan.inputs().iter().all(|i| is_aggregate_output(i)),
+        LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => true,
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => true,
+        _ => false,
     }
 }
 
@@ -148,9 +245,15 @@ fn internal(e: strata_engine::EngineError) -> PlannerError {
     PlannerError::Internal(e.to_string())
 }
 
-/// Result batches of one query; counts rows and reports on completion.
+/// Result batches of one query; counts rows and bytes, enforces the egress limits, and reports
+/// on completion.
 pub struct QueryStream {
     inner: SendableRecordBatchStream,
+    /// Row-level results (not aggregates) are what the egress alert and cap watch.
+    row_level: bool,
+    egress: EgressSettings,
+    alerts: Arc<AtomicU64>,
+    done: bool,
     report: Option<QueryReport>,
 }
 
@@ -158,32 +261,83 @@ impl QueryStream {
     pub fn schema(&self) -> SchemaRef {
         self.inner.schema()
     }
+
+    fn finish(&mut self, error: Option<String>) {
+        self.done = true;
+        if let Some(mut r) = self.report.take() {
+            r.error = error;
+            r.log();
+        }
+    }
+
+    /// Counts a batch; an error once the row-level cap would be passed.
+    fn admit(&mut self, batch: &RecordBatch) -> Result<(), PlannerError> {
+        let Some(r) = self.report.as_mut() else {
+            return Ok(());
+        };
+        let rows = r.rows + batch.num_rows() as u64;
+        let bytes = r.bytes + batch_bytes(batch);
+        if self.row_level {
+            if rows > self.egress.max_rows || bytes > self.egress.max_bytes {
+                return Err(PlannerError::ResourcesExhausted(format!(
+                    "the result passed the row-level egress cap ({} rows, {} bytes); \
+                     aggregate or narrow the query",
+                    self.egress.max_rows, self.egress.max_bytes
+                )));
+            }
+            if !r.egress_alert && (rows > self.egress.alert_rows || bytes > self.egress.alert_bytes)
+            {
+                r.egress_alert = true;
+                let total = self.alerts.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    principal = %r.principal,
+                    request_id = %r.audit.request_id,
+                    rows,
+                    bytes,
+                    alert_rows = self.egress.alert_rows,
+                    alert_bytes = self.egress.alert_bytes,
+                    egress_alerts_total = total,
+                    "egress alert: large row-level result"
+                );
+            }
+        }
+        r.rows = rows;
+        r.bytes = bytes;
+        Ok(())
+    }
+}
+
+fn batch_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+        .sum()
 }
 
 impl Stream for QueryStream {
     type Item = Result<RecordBatch, PlannerError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
         let polled = Pin::new(&mut self.inner).poll_next(cx);
         match polled {
-            Poll::Ready(Some(Ok(batch))) => {
-                if let Some(r) = self.report.as_mut() {
-                    r.rows += batch.num_rows() as u64;
+            Poll::Ready(Some(Ok(batch))) => match self.admit(&batch) {
+                Ok(()) => Poll::Ready(Some(Ok(batch))),
+                Err(e) => {
+                    self.finish(Some(e.to_string()));
+                    Poll::Ready(Some(Err(e)))
                 }
-                Poll::Ready(Some(Ok(batch)))
-            }
+            },
             Poll::Ready(Some(Err(e))) => {
                 let err = PlannerError::from_datafusion(e);
-                if let Some(mut r) = self.report.take() {
-                    r.error = Some(err.to_string());
-                    r.log();
-                }
+                self.finish(Some(err.to_string()));
                 Poll::Ready(Some(Err(err)))
             }
             Poll::Ready(None) => {
-                if let Some(r) = self.report.take() {
-                    r.log();
-                }
+                self.finish(None);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -193,9 +347,8 @@ impl Stream for QueryStream {
 
 impl Drop for QueryStream {
     fn drop(&mut self) {
-        if let Some(mut r) = self.report.take() {
-            r.error = Some("cancelled by the client".into());
-            r.log();
+        if self.report.is_some() {
+            self.finish(Some("cancelled by the client".into()));
         }
     }
 }
@@ -209,7 +362,12 @@ struct QueryReport {
     cache_before: CacheSnapshot,
     dataset: Arc<Dataset>,
     rows: u64,
+    bytes: u64,
+    egress_alert: bool,
     error: Option<String>,
+    /// The start record of this query; its end record copies it.
+    audit: AuditRecord,
+    audit_log: Arc<AuditLog>,
 }
 
 #[derive(Debug, Default)]
@@ -232,6 +390,8 @@ impl QueryReport {
             principal = %self.principal,
             duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             rows = self.rows,
+            bytes = self.bytes,
+            egress_alert = self.egress_alert,
             tables = %tables.join(","),
             shards_scanned = records.iter().map(|r| r.shards_scanned).sum::<usize>(),
             shards_total = records.iter().map(|r| r.shards_total).sum::<usize>(),
@@ -250,6 +410,20 @@ impl QueryReport {
             error = self.error.as_deref().unwrap_or(""),
             "query"
         );
+        let mut end = self.audit;
+        end.time = now_rfc3339();
+        end.phase = "end".into();
+        end.rows = Some(self.rows);
+        end.bytes = Some(self.bytes);
+        end.egress_alert = self.egress_alert;
+        end.duration_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
+        end.outcome = match &self.error {
+            None => "ok".into(),
+            Some(e) if e == "cancelled by the client" => "cancelled".into(),
+            Some(_) => "error".into(),
+        };
+        end.error = self.error;
+        self.audit_log.submit(&end);
     }
 }
 

@@ -254,7 +254,6 @@ pub fn load_issuer(dir: &Path) -> anyhow::Result<DevIssuer> {
 
 /// Loads the dev issuer of `dir`, making one (with the default issuer URL) if there is none.
 /// For `strata demo`.
-#[allow(dead_code)]
 pub fn ensure_keys(dir: &Path) -> anyhow::Result<DevIssuer> {
     if dir.join(PRIVATE_KEY_FILE).is_file() {
         return load_issuer(dir);

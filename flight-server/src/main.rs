@@ -1,6 +1,8 @@
 //! `strata`: the operator's command line — make and import data, serve it over Flight SQL.
 
+mod audit;
 mod auth;
+mod config;
 mod error;
 mod executor;
 mod keys;
@@ -52,6 +54,30 @@ enum Command {
         dataset: PathBuf,
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Print the audit log of a server: one line per request, filtered.
+    Audit {
+        /// The dataset whose server's log to read (its default location).
+        #[arg(long, required_unless_present = "log")]
+        dataset: Option<PathBuf>,
+        /// The audit log file (when not at the default location).
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// Only requests of this passport subject.
+        #[arg(long)]
+        sub: Option<String>,
+        /// Only requests with this outcome (ok, denied, unauthenticated, invalid, error, …).
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Only requests at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only statements containing this text.
+        #[arg(long)]
+        contains: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
     /// Make a dev passport issuer key pair (issuer.pem, jwks.json, issuer.json).
     Keys(keys::KeysArgs),
@@ -110,6 +136,9 @@ pub struct ServerArgs {
     pub cache_memory_mb: u64,
     #[arg(long, default_value_t = 8192)]
     pub cache_disk_mb: u64,
+    /// Server settings (TOML): state_dir, [registered], [egress], [audit].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +280,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 summary.genotypes,
                 out.display()
             );
+            Ok(())
+        }
+        Command::Audit {
+            dataset,
+            log,
+            sub,
+            outcome,
+            since,
+            contains,
+            json,
+        } => {
+            let path = match (log, dataset) {
+                (Some(log), _) => log,
+                (None, Some(dataset)) => config::ServerConfig::default().audit_path(&dataset),
+                (None, None) => anyhow::bail!("give --dataset or --log"),
+            };
+            let query = audit::AuditQuery {
+                sub,
+                outcome,
+                since,
+                contains,
+                json,
+            };
+            let shown = audit::print(&path, &query)?;
+            eprintln!("{shown} request(s)");
             Ok(())
         }
         Command::Keys(a) => keys::run_keys(&a),

@@ -13,9 +13,12 @@ use tracing::info;
 
 use crate::ServerArgs;
 use crate::auth::{Auth, interceptor};
+use crate::config::ServerConfig;
 use crate::executor::Executor;
 use crate::service::StrataFlightSql;
+use strata_engine::Tier;
 use strata_planner::passport::PassportVerifier;
+use strata_planner::passport::dev::DevIssuer;
 use tonic::service::interceptor::InterceptedService;
 
 /// gRPC messages from clients (parameters, handshakes) are small; results stream out in chunks.
@@ -33,8 +36,10 @@ pub async fn serve(
             disk_bytes: args.cache_disk_mb << 20,
         },
     };
+    let config = ServerConfig::load(args.config.as_deref())?;
     let dataset = Arc::new(Dataset::open(dataset_dir, &options).await?);
-    let executor = Arc::new(Executor::new(dataset.clone()));
+    let executor = Arc::new(Executor::open(dataset.clone(), &config).await?);
+    info!(audit_log = %executor.audit().path().display(), "audit log");
     let auth = match &args.jwks {
         Some(jwks) => Auth::Passports(PassportVerifier::from_jwks_file(
             jwks,
@@ -53,13 +58,16 @@ pub async fn serve(
             Auth::OpenLoopback
         }
     };
-    let flight = FlightServiceServer::new(StrataFlightSql::new(executor))
+    let flight = FlightServiceServer::new(StrataFlightSql::new(executor.clone()))
         .max_decoding_message_size(MAX_DECODING_MESSAGE);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<FlightServiceServer<StrataFlightSql>>()
         .await;
-    let flight = InterceptedService::new(flight, interceptor(Arc::new(auth)));
+    let flight = InterceptedService::new(
+        flight,
+        interceptor(Arc::new(auth), executor.audit().clone()),
+    );
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -86,7 +94,8 @@ pub async fn serve(
 }
 
 pub async fn demo(persons: u64, args: &ServerArgs) -> anyhow::Result<()> {
-    let dataset = std::env::current_dir()?.join(".strata").join("demo");
+    let home = std::env::current_dir()?.join(".strata");
+    let dataset = home.join("demo");
     if !dataset.join(strata_engine::catalog::CATALOG_FILE).exists() {
         eprintln!(
             "creating a synthetic dataset of {persons} participants in {}",
@@ -101,16 +110,61 @@ pub async fn demo(persons: u64, args: &ServerArgs) -> anyhow::Result<()> {
         };
         tokio::task::spawn_blocking(move || generate(&opts)).await??;
     }
-    serve(&dataset, args, Some(DEMO_BANNER.to_string())).await
+    let keys_dir = home.join("keys");
+    let issuer = crate::keys::ensure_keys(&keys_dir)?;
+    let mut args = args.clone();
+    if args.jwks.is_none() {
+        args.jwks = Some(keys_dir.join("jwks.json"));
+    }
+    let tokens = demo_tokens(&issuer, &home.join("tokens"))?;
+    let banner = DEMO_BANNER
+        .replace("{tokens}", &tokens)
+        .replace("{tokens_dir}", &home.join("tokens").display().to_string());
+    serve(&dataset, &args, Some(banner)).await
+}
+
+/// Dev passports for each tier and egress mode, valid for a day, written to `dir/<name>.jwt`
+/// and listed for the banner.
+fn demo_tokens(issuer: &DevIssuer, dir: &Path) -> anyhow::Result<String> {
+    use strata_planner::passport::dev::{TokenSpec, mint_passport};
+    use strata_planner::principal::Egress;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let now = strata_planner::passport::now_unix();
+    let kinds = [
+        ("public", Tier::Public, None, "aggregates only"),
+        ("registered", Tier::Registered, None, "shifted dates, generalized demographics"),
+        ("controlled", Tier::Controlled, None, "real dates, genomics"),
+        (
+            "controlled-aggregates",
+            Tier::Controlled,
+            Some(Egress::Aggregates),
+            "a dashboard service account",
+        ),
+    ];
+    let mut listing = String::new();
+    for (name, tier, egress, what) in kinds {
+        let mut spec = TokenSpec::new(tier, &format!("demo-{name}"), now);
+        spec.egress = egress;
+        spec.ttl_secs = 24 * 3600;
+        let token = mint_passport(issuer, &spec);
+        let path = dir.join(format!("{name}.jwt"));
+        std::fs::write(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
+        listing.push_str(&format!("  {name:<22} ({what}): {}\n", path.display()));
+    }
+    Ok(listing)
 }
 
 const DEMO_BANNER: &str = r#"
 Strata demo: a synthetic research-program dataset is served on grpc://{addr}
 
+Every call needs a data passport. Dev passports (valid 24 h, re-made at each start):
+{tokens}
 Python (pip install adbc-driver-flightsql pyarrow pandas):
 
     import adbc_driver_flightsql.dbapi as flight_sql
-    conn = flight_sql.connect("grpc://{addr}")
+    token = open("{tokens_dir}/registered.jwt").read()
+    conn = flight_sql.connect("grpc://{addr}", db_kwargs={
+        "adbc.flight.sql.authorization_header": "Bearer " + token})
     cur = conn.cursor()
     cur.execute("""
         SELECT c.concept_name, COUNT(DISTINCT co.person_id) AS persons
@@ -121,13 +175,17 @@ Python (pip install adbc-driver-flightsql pyarrow pandas):
 R (install.packages(c("adbcdrivermanager", "adbcflightsql"))):
 
     library(adbcdrivermanager)
-    db <- adbc_database_init(adbcflightsql::adbcflightsql(), uri = "grpc://{addr}")
+    token <- readLines("{tokens_dir}/registered.jwt", warn = FALSE)
+    db <- adbc_database_init(adbcflightsql::adbcflightsql(), uri = "grpc://{addr}",
+                             adbc.flight.sql.authorization_header = paste("Bearer", token))
     con <- adbc_connection_init(db)
     con |> read_adbc("SELECT gender_concept_id, COUNT(*) AS n FROM person GROUP BY 1") |> as.data.frame()
 
 Tables: person, observation_period, visit_occurrence, condition_occurrence, drug_exposure,
-procedure_occurrence, measurement, observation, death, ds_survey, Fitbit tables, variant, genotype,
-and the vocabulary (concept, concept_ancestor, concept_relationship).
+procedure_occurrence, measurement, observation, death, ds_survey, Fitbit tables (registered
+tier), variant and genotype (controlled tier), and the vocabulary (concept, concept_ancestor,
+concept_relationship: public). The audit log is in .strata/demo/.strata-server/audit.jsonl
+(`strata audit --dataset .strata/demo`).
 Press Ctrl-C to stop.
 "#;
 

@@ -16,7 +16,9 @@ use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
-    CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandStatementQuery,
+    ActionCreatePreparedSubstraitPlanRequest, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
+    CommandStatementQuery, CommandStatementSubstraitPlan, CommandStatementUpdate,
     DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, SqlSupportedTransaction,
     TicketStatementQuery,
 };
@@ -30,6 +32,7 @@ use strata_planner::principal::Principal;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, info_span};
 
+use crate::audit::{AuditRecord, now_rfc3339, sha256_hex};
 use crate::auth::principal;
 use crate::error::ServerError;
 use crate::executor::{Executor, Prepared};
@@ -92,16 +95,33 @@ impl StrataFlightSql {
             .ok_or_else(|| Status::not_found("unknown or expired prepared statement"))
     }
 
+    /// Executes and streams. The start record is on disk before anything executes; the end
+    /// record follows when the stream ends.
     async fn stream(
         &self,
         prepared: &Prepared,
         who: &Principal,
+        mut record: AuditRecord,
     ) -> Result<Response<DoGetStream>, Status> {
-        let results = self
-            .executor
-            .execute(prepared, who)
-            .await
-            .map_err(ServerError::from)?;
+        record.statement_sha256 = Some(sha256_hex(&prepared.query.sql));
+        record.statement = Some(prepared.query.sql.clone());
+        record.plan_sha256 = Some(prepared.plan_sha256.clone());
+        record.tables = prepared.tables.clone();
+        record.phase = "start".into();
+        record.outcome = "started".into();
+        record.time = now_rfc3339();
+        self.executor.audit().append(&record).await.map_err(|e| {
+            tracing::error!(error = %e, "audit log unavailable; refusing to stream");
+            Status::unavailable("the audit log is unavailable; no results are released")
+        })?;
+        let results = match self.executor.execute(prepared, who, record.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                let status = Status::from(ServerError::from(e));
+                record.phase = "end".into();
+                return self.audited(record, Err(status)).await;
+            }
+        };
         let schema = results.schema();
         let batches =
             results.map_err(|e| FlightError::Tonic(Box::new(Status::from(ServerError::from(e)))));
@@ -110,6 +130,36 @@ impl StrataFlightSql {
             .build(batches)
             .map_err(flight_error_to_status);
         Ok(Response::new(Box::pin(flight)))
+    }
+
+    /// Writes the audit record of a request that answers in one call: refusals durably before
+    /// the refusal is sent, successes in the background.
+    async fn audited<R>(&self, mut record: AuditRecord, result: Result<R, Status>) -> Result<R, Status> {
+        record.time = now_rfc3339();
+        match &result {
+            Ok(_) => {
+                record.outcome = "ok".into();
+                self.executor.audit().submit(&record);
+            }
+            Err(status) => {
+                record.outcome = outcome_of(status).into();
+                record.error = Some(status.message().to_string());
+                if let Err(e) = self.executor.audit().append(&record).await {
+                    tracing::error!(error = %e, "audit record of a refusal not written");
+                }
+            }
+        }
+        result
+    }
+
+    /// A metadata command's answer, audited.
+    async fn metadata(
+        &self,
+        request: &Request<Ticket>,
+        action: &str,
+        result: Result<Response<DoGetStream>, Status>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.audited(audit_record(request, action), result).await
     }
 
     fn batch_response(batch: RecordBatch) -> Response<DoGetStream> {
@@ -166,13 +216,18 @@ impl FlightSqlService for StrataFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let span = info_span!("get_flight_info_statement");
-        async {
+        let mut record = audit_record(&request, "plan_statement");
+        record.statement_sha256 = Some(sha256_hex(&query.query));
+        record.statement = Some(query.query.clone());
+        let result = async {
             let who = principal(&request)?;
             let prepared = self
                 .executor
                 .plan(&query.query, &who)
                 .await
                 .map_err(ServerError::from)?;
+            record.tables = prepared.tables.clone();
+            record.plan_sha256 = Some(prepared.plan_sha256.clone());
             let handle = Self::new_handle();
             let ticket = TicketStatementQuery {
                 statement_handle: handle.clone().into(),
@@ -186,7 +241,8 @@ impl FlightSqlService for StrataFlightSql {
             Ok(Response::new(info))
         }
         .instrument(span)
-        .await
+        .await;
+        self.audited(record, result).await
     }
 
     async fn do_get_statement(
@@ -202,10 +258,13 @@ impl FlightSqlService for StrataFlightSql {
                 .statements
                 .get(&handle)
                 .filter(|p| p.owner == who.key());
-            let prepared =
-                prepared.ok_or_else(|| Status::not_found("unknown or expired statement ticket"))?;
+            let record = audit_record(&request, "execute_statement");
+            let Some(prepared) = prepared else {
+                let refused = Err(Status::not_found("unknown or expired statement ticket"));
+                return self.audited(record, refused).await;
+            };
             self.statements.invalidate(&handle);
-            self.stream(&prepared, &who).await
+            self.stream(&prepared, &who, record).await
         }
         .instrument(span)
         .await
@@ -217,13 +276,18 @@ impl FlightSqlService for StrataFlightSql {
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let span = info_span!("create_prepared_statement");
-        async {
+        let mut record = audit_record(&request, "prepare");
+        record.statement_sha256 = Some(sha256_hex(&query.query));
+        record.statement = Some(query.query.clone());
+        let result = async {
             let who = principal(&request)?;
             let prepared = self
                 .executor
                 .plan(&query.query, &who)
                 .await
                 .map_err(ServerError::from)?;
+            record.tables = prepared.tables.clone();
+            record.plan_sha256 = Some(prepared.plan_sha256.clone());
             let parameter_schema = parameter_schema(&prepared).map_err(ServerError::from)?;
             let handle = Self::new_handle();
             let dataset_schema = schema_bytes(&prepared.schema)?;
@@ -240,7 +304,8 @@ impl FlightSqlService for StrataFlightSql {
             })
         }
         .instrument(span)
-        .await
+        .await;
+        self.audited(record, result).await
     }
 
     async fn do_put_prepared_statement_query(
@@ -249,7 +314,8 @@ impl FlightSqlService for StrataFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let span = info_span!("bind_prepared_statement");
-        async {
+        let record = audit_record(&request, "bind");
+        let result = async {
             let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
             let prepared = self.owned_prepared(&handle, &principal(&request)?)?;
             // The peekable stream still holds the first message (the schema) that routing looked at.
@@ -275,7 +341,8 @@ impl FlightSqlService for StrataFlightSql {
             })
         }
         .instrument(span)
-        .await
+        .await;
+        self.audited(record, result).await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -284,13 +351,17 @@ impl FlightSqlService for StrataFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = String::from_utf8_lossy(&cmd.prepared_statement_handle).to_string();
-        let prepared = self.owned_prepared(&handle, &principal(&request)?)?;
-        let info = Self::flight_info(
-            &prepared.schema,
-            cmd.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        let record = audit_record(&request, "plan_prepared");
+        let result = (|| {
+            let prepared = self.owned_prepared(&handle, &principal(&request)?)?;
+            let info = Self::flight_info(
+                &prepared.schema,
+                cmd.as_any().encode_to_vec(),
+                request.into_inner(),
+            )?;
+            Ok(Response::new(info))
+        })();
+        self.audited(record, result).await
     }
 
     async fn do_get_prepared_statement(
@@ -302,8 +373,12 @@ impl FlightSqlService for StrataFlightSql {
         async {
             let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
             let who = principal(&request)?;
-            let prepared = self.owned_prepared(&handle, &who)?;
-            self.stream(&prepared, &who).await
+            let record = audit_record(&request, "execute_prepared");
+            let prepared = match self.owned_prepared(&handle, &who) {
+                Ok(p) => p,
+                Err(refused) => return self.audited(record, Err(refused)).await,
+            };
+            self.stream(&prepared, &who, record).await
         }
         .instrument(span)
         .await
@@ -315,9 +390,11 @@ impl FlightSqlService for StrataFlightSql {
         request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
-        self.owned_prepared(&handle, &principal(&request)?)?;
-        self.prepared.invalidate(&handle);
-        Ok(())
+        let record = audit_record(&request, "close_prepared");
+        let result = principal(&request)
+            .and_then(|who| self.owned_prepared(&handle, &who))
+            .map(|_| self.prepared.invalidate(&handle));
+        self.audited(record, result).await
     }
 
     async fn get_flight_info_catalogs(
@@ -336,13 +413,16 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_get_catalogs(
         &self,
         query: CommandGetCatalogs,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let mut builder = query.into_builder();
-        builder.append(CATALOG_NAME);
-        Ok(Self::batch_response(
-            builder.build().map_err(ServerError::from)?,
-        ))
+        let result = (|| {
+            let mut builder = query.into_builder();
+            builder.append(CATALOG_NAME);
+            Ok(Self::batch_response(
+                builder.build().map_err(ServerError::from)?,
+            ))
+        })();
+        self.metadata(&request, "get_catalogs", result).await
     }
 
     async fn get_flight_info_schemas(
@@ -361,13 +441,16 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let mut builder = query.into_builder();
-        builder.append(CATALOG_NAME, SCHEMA_NAME);
-        Ok(Self::batch_response(
-            builder.build().map_err(ServerError::from)?,
-        ))
+        let result = (|| {
+            let mut builder = query.into_builder();
+            builder.append(CATALOG_NAME, SCHEMA_NAME);
+            Ok(Self::batch_response(
+                builder.build().map_err(ServerError::from)?,
+            ))
+        })();
+        self.metadata(&request, "get_db_schemas", result).await
     }
 
     async fn get_flight_info_tables(
@@ -388,21 +471,24 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let who = principal(&request)?;
-        let tiers = self.executor.tiers();
-        let mut builder = query.into_builder();
-        for (name, table) in self.executor.dataset().tables() {
-            if !tiers.table_tier(name).is_some_and(|t| who.may_read(t)) {
-                continue;
+        let result = (|| {
+            let who = principal(&request)?;
+            let tiers = self.executor.tiers();
+            let mut builder = query.into_builder();
+            for (name, table) in self.executor.dataset().tables() {
+                if !tiers.table_tier(name).is_some_and(|t| who.may_read(t)) {
+                    continue;
+                }
+                let schema = self.executor.table_schema(name, table, &who);
+                builder
+                    .append(CATALOG_NAME, SCHEMA_NAME, name, "TABLE", &schema)
+                    .map_err(ServerError::from)?;
             }
-            let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
-            builder
-                .append(CATALOG_NAME, SCHEMA_NAME, name, "TABLE", &schema)
-                .map_err(ServerError::from)?;
-        }
-        Ok(Self::batch_response(
-            builder.build().map_err(ServerError::from)?,
-        ))
+            Ok(Self::batch_response(
+                builder.build().map_err(ServerError::from)?,
+            ))
+        })();
+        self.metadata(&request, "get_tables", result).await
     }
 
     async fn get_flight_info_table_types(
@@ -421,13 +507,16 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_get_table_types(
         &self,
         query: CommandGetTableTypes,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let mut builder = query.into_builder();
-        builder.append("TABLE");
-        Ok(Self::batch_response(
-            builder.build().map_err(ServerError::from)?,
-        ))
+        let result = (|| {
+            let mut builder = query.into_builder();
+            builder.append("TABLE");
+            Ok(Self::batch_response(
+                builder.build().map_err(ServerError::from)?,
+            ))
+        })();
+        self.metadata(&request, "get_table_types", result).await
     }
 
     async fn get_flight_info_sql_info(
@@ -446,13 +535,16 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_get_sql_info(
         &self,
         query: CommandGetSqlInfo,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let batch = query
-            .into_builder(&self.sql_info)
-            .build()
-            .map_err(ServerError::from)?;
-        Ok(Self::batch_response(batch))
+        let result = (|| {
+            let batch = query
+                .into_builder(&self.sql_info)
+                .build()
+                .map_err(ServerError::from)?;
+            Ok(Self::batch_response(batch))
+        })();
+        self.metadata(&request, "get_sql_info", result).await
     }
 
     async fn get_flight_info_xdbc_type_info(
@@ -471,13 +563,16 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_get_xdbc_type_info(
         &self,
         query: CommandGetXdbcTypeInfo,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let batch = query
-            .into_builder(&self.xdbc)
-            .build()
-            .map_err(ServerError::from)?;
-        Ok(Self::batch_response(batch))
+        let result = (|| {
+            let batch = query
+                .into_builder(&self.xdbc)
+                .build()
+                .map_err(ServerError::from)?;
+            Ok(Self::batch_response(batch))
+        })();
+        self.metadata(&request, "get_xdbc_type_info", result).await
     }
 
     async fn get_flight_info_primary_keys(
@@ -497,48 +592,111 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let who = principal(&request)?;
-        let visible = self
-            .executor
-            .tiers()
-            .table_tier(&query.table)
-            .is_some_and(|t| who.may_read(t));
-        let catalog_ok = query.catalog.as_deref().is_none_or(|c| c == CATALOG_NAME);
-        let schema_ok = query.db_schema.as_deref().is_none_or(|s| s == SCHEMA_NAME);
-        let mut rows: Vec<(String, String)> = Vec::new();
-        if catalog_ok
-            && schema_ok
-            && visible
-            && let Some(table) = self.executor.dataset().tables().get(&query.table)
-        {
-            let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
-            if let Some(column) = primary_key(&query.table, &schema) {
-                rows.push((query.table.clone(), column));
+        let result = (|| {
+            let who = principal(&request)?;
+            let visible = self
+                .executor
+                .tiers()
+                .table_tier(&query.table)
+                .is_some_and(|t| who.may_read(t));
+            let catalog_ok = query.catalog.as_deref().is_none_or(|c| c == CATALOG_NAME);
+            let schema_ok = query.db_schema.as_deref().is_none_or(|s| s == SCHEMA_NAME);
+            let mut rows: Vec<(String, String)> = Vec::new();
+            if catalog_ok
+                && schema_ok
+                && visible
+                && let Some(table) = self.executor.dataset().tables().get(&query.table)
+            {
+                let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
+                if let Some(column) = primary_key(&query.table, &schema) {
+                    rows.push((query.table.clone(), column));
+                }
             }
-        }
-        let n = rows.len();
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(vec![CATALOG_NAME; n])),
-            Arc::new(StringArray::from(vec![SCHEMA_NAME; n])),
-            Arc::new(StringArray::from(
-                rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from(
-                rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from(
-                rows.iter()
-                    .map(|r| format!("{}_pkey", r.0))
-                    .collect::<Vec<_>>(),
-            )),
-            Arc::new(Int32Array::from(vec![1; n])),
-        ];
-        let batch = RecordBatch::try_new(Arc::new(primary_keys_schema()), columns)
-            .map_err(ServerError::from)?;
-        Ok(Self::batch_response(batch))
+            let n = rows.len();
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(vec![CATALOG_NAME; n])),
+                Arc::new(StringArray::from(vec![SCHEMA_NAME; n])),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rows.iter()
+                        .map(|r| format!("{}_pkey", r.0))
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(Int32Array::from(vec![1; n])),
+            ];
+            let batch = RecordBatch::try_new(Arc::new(primary_keys_schema()), columns)
+                .map_err(ServerError::from)?;
+            Ok(Self::batch_response(batch))
+        })();
+        self.metadata(&request, "get_primary_keys", result).await
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+
+    // Strata is read-only and plans SQL only: updates, ingestion and Substrait plans are
+    // refused (and audited) rather than left to the library's defaults.
+
+    async fn do_put_statement_update(
+        &self,
+        ticket: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let mut record = audit_record(&request, "statement_update");
+        record.statement_sha256 = Some(sha256_hex(&ticket.query));
+        record.statement = Some(ticket.query);
+        self.audited(record, Err(read_only())).await
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        _query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.audited(audit_record(&request, "prepared_update"), Err(read_only()))
+            .await
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        ticket: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let mut record = audit_record(&request, "ingest");
+        record.tables = vec![ticket.table];
+        self.audited(record, Err(read_only())).await
+    }
+
+    async fn get_flight_info_substrait_plan(
+        &self,
+        _query: CommandStatementSubstraitPlan,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.audited(audit_record(&request, "substrait_plan"), Err(no_substrait()))
+            .await
+    }
+
+    async fn do_put_substrait_plan(
+        &self,
+        _query: CommandStatementSubstraitPlan,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.audited(audit_record(&request, "substrait_plan"), Err(no_substrait()))
+            .await
+    }
+
+    async fn do_action_create_prepared_substrait_plan(
+        &self,
+        _query: ActionCreatePreparedSubstraitPlanRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        self.audited(audit_record(&request, "substrait_plan"), Err(no_substrait()))
+            .await
+    }
 
     async fn do_get_fallback(
         &self,
@@ -569,6 +727,52 @@ impl FlightSqlService for StrataFlightSql {
         Ok(Response::new(Box::pin(futures::stream::once(async {
             Ok(response)
         }))))
+    }
+}
+
+fn read_only() -> Status {
+    Status::permission_denied(
+        "Strata is read-only: only queries (SELECT, WITH, VALUES, EXPLAIN) are accepted",
+    )
+}
+
+fn no_substrait() -> Status {
+    Status::unimplemented("Substrait plans are not accepted; send SQL")
+}
+
+/// The audit record of a request, before its outcome: who (if authenticated), from where, and
+/// the workspace the client named.
+fn audit_record<T>(request: &Request<T>, action: &str) -> AuditRecord {
+    let who = request.extensions().get::<Principal>();
+    let workspace = request
+        .metadata()
+        .get("x-strata-workspace")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect());
+    AuditRecord {
+        time: now_rfc3339(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        phase: "request".into(),
+        action: action.into(),
+        sub: who.map_or_else(String::new, |p| p.sub.clone()),
+        issuer: who.map_or_else(String::new, |p| p.issuer.clone()),
+        tier: who.map_or_else(String::new, |p| p.tier.to_string()),
+        egress_mode: who.map_or_else(String::new, |p| p.egress.to_string()),
+        visa_ids: who.map_or_else(Vec::new, |p| p.visa_ids.clone()),
+        workspace,
+        peer: request.remote_addr().map(|a| a.to_string()),
+        ..Default::default()
+    }
+}
+
+fn outcome_of(status: &Status) -> &'static str {
+    match status.code() {
+        tonic::Code::PermissionDenied => "denied",
+        tonic::Code::Unauthenticated => "unauthenticated",
+        tonic::Code::InvalidArgument | tonic::Code::NotFound => "invalid",
+        tonic::Code::Unimplemented => "unsupported",
+        tonic::Code::Cancelled => "cancelled",
+        _ => "error",
     }
 }
 

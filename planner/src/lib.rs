@@ -5,6 +5,7 @@
 pub mod error;
 pub mod passport;
 pub mod principal;
+pub mod registered;
 pub mod statements;
 pub mod tier_guard;
 

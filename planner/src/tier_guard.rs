@@ -24,6 +24,8 @@ pub struct TierMap {
 struct TableTiers {
     tier: Tier,
     columns: HashMap<String, Tier>,
+    /// Rows are participants' rows (the table has a person key).
+    participant: bool,
 }
 
 impl TierMap {
@@ -42,6 +44,7 @@ impl TierMap {
                     TableTiers {
                         tier: t.tier,
                         columns,
+                        participant: t.person_key.is_some(),
                     },
                 )
             })
@@ -49,31 +52,22 @@ impl TierMap {
         TierMap { tables }
     }
 
-    /// Registered principals must see participant data only through the registered views
-    /// (shifted dates, generalized demographics, no one aged 89+). Until those views exist,
-    /// participant tables demand the controlled tier: refusing is safe, showing real values is
-    /// not.
-    pub fn require_controlled_for_participant_data(mut self, catalog: &Catalog) -> Self {
-        for (name, t) in &catalog.tables {
-            if t.person_key.is_some()
-                && t.tier < Tier::Controlled
-                && let Some(tiers) = self.tables.get_mut(name)
-            {
-                tiers.tier = Tier::Controlled;
-            }
-        }
-        self
-    }
-
     /// Adds a table that is not in the catalog (a named cohort, say) at a tier.
-    pub fn insert(&mut self, table: &str, tier: Tier) {
+    pub fn insert(&mut self, table: &str, tier: Tier, participant: bool) {
         self.tables.insert(
             table.to_string(),
             TableTiers {
                 tier,
                 columns: HashMap::new(),
+                participant,
             },
         );
+    }
+
+    /// Whether the table's rows belong to participants.
+    pub fn is_participant_table(&self, table: &str) -> bool {
+        // Unknown tables count as participant data: the safe assumption.
+        self.tables.get(table).is_none_or(|t| t.participant)
     }
 
     pub fn table_tier(&self, table: &str) -> Option<Tier> {
@@ -107,11 +101,83 @@ impl std::error::Error for TierDenied {}
 pub struct TierGuard {
     tiers: Arc<TierMap>,
     tier: Tier,
+    /// Aggregates-only egress: no participant row may reach the output unaggregated.
+    aggregates_only: bool,
 }
 
 impl TierGuard {
     pub fn new(tiers: Arc<TierMap>, tier: Tier) -> Self {
-        TierGuard { tiers, tier }
+        TierGuard {
+            tiers,
+            tier,
+            aggregates_only: false,
+        }
+    }
+
+    pub fn aggregates_only(mut self, yes: bool) -> Self {
+        self.aggregates_only = yes;
+        self
+    }
+
+    /// Every table the plan reads (subqueries included), with its tier, sorted.
+    pub fn tables_touched(&self, plan: &LogicalPlan) -> Vec<(String, Tier)> {
+        let mut out = std::collections::BTreeMap::new();
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                let name = scan.table_name.table().to_string();
+                let tier = self.tiers.table_tier(&name).unwrap_or(Tier::Controlled);
+                out.insert(name, tier);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        out.into_iter().collect()
+    }
+
+    /// For aggregates-only principals: refuses a plan whose output carries participant rows
+    /// that no aggregate summarized (row-level results).
+    fn check_egress(&self, plan: &LogicalPlan) -> Result<(), TierDenied> {
+        if self.aggregates_only && self.emits_participant_rows(plan) {
+            return Err(TierDenied(
+                "row-level results are not available to an aggregates-only principal \
+                 (public tier or strata_egress=aggregates): summarize with COUNT, SUM, AVG … \
+                 GROUP BY"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn emits_participant_rows(&self, plan: &LogicalPlan) -> bool {
+        match plan {
+            LogicalPlan::Aggregate(_) => false,
+            LogicalPlan::TableScan(scan) => {
+                scan.table_name.schema() != Some("information_schema")
+                    && self.tiers.is_participant_table(scan.table_name.table())
+            }
+            _ => {
+                // A subquery above every aggregate decides, row by row, what is emitted
+                // (`concept_id IN (SELECT … WHERE person_id = 42)` lists a person's rows).
+                let mut emits = false;
+                let _ = plan.apply_expressions(|e| {
+                    e.apply(|e| {
+                        let sub = match e {
+                            Expr::ScalarSubquery(sq) => Some(&sq.subquery),
+                            Expr::Exists(x) => Some(&x.subquery.subquery),
+                            Expr::InSubquery(x) => Some(&x.subquery.subquery),
+                            _ => None,
+                        };
+                        if let Some(sub) = sub
+                            && self.emits_participant_rows(sub)
+                        {
+                            emits = true;
+                            return Ok(TreeNodeRecursion::Stop);
+                        }
+                        Ok(TreeNodeRecursion::Continue)
+                    })
+                });
+                emits || plan.inputs().iter().any(|i| self.emits_participant_rows(i))
+            }
+        }
     }
 
     /// A "table not found" from planning: for a table above the tier it becomes a refusal
@@ -119,6 +185,15 @@ impl TierGuard {
     /// for principals below the top tier, so refusals do not reveal which names exist beyond
     /// the published catalog.
     pub fn explain_missing_table(&self, message: String) -> crate::PlannerError {
+        if let Some(column) = missing_column_name(&message)
+            && let Some((table, needed)) = self.hidden_column(&column)
+        {
+            // Registered views leave controlled columns out; naming one is a refusal, not a typo.
+            return crate::PlannerError::NotPermitted(format!(
+                "column {table}.{column} requires the {needed} tier (yours: {})",
+                self.tier
+            ));
+        }
         let Some(name) = missing_table_name(&message) else {
             return crate::PlannerError::InvalidQuery(message);
         };
@@ -134,8 +209,29 @@ impl TierGuard {
         }
     }
 
+    /// A column above the tier of a table the principal can read, by its bare name.
+    fn hidden_column(&self, column: &str) -> Option<(String, Tier)> {
+        let mut found: Vec<(String, Tier)> = self
+            .tiers
+            .tables
+            .iter()
+            .filter(|(_, t)| t.tier <= self.tier)
+            .filter_map(|(name, t)| {
+                let needed = *t.columns.get(column)?;
+                (needed > self.tier).then(|| (name.clone(), needed))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().next()
+    }
+
     /// Walks every node, subqueries included, and refuses the first read above the tier.
     pub fn check(&self, plan: &LogicalPlan) -> Result<(), TierDenied> {
+        self.check_tiers(plan)?;
+        self.check_egress(plan)
+    }
+
+    fn check_tiers(&self, plan: &LogicalPlan) -> Result<(), TierDenied> {
         let mut denied = None;
         let _ = plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node
@@ -160,6 +256,11 @@ impl TierGuard {
         };
         if tier > self.tier {
             return Err(denied_table(table, tier, self.tier));
+        }
+        if crate::registered::is_registered_base(scan) {
+            // The real table under a registered view: the view exposes only registered-tier
+            // columns, shifted and generalized; the view's own columns were checked above it.
+            return Ok(());
         }
         let schema = scan.source.schema();
         let projected: Vec<String> = match &scan.projection {
@@ -200,6 +301,17 @@ fn missing_table_name(message: &str) -> Option<String> {
             .unwrap_or(qualified)
             .to_string()
     })
+}
+
+/// DataFusion's "No field named p.birth_datetime. Valid fields are …" → `birth_datetime`.
+fn missing_column_name(message: &str) -> Option<String> {
+    let rest = message.split_once("No field named ")?.1;
+    let name = rest
+        .split(|c: char| c == ' ' || c == ',')
+        .next()?
+        .trim_end_matches('.');
+    let bare = name.rsplit('.').next()?.trim_matches('"');
+    (!bare.is_empty()).then(|| bare.to_string())
 }
 
 fn filter_columns(expr: &Expr) -> Vec<String> {

@@ -1,0 +1,221 @@
+//! The audit log: append-only JSON lines, one record per request, fsynced before results
+//! stream. A single writer thread appends and fsyncs whatever records are waiting (group
+//! commit), so concurrent requests share one fsync; a request that must be durable awaits its
+//! acknowledgement, which comes only after `fdatasync` returned.
+//!
+//! A query leaves two lines with the same `request_id`: `phase: "start"` (durable before the
+//! first batch) and `phase: "end"` (rows, bytes, outcome). `strata audit` joins them.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecord {
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub request_id: String,
+    /// `start` / `end` for queries; `request` for everything answered in one call.
+    pub phase: String,
+    /// What was asked: `statement`, `prepare`, `execute`, `get_tables`, `authenticate`, …
+    pub action: String,
+    pub sub: String,
+    pub issuer: String,
+    pub tier: String,
+    pub egress_mode: String,
+    pub visa_ids: Vec<String>,
+    pub workspace: Option<String>,
+    pub peer: Option<String>,
+    pub statement: Option<String>,
+    pub statement_sha256: Option<String>,
+    pub plan_sha256: Option<String>,
+    /// `table:tier` for every table the plan reads.
+    pub tables: Vec<String>,
+    pub rows: Option<u64>,
+    pub bytes: Option<u64>,
+    /// Cells suppressed by disclosure control (none yet: that control is not built).
+    pub suppressed_cells: Option<u64>,
+    pub egress_alert: bool,
+    /// `ok`, `denied`, `unauthenticated`, `invalid`, `error`, `cancelled`, `started`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub duration_ms: Option<f64>,
+}
+
+type Ack = oneshot::Sender<Result<(), String>>;
+
+pub struct AuditLog {
+    path: PathBuf,
+    sender: std::sync::Mutex<mpsc::Sender<(String, Option<Ack>)>>,
+}
+
+impl AuditLog {
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open audit log {}", path.display()))?;
+        let (sender, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("strata-audit".into())
+            .spawn(move || writer(file, receiver))
+            .context("cannot start the audit writer")?;
+        Ok(AuditLog {
+            path: path.to_path_buf(),
+            sender: std::sync::Mutex::new(sender),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends and waits until the record is on disk.
+    pub async fn append(&self, record: &AuditRecord) -> Result<(), String> {
+        let (ack, done) = oneshot::channel();
+        self.send(record, Some(ack))?;
+        done.await
+            .map_err(|_| "the audit writer stopped".to_string())?
+    }
+
+    /// Appends without waiting (records of refusals and of finished streams: nothing left to
+    /// hold back).
+    pub fn submit(&self, record: &AuditRecord) {
+        if let Err(e) = self.send(record, None) {
+            tracing::error!(error = %e, "audit record lost");
+        }
+    }
+
+    fn send(&self, record: &AuditRecord, ack: Option<Ack>) -> Result<(), String> {
+        let line = serde_json::to_string(record).map_err(|e| e.to_string())?;
+        self.sender
+            .lock()
+            .map_err(|_| "audit log poisoned".to_string())?
+            .send((line, ack))
+            .map_err(|_| "the audit writer stopped".to_string())
+    }
+}
+
+fn writer(mut file: File, receiver: mpsc::Receiver<(String, Option<Ack>)>) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = receiver.try_recv() {
+            batch.push(more);
+        }
+        let mut buf = String::new();
+        for (line, _) in &batch {
+            buf.push_str(line);
+            buf.push('\n');
+        }
+        let result = file
+            .write_all(buf.as_bytes())
+            .and_then(|_| file.sync_data())
+            .map_err(|e| format!("audit log write failed: {e}"));
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "audit log write failed");
+        }
+        for (_, ack) in batch {
+            if let Some(ack) = ack {
+                let _ = ack.send(result.clone());
+            }
+        }
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `strata audit`: reads the log, joins the start and end lines of each request, filters.
+pub struct AuditQuery {
+    pub sub: Option<String>,
+    pub outcome: Option<String>,
+    pub since: Option<String>,
+    pub contains: Option<String>,
+    pub json: bool,
+}
+
+pub fn print(path: &Path, q: &AuditQuery) -> anyhow::Result<usize> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read audit log {}", path.display()))?;
+    let mut merged: Vec<AuditRecord> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: AuditRecord = serde_json::from_str(line).with_context(|| {
+            format!("{}:{}: not an audit record", path.display(), n + 1)
+        })?;
+        match index.get(&record.request_id) {
+            Some(&i) if record.phase == "end" => {
+                let start = &mut merged[i];
+                start.phase = "end".into();
+                start.rows = record.rows;
+                start.bytes = record.bytes;
+                start.egress_alert = record.egress_alert;
+                start.outcome = record.outcome;
+                start.error = record.error;
+                start.duration_ms = record.duration_ms;
+                start.suppressed_cells = record.suppressed_cells;
+            }
+            _ => {
+                index.insert(record.request_id.clone(), merged.len());
+                merged.push(record);
+            }
+        }
+    }
+    let mut shown = 0;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for r in merged.iter().filter(|r| {
+        q.sub.as_ref().is_none_or(|s| &r.sub == s)
+            && q.outcome.as_ref().is_none_or(|o| &r.outcome == o)
+            && q.since.as_ref().is_none_or(|t| r.time.as_str() >= t.as_str())
+            && q.contains.as_ref().is_none_or(|c| {
+                r.statement.as_deref().is_some_and(|s| s.contains(c.as_str()))
+            })
+    }) {
+        shown += 1;
+        if q.json {
+            writeln!(out, "{}", serde_json::to_string(r)?)?;
+        } else {
+            writeln!(
+                out,
+                "{} {:<9} {:<14} {}@{} tier={} rows={} bytes={}{} {}{}",
+                r.time,
+                r.outcome,
+                r.action,
+                r.sub,
+                r.issuer,
+                r.tier,
+                r.rows.map_or("-".into(), |v| v.to_string()),
+                r.bytes.map_or("-".into(), |v| v.to_string()),
+                if r.egress_alert { " EGRESS-ALERT" } else { "" },
+                r.statement.as_deref().unwrap_or("").replace('\n', " "),
+                r.error
+                    .as_deref()
+                    .map_or(String::new(), |e| format!(" [{e}]")),
+            )?;
+        }
+    }
+    Ok(shown)
+}

@@ -1,0 +1,144 @@
+//! `strata serve --config FILE`: the operator's settings, all optional, with defaults that are
+//! safe for a single-machine deployment.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+use strata_planner::registered::RegisteredSettings;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where the server keeps its state: the date-shift secret and the audit log. Default:
+    /// `<dataset>/.strata-server`.
+    pub state_dir: Option<PathBuf>,
+    pub registered: RegisteredSettings,
+    pub egress: EgressSettings,
+    pub audit: AuditSettings,
+}
+
+/// Row-level result sizes that raise an alert, and the hard cap that stops a stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressSettings {
+    pub alert_rows: u64,
+    pub alert_bytes: u64,
+    pub max_rows: u64,
+    pub max_bytes: u64,
+}
+
+impl Default for EgressSettings {
+    fn default() -> Self {
+        EgressSettings {
+            alert_rows: 100_000,
+            alert_bytes: 256 << 20,
+            max_rows: 10_000_000,
+            max_bytes: 4 << 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Default: `<state_dir>/audit.jsonl`.
+    pub path: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(ServerConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let config: ServerConfig = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid config {}: {}",
+                path.display(),
+                e.message().lines().next().unwrap_or("")
+            )
+        })?;
+        let e = &config.egress;
+        if e.alert_rows > e.max_rows || e.alert_bytes > e.max_bytes {
+            anyhow::bail!(
+                "invalid config {}: egress alert thresholds must not exceed the caps",
+                path.display()
+            );
+        }
+        if config.registered.max_age < 1 {
+            anyhow::bail!("invalid config {}: registered.max_age must be positive", path.display());
+        }
+        Ok(config)
+    }
+
+    pub fn state_dir(&self, dataset: &Path) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| dataset.join(".strata-server"))
+    }
+
+    pub fn audit_path(&self, dataset: &Path) -> PathBuf {
+        self.audit
+            .path
+            .clone()
+            .unwrap_or_else(|| self.state_dir(dataset).join("audit.jsonl"))
+    }
+}
+
+/// The server secret keying the registered tier's date shift: 32 random bytes, made once and
+/// kept (mode 0600) so offsets survive restarts. Losing it re-shifts every date.
+pub fn date_shift_secret(state_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let path = state_dir.join("date-shift.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_secret(text.trim())
+            .with_context(|| format!("{} is not a 64-digit hex secret", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(state_dir)
+                .with_context(|| format!("cannot create {}", state_dir.display()))?;
+            let mut secret = [0u8; 32];
+            getrandom_fill(&mut secret)?;
+            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            let tmp = state_dir.join("date-shift.key.tmp");
+            write_private(&tmp, hex.as_bytes())?;
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(secret)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn parse_secret(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .context("cannot read /dev/urandom")
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
