@@ -465,19 +465,25 @@ def test_server_registered_token_reads_vocabulary(auth_server, keys_dir):
     assert t.num_rows == 5
 
 
+def test_server_registered_token_reads_participant_data_through_views(auth_server, keys_dir):
+    """Registered callers read participant tables (as registered views, see test_tiers.py)."""
+    token = mint(keys_dir, "registered", "alice")
+    t = run_sql(auth_server, token, "SELECT person_id, year_of_birth FROM person LIMIT 5")
+    assert t.num_rows == 5
+
+
 @pytest.mark.parametrize(
     "sql",
     [
-        "SELECT person_id FROM person LIMIT 5",
-        "SELECT COUNT(*) FROM concept WHERE concept_id IN (SELECT condition_concept_id FROM condition_occurrence)",
-        "WITH p AS (SELECT * FROM person) SELECT COUNT(*) FROM p",
-        "SELECT 1 FROM concept WHERE EXISTS (SELECT 1 FROM genotype)",
+        "SELECT COUNT(*) FROM genotype",
+        "SELECT COUNT(*) FROM concept WHERE EXISTS (SELECT 1 FROM genotype)",
+        "WITH v AS (SELECT * FROM variant) SELECT COUNT(*) FROM v",
+        "SELECT birth_datetime FROM person",
+        "SELECT COUNT(*) FROM person p WHERE p.day_of_birth = 1",
     ],
-    ids=["direct", "in-subquery", "cte", "exists-controlled"],
+    ids=["table", "exists", "cte", "column", "column-in-filter"],
 )
-def test_server_registered_token_is_refused_unshifted_participant_data(auth_server, keys_dir, sql):
-    """Registered-tier views (shifted dates, generalized demographics, no one aged 89+) are not
-    built yet, so participant tables demand the controlled tier: refusal, never real values."""
+def test_server_registered_token_is_refused_controlled_data(auth_server, keys_dir, sql):
     token = mint(keys_dir, "registered", "alice")
     with pytest.raises(Exception) as err:
         run_sql(auth_server, token, sql)

@@ -162,9 +162,8 @@ pub fn print(path: &Path, q: &AuditQuery) -> anyhow::Result<usize> {
         if line.trim().is_empty() {
             continue;
         }
-        let record: AuditRecord = serde_json::from_str(line).with_context(|| {
-            format!("{}:{}: not an audit record", path.display(), n + 1)
-        })?;
+        let record: AuditRecord = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not an audit record", path.display(), n + 1))?;
         match index.get(&record.request_id) {
             Some(&i) if record.phase == "end" => {
                 let start = &mut merged[i];
@@ -189,9 +188,13 @@ pub fn print(path: &Path, q: &AuditQuery) -> anyhow::Result<usize> {
     for r in merged.iter().filter(|r| {
         q.sub.as_ref().is_none_or(|s| &r.sub == s)
             && q.outcome.as_ref().is_none_or(|o| &r.outcome == o)
-            && q.since.as_ref().is_none_or(|t| r.time.as_str() >= t.as_str())
+            && q.since
+                .as_ref()
+                .is_none_or(|t| r.time.as_str() >= t.as_str())
             && q.contains.as_ref().is_none_or(|c| {
-                r.statement.as_deref().is_some_and(|s| s.contains(c.as_str()))
+                r.statement
+                    .as_deref()
+                    .is_some_and(|s| s.contains(c.as_str()))
             })
     }) {
         shown += 1;

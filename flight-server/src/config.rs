@@ -68,7 +68,10 @@ impl ServerConfig {
             );
         }
         if config.registered.max_age < 1 {
-            anyhow::bail!("invalid config {}: registered.max_age must be positive", path.display());
+            anyhow::bail!(
+                "invalid config {}: registered.max_age must be positive",
+                path.display()
+            );
         }
         Ok(config)
     }

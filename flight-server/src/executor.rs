@@ -10,17 +10,17 @@ use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
 use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
+use datafusion::prelude::SessionContext;
 use futures::Stream;
 use strata_engine::Dataset;
+use strata_engine::Tier;
 use strata_engine::cache::CacheSnapshot;
 use strata_engine::table::ScanRecorder;
-use datafusion::catalog::TableProvider;
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::SessionContext;
-use strata_engine::Tier;
 use strata_planner::principal::{Egress, Principal};
 use strata_planner::registered::{self, RegisteredPolicy, shift_bounds::ShiftBounds};
 use strata_planner::tier_guard::{TierGuard, TierMap};
@@ -104,7 +104,10 @@ impl Executor {
         let (ctx, recorder) = self
             .dataset
             .session_with(|name, table| {
-                if !tiers.table_tier(name).is_some_and(|t| principal.may_read(t)) {
+                if !tiers
+                    .table_tier(name)
+                    .is_some_and(|t| principal.may_read(t))
+                {
                     return None;
                 }
                 if registered && let Some(view) = self.registered_views.get(name) {

@@ -132,7 +132,12 @@ fn demo_tokens(issuer: &DevIssuer, dir: &Path) -> anyhow::Result<String> {
     let now = strata_planner::passport::now_unix();
     let kinds = [
         ("public", Tier::Public, None, "aggregates only"),
-        ("registered", Tier::Registered, None, "shifted dates, generalized demographics"),
+        (
+            "registered",
+            Tier::Registered,
+            None,
+            "shifted dates, generalized demographics",
+        ),
         ("controlled", Tier::Controlled, None, "real dates, genomics"),
         (
             "controlled-aggregates",
@@ -148,7 +153,8 @@ fn demo_tokens(issuer: &DevIssuer, dir: &Path) -> anyhow::Result<String> {
         spec.ttl_secs = 24 * 3600;
         let token = mint_passport(issuer, &spec);
         let path = dir.join(format!("{name}.jwt"));
-        std::fs::write(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, &token)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         listing.push_str(&format!("  {name:<22} ({what}): {}\n", path.display()));
     }
     Ok(listing)

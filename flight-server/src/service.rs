@@ -14,13 +14,12 @@ use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfoD
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
-    ActionCreatePreparedSubstraitPlanRequest, CommandGetXdbcTypeInfo,
-    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
-    CommandStatementQuery, CommandStatementSubstraitPlan, CommandStatementUpdate,
-    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, SqlSupportedTransaction,
-    TicketStatementQuery,
+    ActionCreatePreparedStatementResult, ActionCreatePreparedSubstraitPlanRequest, Any,
+    CommandGetCatalogs, CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetSqlInfo,
+    CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery,
+    CommandStatementSubstraitPlan, CommandStatementUpdate, DoPutPreparedStatementResult,
+    ProstMessageExt, SqlInfo, SqlSupportedTransaction, TicketStatementQuery,
 };
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc, Ticket};
 use datafusion::common::{ParamValues, ScalarValue};
@@ -134,7 +133,11 @@ impl StrataFlightSql {
 
     /// Writes the audit record of a request that answers in one call: refusals durably before
     /// the refusal is sent, successes in the background.
-    async fn audited<R>(&self, mut record: AuditRecord, result: Result<R, Status>) -> Result<R, Status> {
+    async fn audited<R>(
+        &self,
+        mut record: AuditRecord,
+        result: Result<R, Status>,
+    ) -> Result<R, Status> {
         record.time = now_rfc3339();
         match &result {
             Ok(_) => {
@@ -676,8 +679,11 @@ impl FlightSqlService for StrataFlightSql {
         _query: CommandStatementSubstraitPlan,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.audited(audit_record(&request, "substrait_plan"), Err(no_substrait()))
-            .await
+        self.audited(
+            audit_record(&request, "substrait_plan"),
+            Err(no_substrait()),
+        )
+        .await
     }
 
     async fn do_put_substrait_plan(
@@ -685,8 +691,11 @@ impl FlightSqlService for StrataFlightSql {
         _query: CommandStatementSubstraitPlan,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.audited(audit_record(&request, "substrait_plan"), Err(no_substrait()))
-            .await
+        self.audited(
+            audit_record(&request, "substrait_plan"),
+            Err(no_substrait()),
+        )
+        .await
     }
 
     async fn do_action_create_prepared_substrait_plan(
@@ -694,8 +703,11 @@ impl FlightSqlService for StrataFlightSql {
         _query: ActionCreatePreparedSubstraitPlanRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.audited(audit_record(&request, "substrait_plan"), Err(no_substrait()))
-            .await
+        self.audited(
+            audit_record(&request, "substrait_plan"),
+            Err(no_substrait()),
+        )
+        .await
     }
 
     async fn do_get_fallback(

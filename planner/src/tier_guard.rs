@@ -307,7 +307,7 @@ fn missing_table_name(message: &str) -> Option<String> {
 fn missing_column_name(message: &str) -> Option<String> {
     let rest = message.split_once("No field named ")?.1;
     let name = rest
-        .split(|c: char| c == ' ' || c == ',')
+        .split([' ', ','])
         .next()?
         .trim_end_matches('.');
     let bare = name.rsplit('.').next()?.trim_matches('"');

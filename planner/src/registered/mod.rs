@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Column, Result as DfResult};
 use datafusion::datasource::{TableType, provider_as_source};
 use datafusion::logical_expr::{
@@ -26,8 +26,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use strata_engine::{Catalog, Tier};
 
 use crate::tier_guard::TierMap;
-pub use policy::{RegisteredPolicy, RegisteredSettings};
 use policy::{Attribute, GENDER_QUESTION, RACE_QUESTION, SEX_QUESTION};
+pub use policy::{RegisteredPolicy, RegisteredSettings};
 use udfs::Kind;
 
 /// The real table, as read from inside a registered view. It is never registered under a name
@@ -244,17 +244,22 @@ fn generalized(
                 ])
             };
             let q = col_of(question);
-            when(q.clone().eq(lit(RACE_QUESTION)), by_question(Attribute::Race))
-                .when(q.clone().eq(lit(GENDER_QUESTION)), by_question(Attribute::Gender))
-                .when(q.eq(lit(SEX_QUESTION)), by_question(Attribute::SexAtBirth))
-                .otherwise(col_of(column))
-                .ok()
+            when(
+                q.clone().eq(lit(RACE_QUESTION)),
+                by_question(Attribute::Race),
+            )
+            .when(
+                q.clone().eq(lit(GENDER_QUESTION)),
+                by_question(Attribute::Gender),
+            )
+            .when(q.eq(lit(SEX_QUESTION)), by_question(Attribute::SexAtBirth))
+            .otherwise(col_of(column))
+            .ok()
         }
     }
 }
 
 /// Whether a scan reads a real table from inside a registered view.
 pub fn is_registered_base(scan: &datafusion::logical_expr::TableScan) -> bool {
-    datafusion::datasource::source_as_provider(&scan.source)
-        .is_ok_and(|p| p.is::<RegisteredBase>())
+    datafusion::datasource::source_as_provider(&scan.source).is_ok_and(|p| p.is::<RegisteredBase>())
 }

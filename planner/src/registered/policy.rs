@@ -196,7 +196,12 @@ impl RegisteredPolicy {
         self.excluded.len()
     }
 
-    pub fn decide(&self, attribute: Attribute, person: Option<i64>, concept: Option<i64>) -> Decision {
+    pub fn decide(
+        &self,
+        attribute: Attribute,
+        person: Option<i64>,
+        concept: Option<i64>,
+    ) -> Decision {
         match attribute {
             Attribute::Gender => match concept {
                 Some(MALE | FEMALE | GENDER_MAN | GENDER_WOMAN) => Decision::Keep,
@@ -235,7 +240,12 @@ impl RegisteredPolicy {
 
     /// One race answer row per participant of more than one race (the others would tell how
     /// many races they chose, and which).
-    pub fn keep_answer(&self, person: Option<i64>, question: Option<i64>, answer: Option<i64>) -> bool {
+    pub fn keep_answer(
+        &self,
+        person: Option<i64>,
+        question: Option<i64>,
+        answer: Option<i64>,
+    ) -> bool {
         if question != Some(RACE_QUESTION) {
             return true;
         }
@@ -317,24 +327,39 @@ mod tests {
     fn generalization_rules() {
         let mut p = RegisteredPolicy::with_secret(&[1; 32]);
         p.multi_race.insert(5, 1_586_142);
-        p.add_rare(vec![vec![1_586_145, 3], vec![1_586_146, 500], vec![0, 1]], 200);
+        p.add_rare(
+            vec![vec![1_586_145, 3], vec![1_586_146, 500], vec![0, 1]],
+            200,
+        );
         use Decision::Keep;
         assert_eq!(p.decide(Attribute::Gender, Some(1), Some(MALE)), Keep);
         assert!(matches!(
             p.decide(Attribute::Gender, Some(1), Some(0)),
-            Decision::Replace { code: GENDER_GENERALIZED, .. }
+            Decision::Replace {
+                code: GENDER_GENERALIZED,
+                ..
+            }
         ));
         assert!(matches!(
             p.decide(Attribute::SexAtBirth, Some(1), Some(903_096)),
-            Decision::Replace { code: SEX_GENERALIZED, .. }
+            Decision::Replace {
+                code: SEX_GENERALIZED,
+                ..
+            }
         ));
         assert!(matches!(
             p.decide(Attribute::Race, Some(5), Some(1_586_146)),
-            Decision::Replace { code: RACE_MORE_THAN_ONE, .. }
+            Decision::Replace {
+                code: RACE_MORE_THAN_ONE,
+                ..
+            }
         ));
         assert!(matches!(
             p.decide(Attribute::Race, Some(6), Some(1_586_145)),
-            Decision::Replace { code: RACE_ANOTHER_SINGLE, .. }
+            Decision::Replace {
+                code: RACE_ANOTHER_SINGLE,
+                ..
+            }
         ));
         assert_eq!(p.decide(Attribute::Race, Some(6), Some(1_586_146)), Keep);
         assert_eq!(p.decide(Attribute::Race, Some(5), Some(903_096)), Keep);

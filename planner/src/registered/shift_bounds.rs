@@ -111,13 +111,15 @@ fn literal(expr: &Expr) -> Option<&ScalarValue> {
 /// real = shifted + offset with offset in [1, 365] days.
 fn bounds(real: Expr, op: Operator, value: &ScalarValue) -> Vec<Expr> {
     let plus = |days: i64| add_days(value, days).map(|v| Expr::Literal(v, None));
-    let cmp = |op: Operator, v: Expr| Expr::BinaryExpr(BinaryExpr::new(Box::new(real.clone()), op, Box::new(v)));
+    let cmp = |op: Operator, v: Expr| {
+        Expr::BinaryExpr(BinaryExpr::new(Box::new(real.clone()), op, Box::new(v)))
+    };
     match op {
         Operator::GtEq | Operator::Gt => plus(MIN_OFFSET_DAYS).map(|v| vec![cmp(op, v)]),
         Operator::LtEq | Operator::Lt => plus(MAX_OFFSET_DAYS).map(|v| vec![cmp(op, v)]),
-        Operator::Eq => plus(MIN_OFFSET_DAYS).zip(plus(MAX_OFFSET_DAYS)).map(|(lo, hi)| {
-            vec![cmp(Operator::GtEq, lo), cmp(Operator::LtEq, hi)]
-        }),
+        Operator::Eq => plus(MIN_OFFSET_DAYS)
+            .zip(plus(MAX_OFFSET_DAYS))
+            .map(|(lo, hi)| vec![cmp(Operator::GtEq, lo), cmp(Operator::LtEq, hi)]),
         _ => None,
     }
     .unwrap_or_default()
@@ -131,9 +133,10 @@ fn add_days(value: &ScalarValue, days: i64) -> Option<ScalarValue> {
         TimestampSecond(Some(v), tz) => {
             TimestampSecond(Some(v.checked_add(days.checked_mul(86_400)?)?), tz.clone())
         }
-        TimestampMillisecond(Some(v), tz) => {
-            TimestampMillisecond(Some(v.checked_add(days.checked_mul(86_400_000)?)?), tz.clone())
-        }
+        TimestampMillisecond(Some(v), tz) => TimestampMillisecond(
+            Some(v.checked_add(days.checked_mul(86_400_000)?)?),
+            tz.clone(),
+        ),
         TimestampMicrosecond(Some(v), tz) => TimestampMicrosecond(
             Some(v.checked_add(days.checked_mul(86_400_000_000)?)?),
             tz.clone(),
@@ -155,14 +158,29 @@ mod tests {
         let real = datafusion::logical_expr::col("d");
         let x = ScalarValue::Date32(Some(100));
         let ge = bounds(real.clone(), Operator::GtEq, &x);
-        assert_eq!(ge, vec![real.clone().gt_eq(Expr::Literal(ScalarValue::Date32(Some(101)), None))]);
+        assert_eq!(
+            ge,
+            vec![
+                real.clone()
+                    .gt_eq(Expr::Literal(ScalarValue::Date32(Some(101)), None))
+            ]
+        );
         let lt = bounds(real.clone(), Operator::Lt, &x);
-        assert_eq!(lt, vec![real.clone().lt(Expr::Literal(ScalarValue::Date32(Some(465)), None))]);
+        assert_eq!(
+            lt,
+            vec![
+                real.clone()
+                    .lt(Expr::Literal(ScalarValue::Date32(Some(465)), None))
+            ]
+        );
         assert_eq!(bounds(real.clone(), Operator::Eq, &x).len(), 2);
         assert!(bounds(real, Operator::NotEq, &x).is_empty());
         assert_eq!(
             add_days(&ScalarValue::TimestampMicrosecond(Some(0), None), 1),
-            Some(ScalarValue::TimestampMicrosecond(Some(86_400_000_000), None))
+            Some(ScalarValue::TimestampMicrosecond(
+                Some(86_400_000_000),
+                None
+            ))
         );
     }
 }

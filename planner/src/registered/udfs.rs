@@ -153,7 +153,9 @@ fn concept_ids(array: &ArrayRef) -> DfResult<Int64Array> {
         | DataType::UInt8
         | DataType::UInt16
         | DataType::UInt32
-        | DataType::Null => Ok(cast(array, &DataType::Int64)?.as_primitive::<Int64Type>().clone()),
+        | DataType::Null => Ok(cast(array, &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .clone()),
         other => exec_err!("expected an integer key, found {other}"),
     }
 }
@@ -183,9 +185,9 @@ fn shift(policy: &RegisteredPolicy, persons: &Int64Array, values: &ArrayRef) -> 
         other => return exec_err!("{SHIFT} cannot shift a value of type {other}"),
     };
     Ok(match values.data_type() {
-        DataType::Date32 => shift_primitive::<Date32Type>(persons, values, |v, pid| {
-            v - offset_days(pid) as i32
-        }),
+        DataType::Date32 => {
+            shift_primitive::<Date32Type>(persons, values, |v, pid| v - offset_days(pid) as i32)
+        }
         DataType::Date64 => shift_primitive::<Date64Type>(persons, values, |v, pid| {
             v - offset_days(pid) * day_units
         }),
