@@ -9,6 +9,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -126,7 +127,7 @@ impl Dataset {
 
     /// A new query session with every table registered and a fresh scan recorder.
     pub fn session(&self) -> Result<(SessionContext, Arc<ScanRecorder>)> {
-        self.session_with(|_, t| Some(t.clone() as Arc<dyn TableProvider>))
+        self.session_with(|_, t| Some(t.clone() as Arc<dyn TableProvider>), None)
     }
 
     /// A new query session holding only the tables `visible` admits: a table a principal may
@@ -136,14 +137,18 @@ impl Dataset {
     pub fn session_with(
         &self,
         provider: impl Fn(&str, &Arc<ShardedTable>) -> Option<Arc<dyn TableProvider>>,
+        query_planner: Option<Arc<dyn QueryPlanner + Send + Sync>>,
     ) -> Result<(SessionContext, Arc<ScanRecorder>)> {
         let recorder = Arc::new(ScanRecorder::default());
         let config = session_config().with_extension(recorder.clone());
-        let state = SessionStateBuilder::new()
+        let mut builder = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.runtime.clone())
-            .with_default_features()
-            .build();
+            .with_default_features();
+        if let Some(planner) = query_planner {
+            builder = builder.with_query_planner(planner);
+        }
+        let state = builder.build();
         let ctx = SessionContext::new_with_state(state);
         for (name, table) in &self.tables {
             if let Some(p) = provider(name, table) {

@@ -40,6 +40,7 @@ impl Auth {
                 expires_at: None,
                 visa_ids: Vec::new(),
                 anonymous: false,
+                operator: true,
             }),
         }
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+use strata_planner::disclosure::DisclosureSettings;
 use strata_planner::registered::RegisteredSettings;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -16,6 +17,7 @@ pub struct ServerConfig {
     pub registered: RegisteredSettings,
     pub egress: EgressSettings,
     pub audit: AuditSettings,
+    pub disclosure: DisclosureSettings,
 }
 
 /// Row-level result sizes that raise an alert, and the hard cap that stops a stream.
@@ -66,6 +68,9 @@ impl ServerConfig {
                 "invalid config {}: egress alert thresholds must not exceed the caps",
                 path.display()
             );
+        }
+        if let Err(e) = config.disclosure.validate() {
+            anyhow::bail!("invalid config {}: {e}", path.display());
         }
         if config.registered.max_age < 1 {
             anyhow::bail!(

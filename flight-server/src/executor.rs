@@ -1,7 +1,7 @@
 //! The query executor the front doors call: plan (through the planner), execute over the
 //! dataset, stream batches, and log one structured line per query with what it scanned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +12,8 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::common::ParamValues;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
@@ -21,6 +23,9 @@ use strata_engine::Dataset;
 use strata_engine::Tier;
 use strata_engine::cache::CacheSnapshot;
 use strata_engine::table::ScanRecorder;
+use strata_planner::disclosure::{
+    self, DisclosurePlanner, DisclosureReport, DisclosureSettings, Protection,
+};
 use strata_planner::principal::{Egress, Principal};
 use strata_planner::registered::{self, RegisteredPolicy, shift_bounds::ShiftBounds};
 use strata_planner::tier_guard::{TierGuard, TierMap};
@@ -37,6 +42,17 @@ pub struct Executor {
     audit: Arc<AuditLog>,
     egress: EgressSettings,
     egress_alerts: Arc<AtomicU64>,
+    disclosure: DisclosureSettings,
+    person_keys: Arc<HashMap<String, String>>,
+}
+
+/// A principal's session for one request.
+struct Session {
+    ctx: SessionContext,
+    recorder: Arc<ScanRecorder>,
+    guard: Arc<TierGuard>,
+    report: Arc<DisclosureReport>,
+    protection: Option<Protection>,
 }
 
 /// A statement planned once (at GetFlightInfo or prepare) and executed later (at DoGet).
@@ -50,6 +66,8 @@ pub struct Prepared {
     /// `table:tier` of every table read, for the audit log.
     pub tables: Vec<String>,
     pub plan_sha256: String,
+    /// Results computed at GetFlightInfo (protected queries), released by the next DoGet.
+    pub results: Option<Arc<Vec<RecordBatch>>>,
 }
 
 impl Executor {
@@ -75,12 +93,14 @@ impl Executor {
             registered::build_views(dataset.catalog(), &tiers, &providers, Arc::new(policy))?;
         let audit = Arc::new(AuditLog::open(&config.audit_path(dataset.dir()))?);
         Ok(Executor {
-            dataset,
             tiers,
             registered_views,
             audit,
             egress: config.egress.clone(),
             egress_alerts: Arc::new(AtomicU64::new(0)),
+            disclosure: config.disclosure.clone(),
+            person_keys: Arc::new(disclosure::person_keys(dataset.catalog())),
+            dataset,
         })
     }
 
@@ -95,26 +115,35 @@ impl Executor {
     /// A session holding only the tables the principal may read — for the registered tier,
     /// their registered views — with the tier guard installed as an analyzer rule so every
     /// plan DataFusion runs in it is checked again.
-    fn session(
-        &self,
-        principal: &Principal,
-    ) -> Result<(SessionContext, Arc<ScanRecorder>, Arc<TierGuard>), PlannerError> {
+    fn session(&self, principal: &Principal) -> Result<Session, PlannerError> {
         let tiers = self.tiers.clone();
         let registered = principal.tier == Tier::Registered;
+        let report = Arc::new(DisclosureReport::default());
+        let protection = self.protection(principal);
+        let planner = protection.map(|p| {
+            Arc::new(DisclosurePlanner::new(
+                self.person_keys.clone(),
+                p,
+                report.clone(),
+            )) as Arc<dyn QueryPlanner + Send + Sync>
+        });
         let (ctx, recorder) = self
             .dataset
-            .session_with(|name, table| {
-                if !tiers
-                    .table_tier(name)
-                    .is_some_and(|t| principal.may_read(t))
-                {
-                    return None;
-                }
-                if registered && let Some(view) = self.registered_views.get(name) {
-                    return Some(view.clone());
-                }
-                Some(table.clone() as Arc<dyn TableProvider>)
-            })
+            .session_with(
+                |name, table| {
+                    if !tiers
+                        .table_tier(name)
+                        .is_some_and(|t| principal.may_read(t))
+                    {
+                        return None;
+                    }
+                    if registered && let Some(view) = self.registered_views.get(name) {
+                        return Some(view.clone());
+                    }
+                    Some(table.clone() as Arc<dyn TableProvider>)
+                },
+                planner,
+            )
             .map_err(internal)?;
         let guard = Arc::new(
             TierGuard::new(self.tiers.clone(), principal.tier)
@@ -124,7 +153,25 @@ impl Executor {
         if registered {
             ctx.add_optimizer_rule(Arc::new(ShiftBounds));
         }
-        Ok((ctx, recorder, guard))
+        Ok(Session {
+            ctx,
+            recorder,
+            guard,
+            report,
+            protection,
+        })
+    }
+
+    /// How this principal's aggregate cells are released; `None` for the local operator of a
+    /// development server, who sees the data as stored.
+    fn protection(&self, principal: &Principal) -> Option<Protection> {
+        if principal.operator {
+            return None;
+        }
+        Some(Protection {
+            threshold: self.disclosure.threshold,
+            rounding: (principal.egress == Egress::Aggregates).then_some(self.disclosure.rounding),
+        })
     }
 
     /// The table's schema as the principal sees it (registered views leave columns out).
@@ -145,8 +192,9 @@ impl Executor {
     }
 
     pub async fn plan(&self, sql: &str, principal: &Principal) -> Result<Prepared, PlannerError> {
-        let (ctx, _, guard) = self.session(principal)?;
-        let query = strata_planner::plan_sql_guarded(&ctx, sql, &guard).await?;
+        let session = self.session(principal)?;
+        let guard = session.guard;
+        let query = strata_planner::plan_sql_guarded(&session.ctx, sql, &guard).await?;
         let schema = Arc::new(query.plan.schema().as_arrow().clone());
         let tables = guard
             .tables_touched(&query.plan)
@@ -161,7 +209,41 @@ impl Executor {
             owner: principal.key(),
             tables,
             plan_sha256,
+            results: None,
         })
+    }
+
+    /// Whether disclosure control will protect cells of this statement's result: the principal
+    /// is protected and an aggregate or window reads participant data.
+    pub fn is_protected(&self, prepared: &Prepared, principal: &Principal) -> bool {
+        if self.protection(principal).is_none() {
+            return false;
+        }
+        let mut found = false;
+        let _ = prepared.query.plan.apply_with_subqueries(|node| {
+            if matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Window(_))
+                && self.reads_participants(node)
+            {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        found
+    }
+
+    fn reads_participants(&self, plan: &LogicalPlan) -> bool {
+        let mut found = false;
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && self.person_keys.contains_key(scan.table_name.table())
+            {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        found
     }
 
     /// Executes a prepared statement; batches stream lazily, and the query's log line and
@@ -174,7 +256,13 @@ impl Executor {
         audit: AuditRecord,
     ) -> Result<QueryStream, PlannerError> {
         let started = Instant::now();
-        let (ctx, recorder, _) = self.session(principal)?;
+        let Session {
+            ctx,
+            recorder,
+            report,
+            protection,
+            ..
+        } = self.session(principal)?;
         let plan = match &prepared.parameters {
             Some(p) => strata_planner::bind(&prepared.query, p.clone())?,
             None => {
@@ -201,8 +289,15 @@ impl Executor {
             .create_physical_plan()
             .await
             .map_err(PlannerError::from_datafusion)?;
-        let stream = execute_stream(physical.clone(), ctx.task_ctx())
+        let mut stream = execute_stream(physical.clone(), ctx.task_ctx())
             .map_err(PlannerError::from_datafusion)?;
+        if let Some(p) = protection
+            && report.protected_cells() > 0
+        {
+            // The suppression report travels in the schema, which goes out first: protected
+            // (aggregate) results are computed whole before the first batch leaves.
+            stream = buffered_with_report(stream, p, &report, self.egress.max_bytes).await?;
+        }
         Ok(QueryStream {
             inner: stream,
             row_level,
@@ -221,11 +316,60 @@ impl Executor {
                 bytes: 0,
                 egress_alert: false,
                 error: None,
+                disclosure: report,
                 audit,
                 audit_log: self.audit.clone(),
             }),
         })
     }
+}
+
+/// Runs the stream to its end and returns its batches again, under a schema whose metadata
+/// carries the suppression report (`strata.suppressed_cells`, `strata.threshold`,
+/// `strata.rounding`).
+async fn buffered_with_report(
+    mut stream: SendableRecordBatchStream,
+    protection: Protection,
+    report: &DisclosureReport,
+    max_bytes: u64,
+) -> Result<SendableRecordBatchStream, PlannerError> {
+    use futures::StreamExt;
+    let mut batches = Vec::new();
+    let mut bytes = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(PlannerError::from_datafusion)?;
+        bytes += batch_bytes(&batch);
+        if bytes > max_bytes {
+            return Err(PlannerError::ResourcesExhausted(format!(
+                "the protected result passed {max_bytes} bytes; aggregate to fewer groups"
+            )));
+        }
+        batches.push(batch);
+    }
+    let mut metadata = stream.schema().metadata().clone();
+    metadata.insert(
+        "strata.suppressed_cells".into(),
+        report.suppressed_cells().to_string(),
+    );
+    metadata.insert("strata.threshold".into(), protection.threshold.to_string());
+    metadata.insert(
+        "strata.rounding".into(),
+        protection.rounding.unwrap_or(1).to_string(),
+    );
+    let schema = Arc::new(stream.schema().as_ref().clone().with_metadata(metadata));
+    let batches: Vec<_> = batches
+        .into_iter()
+        .map(|b| {
+            b.with_schema(schema.clone())
+                .map_err(|e| datafusion::error::DataFusionError::ArrowError(Box::new(e), None))
+        })
+        .collect();
+    Ok(Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::iter(batches),
+        ),
+    ))
 }
 
 /// Whether the plan's output rows are aggregates (every output passes through an aggregate)
@@ -368,6 +512,7 @@ struct QueryReport {
     bytes: u64,
     egress_alert: bool,
     error: Option<String>,
+    disclosure: Arc<DisclosureReport>,
     /// The start record of this query; its end record copies it.
     audit: AuditRecord,
     audit_log: Arc<AuditLog>,
@@ -419,6 +564,7 @@ impl QueryReport {
         end.rows = Some(self.rows);
         end.bytes = Some(self.bytes);
         end.egress_alert = self.egress_alert;
+        end.suppressed_cells = Some(self.disclosure.suppressed_cells());
         end.duration_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
         end.outcome = match &self.error {
             None => "ok".into(),

@@ -34,7 +34,7 @@ use tracing::{Instrument, info_span};
 use crate::audit::{AuditRecord, now_rfc3339, sha256_hex};
 use crate::auth::principal;
 use crate::error::ServerError;
-use crate::executor::{Executor, Prepared};
+use crate::executor::{Executor, Prepared, QueryStream};
 use crate::xdbc;
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
@@ -96,12 +96,13 @@ impl StrataFlightSql {
 
     /// Executes and streams. The start record is on disk before anything executes; the end
     /// record follows when the stream ends.
-    async fn stream(
+    /// Writes the durable start record, then starts executing.
+    async fn start(
         &self,
         prepared: &Prepared,
         who: &Principal,
         mut record: AuditRecord,
-    ) -> Result<Response<DoGetStream>, Status> {
+    ) -> Result<QueryStream, Status> {
         record.statement_sha256 = Some(sha256_hex(&prepared.query.sql));
         record.statement = Some(prepared.query.sql.clone());
         record.plan_sha256 = Some(prepared.plan_sha256.clone());
@@ -113,14 +114,34 @@ impl StrataFlightSql {
             tracing::error!(error = %e, "audit log unavailable; refusing to stream");
             Status::unavailable("the audit log is unavailable; no results are released")
         })?;
-        let results = match self.executor.execute(prepared, who, record.clone()).await {
-            Ok(r) => r,
+        match self.executor.execute(prepared, who, record.clone()).await {
+            Ok(r) => Ok(r),
             Err(e) => {
                 let status = Status::from(ServerError::from(e));
                 record.phase = "end".into();
-                return self.audited(record, Err(status)).await;
+                self.audited(record, Err(status)).await
             }
-        };
+        }
+    }
+
+    /// Executes and streams (or streams what an eager run already computed). The start record
+    /// is on disk before anything executes; the end record follows when the stream ends.
+    async fn stream(
+        &self,
+        prepared: &Prepared,
+        who: &Principal,
+        record: AuditRecord,
+    ) -> Result<Response<DoGetStream>, Status> {
+        if let Some(batches) = &prepared.results {
+            let batches: Vec<Result<RecordBatch, FlightError>> =
+                batches.iter().cloned().map(Ok).collect();
+            let flight = FlightDataEncoderBuilder::new()
+                .with_schema(prepared.schema.clone())
+                .build(futures::stream::iter(batches))
+                .map_err(flight_error_to_status);
+            return Ok(Response::new(Box::pin(flight)));
+        }
+        let results = self.start(prepared, who, record).await?;
         let schema = results.schema();
         let batches =
             results.map_err(|e| FlightError::Tonic(Box::new(Status::from(ServerError::from(e)))));
@@ -129,6 +150,29 @@ impl StrataFlightSql {
             .build(batches)
             .map_err(flight_error_to_status);
         Ok(Response::new(Box::pin(flight)))
+    }
+
+    /// Protected (aggregate) results run to completion before the FlightInfo goes out: the
+    /// suppression report rides in the schema, and clients check that the FlightInfo schema
+    /// and the stream's agree.
+    async fn run_if_protected(
+        &self,
+        prepared: &mut Prepared,
+        who: &Principal,
+        record: AuditRecord,
+    ) -> Result<(), Status> {
+        if !self.executor.is_protected(prepared, who) {
+            return Ok(());
+        }
+        let mut stream = self.start(prepared, who, record).await?;
+        let schema = stream.schema();
+        let mut batches = Vec::new();
+        while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+            batches.push(batch.map_err(|e| Status::from(ServerError::from(e)))?);
+        }
+        prepared.schema = schema;
+        prepared.results = Some(Arc::new(batches));
+        Ok(())
     }
 
     /// Writes the audit record of a request that answers in one call: refusals durably before
@@ -231,6 +275,13 @@ impl FlightSqlService for StrataFlightSql {
                 .map_err(ServerError::from)?;
             record.tables = prepared.tables.clone();
             record.plan_sha256 = Some(prepared.plan_sha256.clone());
+            let mut prepared = prepared;
+            self.run_if_protected(
+                &mut prepared,
+                &who,
+                audit_record(&request, "execute_statement"),
+            )
+            .await?;
             let handle = Self::new_handle();
             let ticket = TicketStatementQuery {
                 statement_handle: handle.clone().into(),
@@ -355,15 +406,28 @@ impl FlightSqlService for StrataFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = String::from_utf8_lossy(&cmd.prepared_statement_handle).to_string();
         let record = audit_record(&request, "plan_prepared");
-        let result = (|| {
-            let prepared = self.owned_prepared(&handle, &principal(&request)?)?;
+        let result = async {
+            let who = principal(&request)?;
+            let mut prepared = (*self.owned_prepared(&handle, &who)?).clone();
+            prepared.results = None;
+            self.run_if_protected(
+                &mut prepared,
+                &who,
+                audit_record(&request, "execute_prepared"),
+            )
+            .await?;
             let info = Self::flight_info(
                 &prepared.schema,
                 cmd.as_any().encode_to_vec(),
                 request.into_inner(),
             )?;
+            if prepared.results.is_some() {
+                // Kept for the DoGet that follows; the next GetFlightInfo runs it again.
+                self.prepared.insert(handle.clone(), Arc::new(prepared));
+            }
             Ok(Response::new(info))
-        })();
+        }
+        .await;
         self.audited(record, result).await
     }
 
@@ -381,6 +445,12 @@ impl FlightSqlService for StrataFlightSql {
                 Ok(p) => p,
                 Err(refused) => return self.audited(record, Err(refused)).await,
             };
+            if prepared.results.is_some() {
+                // Results are released once; a later DoGet without GetFlightInfo runs again.
+                let mut fresh = (*prepared).clone();
+                fresh.results = None;
+                self.prepared.insert(handle.clone(), Arc::new(fresh));
+            }
             self.stream(&prepared, &who, record).await
         }
         .instrument(span)

@@ -34,6 +34,14 @@ impl PlannerError {
         {
             return PlannerError::InvalidQuery(message.to_string());
         }
+        if let DataFusionError::External(inner) = e.find_root() {
+            if let Some(d) = inner.downcast_ref::<crate::tier_guard::TierDenied>() {
+                return PlannerError::NotPermitted(d.0.clone());
+            }
+            if let Some(n) = inner.downcast_ref::<crate::disclosure::NotProtectable>() {
+                return PlannerError::Unsupported(format!("disclosure control: {}", n.0));
+            }
+        }
         match e.find_root() {
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)

@@ -435,6 +435,7 @@ impl PassportVerifier {
             expires_at: Some(expires_at),
             visa_ids: used.iter().map(|v| v.id.clone()).collect(),
             anonymous: false,
+            operator: false,
         })
     }
 

@@ -43,6 +43,9 @@ pub struct Principal {
     pub visa_ids: Vec<String>,
     /// True when no token was presented (anonymous access enabled by the operator).
     pub anonymous: bool,
+    /// The local operator of a development server (no `--jwks`, loopback only): sees the data
+    /// as stored, without disclosure control.
+    pub operator: bool,
 }
 
 impl Principal {
@@ -56,6 +59,7 @@ impl Principal {
             expires_at: None,
             visa_ids: Vec::new(),
             anonymous: true,
+            operator: false,
         }
     }
 

@@ -306,10 +306,7 @@ fn missing_table_name(message: &str) -> Option<String> {
 /// DataFusion's "No field named p.birth_datetime. Valid fields are …" → `birth_datetime`.
 fn missing_column_name(message: &str) -> Option<String> {
     let rest = message.split_once("No field named ")?.1;
-    let name = rest
-        .split([' ', ','])
-        .next()?
-        .trim_end_matches('.');
+    let name = rest.split([' ', ',']).next()?.trim_end_matches('.');
     let bare = name.rsplit('.').next()?.trim_matches('"');
     (!bare.is_empty()).then(|| bare.to_string())
 }

@@ -1,0 +1,144 @@
+//! Disclosure control: no aggregate cell with 1..=T participants leaves the server. The
+//! optimized plan of every query is rewritten (see `lineage.rs`) before physical planning, by a
+//! DataFusion `QueryPlanner` installed in the principal's session — the extension point every
+//! execution path goes through.
+
+pub mod lineage;
+pub mod participants;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::context::QueryPlanner;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+use serde::Deserialize;
+use strata_engine::Catalog;
+
+pub use participants::{Protection, SuppressionCounter};
+
+/// The program's threshold: participant counts 1..=20 are never released.
+pub const MIN_THRESHOLD: u64 = 20;
+
+/// `[disclosure]` in the server config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisclosureSettings {
+    /// May only be raised above 20.
+    pub threshold: u64,
+    /// Aggregates-only principals get counts rounded up to a multiple of this.
+    pub rounding: u64,
+}
+
+impl Default for DisclosureSettings {
+    fn default() -> Self {
+        DisclosureSettings {
+            threshold: MIN_THRESHOLD,
+            rounding: 20,
+        }
+    }
+}
+
+impl DisclosureSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.threshold < MIN_THRESHOLD {
+            return Err(format!(
+                "disclosure.threshold may only be raised: {} is below {MIN_THRESHOLD}",
+                self.threshold
+            ));
+        }
+        if self.rounding < 1 {
+            return Err("disclosure.rounding must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Person key column of each participant table.
+pub fn person_keys(catalog: &Catalog) -> HashMap<String, String> {
+    catalog
+        .tables
+        .iter()
+        .filter_map(|(n, t)| t.person_key.clone().map(|k| (n.clone(), k)))
+        .collect()
+}
+
+/// What one query's protection did, read when its stream ends.
+#[derive(Debug, Default)]
+pub struct DisclosureReport {
+    pub suppressed: Arc<SuppressionCounter>,
+    /// Cells of the plan that went through protection (0: nothing to protect).
+    protected_cells: AtomicU64,
+}
+
+impl DisclosureReport {
+    pub fn suppressed_cells(&self) -> u64 {
+        self.suppressed.get()
+    }
+
+    pub fn protected_cells(&self) -> u64 {
+        self.protected_cells.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a plan was refused by disclosure control.
+#[derive(Debug)]
+pub struct NotProtectable(pub String);
+
+impl std::fmt::Display for NotProtectable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotProtectable {}
+
+#[derive(Debug)]
+pub struct DisclosurePlanner {
+    person_keys: Arc<HashMap<String, String>>,
+    protection: Protection,
+    report: Arc<DisclosureReport>,
+}
+
+impl DisclosurePlanner {
+    pub fn new(
+        person_keys: Arc<HashMap<String, String>>,
+        protection: Protection,
+        report: Arc<DisclosureReport>,
+    ) -> Self {
+        DisclosurePlanner {
+            person_keys,
+            protection,
+            report,
+        }
+    }
+}
+
+#[async_trait]
+impl QueryPlanner for DisclosurePlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let mut rewriter = lineage::Rewriter::new(
+            &self.person_keys,
+            self.protection,
+            self.report.suppressed.clone(),
+        );
+        let protected = rewriter
+            .rewrite(logical_plan)
+            .map_err(|u| DataFusionError::External(Box::new(NotProtectable(u.0))))?;
+        self.report
+            .protected_cells
+            .fetch_add(rewriter.protected_cells as u64, Ordering::Relaxed);
+        DefaultPhysicalPlanner::default()
+            .create_physical_plan(&protected, session)
+            .await
+    }
+}

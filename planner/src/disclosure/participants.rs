@@ -1,0 +1,476 @@
+//! The functions disclosure control adds to plans: `strata_participants(…)`, an aggregate that
+//! unions the participants of a group into a roaring bitmap (person ids as Int64 columns, or
+//! bitmaps of inner aggregates as Binary columns); its window form that returns only the
+//! cardinality; and `strata_protect(value, participants)`, which releases a cell only if its
+//! participant count is 0 or above the threshold (and rounds counts for aggregates-only
+//! principals). None of them is registered where a caller could name it.
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt64Type};
+use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+use roaring::RoaringTreemap;
+
+pub const PARTICIPANTS: &str = "strata_participants";
+pub const PARTICIPANT_COUNT: &str = "strata_participant_count";
+pub const PROTECT: &str = "strata_protect";
+
+/// What the aggregate returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// The serialized bitmap (Binary), for outer aggregates to union.
+    Bitmap,
+    /// Its cardinality (UInt64), for window frames: a bitmap per row would be too large.
+    Count,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Participants {
+    output: Output,
+    signature: Signature,
+}
+
+pub fn participants_udaf(output: Output) -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(Participants {
+        output,
+        signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
+    }))
+}
+
+impl AggregateUDFImpl for Participants {
+    fn name(&self) -> &str {
+        match self.output {
+            Output::Bitmap => PARTICIPANTS,
+            Output::Count => PARTICIPANT_COUNT,
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(match self.output {
+            Output::Bitmap => DataType::Binary,
+            Output::Count => DataType::UInt64,
+        })
+    }
+
+    fn is_nullable(&self) -> bool {
+        false
+    }
+
+    fn state_fields(&self, _args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            "participants",
+            DataType::Binary,
+            false,
+        ))])
+    }
+
+    fn accumulator(&self, _acc_args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        Ok(Box::new(BitmapAccumulator {
+            set: RoaringTreemap::new(),
+            output: self.output,
+        }))
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        _args: AccumulatorArgs,
+    ) -> DfResult<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(BitmapGroups {
+            sets: Vec::new(),
+            output: self.output,
+        }))
+    }
+
+    fn default_value(&self, _data_type: &DataType) -> DfResult<ScalarValue> {
+        Ok(match self.output {
+            Output::Bitmap => ScalarValue::Binary(Some(serialize(&RoaringTreemap::new()))),
+            Output::Count => ScalarValue::UInt64(Some(0)),
+        })
+    }
+}
+
+pub fn serialize(set: &RoaringTreemap) -> Vec<u8> {
+    let mut out = Vec::with_capacity(set.serialized_size());
+    set.serialize_into(&mut out)
+        .expect("writing to a Vec cannot fail");
+    out
+}
+
+pub fn deserialize(bytes: &[u8]) -> DfResult<RoaringTreemap> {
+    RoaringTreemap::deserialize_unchecked_from(Cursor::new(bytes)).map_err(|e| {
+        datafusion::error::DataFusionError::Internal(format!("bad participant bitmap: {e}"))
+    })
+}
+
+/// Calls `add(row, person)` for each person id, and `union(row, bitmap)` for each bitmap, of
+/// every lineage column at every row that passes the filter.
+fn for_each_input(
+    values: &[ArrayRef],
+    filter: Option<&BooleanArray>,
+    mut add: impl FnMut(usize, u64),
+    mut union: impl FnMut(usize, RoaringTreemap),
+) -> DfResult<()> {
+    let selected = |row: usize| filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+    for array in values {
+        match array.data_type() {
+            DataType::Int64 => {
+                let ids = array.as_primitive::<Int64Type>();
+                for row in 0..ids.len() {
+                    if ids.is_valid(row) && selected(row) {
+                        add(row, ids.value(row) as u64);
+                    }
+                }
+            }
+            DataType::Binary => {
+                let sets = array.as_binary::<i32>();
+                for row in 0..sets.len() {
+                    if sets.is_valid(row) && selected(row) {
+                        union(row, deserialize(sets.value(row))?);
+                    }
+                }
+            }
+            DataType::Null => {}
+            other => return exec_err!("{PARTICIPANTS}: unexpected lineage type {other}"),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+struct BitmapAccumulator {
+    set: RoaringTreemap,
+    output: Output,
+}
+
+impl Accumulator for BitmapAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        let set = &mut self.set;
+        let mut unions = Vec::new();
+        for_each_input(
+            values,
+            None,
+            |_, p| {
+                set.insert(p);
+            },
+            |_, s| unions.push(s),
+        )?;
+        for s in unions {
+            *set |= s;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        Ok(match self.output {
+            Output::Bitmap => ScalarValue::Binary(Some(serialize(&self.set))),
+            Output::Count => ScalarValue::UInt64(Some(self.set.len())),
+        })
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.set.serialized_size()
+    }
+
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        Ok(vec![ScalarValue::Binary(Some(serialize(&self.set)))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        self.update_batch(states)
+    }
+}
+
+#[derive(Debug)]
+struct BitmapGroups {
+    sets: Vec<RoaringTreemap>,
+    output: Output,
+}
+
+impl BitmapGroups {
+    fn add(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> DfResult<()> {
+        if self.sets.len() < total_num_groups {
+            self.sets.resize_with(total_num_groups, RoaringTreemap::new);
+        }
+        let sets = &mut self.sets;
+        let mut unions = Vec::new();
+        for_each_input(
+            values,
+            filter,
+            |row, p| {
+                sets[group_indices[row]].insert(p);
+            },
+            |row, s| unions.push((group_indices[row], s)),
+        )?;
+        for (g, s) in unions {
+            sets[g] |= s;
+        }
+        Ok(())
+    }
+
+    fn emit_bitmaps(&mut self, emit_to: EmitTo) -> ArrayRef {
+        let sets = emit_to.take_needed(&mut self.sets);
+        let mut out = BinaryBuilder::with_capacity(sets.len(), sets.len() * 16);
+        for s in &sets {
+            out.append_value(serialize(s));
+        }
+        Arc::new(out.finish())
+    }
+}
+
+impl GroupsAccumulator for BitmapGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> DfResult<()> {
+        self.add(values, group_indices, opt_filter, total_num_groups)
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
+        match self.output {
+            Output::Bitmap => Ok(self.emit_bitmaps(emit_to)),
+            Output::Count => {
+                let sets = emit_to.take_needed(&mut self.sets);
+                Ok(Arc::new(
+                    sets.iter().map(|s| s.len()).collect::<UInt64Array>(),
+                ))
+            }
+        }
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> DfResult<Vec<ArrayRef>> {
+        Ok(vec![self.emit_bitmaps(emit_to)])
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> DfResult<()> {
+        self.add(values, group_indices, None, total_num_groups)
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> DfResult<Vec<ArrayRef>> {
+        let rows = values.first().map_or(0, |v| v.len());
+        let mut one_group_per_row = BitmapGroups {
+            sets: Vec::new(),
+            output: Output::Bitmap,
+        };
+        let indices: Vec<usize> = (0..rows).collect();
+        one_group_per_row.add(values, &indices, opt_filter, rows)?;
+        Ok(vec![one_group_per_row.emit_bitmaps(EmitTo::All)])
+    }
+
+    fn size(&self) -> usize {
+        self.sets.capacity() * std::mem::size_of::<RoaringTreemap>()
+            + self.sets.iter().map(|s| s.serialized_size()).sum::<usize>()
+    }
+}
+
+/// How a cell is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Protection {
+    /// Participant counts 1..=threshold are suppressed.
+    pub threshold: u64,
+    /// Counts are rounded up to a multiple of this (aggregates-only principals).
+    pub rounding: Option<u64>,
+}
+
+/// Counts the cells one query suppressed, for its report.
+#[derive(Debug, Default)]
+pub struct SuppressionCounter(AtomicU64);
+
+impl SuppressionCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug)]
+pub struct Protect {
+    protection: Protection,
+    /// Round this cell (it is a count).
+    is_count: bool,
+    counter: Arc<SuppressionCounter>,
+    signature: Signature,
+}
+
+impl PartialEq for Protect {
+    fn eq(&self, other: &Self) -> bool {
+        self.protection == other.protection
+            && self.is_count == other.is_count
+            && Arc::ptr_eq(&self.counter, &other.counter)
+    }
+}
+
+impl Eq for Protect {}
+
+impl std::hash::Hash for Protect {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.protection.hash(state);
+        self.is_count.hash(state);
+        Arc::as_ptr(&self.counter).hash(state);
+    }
+}
+
+pub fn protect_udf(
+    protection: Protection,
+    is_count: bool,
+    counter: Arc<SuppressionCounter>,
+) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(Protect {
+        protection,
+        is_count,
+        counter,
+        signature: Signature::new(TypeSignature::Any(2), Volatility::Volatile),
+    }))
+}
+
+impl ScalarUDFImpl for Protect {
+    fn name(&self) -> &str {
+        PROTECT
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (values, lineage) = (&arrays[0], &arrays[1]);
+        let counts: Vec<u64> = match lineage.data_type() {
+            DataType::Binary => {
+                let sets: &BinaryArray = lineage.as_binary::<i32>();
+                (0..sets.len())
+                    .map(|i| {
+                        if sets.is_null(i) {
+                            Ok(0)
+                        } else {
+                            deserialize(sets.value(i)).map(|s| s.len())
+                        }
+                    })
+                    .collect::<DfResult<_>>()?
+            }
+            DataType::UInt64 => {
+                let c = lineage.as_primitive::<UInt64Type>();
+                (0..c.len())
+                    .map(|i| if c.is_null(i) { 0 } else { c.value(i) })
+                    .collect()
+            }
+            other => return exec_err!("{PROTECT}: unexpected lineage type {other}"),
+        };
+        let t = self.protection.threshold;
+        let keep: BooleanArray = counts.iter().map(|&n| Some(n == 0 || n > t)).collect();
+        let suppressed = counts
+            .iter()
+            .zip(0..)
+            .filter(|(n, i)| (1..=t).contains(*n) && values.is_valid(*i))
+            .count();
+        self.counter
+            .0
+            .fetch_add(suppressed as u64, Ordering::Relaxed);
+        let kept = arrow::compute::nullif(values, &arrow::compute::not(&keep)?)?;
+        let out = match (self.is_count, self.protection.rounding) {
+            (true, Some(base)) if base > 1 => round_up(&kept, base)?,
+            _ => kept,
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// Counts rounded up to the next multiple of `base` (0 stays 0).
+fn round_up(values: &ArrayRef, base: u64) -> DfResult<ArrayRef> {
+    let as_i64 = arrow::compute::cast(values, &DataType::Int64)?;
+    let v = as_i64.as_primitive::<Int64Type>();
+    let b = base as i64;
+    let rounded: arrow::array::Int64Array = v
+        .iter()
+        .map(|x| x.map(|x| if x <= 0 { x } else { (x + b - 1) / b * b }))
+        .collect();
+    Ok(arrow::compute::cast(&rounded, values.data_type())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_union_ids_and_bitmaps() {
+        let mut g = BitmapGroups {
+            sets: Vec::new(),
+            output: Output::Count,
+        };
+        let ids: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![
+            Some(1),
+            Some(1),
+            None,
+            Some(2),
+        ]));
+        let mut other = RoaringTreemap::new();
+        other.insert(7);
+        other.insert(1);
+        let sets: ArrayRef = Arc::new(BinaryArray::from(vec![
+            Some(serialize(&other).as_slice()),
+            None,
+            None,
+            None,
+        ]));
+        g.update_batch(&[ids, sets], &[0, 0, 1, 1], None, 2)
+            .unwrap();
+        let out = g.evaluate(EmitTo::All).unwrap();
+        let out = out.as_primitive::<UInt64Type>();
+        assert_eq!(out.values().to_vec(), vec![2, 1]);
+    }
+
+    #[test]
+    fn round_up_keeps_zero() {
+        let v: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![
+            Some(0),
+            Some(1),
+            Some(20),
+            Some(21),
+            None,
+        ]));
+        let r = round_up(&v, 20).unwrap();
+        let r = r.as_primitive::<Int64Type>();
+        assert_eq!(
+            r.iter().collect::<Vec<_>>(),
+            vec![Some(0), Some(20), Some(20), Some(40), None]
+        );
+    }
+}
