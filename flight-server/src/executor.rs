@@ -25,6 +25,7 @@ use strata_engine::cache::CacheSnapshot;
 use strata_engine::table::ScanRecorder;
 use strata_planner::disclosure::{
     self, DisclosurePlanner, DisclosureReport, DisclosureSettings, Protection,
+    release::ReleaseLedger,
 };
 use strata_planner::principal::{Egress, Principal};
 use strata_planner::registered::{self, RegisteredPolicy, shift_bounds::ShiftBounds};
@@ -44,6 +45,9 @@ pub struct Executor {
     egress_alerts: Arc<AtomicU64>,
     disclosure: DisclosureSettings,
     person_keys: Arc<HashMap<String, String>>,
+    /// Participant sets released to each principal (complementary suppression across
+    /// queries).
+    ledger: Arc<ReleaseLedger>,
 }
 
 /// A principal's session for one request.
@@ -100,6 +104,7 @@ impl Executor {
             egress_alerts: Arc::new(AtomicU64::new(0)),
             disclosure: config.disclosure.clone(),
             person_keys: Arc::new(disclosure::person_keys(dataset.catalog())),
+            ledger: Arc::new(ReleaseLedger::default()),
             dataset,
         })
     }
@@ -296,7 +301,15 @@ impl Executor {
         {
             // The suppression report travels in the schema, which goes out first: protected
             // (aggregate) results are computed whole before the first batch leaves.
-            stream = buffered_with_report(stream, p, &report, self.egress.max_bytes).await?;
+            stream = buffered_with_report(
+                stream,
+                p,
+                &report,
+                self.egress.max_bytes,
+                &self.ledger,
+                &principal.key(),
+            )
+            .await?;
         }
         Ok(QueryStream {
             inner: stream,
@@ -332,6 +345,8 @@ async fn buffered_with_report(
     protection: Protection,
     report: &DisclosureReport,
     max_bytes: u64,
+    ledger: &ReleaseLedger,
+    principal: &str,
 ) -> Result<SendableRecordBatchStream, PlannerError> {
     use futures::StreamExt;
     let mut batches = Vec::new();
@@ -346,7 +361,20 @@ async fn buffered_with_report(
         }
         batches.push(batch);
     }
-    let mut metadata = stream.schema().metadata().clone();
+    let cells = report.output_cells();
+    if !cells.is_empty() {
+        let schema = stream.schema();
+        let whole = arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| PlannerError::Internal(e.to_string()))?;
+        let (released, withheld) = release(whole, &cells, protection, ledger, principal)?;
+        report.add_suppressed(withheld);
+        batches = vec![released];
+    }
+    let base = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| stream.schema());
+    let mut metadata = base.metadata().clone();
     metadata.insert(
         "strata.suppressed_cells".into(),
         report.suppressed_cells().to_string(),
@@ -356,7 +384,7 @@ async fn buffered_with_report(
         "strata.rounding".into(),
         protection.rounding.unwrap_or(1).to_string(),
     );
-    let schema = Arc::new(stream.schema().as_ref().clone().with_metadata(metadata));
+    let schema = Arc::new(base.as_ref().clone().with_metadata(metadata));
     let batches: Vec<_> = batches
         .into_iter()
         .map(|b| {
@@ -370,6 +398,65 @@ async fn buffered_with_report(
             futures::stream::iter(batches),
         ),
     ))
+}
+
+/// Applies the release ledger to a protected result: rows whose participant set would let a
+/// small group be solved (with this result's other rows or with what the principal already
+/// received) get their protected cells withheld. Drops the hidden participant-set column.
+fn release(
+    batch: RecordBatch,
+    cells: &[usize],
+    protection: Protection,
+    ledger: &ReleaseLedger,
+    principal: &str,
+) -> Result<(RecordBatch, u64), PlannerError> {
+    use arrow::array::{Array, AsArray, BooleanArray};
+    let internal = |e: arrow::error::ArrowError| PlannerError::Internal(e.to_string());
+    let last = batch.num_columns() - 1;
+    let sets = batch.column(last).as_binary::<i32>().clone();
+    let rows: Vec<Option<roaring::RoaringTreemap>> = (0..batch.num_rows())
+        .map(|i| {
+            let offered = cells.iter().any(|&c| batch.column(c).is_valid(i));
+            if !offered || sets.is_null(i) {
+                return Ok(None);
+            }
+            disclosure::participants::deserialize(sets.value(i))
+                .map(Some)
+                .map_err(PlannerError::from_datafusion)
+        })
+        .collect::<Result<_, _>>()?;
+    let decisions = ledger.decide(principal, &rows, protection.threshold);
+    let withhold: BooleanArray = decisions.iter().map(|&ok| Some(!ok)).collect();
+    let mut withheld = 0u64;
+    let mut columns = Vec::with_capacity(last);
+    for (i, column) in batch.columns()[..last].iter().enumerate() {
+        if cells.contains(&i) {
+            let before = column.null_count();
+            let masked = arrow::compute::nullif(column, &withhold).map_err(internal)?;
+            withheld += (masked.null_count() - before) as u64;
+            columns.push(masked);
+        } else {
+            columns.push(column.clone());
+        }
+    }
+    let schema = batch.schema();
+    let fields: Vec<_> = schema.fields()[..last]
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if cells.contains(&i) {
+                Arc::new(f.as_ref().clone().with_nullable(true))
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    let out_schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ));
+    let out = RecordBatch::try_new(out_schema, columns).map_err(internal)?;
+    Ok((out, withheld))
 }
 
 /// Whether the plan's output rows are aggregates (every output passes through an aggregate)

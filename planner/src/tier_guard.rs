@@ -10,6 +10,7 @@ use std::sync::Arc;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableScan};
 use datafusion::optimizer::AnalyzerRule;
 use strata_engine::{Catalog, Tier};
@@ -26,6 +27,7 @@ struct TableTiers {
     columns: HashMap<String, Tier>,
     /// Rows are participants' rows (the table has a person key).
     participant: bool,
+    person_key: Option<String>,
 }
 
 impl TierMap {
@@ -45,6 +47,7 @@ impl TierMap {
                         tier: t.tier,
                         columns,
                         participant: t.person_key.is_some(),
+                        person_key: t.person_key.clone(),
                     },
                 )
             })
@@ -60,8 +63,14 @@ impl TierMap {
                 tier,
                 columns: HashMap::new(),
                 participant,
+                person_key: participant.then(|| "person_id".to_string()),
             },
         );
+    }
+
+    /// Person key column names of the participant tables.
+    pub fn person_keys(&self) -> impl Iterator<Item = &str> {
+        self.tables.values().filter_map(|t| t.person_key.as_deref())
     }
 
     /// Whether the table's rows belong to participants.
@@ -134,9 +143,13 @@ impl TierGuard {
     }
 
     /// For aggregates-only principals: refuses a plan whose output carries participant rows
-    /// that no aggregate summarized (row-level results).
+    /// that no aggregate summarized (row-level results), and any use of the person key that
+    /// singles participants out.
     fn check_egress(&self, plan: &LogicalPlan) -> Result<(), TierDenied> {
-        if self.aggregates_only && self.emits_participant_rows(plan) {
+        if !self.aggregates_only {
+            return Ok(());
+        }
+        if self.emits_participant_rows(plan) {
             return Err(TierDenied(
                 "row-level results are not available to an aggregates-only principal \
                  (public tier or strata_egress=aggregates): summarize with COUNT, SUM, AVG … \
@@ -144,7 +157,116 @@ impl TierGuard {
                     .into(),
             ));
         }
+        self.check_person_key_use(plan)
+    }
+
+    /// The person key may join tables and be counted; it may not be grouped on, sliced with
+    /// (`person_id = 42`, ranges, CASE), or aggregated into a value (MIN, MAX, …), and no
+    /// LIMIT/OFFSET may cut participant rows before an aggregate.
+    fn check_person_key_use(&self, plan: &LogicalPlan) -> Result<(), TierDenied> {
+        let mut denied = None;
+        let _ = plan.apply_with_subqueries(|node| {
+            if let Err(e) = self.check_node_key_use(node) {
+                denied = Some(e);
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        denied.map_or(Ok(()), Err)
+    }
+
+    fn check_node_key_use(&self, node: &LogicalPlan) -> Result<(), TierDenied> {
+        let deny = |what: &str| {
+            Err(TierDenied(format!(
+                "an aggregates-only principal may not {what} the person key"
+            )))
+        };
+        match node {
+            LogicalPlan::Aggregate(agg) => {
+                if agg.group_expr.iter().any(|e| self.uses_person_key(e)) {
+                    return deny("group on");
+                }
+                for e in &agg.aggr_expr {
+                    if let Some(f) = aggregate_function(e)
+                        && f.params.args.iter().any(|a| self.uses_person_key(a))
+                        && !(f.func.name() == "count" && f.params.args.iter().all(is_bare_column))
+                    {
+                        return deny("aggregate a value of");
+                    }
+                }
+                if self.limits_participants(&agg.input) {
+                    return Err(TierDenied(
+                        "an aggregates-only principal may not LIMIT or OFFSET participant rows \
+                         before aggregating them"
+                            .into(),
+                    ));
+                }
+            }
+            LogicalPlan::Filter(f) => {
+                if split_conjunction(&f.predicate)
+                    .into_iter()
+                    .any(|c| self.uses_person_key(c) && !is_column_equality(c))
+                {
+                    return deny("filter on");
+                }
+            }
+            LogicalPlan::Join(j) => {
+                if j.filter.as_ref().is_some_and(|f| {
+                    split_conjunction(f)
+                        .into_iter()
+                        .any(|c| self.uses_person_key(c) && !is_column_equality(c))
+                }) {
+                    return deny("filter on");
+                }
+            }
+            LogicalPlan::Projection(p) => {
+                if p.expr
+                    .iter()
+                    .any(|e| self.uses_person_key(e) && !is_bare_column(e))
+                {
+                    return deny("compute with");
+                }
+            }
+            LogicalPlan::Sort(s) => {
+                if s.expr.iter().any(|e| self.uses_person_key(&e.expr)) {
+                    return deny("sort on");
+                }
+            }
+            _ => {}
+        }
         Ok(())
+    }
+
+    fn uses_person_key(&self, e: &Expr) -> bool {
+        let mut found = false;
+        let _ = e.apply(|e| {
+            if let Expr::Column(c) = e
+                && self.tiers.person_keys().any(|k| k == c.name)
+            {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        found
+    }
+
+    /// A Limit (or a Sort with a fetch) over participant rows below this point.
+    fn limits_participants(&self, plan: &LogicalPlan) -> bool {
+        let mut found = false;
+        let _ = plan.apply(|node| {
+            let limited = match node {
+                LogicalPlan::Limit(_) => true,
+                LogicalPlan::Sort(s) => s.fetch.is_some(),
+                _ => false,
+            };
+            if limited && self.emits_participant_rows(node) {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        found
     }
 
     fn emits_participant_rows(&self, plan: &LogicalPlan) -> bool {
@@ -309,6 +431,29 @@ fn missing_column_name(message: &str) -> Option<String> {
     let name = rest.split([' ', ',']).next()?.trim_end_matches('.');
     let bare = name.rsplit('.').next()?.trim_matches('"');
     (!bare.is_empty()).then(|| bare.to_string())
+}
+
+fn aggregate_function(e: &Expr) -> Option<&datafusion::logical_expr::expr::AggregateFunction> {
+    match e {
+        Expr::Alias(a) => aggregate_function(&a.expr),
+        Expr::AggregateFunction(f) => Some(f),
+        _ => None,
+    }
+}
+
+fn is_bare_column(e: &Expr) -> bool {
+    match e {
+        Expr::Alias(a) => is_bare_column(&a.expr),
+        Expr::Cast(c) => is_bare_column(&c.expr),
+        Expr::Column(_) => true,
+        _ => false,
+    }
+}
+
+/// `a.person_id = b.person_id`: a join condition, not a slice.
+fn is_column_equality(e: &Expr) -> bool {
+    matches!(e, Expr::BinaryExpr(b) if b.op == datafusion::logical_expr::Operator::Eq
+        && is_bare_column(&b.left) && is_bare_column(&b.right))
 }
 
 fn filter_columns(expr: &Expr) -> Vec<String> {

@@ -64,7 +64,15 @@ pub struct Rewriter<'a> {
     next: usize,
     /// Cells the rewrite protected (aggregate and window outputs).
     pub protected_cells: usize,
+    /// Names of columns holding protected values, or values computed from them.
+    protected_names: std::collections::HashSet<String>,
+    /// Output columns that hold protected values; the result then ends with a hidden
+    /// `__strata_cell_set` column (each row's participants) for the release ledger.
+    pub output_cells: Vec<usize>,
 }
+
+/// The hidden last column of a protected result: each row's participant set.
+pub const CELL_SET_COLUMN: &str = "__strata_cell_set";
 
 impl<'a> Rewriter<'a> {
     pub fn new(
@@ -78,6 +86,8 @@ impl<'a> Rewriter<'a> {
             counter,
             next: 0,
             protected_cells: 0,
+            protected_names: Default::default(),
+            output_cells: Vec::new(),
         }
     }
 
@@ -99,12 +109,30 @@ impl<'a> Rewriter<'a> {
         if hidden.is_empty() && self.protected_cells == 0 {
             return Ok(plan.clone());
         }
-        // Back to the original columns.
-        let exprs: Vec<Expr> = plan
+        // Back to the original columns, plus each row's participants if it holds protected
+        // values.
+        let mut exprs: Vec<Expr> = plan
             .schema()
             .iter()
             .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
             .collect();
+        self.output_cells = plan
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| self.protected_names.contains(f.name()))
+            .map(|(i, _)| i)
+            .collect();
+        if !self.output_cells.is_empty() && !hidden.is_empty() {
+            exprs.push(
+                super::participants::cell_set_udf()
+                    .call(hidden.iter().map(Hidden::expr).collect())
+                    .alias(CELL_SET_COLUMN),
+            );
+        } else {
+            self.output_cells.clear();
+        }
         df(Projection::try_new(exprs, Arc::new(rewritten)).map(LogicalPlan::Projection))
     }
 
@@ -114,6 +142,11 @@ impl<'a> Rewriter<'a> {
             LogicalPlan::TableScan(scan) => self.scan(scan),
             LogicalPlan::Projection(p) => {
                 let (input, hidden) = self.node(&p.input)?;
+                for (e, f) in p.expr.iter().zip(p.schema.fields()) {
+                    if self.references_protected(e) {
+                        self.protected_names.insert(f.name().clone());
+                    }
+                }
                 let mut exprs = p.expr.clone();
                 exprs.extend(hidden.iter().map(Hidden::expr));
                 let plan = df(Projection::try_new(exprs, Arc::new(input)))?;
@@ -144,6 +177,20 @@ impl<'a> Rewriter<'a> {
                 }
             }
         }
+    }
+
+    fn references_protected(&self, e: &Expr) -> bool {
+        let mut found = false;
+        let _ = e.apply(|e| {
+            if let Expr::Column(c) = e
+                && self.protected_names.contains(&c.name)
+            {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        found
     }
 
     fn reads_participants(&self, plan: &LogicalPlan) -> bool {
@@ -394,6 +441,7 @@ impl<'a> Rewriter<'a> {
             let is_count = is_count(&agg.aggr_expr[k]);
             let protect = protect_udf(self.protection, is_count, self.counter.clone());
             self.protected_cells += 1;
+            self.protected_names.insert(f.name().clone());
             exprs.push(
                 protect
                     .call(vec![column, sets[condition_of[k]].expr()])
@@ -469,6 +517,7 @@ impl<'a> Rewriter<'a> {
                         .is_some_and(|wf| wf.fun.name() == "count");
                     let protect = protect_udf(self.protection, is_count, self.counter.clone());
                     self.protected_cells += 1;
+                    self.protected_names.insert(f.name().clone());
                     out.push(
                         protect
                             .call(vec![column, Expr::Column(Column::new_unqualified(count))])
@@ -499,6 +548,14 @@ impl<'a> Rewriter<'a> {
             let plan =
                 df(plan.with_new_exprs(vec![], inputs.into_iter().map(|(p, _)| p).collect()))?;
             return Ok((plan, vec![]));
+        }
+        for (k, out) in u.schema.fields().iter().enumerate() {
+            if u.inputs
+                .iter()
+                .any(|i| self.protected_names.contains(i.schema().field(k).name()))
+            {
+                self.protected_names.insert(out.name().clone());
+            }
         }
         let slots: Vec<(usize, Hidden)> = inputs
             .iter()

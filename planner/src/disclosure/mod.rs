@@ -5,6 +5,7 @@
 
 pub mod lineage;
 pub mod participants;
+pub mod release;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,6 +75,9 @@ pub struct DisclosureReport {
     pub suppressed: Arc<SuppressionCounter>,
     /// Cells of the plan that went through protection (0: nothing to protect).
     protected_cells: AtomicU64,
+    /// Output columns holding protected values (the result then ends with the hidden
+    /// participant-set column).
+    output_cells: std::sync::Mutex<Vec<usize>>,
 }
 
 impl DisclosureReport {
@@ -83,6 +87,18 @@ impl DisclosureReport {
 
     pub fn protected_cells(&self) -> u64 {
         self.protected_cells.load(Ordering::Relaxed)
+    }
+
+    pub fn output_cells(&self) -> Vec<usize> {
+        self.output_cells
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// Counts cells withheld after the plan ran (by the release ledger).
+    pub fn add_suppressed(&self, n: u64) {
+        self.suppressed.add(n);
     }
 }
 
@@ -137,6 +153,9 @@ impl QueryPlanner for DisclosurePlanner {
         self.report
             .protected_cells
             .fetch_add(rewriter.protected_cells as u64, Ordering::Relaxed);
+        if let Ok(mut cells) = self.report.output_cells.lock() {
+            *cells = rewriter.output_cells.clone();
+        }
         DefaultPhysicalPlanner::default()
             .create_physical_plan(&protected, session)
             .await

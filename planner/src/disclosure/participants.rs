@@ -315,6 +315,10 @@ impl SuppressionCounter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]
@@ -472,5 +476,46 @@ mod tests {
             r.iter().collect::<Vec<_>>(),
             vec![Some(0), Some(20), Some(20), Some(40), None]
         );
+    }
+}
+
+pub const CELL_SET: &str = "strata_cell_set";
+
+/// `strata_cell_set(lineage…)`: the participants of each output row (the union of its lineage
+/// columns), for the release ledger.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CellSet {
+    signature: Signature,
+}
+
+pub fn cell_set_udf() -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(CellSet {
+        signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
+    }))
+}
+
+impl ScalarUDFImpl for CellSet {
+    fn name(&self) -> &str {
+        CELL_SET
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut groups = BitmapGroups {
+            sets: Vec::new(),
+            output: Output::Bitmap,
+        };
+        let indices: Vec<usize> = (0..rows).collect();
+        groups.add(&arrays, &indices, None, rows)?;
+        Ok(ColumnarValue::Array(groups.emit_bitmaps(EmitTo::All)))
     }
 }
