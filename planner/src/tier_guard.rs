@@ -202,39 +202,30 @@ impl TierGuard {
                     ));
                 }
             }
-            LogicalPlan::Filter(f) => {
-                if split_conjunction(&f.predicate)
-                    .into_iter()
-                    .any(|c| self.uses_person_key(c) && !is_column_equality(c))
-                {
-                    return deny("filter on");
-                }
+            LogicalPlan::Filter(f) if self.slices(&f.predicate) => return deny("filter on"),
+            LogicalPlan::Join(j) if j.filter.as_ref().is_some_and(|f| self.slices(f)) => {
+                return deny("filter on");
             }
-            LogicalPlan::Join(j) => {
-                if j.filter.as_ref().is_some_and(|f| {
-                    split_conjunction(f)
-                        .into_iter()
-                        .any(|c| self.uses_person_key(c) && !is_column_equality(c))
-                }) {
-                    return deny("filter on");
-                }
-            }
-            LogicalPlan::Projection(p) => {
+            LogicalPlan::Projection(p)
                 if p.expr
                     .iter()
-                    .any(|e| self.uses_person_key(e) && !is_bare_column(e))
-                {
-                    return deny("compute with");
-                }
+                    .any(|e| self.uses_person_key(e) && !is_bare_column(e)) =>
+            {
+                return deny("compute with");
             }
-            LogicalPlan::Sort(s) => {
-                if s.expr.iter().any(|e| self.uses_person_key(&e.expr)) {
-                    return deny("sort on");
-                }
+            LogicalPlan::Sort(s) if s.expr.iter().any(|e| self.uses_person_key(&e.expr)) => {
+                return deny("sort on");
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// A condition that uses the person key other than to equate two columns.
+    fn slices(&self, predicate: &Expr) -> bool {
+        split_conjunction(predicate)
+            .into_iter()
+            .any(|c| self.uses_person_key(c) && !is_column_equality(c))
     }
 
     fn uses_person_key(&self, e: &Expr) -> bool {
