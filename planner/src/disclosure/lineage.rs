@@ -302,6 +302,15 @@ impl<'a> Rewriter<'a> {
                 let plan = df(plan.with_new_exprs(plan.expressions(), vec![left, right]))?;
                 Ok((plan, hr))
             }
+            // Correlated on the person key (`EXISTS (… WHERE c.person_id = p.person_id …)`): the
+            // right rows that can match, or whose absence decides, are the left row's own
+            // participant's, so the left lineage is the whole lineage.
+            JoinType::LeftSemi | JoinType::LeftAnti
+                if !hl.is_empty() && self.correlated_on_person(join) =>
+            {
+                let plan = df(plan.with_new_exprs(plan.expressions(), vec![left, right]))?;
+                Ok((plan, hl))
+            }
             JoinType::LeftSemi if join.filter.is_none() => {
                 self.semi_join(join, left, hl, right, hr)
             }
@@ -310,6 +319,17 @@ impl<'a> Rewriter<'a> {
                  correlated condition) cannot be protected yet; rewrite it as an inner or outer join"
             )),
         }
+    }
+
+    fn correlated_on_person(&self, join: &datafusion::logical_expr::Join) -> bool {
+        let is_key = |e: &Expr| {
+            let e = match e {
+                Expr::Cast(c) => c.expr.as_ref(),
+                e => e,
+            };
+            matches!(e, Expr::Column(c) if self.person_keys.values().any(|k| *k == c.name))
+        };
+        join.on.iter().any(|(l, r)| is_key(l) && is_key(r))
     }
 
     /// `L SEMI JOIN R ON l = r` → `L JOIN (SELECT r, participants(R) FROM R GROUP BY r) ON l = r`:
