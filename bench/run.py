@@ -5,7 +5,9 @@ DataFusion over the very same Parquet files, in one run.
     .venv/bin/python bench/run.py --persons 100000          # generates bench/data/p100000 once
 
 Prints, per query, the median of --runs timed runs (after one warm-up) for each engine, the ratios
-Strata/DuckDB and Strata/DataFusion, and the bytes Strata's scans read; then the median ratio.
+Strata/DuckDB and Strata/DataFusion, the cost of disclosure control (the same query with a
+controlled passport, protected, over the development server's unprotected operator: P/S), and the
+bytes Strata's scans read; then the median ratios.
 Results also go to bench/results/<persons>.json. Build: release (`cargo build --release`).
 """
 
@@ -58,12 +60,29 @@ def timed(fn, runs):
     return times
 
 
-def strata_times(bin_dir: Path, dataset: Path, runs: int, log: Path):
+def passport(bin_dir: Path, work: Path) -> tuple[list, str]:
+    """Server arguments and a controlled-tier passport: disclosure control on."""
+    keys = work / "keys"
+    if not (keys / "jwks.json").exists():
+        subprocess.run([bin_dir / "strata", "keys", "--out", keys], check=True, capture_output=True)
+    token = subprocess.run(
+        [bin_dir / "strata", "token", "--tier", "controlled", "--sub", "bench", "--ttl", "1d", "--keys", keys],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    config = work / "bench-server.toml"
+    config.write_text(f'state_dir = "{work / "state"}"\n')
+    return ["--jwks", keys / "jwks.json", "--config", config], token
+
+
+def strata_times(bin_dir: Path, dataset: Path, runs: int, log: Path, protected: bool = False):
+    """Times through Flight SQL. Not protected: the development server's local operator (no
+    disclosure control); protected: a controlled-tier passport (lineage and suppression on)."""
     port = free_port()
+    extra, token = passport(bin_dir, ROOT / "bench" / "data") if protected else ([], None)
     with open(log, "w") as err:
         server = subprocess.Popen(
             [bin_dir / "strata", "serve", "--dataset", dataset, "--listen", f"127.0.0.1:{port}",
-             "--log-format", "json"],
+             "--log-format", "json", *extra],
             stdout=subprocess.DEVNULL, stderr=err,
         )
     try:
@@ -76,7 +95,8 @@ def strata_times(bin_dir: Path, dataset: Path, runs: int, log: Path):
                 if time.time() > deadline or server.poll() is not None:
                     raise SystemExit(f"strata did not start; see {log}")
                 time.sleep(0.2)
-        conn = flight_sql.connect(f"grpc://127.0.0.1:{port}")
+        kwargs = {"adbc.flight.sql.authorization_header": f"Bearer {token}"} if token else {}
+        conn = flight_sql.connect(f"grpc://127.0.0.1:{port}", db_kwargs=kwargs)
         out = {}
         for q in QUERIES:
             def run(sql=q["sql"]):
@@ -146,6 +166,8 @@ def main():
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     strata = strata_times(bin_dir, dataset, args.runs, results_dir / f"server-{args.persons}.log")
+    protected = strata_times(bin_dir, dataset, args.runs, results_dir / f"server-{args.persons}-protected.log",
+                             protected=True)
     duck = duckdb_times(dataset, args.runs)
     fusion = datafusion_times(bin_dir, dataset, args.runs)
 
@@ -156,23 +178,29 @@ def main():
         if not (strata[n]["rows"] == duck[n]["rows"] == fusion[n]["rows"]):
             print(f"warning: {n}: row counts differ: strata {strata[n]['rows']}, duckdb {duck[n]['rows']}, "
                   f"datafusion {fusion[n]['rows']}", file=sys.stderr)
+        pr = statistics.median(protected[n]["times_ms"])
         rows.append({"query": n, "strata_ms": s, "duckdb_ms": d, "datafusion_ms": f,
+                     "strata_protected_ms": pr, "protected_over_open": pr / s,
                      "strata_over_duckdb": s / d, "strata_over_datafusion": s / f,
                      "bytes_scanned": strata[n].get("bytes_scanned"),
                      "shards_scanned": strata[n].get("shards_scanned")})
 
     print(f"\npersons={args.persons} shards={args.shards} dataset={size / 1e6:.0f} MB runs={args.runs} (median ms)")
-    print(f"{'query':28} {'strata':>9} {'duckdb':>9} {'datafusion':>10} {'S/duck':>7} {'S/DF':>6} {'bytes scanned':>14} shards")
+    print(f"{'query':28} {'strata':>9} {'protected':>9} {'duckdb':>9} {'datafusion':>10} {'S/duck':>7} {'S/DF':>6} "
+          f"{'P/S':>5} {'bytes scanned':>14} shards")
     for r in rows:
-        print(f"{r['query']:28} {r['strata_ms']:9.1f} {r['duckdb_ms']:9.1f} {r['datafusion_ms']:10.1f} "
-              f"{r['strata_over_duckdb']:7.2f} {r['strata_over_datafusion']:6.2f} "
-              f"{r['bytes_scanned'] or 0:14,} {r['shards_scanned'] or ''}")
+        print(f"{r['query']:28} {r['strata_ms']:9.1f} {r['strata_protected_ms']:9.1f} {r['duckdb_ms']:9.1f} "
+              f"{r['datafusion_ms']:10.1f} {r['strata_over_duckdb']:7.2f} {r['strata_over_datafusion']:6.2f} "
+              f"{r['protected_over_open']:5.2f} {r['bytes_scanned'] or 0:14,} {r['shards_scanned'] or ''}")
     med_duck = statistics.median(r["strata_over_duckdb"] for r in rows)
     med_df = statistics.median(r["strata_over_datafusion"] for r in rows)
-    print(f"median ratio Strata/DuckDB {med_duck:.2f}, Strata/DataFusion {med_df:.2f}")
+    med_prot = statistics.median(r["protected_over_open"] for r in rows)
+    print(f"median ratio Strata/DuckDB {med_duck:.2f}, Strata/DataFusion {med_df:.2f}, "
+          f"disclosure control overhead (protected/open) {med_prot:.2f}")
     (results_dir / f"p{args.persons}.json").write_text(json.dumps(
         {"persons": args.persons, "shards": args.shards, "bytes": size, "runs": args.runs, "queries": rows,
-         "median_strata_over_duckdb": med_duck, "median_strata_over_datafusion": med_df}, indent=2))
+         "median_strata_over_duckdb": med_duck, "median_strata_over_datafusion": med_df,
+         "median_protected_over_open": med_prot}, indent=2))
 
 
 if __name__ == "__main__":
