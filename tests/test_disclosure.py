@@ -577,3 +577,27 @@ def test_uncorrelated_anti_join_over_participants_is_refused(caller, someone):
         f"(SELECT condition_concept_id FROM condition_occurrence WHERE person_id = {someone})",
         status="unimplemented",
     )
+
+
+def test_threshold_may_only_be_raised(gen_dataset, tmp_work):
+    from helpers import one_line_error, run_strata
+
+    bad = tmp_work / "low.toml"
+    bad.write_text("[disclosure]\nthreshold = 10\n")
+    proc = run_strata("serve", "--dataset", gen_dataset, "--config", bad, "--listen", "127.0.0.1:0", check=False)
+    one_line_error(proc, "threshold")
+
+
+def test_counting_per_person_groups(caller):
+    """Groups by the person key are one participant each; counting them counts participants."""
+    for concept, persons in ((4310024, 40), (257628, 21), (76685, 20)):
+        n = caller.value(
+            "SELECT COUNT(*) FROM (SELECT person_id, COUNT(*) AS k FROM condition_occurrence "
+            f"WHERE condition_concept_id = {concept} GROUP BY person_id) t"
+        )
+        d = caller.value(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT c.person_id FROM condition_occurrence c "
+            f"JOIN concept x ON x.concept_id = c.condition_concept_id WHERE c.condition_concept_id = {concept}) t"
+        )
+        want = persons if persons > T else None
+        assert n == want and d == want, (concept, n, d)

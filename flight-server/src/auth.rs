@@ -13,7 +13,7 @@ use crate::audit::{AuditLog, AuditRecord, now_rfc3339};
 
 pub enum Auth {
     /// Passports verified against the configured JWKS.
-    Passports(PassportVerifier),
+    Passports(PassportVerifier, PassportCache),
     /// No `--jwks`: a development server on loopback; every caller is the local operator.
     OpenLoopback,
 }
@@ -21,16 +21,36 @@ pub enum Auth {
 impl Auth {
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
         match self {
-            Auth::Passports(verifier) => {
+            Auth::Passports(verifier, cache) => {
                 let header = match metadata.get("authorization") {
                     Some(v) => Some(v.to_str().map_err(|_| {
                         Status::unauthenticated("authorization header is not text")
                     })?),
                     None => None,
                 };
-                verifier
-                    .verify(header, now_unix())
-                    .map_err(|e| Status::unauthenticated(e.to_string()))
+                let now = now_unix();
+                // The same token verifies the same way against the same keys: its signatures
+                // are checked once, its expiry on every call.
+                let key = header.map(|h| {
+                    use sha2::Digest;
+                    <[u8; 32]>::from(sha2::Sha256::digest(h.as_bytes()))
+                });
+                if let Some(k) = &key
+                    && let Some(principal) = cache.get(k)
+                {
+                    if principal.is_expired(now) {
+                        cache.invalidate(k);
+                        return Err(Status::unauthenticated("the passport has expired"));
+                    }
+                    return Ok(principal);
+                }
+                let principal = verifier
+                    .verify(header, now)
+                    .map_err(|e| Status::unauthenticated(e.to_string()))?;
+                if let Some(k) = key {
+                    cache.insert(k, principal.clone());
+                }
+                Ok(principal)
             }
             Auth::OpenLoopback => Ok(Principal {
                 sub: "local-operator".into(),
@@ -44,6 +64,16 @@ impl Auth {
             }),
         }
     }
+}
+
+/// Verified passports by the SHA-256 of the bearer header.
+pub type PassportCache = moka::sync::Cache<[u8; 32], Principal>;
+
+pub fn passport_cache() -> PassportCache {
+    moka::sync::Cache::builder()
+        .max_capacity(10_000)
+        .time_to_live(std::time::Duration::from_secs(300))
+        .build()
 }
 
 /// Tonic interceptor: authenticate, then hand the principal to the handler. A refused token

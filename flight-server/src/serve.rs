@@ -41,10 +41,10 @@ pub async fn serve(
     let executor = Arc::new(Executor::open(dataset.clone(), &config).await?);
     info!(audit_log = %executor.audit().path().display(), "audit log");
     let auth = match &args.jwks {
-        Some(jwks) => Auth::Passports(PassportVerifier::from_jwks_file(
-            jwks,
-            args.allow_anonymous,
-        )?),
+        Some(jwks) => Auth::Passports(
+            PassportVerifier::from_jwks_file(jwks, args.allow_anonymous)?,
+            crate::auth::passport_cache(),
+        ),
         None => {
             if !args.listen.ip().is_loopback() {
                 anyhow::bail!(

@@ -40,6 +40,9 @@ fn df<T>(r: DfResult<T>) -> R<T> {
 struct Hidden {
     name: String,
     bitmap: bool,
+    /// For a person id: the visible column it equals on every row (the scan's person key, as
+    /// named at this point of the plan), while that is known.
+    origin: Option<Column>,
 }
 
 impl Hidden {
@@ -96,6 +99,7 @@ impl<'a> Rewriter<'a> {
         Hidden {
             name: format!("__strata_lineage_{}", self.next),
             bitmap,
+            origin: None,
         }
     }
 
@@ -103,6 +107,10 @@ impl<'a> Rewriter<'a> {
     pub fn rewrite(&mut self, plan: &LogicalPlan) -> R<LogicalPlan> {
         if matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
             // Not executed for its rows; EXPLAIN ANALYZE is refused by the statement policy.
+            return Ok(plan.clone());
+        }
+        if !self.aggregates_participants(plan) {
+            // Row-level results and vocabulary aggregates: no cell to protect.
             return Ok(plan.clone());
         }
         let (rewritten, hidden) = self.node(plan)?;
@@ -150,15 +158,41 @@ impl<'a> Rewriter<'a> {
                 let mut exprs = p.expr.clone();
                 exprs.extend(hidden.iter().map(Hidden::expr));
                 let plan = df(Projection::try_new(exprs, Arc::new(input)))?;
+                let hidden = hidden
+                    .into_iter()
+                    .map(|mut h| {
+                        h.origin = h.origin.and_then(|o| {
+                            p.expr.iter().zip(p.schema.iter()).find_map(|(e, (q, f))| {
+                                let inner = match e {
+                                    Expr::Alias(a) => a.expr.as_ref(),
+                                    e => e,
+                                };
+                                matches!(inner, Expr::Column(c) if *c == o)
+                                    .then(|| Column::new(q.cloned(), f.name()))
+                            })
+                        });
+                        h
+                    })
+                    .collect();
                 Ok((LogicalPlan::Projection(plan), hidden))
             }
             LogicalPlan::Filter(_)
             | LogicalPlan::Sort(_)
             | LogicalPlan::Limit(_)
-            | LogicalPlan::SubqueryAlias(_)
             | LogicalPlan::Repartition(_) => {
                 let (input, hidden) = self.node(plan.inputs()[0])?;
                 let plan = df(plan.with_new_exprs(plan.expressions(), vec![input]))?;
+                Ok((plan, hidden))
+            }
+            LogicalPlan::SubqueryAlias(a) => {
+                let (input, mut hidden) = self.node(&a.input)?;
+                let plan = df(plan.with_new_exprs(plan.expressions(), vec![input]))?;
+                for h in &mut hidden {
+                    h.origin = h
+                        .origin
+                        .take()
+                        .map(|o| Column::new(Some(a.alias.clone()), o.name));
+                }
                 Ok((plan, hidden))
             }
             LogicalPlan::Join(join) => self.join(plan, join),
@@ -184,6 +218,21 @@ impl<'a> Rewriter<'a> {
         let _ = e.apply(|e| {
             if let Expr::Column(c) = e
                 && self.protected_names.contains(&c.name)
+            {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        found
+    }
+
+    /// An aggregate or window over participant rows anywhere in the plan.
+    fn aggregates_participants(&self, plan: &LogicalPlan) -> bool {
+        let mut found = false;
+        let _ = plan.apply_with_subqueries(|n| {
+            if matches!(n, LogicalPlan::Aggregate(_) | LogicalPlan::Window(_))
+                && self.reads_participants(n)
             {
                 found = true;
                 return Ok(TreeNodeRecursion::Stop);
@@ -262,7 +311,12 @@ impl<'a> Rewriter<'a> {
             .with_fetch(scan.fetch)
             .build(),
         )?;
-        let hidden = self.hidden(false);
+        let mut hidden = self.hidden(false);
+        hidden.origin = scan
+            .projection
+            .as_ref()
+            .is_none_or(|p| p.contains(&key_index))
+            .then(|| Column::new(Some(scan.table_name.clone()), key));
         let mut exprs: Vec<Expr> = scan
             .projected_schema
             .iter()
@@ -410,6 +464,9 @@ impl<'a> Rewriter<'a> {
             ))?;
             return Ok((LogicalPlan::Aggregate(plan), vec![]));
         }
+        if let Some(person) = self.person_group(agg, &hidden) {
+            return self.per_person_aggregate(agg, input, person);
+        }
         // One participant set per distinct contribution condition: an aggregate ignores rows
         // its FILTER rejects and rows whose arguments are NULL, so those rows did not
         // contribute to its value.
@@ -474,6 +531,89 @@ impl<'a> Rewriter<'a> {
             Arc::new(LogicalPlan::Aggregate(rebuilt)),
         ))?;
         Ok((LogicalPlan::Projection(plan), vec![group_set]))
+    }
+
+    /// Grouped by the person key every lineage column comes from: each group is one
+    /// participant, the group key itself (no bitmap needed).
+    fn person_group(&self, agg: &Aggregate, hidden: &[Hidden]) -> Option<Column> {
+        if matches!(agg.group_expr.first(), Some(Expr::GroupingSet(_))) {
+            return None;
+        }
+        let keys: Vec<&Column> = agg
+            .group_expr
+            .iter()
+            .filter_map(|e| match e {
+                Expr::Column(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let mut origin = None;
+        for h in hidden {
+            let o = h.origin.as_ref().filter(|_| !h.bitmap)?;
+            if !keys.contains(&o) {
+                return None;
+            }
+            origin.get_or_insert_with(|| o.clone());
+        }
+        origin
+    }
+
+    /// Every cell of a one-participant group is protected away; the lineage going up is the
+    /// group's person id.
+    fn per_person_aggregate(
+        &mut self,
+        agg: &Aggregate,
+        input: LogicalPlan,
+        person: Column,
+    ) -> R<(LogicalPlan, Vec<Hidden>)> {
+        let rebuilt = df(Aggregate::try_new(
+            Arc::new(input),
+            agg.group_expr.clone(),
+            agg.aggr_expr.clone(),
+        ))?;
+        let mut lineage = self.hidden(false);
+        let n_group = agg.schema.fields().len() - agg.aggr_expr.len();
+        let mut exprs = Vec::new();
+        for (i, (q, f)) in agg.schema.iter().enumerate() {
+            let column = Expr::Column(Column::new(q.cloned(), f.name()));
+            if i < n_group {
+                exprs.push(column);
+                continue;
+            }
+            let protect = protect_udf(
+                self.protection,
+                is_count(&agg.aggr_expr[i - n_group]),
+                self.counter.clone(),
+            );
+            self.protected_cells += 1;
+            self.protected_names.insert(f.name().clone());
+            exprs.push(
+                protect
+                    .call(vec![column, lineage.expr()])
+                    .alias_qualified(q.cloned(), f.name()),
+            );
+        }
+        // The group key as the lineage (computed below the protection, so available to it).
+        let key_expr = cast(Expr::Column(person.clone()), DataType::Int64);
+        let with_key = {
+            let mut base: Vec<Expr> = agg
+                .schema
+                .iter()
+                .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+                .collect();
+            base.push(key_expr.alias(&lineage.name));
+            df(Projection::try_new(
+                base,
+                Arc::new(LogicalPlan::Aggregate(rebuilt)),
+            ))?
+        };
+        exprs.push(lineage.expr());
+        let plan = df(Projection::try_new(
+            exprs,
+            Arc::new(LogicalPlan::Projection(with_key)),
+        ))?;
+        lineage.origin = Some(person);
+        Ok((LogicalPlan::Projection(plan), vec![lineage]))
     }
 
     fn window(&mut self, w: &Window) -> R<(LogicalPlan, Vec<Hidden>)> {

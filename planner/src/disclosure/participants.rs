@@ -390,6 +390,9 @@ impl ScalarUDFImpl for Protect {
                     })
                     .collect::<DfResult<_>>()?
             }
+            DataType::Int64 => (0..lineage.len())
+                .map(|i| if lineage.is_null(i) { 0 } else { 1 })
+                .collect(),
             DataType::UInt64 => {
                 let c = lineage.as_primitive::<UInt64Type>();
                 (0..c.len())
