@@ -601,3 +601,30 @@ def test_counting_per_person_groups(caller):
         )
         want = persons if persons > T else None
         assert n == want and d == want, (concept, n, d)
+
+
+def test_cube_two_dimensional_margins(caller, gen_duck):
+    """A 2-D table with all margins: in every row and column line, suppressed cells are 0 or at
+    least two with a mass above the threshold (a lone suppressed cell is solvable)."""
+    sql = (
+        "SELECT p.race_concept_id AS r, p.ethnicity_concept_id AS e, COUNT(DISTINCT p.person_id) AS n "
+        "FROM person p GROUP BY CUBE(p.race_concept_id, p.ethnicity_concept_id)"
+    )
+    shown = {(x["r"], x["e"]): x["n"] for x in caller.rows(sql)}
+    true = {
+        (t["r"], t["e"]): t["n"]
+        for t in truth(gen_duck, "SELECT race_concept_id AS r, ethnicity_concept_id AS e, COUNT(*) AS n FROM person GROUP BY CUBE(1, 2)")
+    }
+    assert set(shown) == set(true)
+    assert any(1 <= v <= T for v in true.values())
+    for key, v in true.items():
+        if 1 <= v <= T:
+            assert shown[key] is None
+        if shown[key] is not None:
+            assert shown[key] == v
+    races = {r for (r, e) in true if r is not None}
+    eths = {e for (r, e) in true if e is not None}
+    for r in races:
+        check_line({"shown": shown[(r, None)]}, [{"shown": shown[(r, e)], "true": true[(r, e)]} for e in eths if (r, e) in true])
+    for e in eths:
+        check_line({"shown": shown[(None, e)]}, [{"shown": shown[(r, e)], "true": true[(r, e)]} for r in races if (r, e) in true])

@@ -414,17 +414,20 @@ fn release(
     let internal = |e: arrow::error::ArrowError| PlannerError::Internal(e.to_string());
     let last = batch.num_columns() - 1;
     let sets = batch.column(last).as_binary::<i32>().clone();
-    let rows: Vec<Option<roaring::RoaringTreemap>> = (0..batch.num_rows())
+    let rows: Vec<disclosure::release::Row> = (0..batch.num_rows())
         .map(|i| {
             let offered = cells.iter().any(|&c| batch.column(c).is_valid(i));
-            if !offered || sets.is_null(i) {
-                return Ok(None);
-            }
-            disclosure::participants::deserialize(sets.value(i))
-                .map(Some)
-                .map_err(PlannerError::from_datafusion)
+            let set = if sets.is_null(i) {
+                None
+            } else {
+                Some(
+                    disclosure::participants::deserialize(sets.value(i))
+                        .map_err(PlannerError::from_datafusion)?,
+                )
+            };
+            Ok(disclosure::release::Row { set, offered })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, PlannerError>>()?;
     let decisions = ledger.decide(principal, &rows, protection.threshold);
     let withhold: BooleanArray = decisions.iter().map(|&ok| Some(!ok)).collect();
     let mut withheld = 0u64;

@@ -25,48 +25,103 @@ const MAX_SETS_PER_PRINCIPAL: usize = 20_000;
 
 #[derive(Debug, Default)]
 pub struct ReleaseLedger {
-    released: Mutex<HashMap<String, Vec<RoaringTreemap>>>,
+    principals: Mutex<HashMap<String, History>>,
+}
+
+/// What one principal was given, and what it was refused.
+#[derive(Debug, Default)]
+struct History {
+    released: Vec<RoaringTreemap>,
+    withheld: Vec<RoaringTreemap>,
+}
+
+/// One row of a protected result.
+pub struct Row {
+    /// The row's participants (`None`: nothing to protect in it).
+    pub set: Option<RoaringTreemap>,
+    /// Whether its protected cells carry values (false: already suppressed).
+    pub offered: bool,
 }
 
 impl ReleaseLedger {
-    /// Decides which of `rows` (participant sets of one result's rows; `None` for rows with
-    /// nothing to protect) may be released to `principal`, and records the released ones.
-    pub fn decide(
-        &self,
-        principal: &str,
-        rows: &[Option<RoaringTreemap>],
-        threshold: u64,
-    ) -> Vec<bool> {
-        let mut ledger = self.released.lock().unwrap_or_else(|p| p.into_inner());
+    /// Decides which rows may be released to `principal` and records what was released and
+    /// what was withheld.
+    pub fn decide(&self, principal: &str, rows: &[Row], threshold: u64) -> Vec<bool> {
+        let mut ledger = self.principals.lock().unwrap_or_else(|p| p.into_inner());
         let history = ledger.entry(principal.to_string()).or_default();
-        let mut order: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].is_some()).collect();
+        let mut release = vec![true; rows.len()];
+        let mut released = std::mem::take(&mut history.released);
+        let mut withheld = std::mem::take(&mut history.withheld);
+        for row in rows {
+            if let (Some(set), false) = (&row.set, row.offered)
+                && !set.is_empty()
+                && !withheld.contains(set)
+            {
+                withheld.push(set.clone());
+            }
+        }
+        let first_new = released.len();
+        let mut order: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].offered && rows[i].set.is_some())
+            .collect();
         order.sort_by(|&a, &b| {
-            let (sa, sb) = (rows[a].as_ref().unwrap(), rows[b].as_ref().unwrap());
+            let (sa, sb) = (rows[a].set.as_ref().unwrap(), rows[b].set.as_ref().unwrap());
             sb.len()
                 .cmp(&sa.len())
                 .then_with(|| sa.iter().cmp(sb.iter()))
         });
-        let mut release = vec![true; rows.len()];
-        let mut released_now: Vec<RoaringTreemap> = Vec::new();
         for i in order {
-            let set = rows[i].as_ref().unwrap();
-            if set.is_empty() {
+            let set = rows[i].set.as_ref().unwrap();
+            if set.is_empty() || released.contains(set) {
                 continue;
             }
-            let known = || history.iter().chain(released_now.iter());
-            if derivable(set, known(), threshold) {
+            let refs: Vec<&RoaringTreemap> = released.iter().collect();
+            if derivable(set, &refs, &withheld, threshold) {
                 release[i] = false;
+                if !withheld.contains(set) {
+                    withheld.push(set.clone());
+                }
                 continue;
             }
-            if !history.iter().chain(released_now.iter()).any(|r| r == set) {
-                released_now.push(set.clone());
+            released.push(set.clone());
+        }
+        // A later withholding can make an earlier release of this result solvable (a cell alone
+        // with a withheld one in its line): revoke such releases until nothing changes.
+        // Smallest first, so that a line gives up its smallest cells before its margin.
+        loop {
+            let mut newest: Vec<usize> = (first_new..released.len()).collect();
+            newest.sort_by(|&a, &b| {
+                let (sa, sb) = (&released[a], &released[b]);
+                sa.len()
+                    .cmp(&sb.len())
+                    .then_with(|| sa.iter().cmp(sb.iter()))
+            });
+            let revoked = newest.into_iter().find(|&k| {
+                let others: Vec<&RoaringTreemap> = released
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != k)
+                    .map(|(_, r)| r)
+                    .collect();
+                derivable(&released[k], &others, &withheld, threshold)
+            });
+            let Some(k) = revoked else { break };
+            let set = released.remove(k);
+            for (i, row) in rows.iter().enumerate() {
+                if row.set.as_ref() == Some(&set) {
+                    release[i] = false;
+                }
+            }
+            withheld.push(set);
+        }
+        for list in [&mut released, &mut withheld] {
+            if list.len() > MAX_SETS_PER_PRINCIPAL {
+                let excess = list.len() - MAX_SETS_PER_PRINCIPAL;
+                list.drain(..excess);
             }
         }
-        history.extend(released_now);
-        if history.len() > MAX_SETS_PER_PRINCIPAL {
-            let excess = history.len() - MAX_SETS_PER_PRINCIPAL;
-            history.drain(..excess);
-        }
+        history.released = released;
+        history.withheld = withheld;
         release
     }
 }
@@ -75,48 +130,71 @@ fn small(n: u64, threshold: u64) -> bool {
     (1..=threshold).contains(&n)
 }
 
-fn derivable<'a>(
+/// Whether a line (a total and parts of it) gives a protected group away: the participants
+/// its parts leave uncovered are 1..=T (a bound on a small group), or its disjoint parts leave
+/// exactly one withheld cell (solvable by subtraction, whatever its size).
+fn exposes(
+    total: &RoaringTreemap,
+    start: &RoaringTreemap,
+    released: &[&RoaringTreemap],
+    withheld: &[RoaringTreemap],
+    threshold: u64,
+) -> bool {
+    let mut parts: Vec<&RoaringTreemap> = released
+        .iter()
+        .copied()
+        .filter(|r| r.len() < total.len() && r.is_subset(total))
+        .collect();
+    if parts.is_empty() && start.is_empty() {
+        return false;
+    }
+    let mut union = start.clone();
+    for p in &parts {
+        union |= *p;
+    }
+    if small((total - &union).len(), threshold) {
+        return true;
+    }
+    // Largest first, each disjoint from what is taken: the parts whose counts add up.
+    parts.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.iter().cmp(b.iter())));
+    let mut disjoint = start.clone();
+    for p in parts {
+        if p.is_disjoint(&disjoint) {
+            disjoint |= p;
+        }
+    }
+    if disjoint.is_empty() {
+        return false;
+    }
+    let rest = total - &disjoint;
+    let n = rest.len();
+    n > 0 && withheld.iter().any(|w| w.len() == n && *w == rest)
+}
+
+fn derivable(
     set: &RoaringTreemap,
-    known: impl Iterator<Item = &'a RoaringTreemap> + Clone,
+    released: &[&RoaringTreemap],
+    withheld: &[RoaringTreemap],
     threshold: u64,
 ) -> bool {
     let n = set.len();
     // A released set 1..=T away (either direction).
-    let near = known
-        .clone()
-        .any(|r| r.len().abs_diff(n) <= threshold && small((set ^ r).len(), threshold));
-    if near {
+    if released
+        .iter()
+        .any(|r| r.len().abs_diff(n) <= threshold && small((set ^ *r).len(), threshold))
+    {
         return true;
     }
-    // Released subsets leave a small rest of this set.
-    let mut covered = RoaringTreemap::new();
-    let mut any = false;
-    for r in known.clone() {
-        if r.len() < n && r.is_subset(set) {
-            covered |= r;
-            any = true;
-        }
-    }
-    if any && small(n - covered.len(), threshold) {
+    // As a total, against its released parts.
+    if exposes(set, &RoaringTreemap::new(), released, withheld, threshold) {
         return true;
     }
-    // This set is a part of a released total whose uncovered rest it would shrink to a small
-    // group.
-    for total in known.clone() {
-        if total.len() <= n || !set.is_subset(total) {
-            continue;
-        }
-        let mut covered = set.clone();
-        for r in known.clone() {
-            if r.len() < total.len() && r.is_subset(total) {
-                covered |= r;
-            }
-        }
-        if small(total.len() - covered.len(), threshold) {
-            return true;
-        }
-    }
-    false
+    // As a part of each released total, with the total's other released parts.
+    released.iter().any(|total| {
+        total.len() > n
+            && set.is_subset(total)
+            && exposes(total, set, released, withheld, threshold)
+    })
 }
 
 #[cfg(test)]
@@ -134,7 +212,7 @@ mod tests {
         let total = set(0..100);
         let a = set(0..50);
         let b = set(50..85);
-        let rows = vec![Some(a), Some(total), Some(b)];
+        let rows = vec![offered(a), offered(total), offered(b)];
         let d = ledger.decide("p", &rows, 20);
         // Total and the larger part go; the last part would leave 15 uncovered: withheld.
         assert_eq!(d, vec![true, true, false]);
@@ -143,25 +221,90 @@ mod tests {
     #[test]
     fn differencing_across_queries() {
         let ledger = ReleaseLedger::default();
-        assert_eq!(ledger.decide("p", &[Some(set(0..1000))], 20), vec![true]);
+        assert_eq!(ledger.decide("p", &[offered(set(0..1000))], 20), vec![true]);
         // Same total minus 3 participants: refused.
-        assert_eq!(ledger.decide("p", &[Some(set(3..1000))], 20), vec![false]);
+        assert_eq!(
+            ledger.decide("p", &[offered(set(3..1000))], 20),
+            vec![false]
+        );
         // Same set again: released again (deterministic).
-        assert_eq!(ledger.decide("p", &[Some(set(0..1000))], 20), vec![true]);
+        assert_eq!(ledger.decide("p", &[offered(set(0..1000))], 20), vec![true]);
         // Another principal has its own history.
-        assert_eq!(ledger.decide("q", &[Some(set(3..1000))], 20), vec![true]);
+        assert_eq!(ledger.decide("q", &[offered(set(3..1000))], 20), vec![true]);
         // Far enough away: fine.
-        assert_eq!(ledger.decide("p", &[Some(set(0..500))], 20), vec![true]);
+        assert_eq!(ledger.decide("p", &[offered(set(0..500))], 20), vec![true]);
     }
 
     #[test]
     fn order_of_rows_does_not_matter() {
-        let rows = vec![Some(set(0..100)), Some(set(0..60)), Some(set(60..90))];
-        let mut reversed = rows.clone();
-        reversed.reverse();
+        let sets = [set(0..100), set(0..60), set(60..90)];
+        let rows: Vec<Row> = sets.iter().cloned().map(offered).collect();
+        let reversed: Vec<Row> = sets.iter().rev().cloned().map(offered).collect();
         let a = ReleaseLedger::default().decide("p", &rows, 20);
         let mut b = ReleaseLedger::default().decide("p", &reversed, 20);
         b.reverse();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn union_of_total_and_parts() {
+        let rows = vec![
+            Row {
+                set: Some(set(61..66)),
+                offered: false,
+            },
+            offered(set(40..61)),
+            offered(set(0..66)),
+            offered(set(0..40)),
+        ];
+        let d = ReleaseLedger::default().decide("p", &rows, 20);
+        assert_eq!(d, vec![true, false, true, true]);
+    }
+
+    fn offered(set: RoaringTreemap) -> Row {
+        Row {
+            set: Some(set),
+            offered: true,
+        }
+    }
+
+    /// A 2x2 table with margins and one small cell: no withheld inner cell may be the only one
+    /// withheld in a line whose total is released.
+    #[test]
+    fn two_by_two_with_margins() {
+        let (x11, x12, x21, x22) = (set(0..10), set(10..60), set(60..110), set(110..200));
+        let r1 = &x11 | &x12;
+        let r2 = &x21 | &x22;
+        let c1 = &x11 | &x21;
+        let c2 = &x12 | &x22;
+        let g = &r1 | &r2;
+        let sets = [g, r1, r2, c1, c2, x12, x21, x22, x11];
+        let rows: Vec<Row> = sets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Row {
+                set: Some(s.clone()),
+                offered: i != 8,
+            })
+            .collect();
+        let d = ReleaseLedger::default().decide("p", &rows, 20);
+        let shown = |i: usize| i != 8 && d[i];
+        assert!(shown(0), "the grand total goes out");
+        // Lines: (total, parts) by index.
+        let lines = [
+            (1, [8, 5]),
+            (2, [6, 7]),
+            (3, [8, 6]),
+            (4, [5, 7]),
+            (0, [1, 2]),
+            (0, [3, 4]),
+        ];
+        for (total, parts) in lines {
+            let hidden = parts.iter().filter(|&&p| !shown(p)).count();
+            assert!(
+                !shown(total) || hidden != 1,
+                "line {total} {parts:?}: one hidden cell"
+            );
+        }
     }
 }
