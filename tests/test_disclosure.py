@@ -444,6 +444,7 @@ def test_audit_records_suppressed_cells(dc_server, dc_keys):
             break
         time.sleep(0.1)
     assert ends and ends[-1]["suppressed_cells"] == 4
+    assert ends[-1]["protected_cells"] == len(PLANTED)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -628,3 +629,15 @@ def test_cube_two_dimensional_margins(caller, gen_duck):
         check_line({"shown": shown[(r, None)]}, [{"shown": shown[(r, e)], "true": true[(r, e)]} for e in eths if (r, e) in true])
     for e in eths:
         check_line({"shown": shown[(None, e)]}, [{"shown": shown[(r, e)], "true": true[(r, e)]} for r in races if (r, e) in true])
+
+
+def test_release_ledger_survives_a_restart(dc_server, dc_keys):
+    c = Caller(dc_server, dc_keys, "dc-restart")
+    assert c.value("SELECT COUNT(*) FROM person") is not None
+    dc_server.restart()
+    c = Caller(dc_server, dc_keys, "dc-restart")
+    # Everyone but the five planted participants: withheld against the pre-restart total.
+    assert c.value(
+        "SELECT COUNT(*) FROM person p WHERE NOT EXISTS (SELECT 1 FROM condition_occurrence c "
+        "WHERE c.person_id = p.person_id AND c.condition_concept_id = 441267)"
+    ) is None

@@ -38,7 +38,10 @@ pub struct AuditRecord {
     pub tables: Vec<String>,
     pub rows: Option<u64>,
     pub bytes: Option<u64>,
-    /// Cells suppressed by disclosure control (none yet: that control is not built).
+    /// Protected (aggregate) cells in the result as computed, and how many of them disclosure
+    /// control suppressed; released = protected - suppressed.
+    #[serde(default)]
+    pub protected_cells: Option<u64>,
     pub suppressed_cells: Option<u64>,
     pub egress_alert: bool,
     /// `ok`, `denied`, `unauthenticated`, `invalid`, `error`, `cancelled`, `started`.
@@ -175,6 +178,7 @@ pub fn print(path: &Path, q: &AuditQuery) -> anyhow::Result<usize> {
                 start.error = record.error;
                 start.duration_ms = record.duration_ms;
                 start.suppressed_cells = record.suppressed_cells;
+                start.protected_cells = record.protected_cells;
             }
             _ => {
                 index.insert(record.request_id.clone(), merged.len());

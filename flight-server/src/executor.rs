@@ -104,7 +104,10 @@ impl Executor {
             egress_alerts: Arc::new(AtomicU64::new(0)),
             disclosure: config.disclosure.clone(),
             person_keys: Arc::new(disclosure::person_keys(dataset.catalog())),
-            ledger: Arc::new(ReleaseLedger::default()),
+            ledger: Arc::new(
+                ReleaseLedger::open(&config.state_dir(dataset.dir()).join("released.jsonl"))
+                    .map_err(|e| anyhow::anyhow!("cannot open the release ledger: {e}"))?,
+            ),
             dataset,
         })
     }
@@ -366,6 +369,7 @@ async fn buffered_with_report(
         let schema = stream.schema();
         let whole = arrow::compute::concat_batches(&schema, &batches)
             .map_err(|e| PlannerError::Internal(e.to_string()))?;
+        report.set_result_cells((whole.num_rows() * cells.len()) as u64);
         let (released, withheld) = release(whole, &cells, protection, ledger, principal)?;
         report.add_suppressed(withheld);
         batches = vec![released];
@@ -655,6 +659,7 @@ impl QueryReport {
         end.bytes = Some(self.bytes);
         end.egress_alert = self.egress_alert;
         end.suppressed_cells = Some(self.disclosure.suppressed_cells());
+        end.protected_cells = Some(self.disclosure.result_cells());
         end.duration_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
         end.outcome = match &self.error {
             None => "ok".into(),

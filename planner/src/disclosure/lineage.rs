@@ -13,6 +13,7 @@ use std::sync::Arc;
 use arrow::datatypes::DataType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::ExprSchemable;
 use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
 use datafusion::logical_expr::{
     Aggregate, Expr, JoinType, LogicalPlan, Projection, TableScan, Window, WindowFrameBound, cast,
@@ -472,8 +473,9 @@ impl<'a> Rewriter<'a> {
         // contribute to its value.
         let mut conditions: Vec<Option<Expr>> = Vec::new();
         let mut condition_of = Vec::with_capacity(agg.aggr_expr.len());
+        let input_schema = agg.input.schema().clone();
         for e in &agg.aggr_expr {
-            let c = contribution(e);
+            let c = contribution(e, &input_schema);
             let i = conditions.iter().position(|x| *x == c).unwrap_or_else(|| {
                 conditions.push(c.clone());
                 conditions.len() - 1
@@ -650,7 +652,7 @@ impl<'a> Rewriter<'a> {
             let mut params = wf.params.clone();
             params.args = hidden.iter().map(Hidden::expr).collect();
             params.distinct = false;
-            params.filter = contribution_window(wf).map(Box::new);
+            params.filter = contribution_window(wf, w.input.schema()).map(Box::new);
             let count = Expr::WindowFunction(Box::new(WindowFunction {
                 fun: datafusion::logical_expr::WindowFunctionDefinition::AggregateUDF(
                     participants_udaf(Output::Count),
@@ -773,23 +775,25 @@ fn window_function(e: &Expr) -> Option<&WindowFunction> {
 
 /// The rows an aggregate takes its value from: those its FILTER keeps whose arguments are not
 /// NULL (`None`: every row).
-fn contribution(e: &Expr) -> Option<Expr> {
+fn contribution(e: &Expr, schema: &DFSchema) -> Option<Expr> {
     match e {
-        Expr::Alias(a) => contribution(&a.expr),
-        Expr::AggregateFunction(f) => condition(f.params.filter.as_deref(), &f.params.args),
+        Expr::Alias(a) => contribution(&a.expr, schema),
+        Expr::AggregateFunction(f) => condition(f.params.filter.as_deref(), &f.params.args, schema),
         _ => None,
     }
 }
 
-fn contribution_window(wf: &WindowFunction) -> Option<Expr> {
-    condition(wf.params.filter.as_deref(), &wf.params.args)
+fn contribution_window(wf: &WindowFunction, schema: &DFSchema) -> Option<Expr> {
+    condition(wf.params.filter.as_deref(), &wf.params.args, schema)
 }
 
-fn condition(filter: Option<&Expr>, args: &[Expr]) -> Option<Expr> {
+fn condition(filter: Option<&Expr>, args: &[Expr], schema: &DFSchema) -> Option<Expr> {
     let mut parts: Vec<Expr> = filter.cloned().into_iter().collect();
     for a in args {
-        // COUNT(*) arrives as COUNT(1): literals are never NULL.
-        if !matches!(a, Expr::Literal(v, _) if !v.is_null()) {
+        // COUNT(*) arrives as COUNT(1); literals and non-nullable columns are never NULL.
+        let never_null = matches!(a, Expr::Literal(v, _) if !v.is_null())
+            || matches!(a.nullable(schema), Ok(false));
+        if !never_null {
             parts.push(a.clone().is_not_null());
         }
     }

@@ -78,6 +78,7 @@ pub struct DisclosureReport {
     /// Output columns holding protected values (the result then ends with the hidden
     /// participant-set column).
     output_cells: std::sync::Mutex<Vec<usize>>,
+    result_cells: AtomicU64,
 }
 
 impl DisclosureReport {
@@ -94,6 +95,15 @@ impl DisclosureReport {
             .lock()
             .map(|c| c.clone())
             .unwrap_or_default()
+    }
+
+    /// Protected cells in the result (released and suppressed).
+    pub fn set_result_cells(&self, n: u64) {
+        self.result_cells.store(n, Ordering::Relaxed);
+    }
+
+    pub fn result_cells(&self) -> u64 {
+        self.result_cells.load(Ordering::Relaxed)
     }
 
     /// Counts cells withheld after the plan ran (by the release ledger).

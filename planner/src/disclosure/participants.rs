@@ -217,11 +217,17 @@ impl BitmapGroups {
         }
         let sets = &mut self.sets;
         let mut unions = Vec::new();
+        // Rows arrive clustered by participant: skip the repeats of the last insertion.
+        let mut last: Option<(usize, u64)> = None;
         for_each_input(
             values,
             filter,
             |row, p| {
-                sets[group_indices[row]].insert(p);
+                let g = group_indices[row];
+                if last != Some((g, p)) {
+                    sets[g].insert(p);
+                    last = Some((g, p));
+                }
             },
             |row, s| unions.push((group_indices[row], s)),
         )?;

@@ -26,6 +26,19 @@ const MAX_SETS_PER_PRINCIPAL: usize = 20_000;
 #[derive(Debug, Default)]
 pub struct ReleaseLedger {
     principals: Mutex<HashMap<String, History>>,
+    /// Append-only record of every decision, fsynced before the result is released, so that a
+    /// restart does not forget what a principal was given.
+    file: Option<Mutex<std::fs::File>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Entry {
+    /// Principal key.
+    p: String,
+    /// `r`eleased or `w`ithheld.
+    k: char,
+    /// The participant set, serialized roaring bitmap, base64.
+    s: String,
 }
 
 /// What one principal was given, and what it was refused.
@@ -44,6 +57,83 @@ pub struct Row {
 }
 
 impl ReleaseLedger {
+    /// A ledger kept in `path` (created if absent, reloaded if present).
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        use base64::Engine;
+        use std::io::BufRead;
+        let mut principals: HashMap<String, History> = HashMap::new();
+        if let Ok(f) = std::fs::File::open(path) {
+            for line in std::io::BufReader::new(f).lines() {
+                let line = line?;
+                // A torn last line (crash mid-append) was never acknowledged: skip it.
+                let Ok(e) = serde_json::from_str::<Entry>(&line) else {
+                    continue;
+                };
+                let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&e.s) else {
+                    continue;
+                };
+                let Ok(set) = RoaringTreemap::deserialize_from(&bytes[..]) else {
+                    continue;
+                };
+                let h = principals.entry(e.p).or_default();
+                match e.k {
+                    'r' => h.released.push(set),
+                    _ => h.withheld.push(set),
+                }
+            }
+        }
+        for h in principals.values_mut() {
+            for list in [&mut h.released, &mut h.withheld] {
+                if list.len() > MAX_SETS_PER_PRINCIPAL {
+                    let excess = list.len() - MAX_SETS_PER_PRINCIPAL;
+                    list.drain(..excess);
+                }
+            }
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(ReleaseLedger {
+            principals: Mutex::new(principals),
+            file: Some(Mutex::new(file)),
+        })
+    }
+
+    fn persist(&self, principal: &str, released: &[RoaringTreemap], withheld: &[RoaringTreemap]) {
+        use base64::Engine;
+        use std::io::Write;
+        let Some(file) = &self.file else { return };
+        let mut text = String::new();
+        for (k, list) in [('r', released), ('w', withheld)] {
+            for set in list {
+                let mut bytes = Vec::with_capacity(set.serialized_size());
+                if set.serialize_into(&mut bytes).is_err() {
+                    continue;
+                }
+                let entry = Entry {
+                    p: principal.to_string(),
+                    k,
+                    s: base64::engine::general_purpose::STANDARD.encode(bytes),
+                };
+                if let Ok(line) = serde_json::to_string(&entry) {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+        }
+        if text.is_empty() {
+            return;
+        }
+        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.sync_data()) {
+            tracing::error!(error = %e, "release ledger not written");
+        }
+    }
+
     /// Decides which rows may be released to `principal` and records what was released and
     /// what was withheld.
     pub fn decide(&self, principal: &str, rows: &[Row], threshold: u64) -> Vec<bool> {
@@ -52,6 +142,7 @@ impl ReleaseLedger {
         let mut release = vec![true; rows.len()];
         let mut released = std::mem::take(&mut history.released);
         let mut withheld = std::mem::take(&mut history.withheld);
+        let first_withheld = withheld.len();
         for row in rows {
             if let (Some(set), false) = (&row.set, row.offered)
                 && !set.is_empty()
@@ -114,6 +205,8 @@ impl ReleaseLedger {
             }
             withheld.push(set);
         }
+        let new_released: Vec<RoaringTreemap> = released[first_new..].to_vec();
+        let new_withheld: Vec<RoaringTreemap> = withheld[first_withheld..].to_vec();
         for list in [&mut released, &mut withheld] {
             if list.len() > MAX_SETS_PER_PRINCIPAL {
                 let excess = list.len() - MAX_SETS_PER_PRINCIPAL;
@@ -122,6 +215,8 @@ impl ReleaseLedger {
         }
         history.released = released;
         history.withheld = withheld;
+        drop(ledger);
+        self.persist(principal, &new_released, &new_withheld);
         release
     }
 }
@@ -259,6 +354,23 @@ mod tests {
         ];
         let d = ReleaseLedger::default().decide("p", &rows, 20);
         assert_eq!(d, vec![true, false, true, true]);
+    }
+
+    #[test]
+    fn ledger_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("strata-ledger-{}", std::process::id()));
+        let path = dir.join("released.jsonl");
+        let _ = std::fs::remove_file(&path);
+        {
+            let ledger = ReleaseLedger::open(&path).unwrap();
+            assert_eq!(ledger.decide("p", &[offered(set(0..1000))], 20), vec![true]);
+        }
+        let reopened = ReleaseLedger::open(&path).unwrap();
+        assert_eq!(
+            reopened.decide("p", &[offered(set(5..1000))], 20),
+            vec![false]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn offered(set: RoaringTreemap) -> Row {
