@@ -348,6 +348,15 @@ def test_padding_tracker(caller):
     assert a is None or b is None or a == b
 
 
+def test_repeated_cube_gives_the_same_answer(caller):
+    sql = (
+        "SELECT race_concept_id AS r, ethnicity_concept_id AS e, COUNT(*) AS n FROM person "
+        "GROUP BY CUBE(race_concept_id, ethnicity_concept_id) ORDER BY 1, 2"
+    )
+    first = caller.rows(sql)
+    assert caller.rows(sql) == first and caller.rows(sql) == first
+
+
 def test_repeated_and_rephrased_queries_give_the_same_answer(caller):
     sql = f"SELECT condition_concept_id AS c, COUNT(DISTINCT person_id) AS n FROM condition_occurrence WHERE condition_concept_id IN ({PLANTED_IDS}) GROUP BY 1 ORDER BY 1"
     first = caller.rows(sql)
@@ -629,6 +638,31 @@ def test_cube_two_dimensional_margins(caller, gen_duck):
         check_line({"shown": shown[(r, None)]}, [{"shown": shown[(r, e)], "true": true[(r, e)]} for e in eths if (r, e) in true])
     for e in eths:
         check_line({"shown": shown[(None, e)]}, [{"shown": shown[(r, e)], "true": true[(r, e)]} for r in races if (r, e) in true])
+    # No suppressed cell is a bridge of the table's graph (rows and columns as nodes, margins on
+    # the extra "+" row and column): a bridge is solvable from the released cells.
+    edges = [
+        (("row", "+" if r is None else r), ("col", "+" if e is None else e))
+        for (r, e) in true
+        if shown[(r, e)] is None
+    ]
+
+    def connected(skip, a, b):
+        seen, todo = {a}, [a]
+        while todo:
+            n = todo.pop()
+            for k, (x, y) in enumerate(edges):
+                if k == skip or n not in (x, y):
+                    continue
+                m = y if n == x else x
+                if m == b:
+                    return True
+                if m not in seen:
+                    seen.add(m)
+                    todo.append(m)
+        return False
+
+    for k, (a, b) in enumerate(edges):
+        assert connected(k, a, b), f"suppressed cell {a}/{b} is a bridge: solvable from the margins"
 
 
 def test_release_ledger_survives_a_restart(dc_server, dc_keys):
