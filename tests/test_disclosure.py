@@ -579,14 +579,29 @@ def test_anti_join_on_the_person_key(caller, gen_duck):
     assert caller.value("SELECT COUNT(*) FROM person") is None
 
 
-def test_uncorrelated_anti_join_over_participants_is_refused(caller, someone):
-    """Its lineage (every participant of the subquery) is not computed yet: refused, never
-    released unprotected."""
-    caller.refused(
+def test_uncorrelated_anti_join_counts_everyone_on_the_right(caller, someone, gen_duck):
+    """NOT IN over one participant's conditions: every participant of the subquery decided which
+    concept rows remain, so the count has that one participant and is suppressed."""
+    assert caller.value(
         "SELECT COUNT(*) FROM concept WHERE concept_id NOT IN "
-        f"(SELECT condition_concept_id FROM condition_occurrence WHERE person_id = {someone})",
-        status="unimplemented",
+        f"(SELECT condition_concept_id FROM condition_occurrence WHERE person_id = {someone})"
+    ) is None
+    # Over everyone's conditions: many participants, released, equal to the oracle.
+    sql = (
+        "SELECT COUNT(*) AS n FROM concept WHERE domain_id = 'Condition' AND concept_id NOT IN "
+        "(SELECT condition_concept_id FROM condition_occurrence)"
     )
+    assert caller.value(sql) == truth(gen_duck, sql)[0]["n"]
+
+
+def test_sliding_window_frames_are_protected(caller):
+    rows = caller.rows(
+        "SELECT condition_concept_id AS c, COUNT(*) OVER (ORDER BY condition_start_date "
+        "ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS n FROM condition_occurrence "
+        "WHERE condition_concept_id = 4310024"
+    )
+    # Three rows at most per frame: at most three participants, never released.
+    assert rows and all(r["n"] is None for r in rows)
 
 
 def test_threshold_may_only_be_raised(gen_dataset, tmp_work):

@@ -16,8 +16,7 @@ use datafusion::common::{Column, DFSchema, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::ExprSchemable;
 use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
 use datafusion::logical_expr::{
-    Aggregate, Expr, JoinType, LogicalPlan, Projection, TableScan, Window, WindowFrameBound, cast,
-    lit,
+    Aggregate, Expr, JoinType, LogicalPlan, Projection, TableScan, Window, cast, lit,
 };
 
 use super::participants::{Output, Protection, SuppressionCounter, participants_udaf, protect_udf};
@@ -369,11 +368,52 @@ impl<'a> Rewriter<'a> {
             JoinType::LeftSemi if join.filter.is_none() => {
                 self.semi_join(join, left, hl, right, hr)
             }
+            // The absence of a match is decided by every row of the right side: all its
+            // participants join each surviving left row's lineage.
+            JoinType::LeftAnti => {
+                let anti = df(plan.with_new_exprs(plan.expressions(), vec![left, right.clone()]))?;
+                self.with_all_participants_of(anti, hl, right, &hr)
+            }
             other => refuse(format!(
                 "a {other} join that depends on participant data (NOT IN, NOT EXISTS, or a \
                  correlated condition) cannot be protected yet; rewrite it as an inner or outer join"
             )),
         }
+    }
+
+    /// `plan` with one more lineage column: the participants of all of `side` (one bitmap,
+    /// dictionary-encoded so that its rows share it rather than copy it).
+    fn with_all_participants_of(
+        &mut self,
+        plan: LogicalPlan,
+        mut hidden: Vec<Hidden>,
+        side: LogicalPlan,
+        side_hidden: &[Hidden],
+    ) -> R<(LogicalPlan, Vec<Hidden>)> {
+        let all = self.hidden(true);
+        let everyone = df(Aggregate::try_new(
+            Arc::new(side),
+            vec![],
+            vec![
+                self.participants(side_hidden, None, Output::Bitmap)
+                    .alias(&all.name),
+            ],
+        ))?;
+        let shared = df(Projection::try_new(
+            vec![
+                cast(
+                    all.expr(),
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Binary)),
+                )
+                .alias(&all.name),
+            ],
+            Arc::new(LogicalPlan::Aggregate(everyone)),
+        ))?;
+        let joined = df(datafusion::logical_expr::LogicalPlanBuilder::from(plan)
+            .cross_join(LogicalPlan::Projection(shared))
+            .and_then(|b| b.build()))?;
+        hidden.push(all);
+        Ok((joined, hidden))
     }
 
     fn correlated_on_person(&self, join: &datafusion::logical_expr::Join) -> bool {
@@ -640,13 +680,6 @@ impl<'a> Rewriter<'a> {
                 // statistic; the row keeps its own lineage.
                 counts.push(None);
                 continue;
-            }
-            if !matches!(wf.params.window_frame.start_bound, WindowFrameBound::Preceding(ref v) if v.is_null())
-            {
-                return refuse(
-                    "window aggregates over a sliding frame of participant rows cannot be \
-                     protected yet; use a frame starting at UNBOUNDED PRECEDING",
-                );
             }
             let name = self.hidden(false).name;
             let mut params = wf.params.clone();

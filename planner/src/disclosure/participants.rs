@@ -85,6 +85,10 @@ impl AggregateUDFImpl for Participants {
         }))
     }
 
+    fn create_sliding_accumulator(&self, _args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        Ok(Box::new(SlidingCount::default()))
+    }
+
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
         true
     }
@@ -120,13 +124,16 @@ pub fn deserialize(bytes: &[u8]) -> DfResult<RoaringTreemap> {
     })
 }
 
-/// Calls `add(row, person)` for each person id, and `union(row, bitmap)` for each bitmap, of
+/// Calls `add(row, person)` for each person id, `union(row, bitmap)` for each bitmap, and
+/// `shared(row, key, bitmap)` for each dictionary-shared bitmap (the same set on many rows,
+/// such as everyone on the right of an anti join: callers union each key once per group), of
 /// every lineage column at every row that passes the filter.
 fn for_each_input(
     values: &[ArrayRef],
     filter: Option<&BooleanArray>,
     mut add: impl FnMut(usize, u64),
     mut union: impl FnMut(usize, RoaringTreemap),
+    mut shared: impl FnMut(usize, usize, &RoaringTreemap),
 ) -> DfResult<()> {
     let selected = |row: usize| filter.is_none_or(|f| f.is_valid(row) && f.value(row));
     for array in values {
@@ -147,6 +154,32 @@ fn for_each_input(
                     }
                 }
             }
+            DataType::Dictionary(_, value) if value.as_ref() == &DataType::Binary => {
+                let dict = arrow::compute::cast(
+                    array,
+                    &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Binary)),
+                )?;
+                let dict = dict.as_dictionary::<arrow::datatypes::Int32Type>();
+                let values = dict.values().as_binary::<i32>();
+                let decoded: Vec<Option<RoaringTreemap>> = (0..values.len())
+                    .map(|k| {
+                        if values.is_null(k) {
+                            Ok(None)
+                        } else {
+                            deserialize(values.value(k)).map(Some)
+                        }
+                    })
+                    .collect::<DfResult<_>>()?;
+                let keys = dict.keys();
+                for row in 0..keys.len() {
+                    if keys.is_valid(row)
+                        && selected(row)
+                        && let Some(Some(set)) = decoded.get(keys.value(row) as usize)
+                    {
+                        shared(row, keys.value(row) as usize, set);
+                    }
+                }
+            }
             DataType::Null => {}
             other => return exec_err!("{PARTICIPANTS}: unexpected lineage type {other}"),
         }
@@ -164,6 +197,8 @@ impl Accumulator for BitmapAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
         let set = &mut self.set;
         let mut unions = Vec::new();
+        let mut shared = Vec::new();
+        let mut keys = std::collections::HashSet::new();
         for_each_input(
             values,
             None,
@@ -171,8 +206,13 @@ impl Accumulator for BitmapAccumulator {
                 set.insert(p);
             },
             |_, s| unions.push(s),
+            |_, key, s| {
+                if keys.insert(key) {
+                    shared.push(s.clone());
+                }
+            },
         )?;
-        for s in unions {
+        for s in unions.into_iter().chain(shared) {
             *set |= s;
         }
         Ok(())
@@ -198,6 +238,78 @@ impl Accumulator for BitmapAccumulator {
     }
 }
 
+/// A window frame that slides: participants counted with multiplicity, so that rows leaving
+/// the frame can be taken out again.
+#[derive(Debug, Default)]
+struct SlidingCount {
+    counts: std::collections::HashMap<u64, u32>,
+}
+
+impl SlidingCount {
+    fn apply(&mut self, values: &[ArrayRef], delta: i64) -> DfResult<()> {
+        let mut ids = Vec::new();
+        let mut sets = Vec::new();
+        for_each_input(
+            values,
+            None,
+            |_, p| ids.push(p),
+            |_, s| sets.push(s),
+            |_, _, _| {},
+        )?;
+        if values
+            .iter()
+            .any(|v| matches!(v.data_type(), DataType::Dictionary(..)))
+        {
+            return exec_err!(
+                "{PARTICIPANT_COUNT}: a sliding frame over an anti join is not supported"
+            );
+        }
+        for p in ids.into_iter().chain(sets.iter().flat_map(|s| s.iter())) {
+            let c = self.counts.entry(p).or_insert(0);
+            if delta > 0 {
+                *c += 1;
+            } else {
+                *c = c.saturating_sub(1);
+                if *c == 0 {
+                    self.counts.remove(&p);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for SlidingCount {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        self.apply(values, 1)
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        self.apply(values, -1)
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        Ok(ScalarValue::UInt64(Some(self.counts.len() as u64)))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.counts.capacity() * 16
+    }
+
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        let set: RoaringTreemap = self.counts.keys().copied().collect();
+        Ok(vec![ScalarValue::Binary(Some(serialize(&set)))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        self.apply(states, 1)
+    }
+}
+
 #[derive(Debug)]
 struct BitmapGroups {
     sets: Vec<RoaringTreemap>,
@@ -219,6 +331,8 @@ impl BitmapGroups {
         let mut unions = Vec::new();
         // Rows arrive clustered by participant: skip the repeats of the last insertion.
         let mut last: Option<(usize, u64)> = None;
+        let mut keys = std::collections::HashSet::new();
+        let mut shared = Vec::new();
         for_each_input(
             values,
             filter,
@@ -230,8 +344,13 @@ impl BitmapGroups {
                 }
             },
             |row, s| unions.push((group_indices[row], s)),
+            |row, key, s| {
+                if keys.insert((group_indices[row], key)) {
+                    shared.push((group_indices[row], s.clone()));
+                }
+            },
         )?;
-        for (g, s) in unions {
+        for (g, s) in unions.into_iter().chain(shared) {
             sets[g] |= s;
         }
         Ok(())
