@@ -202,7 +202,10 @@ impl ReleaseLedger {
                 derivable(&released[k], &others, &withheld, threshold)
             });
             let revoked = revoked
-                .or_else(|| bridge_victim(&released, first_new, &withheld[first_withheld..]));
+                .or_else(|| bridge_victim(&released, first_new, &withheld[first_withheld..]))
+                .or_else(|| {
+                    tie_of_withheld(&released, first_new, &withheld[first_withheld..], rows)
+                });
             let Some(k) = revoked else { break };
             let set = released.remove(k);
             for (i, row) in rows.iter().enumerate() {
@@ -360,6 +363,36 @@ fn bridge_victim(
             })
         });
         return victim.map(|i| first_new + i);
+    }
+    None
+}
+
+/// The published 1-D rule withholds the next-smallest cell *and its ties*: a released cell of
+/// this result with the same participant count as a cell withheld by complementary
+/// suppression (an offered row) on the same line (sharing its smallest released total).
+fn tie_of_withheld(
+    released: &[RoaringTreemap],
+    first_new: usize,
+    withheld: &[RoaringTreemap],
+    rows: &[Row],
+) -> Option<usize> {
+    let offered = |w: &RoaringTreemap| rows.iter().any(|r| r.offered && r.set.as_ref() == Some(w));
+    let line_of = |c: &RoaringTreemap| -> Option<&RoaringTreemap> {
+        released
+            .iter()
+            .filter(|t| t.len() > c.len() && c.is_subset(t))
+            .min_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.iter().cmp(b.iter())))
+    };
+    let is_total =
+        |c: &RoaringTreemap| withheld.iter().any(|w| w.len() < c.len() && w.is_subset(c));
+    for w in withheld.iter().filter(|w| offered(w)) {
+        let Some(line) = line_of(w) else { continue };
+        if let Some(k) = (first_new..released.len()).find(|&k| {
+            let c = &released[k];
+            c.len() == w.len() && !is_total(c) && line_of(c) == Some(line)
+        }) {
+            return Some(k);
+        }
     }
     None
 }
@@ -556,6 +589,23 @@ mod tests {
             .filter(|(r, ok)| r.offered && !**ok && r.set.as_ref().unwrap().len() == 30)
             .count();
         assert!(extra >= 1, "the bridge cell (1,2) stays solvable");
+    }
+
+    /// A 1-D line whose next-smallest cells are tied: both go.
+    #[test]
+    fn next_smallest_takes_its_ties() {
+        let rows = vec![
+            offered(set(0..200)),
+            offered(set(0..100)),
+            offered(set(100..140)),
+            offered(set(140..180)),
+            Row {
+                set: Some(set(180..200)),
+                offered: false,
+            },
+        ];
+        let d = ReleaseLedger::default().decide("p", &rows, 20);
+        assert_eq!(d[..4], [true, true, false, false]);
     }
 
     #[test]
