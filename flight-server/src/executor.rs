@@ -466,6 +466,138 @@ fn release(
     Ok((out, withheld))
 }
 
+/// What a cohort request computes over the cohort's participants.
+pub enum CohortQuery<'a> {
+    Count,
+    /// Participant counts by a person attribute.
+    Breakdown(&'a str),
+}
+
+impl Executor {
+    /// Plans a cohort definition in the principal's session (registered views, tier guard,
+    /// egress checks apply as to SQL), ready for `execute`, where disclosure control protects
+    /// the counts.
+    pub async fn plan_cohort(
+        &self,
+        definition: &str,
+        query: CohortQuery<'_>,
+        principal: &Principal,
+    ) -> Result<Prepared, PlannerError> {
+        use datafusion::functions_aggregate::expr_fn::count;
+        use datafusion::logical_expr::{col, lit};
+        let def: serde_json::Value = serde_json::from_str(definition).map_err(|e| {
+            PlannerError::InvalidQuery(format!("the cohort definition is not JSON: {e}"))
+        })?;
+        if !strata_planner::cohort::is_cohort_builder(&def) {
+            return Err(PlannerError::Unsupported(
+                "only Cohort Builder definitions (top-level `includes`) are evaluated yet; \
+                 OHDSI Circe definitions are not"
+                    .into(),
+            ));
+        }
+        let session = self.session(principal)?;
+        let cohort_error = |e: strata_planner::cohort::CohortError| match e {
+            strata_planner::cohort::CohortError::Unsupported { .. } => {
+                PlannerError::Unsupported(e.to_string())
+            }
+            _ => PlannerError::InvalidQuery(e.to_string()),
+        };
+        let persons = strata_planner::cohort::builder::persons(&session.ctx, &def)
+            .await
+            .map_err(cohort_error)?;
+        let df = match query {
+            CohortQuery::Count => persons
+                .aggregate(vec![], vec![count(lit(1)).alias("participants")])
+                .map_err(PlannerError::from_datafusion)?,
+            CohortQuery::Breakdown(attribute) => {
+                let key = breakdown_key(attribute)?;
+                let people = session
+                    .ctx
+                    .table("person")
+                    .await
+                    .map_err(PlannerError::from_datafusion)?
+                    .select(vec![col("person.person_id"), key.alias("value")])
+                    .map_err(PlannerError::from_datafusion)?
+                    .alias("people")
+                    .map_err(PlannerError::from_datafusion)?;
+                persons
+                    .alias("cohort")
+                    .and_then(|c| {
+                        c.join_on(
+                            people,
+                            datafusion::common::JoinType::Inner,
+                            [col("cohort.person_id").eq(col("people.person_id"))],
+                        )
+                    })
+                    .and_then(|j| {
+                        j.aggregate(
+                            vec![col("value")],
+                            vec![count(lit(1)).alias("participants")],
+                        )
+                    })
+                    .map_err(PlannerError::from_datafusion)?
+            }
+        };
+        let plan = df.into_unoptimized_plan();
+        session
+            .guard
+            .check(&plan)
+            .map_err(|d| PlannerError::NotPermitted(d.0))?;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let tables = session
+            .guard
+            .tables_touched(&plan)
+            .into_iter()
+            .map(|(t, tier)| format!("{t}:{tier}"))
+            .collect();
+        let plan_sha256 = sha256_hex(&plan.display_indent().to_string());
+        Ok(Prepared {
+            query: PlannedQuery {
+                sql: definition.to_string(),
+                plan,
+            },
+            schema,
+            parameters: None,
+            owner: principal.key(),
+            tables,
+            plan_sha256,
+            results: None,
+        })
+    }
+}
+
+fn breakdown_key(attribute: &str) -> Result<datafusion::logical_expr::Expr, PlannerError> {
+    use datafusion::logical_expr::{cast, col, lit, when};
+    let text = |e| cast(e, arrow::datatypes::DataType::Utf8);
+    Ok(match attribute {
+        "sex" | "gender" => text(col("gender_concept_id")),
+        "race" => text(col("race_concept_id")),
+        "ethnicity" => text(col("ethnicity_concept_id")),
+        "age_group" => {
+            let year = chrono::Datelike::year(&chrono::Utc::now()) as i64;
+            let age = lit(year) - cast(col("year_of_birth"), arrow::datatypes::DataType::Int64);
+            when(age.clone().lt(lit(18)), lit("0-17"))
+                .when(age.clone().lt(lit(30)), lit("18-29"))
+                .when(age.clone().lt(lit(45)), lit("30-44"))
+                .when(age.clone().lt(lit(65)), lit("45-64"))
+                .when(age.lt(lit(80)), lit("65-79"))
+                .otherwise(lit("80+"))
+                .map_err(PlannerError::from_datafusion)?
+        }
+        other
+            if other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !other.is_empty() =>
+        {
+            text(col(other))
+        }
+        other => {
+            return Err(PlannerError::InvalidQuery(format!(
+                "cannot break down by {other:?}: use sex, gender, race, ethnicity, age_group or a person column"
+            )));
+        }
+    })
+}
+
 /// Whether the plan's output rows are aggregates (every output passes through an aggregate)
 /// rather than rows of a table.
 fn is_aggregate_output(plan: &LogicalPlan) -> bool {

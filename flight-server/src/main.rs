@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+mod cohort_service;
 mod config;
 mod error;
 mod executor;

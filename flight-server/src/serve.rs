@@ -13,12 +13,14 @@ use tracing::info;
 
 use crate::ServerArgs;
 use crate::auth::{Auth, interceptor};
+use crate::cohort_service::Cohorts;
 use crate::config::ServerConfig;
 use crate::executor::Executor;
 use crate::service::StrataFlightSql;
 use strata_engine::Tier;
 use strata_planner::passport::PassportVerifier;
 use strata_planner::passport::dev::DevIssuer;
+use strata_proto::strata::v1::cohort_service_server::CohortServiceServer;
 use tonic::service::interceptor::InterceptedService;
 
 /// gRPC messages from clients (parameters, handshakes) are small; results stream out in chunks.
@@ -64,10 +66,29 @@ pub async fn serve(
     health_reporter
         .set_serving::<FlightServiceServer<StrataFlightSql>>()
         .await;
-    let flight = InterceptedService::new(
-        flight,
-        interceptor(Arc::new(auth), executor.audit().clone()),
+    let auth = Arc::new(auth);
+    let flight =
+        InterceptedService::new(flight, interceptor(auth.clone(), executor.audit().clone()));
+    let cohorts = InterceptedService::new(
+        CohortServiceServer::new(Cohorts::new(executor.clone())),
+        interceptor(auth, executor.audit().clone()),
     );
+    health_reporter
+        .set_serving::<CohortServiceServer<Cohorts>>()
+        .await;
+    // Reflection lets generic clients (grpcurl, grpcio-reflection) discover the services.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    // v1alpha too: many clients (grpcio-reflection, older grpcurl) still speak only that.
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("cannot build the reflection service")?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -79,7 +100,10 @@ pub async fn serve(
     }
     tonic::transport::Server::builder()
         .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(flight)
+        .add_service(cohorts)
         // Nagle with delayed ACKs stalls small gRPC frames ~40 ms per round trip.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -824,7 +824,7 @@ fn no_substrait() -> Status {
 
 /// The audit record of a request, before its outcome: who (if authenticated), from where, and
 /// the workspace the client named.
-fn audit_record<T>(request: &Request<T>, action: &str) -> AuditRecord {
+pub fn audit_record<T>(request: &Request<T>, action: &str) -> AuditRecord {
     let who = request.extensions().get::<Principal>();
     let workspace = request
         .metadata()
@@ -847,7 +847,7 @@ fn audit_record<T>(request: &Request<T>, action: &str) -> AuditRecord {
     }
 }
 
-fn outcome_of(status: &Status) -> &'static str {
+pub fn outcome_of(status: &Status) -> &'static str {
     match status.code() {
         tonic::Code::PermissionDenied => "denied",
         tonic::Code::Unauthenticated => "unauthenticated",

@@ -2,6 +2,7 @@
 //! kinds now; tiers and disclosure control as analyzer rules in later modules), never in a front
 //! door, so every front door gets the same guarantees.
 
+pub mod cohort;
 pub mod disclosure;
 pub mod error;
 pub mod passport;

@@ -365,6 +365,16 @@ impl<'a> Rewriter<'a> {
                 let plan = df(plan.with_new_exprs(plan.expressions(), vec![left, right]))?;
                 Ok((plan, hl))
             }
+            JoinType::RightSemi | JoinType::RightAnti
+                if !hr.is_empty() && self.correlated_on_person(join) =>
+            {
+                let plan = df(plan.with_new_exprs(plan.expressions(), vec![left, right]))?;
+                Ok((plan, hr))
+            }
+            JoinType::RightAnti => {
+                let anti = df(plan.with_new_exprs(plan.expressions(), vec![left.clone(), right]))?;
+                self.with_all_participants_of(anti, hr, left, &hl)
+            }
             JoinType::LeftSemi if join.filter.is_none() => {
                 self.semi_join(join, left, hl, right, hr)
             }
@@ -375,8 +385,14 @@ impl<'a> Rewriter<'a> {
                 self.with_all_participants_of(anti, hl, right, &hr)
             }
             other => refuse(format!(
-                "a {other} join that depends on participant data (NOT IN, NOT EXISTS, or a \
-                 correlated condition) cannot be protected yet; rewrite it as an inner or outer join"
+                "a {other} join (on {:?}, {} left / {} right lineage) that depends on participant data (NOT IN, NOT EXISTS, or a \
+                 correlated condition) cannot be protected yet; rewrite it as an inner or outer join",
+                join.on
+                    .iter()
+                    .map(|(l, r)| format!("{l} = {r}"))
+                    .collect::<Vec<_>>(),
+                hl.len(),
+                hr.len()
             )),
         }
     }

@@ -1,0 +1,452 @@
+//! The program's Cohort Builder JSON (`CohortDefinition {includes, excludes, dataFilters}`):
+//! include groups are intersected, exclude groups subtracted, the items of a group united. Each
+//! item is a filter over its domain's table; concept sets with descendants are expanded through
+//! `concept_ancestor` once per definition.
+//!
+//! This version evaluates non-temporal groups of domain items (condition, drug, measurement,
+//! procedure, observation, visit: standard or source concepts, with descendants, NUM and CAT
+//! value attributes) and person items (gender, sex, race, ethnicity, age, deceased). Modifiers,
+//! temporal groups, data filters, survey, Fitbit and variant items are refused with the JSON path
+//! of the construct, never silently ignored.
+
+use std::collections::{BTreeSet, HashMap};
+
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::prelude::SessionContext;
+use serde_json::Value;
+
+use super::CohortError;
+
+/// The plan of the cohort's distinct person ids (one column, `person_id`).
+pub async fn persons(ctx: &SessionContext, def: &Value) -> Result<DataFrame, CohortError> {
+    let obj = def
+        .as_object()
+        .ok_or_else(|| CohortError::Invalid("the definition must be a JSON object".into()))?;
+    if let Some(filters) = obj.get("dataFilters").and_then(Value::as_array)
+        && !filters.is_empty()
+    {
+        return Err(unsupported("$.dataFilters", "data filters"));
+    }
+    let includes = groups(obj.get("includes"), "$.includes")?;
+    let excludes = groups(obj.get("excludes"), "$.excludes")?;
+    if includes.is_empty() {
+        return Err(CohortError::Invalid(
+            "$.includes: at least one search group is needed".into(),
+        ));
+    }
+    let descendants = expand_concepts(ctx, &includes, &excludes).await?;
+    let mut cohort: Option<DataFrame> = None;
+    for (i, g) in includes.iter().enumerate() {
+        let people = group(ctx, g, &format!("$.includes[{i}]"), &descendants).await?;
+        cohort = Some(match cohort {
+            None => people,
+            Some(c) => c.intersect(people)?,
+        });
+    }
+    let mut cohort = cohort.expect("at least one include group");
+    for (i, g) in excludes.iter().enumerate() {
+        let people = group(ctx, g, &format!("$.excludes[{i}]"), &descendants).await?;
+        cohort = cohort.except(people)?;
+    }
+    Ok(cohort.distinct()?)
+}
+
+fn unsupported(path: &str, what: &str) -> CohortError {
+    CohortError::Unsupported {
+        path: path.to_string(),
+        what: what.to_string(),
+    }
+}
+
+fn groups<'a>(v: Option<&'a Value>, path: &str) -> Result<Vec<&'a Value>, CohortError> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => Ok(a.iter().collect()),
+        Some(_) => Err(CohortError::Invalid(format!("{path} must be an array"))),
+    }
+}
+
+/// `conceptId`s that want their descendants, expanded in one vocabulary query.
+async fn expand_concepts(
+    ctx: &SessionContext,
+    includes: &[&Value],
+    excludes: &[&Value],
+) -> Result<HashMap<i64, Vec<i64>>, CohortError> {
+    let mut wanted = BTreeSet::new();
+    for g in includes.iter().chain(excludes) {
+        for item in g
+            .get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for p in item
+                .get("searchParameters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let with_descendants = flag(p, "group") || flag(p, "ancestorData");
+                if with_descendants && let Some(id) = p.get("conceptId").and_then(Value::as_i64) {
+                    wanted.insert(id);
+                }
+            }
+        }
+    }
+    let mut out: HashMap<i64, Vec<i64>> = wanted.iter().map(|&id| (id, vec![id])).collect();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<Expr> = wanted.iter().map(|&id| lit(id)).collect();
+    let batches = ctx
+        .table("concept_ancestor")
+        .await?
+        .filter(col("ancestor_concept_id").in_list(ids, false))?
+        .select(vec![
+            datafusion::logical_expr::cast(
+                col("ancestor_concept_id"),
+                arrow::datatypes::DataType::Int64,
+            )
+            .alias("a"),
+            datafusion::logical_expr::cast(
+                col("descendant_concept_id"),
+                arrow::datatypes::DataType::Int64,
+            )
+            .alias("d"),
+        ])?
+        .collect()
+        .await?;
+    for b in batches {
+        use arrow::array::AsArray;
+        let a = b.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+        let d = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            let list = out.entry(a.value(i)).or_default();
+            if !list.contains(&d.value(i)) {
+                list.push(d.value(i));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn flag(v: &Value, key: &str) -> bool {
+    v.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// A search group: the union of its items' participants.
+async fn group(
+    ctx: &SessionContext,
+    g: &Value,
+    path: &str,
+    descendants: &HashMap<i64, Vec<i64>>,
+) -> Result<DataFrame, CohortError> {
+    if flag(g, "temporal") {
+        return Err(unsupported(&format!("{path}.temporal"), "temporal groups"));
+    }
+    let items = g
+        .get("items")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            CohortError::Invalid(format!("{path}.items: a non-empty array is needed"))
+        })?;
+    let mut out: Option<DataFrame> = None;
+    for (i, item) in items.iter().enumerate() {
+        let people = self::item(ctx, item, &format!("{path}.items[{i}]"), descendants).await?;
+        out = Some(match out {
+            None => people,
+            Some(o) => o.union(people)?,
+        });
+    }
+    Ok(out.expect("non-empty items"))
+}
+
+/// The table, standard and source concept columns of a domain item kind.
+fn domain(kind: &str) -> Option<(&'static str, &'static str, Option<&'static str>)> {
+    Some(match kind {
+        "CONDITION" => (
+            "condition_occurrence",
+            "condition_concept_id",
+            Some("condition_source_concept_id"),
+        ),
+        "DRUG" => (
+            "drug_exposure",
+            "drug_concept_id",
+            Some("drug_source_concept_id"),
+        ),
+        "MEASUREMENT" => (
+            "measurement",
+            "measurement_concept_id",
+            Some("measurement_source_concept_id"),
+        ),
+        "PROCEDURE" => (
+            "procedure_occurrence",
+            "procedure_concept_id",
+            Some("procedure_source_concept_id"),
+        ),
+        "OBSERVATION" => (
+            "observation",
+            "observation_concept_id",
+            Some("observation_source_concept_id"),
+        ),
+        "VISIT" => ("visit_occurrence", "visit_concept_id", None),
+        _ => return None,
+    })
+}
+
+async fn item(
+    ctx: &SessionContext,
+    item: &Value,
+    path: &str,
+    descendants: &HashMap<i64, Vec<i64>>,
+) -> Result<DataFrame, CohortError> {
+    let kind = item
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CohortError::Invalid(format!("{path}.type: a string is needed")))?;
+    if let Some(m) = item.get("modifiers").and_then(Value::as_array)
+        && !m.is_empty()
+    {
+        return Err(unsupported(&format!("{path}.modifiers"), "modifiers"));
+    }
+    let params = item
+        .get("searchParameters")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            CohortError::Invalid(format!(
+                "{path}.searchParameters: a non-empty array is needed"
+            ))
+        })?;
+    if kind == "PERSON" {
+        return person_item(ctx, params, path).await;
+    }
+    let Some((table, standard, source)) = domain(kind) else {
+        return Err(unsupported(
+            &format!("{path}.type"),
+            &format!("criteria kind {kind}"),
+        ));
+    };
+    let mut conditions = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        let ppath = format!("{path}.searchParameters[{i}]");
+        let id = p.get("conceptId").and_then(Value::as_i64).ok_or_else(|| {
+            CohortError::Invalid(format!("{ppath}.conceptId: a number is needed"))
+        })?;
+        let column = if p.get("standard").and_then(Value::as_bool).unwrap_or(true) {
+            standard
+        } else {
+            source.ok_or_else(|| {
+                unsupported(&format!("{ppath}.standard"), "source concepts of visits")
+            })?
+        };
+        let ids: Vec<Expr> = descendants
+            .get(&id)
+            .filter(|_| flag(p, "group") || flag(p, "ancestorData"))
+            .map(|d| d.iter().map(|&x| lit(x)).collect())
+            .unwrap_or_else(|| vec![lit(id)]);
+        let mut cond =
+            datafusion::logical_expr::cast(col(column), arrow::datatypes::DataType::Int64)
+                .in_list(ids, false);
+        for (k, a) in p
+            .get("attributes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            cond = cond.and(attribute(a, &format!("{ppath}.attributes[{k}]"))?);
+        }
+        conditions.push(cond);
+    }
+    let any = conditions
+        .into_iter()
+        .reduce(|a, b| a.or(b))
+        .expect("non-empty parameters");
+    Ok(ctx
+        .table(table)
+        .await?
+        .filter(any)?
+        .select_columns(&["person_id"])?)
+}
+
+/// A value attribute of a measurement or observation parameter.
+fn attribute(a: &Value, path: &str) -> Result<Expr, CohortError> {
+    let name = a.get("name").and_then(Value::as_str).unwrap_or("");
+    let column = match name {
+        "NUM" => col("value_as_number"),
+        "CAT" => datafusion::logical_expr::cast(
+            col("value_as_concept_id"),
+            arrow::datatypes::DataType::Int64,
+        ),
+        "ANY" => return Ok(lit(true)),
+        other => {
+            return Err(unsupported(
+                &format!("{path}.name"),
+                &format!("attribute {other}"),
+            ));
+        }
+    };
+    let operands: Vec<f64> = a
+        .get("operands")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            o.as_str()
+                .and_then(|s| s.parse::<f64>().ok())
+                .or_else(|| o.as_f64())
+                .ok_or_else(|| CohortError::Invalid(format!("{path}.operands: numbers are needed")))
+        })
+        .collect::<Result<_, _>>()?;
+    let operator = a.get("operator").and_then(Value::as_str).unwrap_or("");
+    compare(
+        column,
+        operator,
+        &operands,
+        &format!("{path}.operator"),
+        name == "CAT",
+    )
+}
+
+fn compare(
+    column: Expr,
+    operator: &str,
+    operands: &[f64],
+    path: &str,
+    integer: bool,
+) -> Result<Expr, CohortError> {
+    let value = |i: usize| -> Result<Expr, CohortError> {
+        let v = *operands
+            .get(i)
+            .ok_or_else(|| CohortError::Invalid(format!("{path}: too few operands")))?;
+        Ok(if integer { lit(v as i64) } else { lit(v) })
+    };
+    Ok(match operator {
+        "EQUAL" => column.eq(value(0)?),
+        "NOT_EQUAL" => column.not_eq(value(0)?),
+        "LESS_THAN" => column.lt(value(0)?),
+        "GREATER_THAN" => column.gt(value(0)?),
+        "LESS_THAN_OR_EQUAL_TO" => column.lt_eq(value(0)?),
+        "GREATER_THAN_OR_EQUAL_TO" => column.gt_eq(value(0)?),
+        "BETWEEN" => column.between(value(0)?, value(1)?),
+        "IN" => column.in_list(
+            (0..operands.len()).map(value).collect::<Result<_, _>>()?,
+            false,
+        ),
+        other => return Err(unsupported(path, &format!("operator {other}"))),
+    })
+}
+
+/// Demographics: gender, sex, race, ethnicity (concept ids), age (attribute), deceased.
+async fn person_item(
+    ctx: &SessionContext,
+    params: &[Value],
+    path: &str,
+) -> Result<DataFrame, CohortError> {
+    let mut conditions = Vec::new();
+    let mut deceased = false;
+    for (i, p) in params.iter().enumerate() {
+        let ppath = format!("{path}.searchParameters[{i}]");
+        let kind = p.get("type").and_then(Value::as_str).unwrap_or("");
+        let concept = |column: &str| -> Result<Expr, CohortError> {
+            let id = p.get("conceptId").and_then(Value::as_i64).ok_or_else(|| {
+                CohortError::Invalid(format!("{ppath}.conceptId: a number is needed"))
+            })?;
+            Ok(
+                datafusion::logical_expr::cast(col(column), arrow::datatypes::DataType::Int64)
+                    .eq(lit(id)),
+            )
+        };
+        conditions.push(match kind {
+            "GENDER" | "SEX" => concept("gender_concept_id")?,
+            "RACE" => concept("race_concept_id")?,
+            "ETHNICITY" => concept("ethnicity_concept_id")?,
+            "AGE" => {
+                let a = p
+                    .get("attributes")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.first())
+                    .ok_or_else(|| {
+                        CohortError::Invalid(format!(
+                            "{ppath}.attributes: an AGE attribute is needed"
+                        ))
+                    })?;
+                let name = a.get("name").and_then(Value::as_str).unwrap_or("");
+                if name != "AGE" {
+                    return Err(unsupported(
+                        &format!("{ppath}.attributes[0].name"),
+                        &format!("age kind {name}"),
+                    ));
+                }
+                let operands: Vec<f64> = a
+                    .get("operands")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|o| {
+                        o.as_str()
+                            .and_then(|s| s.parse().ok())
+                            .or_else(|| o.as_f64())
+                    })
+                    .collect();
+                // Age in whole years today, from the year of birth.
+                let year = chrono_year();
+                let age = lit(year)
+                    - datafusion::logical_expr::cast(
+                        col("year_of_birth"),
+                        arrow::datatypes::DataType::Int64,
+                    );
+                compare(
+                    age,
+                    a.get("operator").and_then(Value::as_str).unwrap_or(""),
+                    &operands,
+                    &format!("{ppath}.attributes[0].operator"),
+                    true,
+                )?
+            }
+            "DECEASED" => {
+                deceased = true;
+                lit(true)
+            }
+            other => {
+                return Err(unsupported(
+                    &format!("{ppath}.type"),
+                    &format!("person criterion {other}"),
+                ));
+            }
+        });
+    }
+    let any = conditions
+        .into_iter()
+        .reduce(|a, b| a.or(b))
+        .expect("non-empty parameters");
+    let people = ctx
+        .table("person")
+        .await?
+        .filter(any)?
+        .select_columns(&["person_id"])?;
+    if deceased {
+        let dead = ctx.table("death").await?.select_columns(&["person_id"])?;
+        return Ok(people.intersect(dead)?);
+    }
+    Ok(people)
+}
+
+fn chrono_year() -> i64 {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0) as i64;
+    // Civil year of a day count (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    yoe + era * 400 + i64::from(m <= 2)
+}

@@ -1,0 +1,192 @@
+"""CohortService over gRPC, found by a generic client through server reflection alone (Python
+grpcio + grpcio-reflection; no generated stubs), with passports and disclosure control, checked
+against DuckDB on the same files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from helpers import StrataServer, duck_query
+from test_passports import make_keys, mint
+
+T = 20
+SERVICE = "strata.v1.CohortService"
+
+
+@pytest.fixture(scope="module")
+def cs_keys(work_root) -> Path:
+    out = work_root / "cs-keys"
+    if not (out / "jwks.json").exists():
+        make_keys(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cs_server(gen_dataset, cs_keys, work_root):
+    state = work_root / "cs-state"
+    config = work_root / "cs.toml"
+    config.write_text(f'state_dir = "{state}"\n')
+    srv = StrataServer(
+        gen_dataset,
+        extra_args=["--jwks", cs_keys / "jwks.json", "--config", config],
+        token=mint(cs_keys, "controlled", "ready", "--ttl", "1d"),
+        log_dir=work_root / "logs-cs",
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+class ReflectedClient:
+    """Builds request/response classes from the server's own descriptors."""
+
+    def __init__(self, target: str):
+        self.channel = grpc.insecure_channel(target)
+        stub = reflection_pb2_grpc.ServerReflectionStub(self.channel)
+
+        def ask(**kw):
+            return next(iter(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(**kw)]))))
+
+        services = [s.name for s in ask(list_services="").list_services_response.service]
+        self.services = services
+        pool = descriptor_pool.DescriptorPool()
+        for raw in ask(file_containing_symbol=SERVICE).file_descriptor_response.file_descriptor_proto:
+            pool.Add(descriptor_pb2.FileDescriptorProto.FromString(raw))
+        self.service = pool.FindServiceByName(SERVICE)
+
+    def call(self, method: str, token: str | None, **fields):
+        m = self.service.methods_by_name[method]
+        request_cls = message_factory.GetMessageClass(m.input_type)
+        response_cls = message_factory.GetMessageClass(m.output_type)
+        rpc = self.channel.unary_unary(
+            f"/{SERVICE}/{method}",
+            request_serializer=lambda r: r.SerializeToString(),
+            response_deserializer=response_cls.FromString,
+        )
+        metadata = [("authorization", f"Bearer {token}")] if token else []
+        return rpc(request_cls(**fields), metadata=metadata, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def client(cs_server):
+    c = ReflectedClient(f"{cs_server.host}:{cs_server.port}")
+    yield c
+    c.channel.close()
+
+
+def condition(concept: int, descendants: bool = False) -> dict:
+    return {
+        "includes": [
+            {
+                "id": "g1",
+                "temporal": False,
+                "items": [
+                    {
+                        "id": "i1",
+                        "type": "CONDITION",
+                        "searchParameters": [
+                            {"parameterId": "p1", "name": "x", "domain": "CONDITION", "type": "SNOMED",
+                             "group": descendants, "ancestorData": False, "standard": True, "conceptId": concept}
+                        ],
+                        "modifiers": [],
+                    }
+                ],
+            }
+        ],
+        "excludes": [],
+        "dataFilters": [],
+    }
+
+
+def test_reflection_lists_the_services(client):
+    assert SERVICE in client.services
+    assert "grpc.health.v1.Health" in client.services
+    assert set(client.service.methods_by_name) >= {"CountParticipants", "Breakdown"}
+
+
+def test_count_participants_is_protected(client, cs_keys, gen_duck):
+    token = mint(cs_keys, "controlled", "cs-count", "--ttl", "1d")
+    for concept, persons in ((4310024, 40), (257628, 21), (441267, 5)):
+        r = client.call("CountParticipants", token, definition_json=json.dumps(condition(concept)))
+        assert r.threshold == T
+        if persons <= T:
+            assert r.suppressed and not r.HasField("count")
+        else:
+            assert not r.suppressed and r.count == persons
+
+
+def test_descendants_includes_and_excludes_match_duckdb(client, cs_keys, gen_duck):
+    token = mint(cs_keys, "controlled", "cs-sets", "--ttl", "1d")
+    d = condition(201826, descendants=True)
+    d["excludes"] = [condition(320128)["includes"][0]]
+    d["includes"].append(
+        {"id": "g2", "temporal": False, "items": [{"id": "i2", "type": "PERSON", "searchParameters": [
+            {"parameterId": "p2", "name": "female", "domain": "PERSON", "type": "GENDER", "group": False,
+             "ancestorData": False, "standard": True, "conceptId": 8532}], "modifiers": []}]}
+    )
+    want = duck_query(
+        gen_duck,
+        "SELECT COUNT(DISTINCT c.person_id) AS n FROM condition_occurrence c "
+        "JOIN concept_ancestor a ON a.descendant_concept_id = c.condition_concept_id AND a.ancestor_concept_id = 201826 "
+        "JOIN person p ON p.person_id = c.person_id AND p.gender_concept_id = 8532 "
+        "WHERE c.person_id NOT IN (SELECT person_id FROM condition_occurrence WHERE condition_concept_id = 320128)",
+    ).to_pylist()[0]["n"]
+    assert want > T
+    r = client.call("CountParticipants", token, definition_json=json.dumps(d))
+    assert r.count == want
+
+
+def test_breakdown_by_sex_is_protected(client, cs_keys, gen_duck):
+    token = mint(cs_keys, "controlled", "cs-breakdown", "--ttl", "1d")
+    r = client.call("Breakdown", token, definition_json=json.dumps(condition(4310024)), attribute="race")
+    truth = {
+        str(x["r"]): x["n"]
+        for x in duck_query(
+            gen_duck,
+            "SELECT p.race_concept_id AS r, COUNT(DISTINCT p.person_id) AS n FROM person p JOIN condition_occurrence c "
+            "ON c.person_id = p.person_id WHERE c.condition_concept_id = 4310024 GROUP BY 1",
+        ).to_pylist()
+    }
+    got = {row.value: (row.count if row.HasField("count") else None) for row in r.rows}
+    assert set(got) == set(truth)
+    for k, n in truth.items():
+        if n <= T:
+            assert got[k] is None
+        elif got[k] is not None:
+            assert got[k] == n
+    assert r.suppressed_cells == sum(1 for v in got.values() if v is None)
+
+
+def test_aggregates_only_counts_are_rounded(client, cs_keys):
+    token = mint(cs_keys, "controlled", "cs-dash", "--egress", "aggregates", "--ttl", "1d")
+    r = client.call("CountParticipants", token, definition_json=json.dumps(condition(257628)))
+    assert r.count == 40 and r.rounding == 20
+
+
+def test_errors_and_tiers(client, cs_keys):
+    token = mint(cs_keys, "registered", "cs-errors", "--ttl", "1d")
+    with pytest.raises(grpc.RpcError) as e:
+        client.call("CountParticipants", None, definition_json=json.dumps(condition(201826)))
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as e:
+        client.call("CountParticipants", token, definition_json="{not json")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    d = condition(201826)
+    d["includes"][0]["items"][0]["modifiers"] = [{"name": "AGE_AT_EVENT", "operator": "GREATER_THAN", "operands": ["40"]}]
+    with pytest.raises(grpc.RpcError) as e:
+        client.call("CountParticipants", token, definition_json=json.dumps(d))
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "$.includes[0].items[0].modifiers" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        client.call("CountParticipants", token, definition_json=json.dumps({"PrimaryCriteria": {}}))
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    d = condition(201826)
+    d["includes"][0]["items"][0]["type"] = "SNP_INDEL_VARIANT"
+    with pytest.raises(grpc.RpcError) as e:
+        client.call("CountParticipants", token, definition_json=json.dumps(d))
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "SNP_INDEL_VARIANT" in e.value.details()
