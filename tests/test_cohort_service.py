@@ -190,3 +190,32 @@ def test_errors_and_tiers(client, cs_keys):
     with pytest.raises(grpc.RpcError) as e:
         client.call("CountParticipants", token, definition_json=json.dumps(d))
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "SNP_INDEL_VARIANT" in e.value.details()
+
+
+def test_named_cohorts_in_sql(client, cs_server, cs_keys, gen_duck):
+    token = mint(cs_keys, "controlled", "cs-named", "--ttl", "1d")
+    made = client.call("CreateCohort", token, name="cancer40", definition_json=json.dumps(condition(4310024)))
+    assert made.table == "cohort_cancer40" and made.count == 40
+    listed = client.call("ListCohorts", token)
+    assert [c.name for c in listed.cohorts] == ["cancer40"]
+    assert client.call("GetCohort", token, name="cancer40").count == 40
+    # Usable as a table in SQL by its owner, with disclosure control on counts.
+    conn = cs_server.connect(token=token)
+    cur = conn.cursor()
+    cur.execute("SELECT COUNT(*) AS n FROM cohort_cancer40")
+    assert cur.fetch_arrow_table().to_pylist() == [{"n": 40}]
+    cur.execute(
+        "SELECT p.gender_concept_id AS g, COUNT(*) AS n FROM cohort_cancer40 c JOIN person p USING (person_id) GROUP BY 1"
+    )
+    rows = cur.fetch_arrow_table().to_pylist()
+    assert all(r["n"] is None or r["n"] > T for r in rows)
+    cur.close()
+    # Another principal does not see it.
+    other = mint(cs_keys, "controlled", "cs-other", "--ttl", "1d")
+    assert list(client.call("ListCohorts", other).cohorts) == []
+    with pytest.raises(grpc.RpcError) as e:
+        client.call("GetCohort", other, name="cancer40")
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as e:
+        client.call("CreateCohort", token, name="Bad Name!", definition_json=json.dumps(condition(1)))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT

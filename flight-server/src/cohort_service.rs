@@ -9,7 +9,8 @@ use arrow::datatypes::{DataType, Int64Type};
 use futures::StreamExt;
 use strata_proto::strata::v1::cohort_service_server::CohortService;
 use strata_proto::strata::v1::{
-    BreakdownRequest, BreakdownResult, BreakdownRow, CohortCount, CohortRequest,
+    BreakdownRequest, BreakdownResult, BreakdownRow, Cohort, CohortCount, CohortRequest,
+    CreateCohortRequest, GetCohortRequest, ListCohortsRequest, ListCohortsResponse,
 };
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span};
@@ -85,6 +86,17 @@ impl Cohorts {
     }
 }
 
+fn cohort_message(name: &str, saved: &crate::cohorts::SavedCohort, count: Option<i64>) -> Cohort {
+    Cohort {
+        name: name.to_string(),
+        definition_json: saved.definition.clone(),
+        table: format!("cohort_{name}"),
+        created_at: saved.created_at.clone(),
+        count,
+        suppressed: count.is_none(),
+    }
+}
+
 fn counts(batch: &arrow::record_batch::RecordBatch, column: usize) -> Vec<Option<i64>> {
     let c = arrow::compute::cast(batch.column(column), &DataType::Int64).expect("counts cast");
     let c = c.as_primitive::<Int64Type>();
@@ -116,6 +128,72 @@ impl CohortService for Cohorts {
         }
         .instrument(span)
         .await
+    }
+
+    async fn create_cohort(
+        &self,
+        request: Request<CreateCohortRequest>,
+    ) -> Result<Response<Cohort>, Status> {
+        let who = principal(&request)?;
+        let record = crate::service::audit_record(&request, "cohort_create");
+        let CreateCohortRequest {
+            name,
+            definition_json,
+        } = request.into_inner();
+        if !crate::cohorts::valid_name(&name) {
+            return Err(Status::invalid_argument(
+                "a cohort name is 1 to 48 lower-case letters, digits or underscores",
+            ));
+        }
+        // Planned and counted first: a definition that does not evaluate is not saved.
+        let (batch, _, _, _) = self
+            .run(&definition_json, CohortQuery::Count, &who, record)
+            .await?;
+        let count = counts(&batch, 0).into_iter().next().flatten();
+        let saved = crate::cohorts::SavedCohort {
+            definition: definition_json,
+            created_at: now_rfc3339(),
+        };
+        self.executor
+            .cohorts()
+            .save(&who.key(), &name, saved.clone())
+            .map_err(|e| Status::internal(format!("cannot save the cohort: {e}")))?;
+        Ok(Response::new(cohort_message(&name, &saved, count)))
+    }
+
+    async fn list_cohorts(
+        &self,
+        request: Request<ListCohortsRequest>,
+    ) -> Result<Response<ListCohortsResponse>, Status> {
+        let who = principal(&request)?;
+        let cohorts = self
+            .executor
+            .cohorts()
+            .of(&who.key())
+            .iter()
+            .map(|(name, saved)| cohort_message(name, saved, None))
+            .collect();
+        Ok(Response::new(ListCohortsResponse { cohorts }))
+    }
+
+    async fn get_cohort(
+        &self,
+        request: Request<GetCohortRequest>,
+    ) -> Result<Response<Cohort>, Status> {
+        let who = principal(&request)?;
+        let record = crate::service::audit_record(&request, "cohort_get");
+        let name = request.into_inner().name;
+        let saved = self
+            .executor
+            .cohorts()
+            .of(&who.key())
+            .remove(&name)
+            .ok_or_else(|| Status::not_found(format!("no cohort named {name:?}")))?;
+        let (batch, _, _, _) = self
+            .run(&saved.definition, CohortQuery::Count, &who, record)
+            .await?;
+        let count = counts(&batch, 0).into_iter().next().flatten();
+        Ok(Response::new(cohort_message(&name, &saved, count)))
     }
 
     async fn breakdown(

@@ -32,6 +32,7 @@ use strata_planner::registered::{self, RegisteredPolicy, shift_bounds::ShiftBoun
 use strata_planner::tier_guard::{TierGuard, TierMap};
 
 use crate::audit::{AuditLog, AuditRecord, now_rfc3339, sha256_hex};
+use crate::cohorts::NamedCohorts;
 use crate::config::{EgressSettings, ServerConfig, date_shift_secret};
 use strata_planner::{PlannedQuery, PlannerError};
 
@@ -48,6 +49,7 @@ pub struct Executor {
     /// Participant sets released to each principal (complementary suppression across
     /// queries).
     ledger: Arc<ReleaseLedger>,
+    cohorts: NamedCohorts,
 }
 
 /// A principal's session for one request.
@@ -104,6 +106,7 @@ impl Executor {
             egress_alerts: Arc::new(AtomicU64::new(0)),
             disclosure: config.disclosure.clone(),
             person_keys: Arc::new(disclosure::person_keys(dataset.catalog())),
+            cohorts: NamedCohorts::open(&config.state_dir(dataset.dir()).join("cohorts.json"))?,
             ledger: Arc::new(
                 ReleaseLedger::open(&config.state_dir(dataset.dir()).join("released.jsonl"))
                     .map_err(|e| anyhow::anyhow!("cannot open the release ledger: {e}"))?,
@@ -123,7 +126,31 @@ impl Executor {
     /// A session holding only the tables the principal may read — for the registered tier,
     /// their registered views — with the tier guard installed as an analyzer rule so every
     /// plan DataFusion runs in it is checked again.
-    fn session(&self, principal: &Principal) -> Result<Session, PlannerError> {
+    /// The principal's session, with its named cohorts as tables `cohort_<name>`.
+    async fn session(&self, principal: &Principal) -> Result<Session, PlannerError> {
+        let session = self.base_session(principal)?;
+        for (name, saved) in self.cohorts.of(&principal.key()) {
+            let Ok(def) = serde_json::from_str::<serde_json::Value>(&saved.definition) else {
+                continue;
+            };
+            match cohort_table(&session.ctx, &def).await {
+                Ok(table) => {
+                    session
+                        .ctx
+                        .register_table(format!("cohort_{name}").as_str(), table)
+                        .map_err(PlannerError::from_datafusion)?;
+                }
+                Err(e) => tracing::warn!(cohort = %name, error = %e, "named cohort not available"),
+            }
+        }
+        Ok(session)
+    }
+
+    pub fn cohorts(&self) -> &NamedCohorts {
+        &self.cohorts
+    }
+
+    fn base_session(&self, principal: &Principal) -> Result<Session, PlannerError> {
         let tiers = self.tiers.clone();
         let registered = principal.tier == Tier::Registered;
         let report = Arc::new(DisclosureReport::default());
@@ -200,7 +227,7 @@ impl Executor {
     }
 
     pub async fn plan(&self, sql: &str, principal: &Principal) -> Result<Prepared, PlannerError> {
-        let session = self.session(principal)?;
+        let session = self.session(principal).await?;
         let guard = session.guard;
         let query = strata_planner::plan_sql_guarded(&session.ctx, sql, &guard).await?;
         let schema = Arc::new(query.plan.schema().as_arrow().clone());
@@ -270,7 +297,7 @@ impl Executor {
             report,
             protection,
             ..
-        } = self.session(principal)?;
+        } = self.session(principal).await?;
         let plan = match &prepared.parameters {
             Some(p) => strata_planner::bind(&prepared.query, p.clone())?,
             None => {
@@ -495,7 +522,7 @@ impl Executor {
                     .into(),
             ));
         }
-        let session = self.session(principal)?;
+        let session = self.session(principal).await?;
         let cohort_error = |e: strata_planner::cohort::CohortError| match e {
             strata_planner::cohort::CohortError::Unsupported { .. } => {
                 PlannerError::Unsupported(e.to_string())
@@ -564,6 +591,32 @@ impl Executor {
             results: None,
         })
     }
+}
+
+/// A named cohort's table: its participants, with the cohort's dates (Cohort Builder
+/// definitions have none: NULL).
+async fn cohort_table(
+    ctx: &SessionContext,
+    def: &serde_json::Value,
+) -> Result<Arc<dyn TableProvider>, PlannerError> {
+    use datafusion::logical_expr::{cast, col, lit};
+    let persons = strata_planner::cohort::builder::persons(ctx, def)
+        .await
+        .map_err(|e| PlannerError::InvalidQuery(e.to_string()))?;
+    let null_date = || {
+        cast(
+            lit(datafusion::common::ScalarValue::Null),
+            arrow::datatypes::DataType::Date32,
+        )
+    };
+    let df = persons
+        .select(vec![
+            col("person_id"),
+            null_date().alias("cohort_start_date"),
+            null_date().alias("cohort_end_date"),
+        ])
+        .map_err(PlannerError::from_datafusion)?;
+    Ok(df.into_view())
 }
 
 fn breakdown_key(attribute: &str) -> Result<datafusion::logical_expr::Expr, PlannerError> {

@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod cohort_service;
+mod cohorts;
 mod config;
 mod error;
 mod executor;
