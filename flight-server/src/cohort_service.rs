@@ -166,13 +166,17 @@ impl CohortService for Cohorts {
         request: Request<ListCohortsRequest>,
     ) -> Result<Response<ListCohortsResponse>, Status> {
         let who = principal(&request)?;
-        let cohorts = self
+        let mut record = crate::service::audit_record(&request, "cohort_list");
+        let cohorts: Vec<Cohort> = self
             .executor
             .cohorts()
             .of(&who.key())
             .iter()
             .map(|(name, saved)| cohort_message(name, saved, None))
             .collect();
+        record.outcome = "ok".into();
+        record.rows = Some(cohorts.len() as u64);
+        self.executor.audit().submit(&record);
         Ok(Response::new(ListCohortsResponse { cohorts }))
     }
 
