@@ -163,6 +163,18 @@ async fn group(
     Ok(out.expect("non-empty items"))
 }
 
+/// The event date column of a domain's table.
+fn event_date(table: &str) -> &'static str {
+    match table {
+        "condition_occurrence" => "condition_start_date",
+        "drug_exposure" => "drug_exposure_start_date",
+        "measurement" => "measurement_date",
+        "procedure_occurrence" => "procedure_date",
+        "observation" => "observation_date",
+        _ => "visit_start_date",
+    }
+}
+
 /// The table, standard and source concept columns of a domain item kind.
 fn domain(kind: &str) -> Option<(&'static str, &'static str, Option<&'static str>)> {
     Some(match kind {
@@ -206,11 +218,11 @@ async fn item(
         .get("type")
         .and_then(Value::as_str)
         .ok_or_else(|| CohortError::Invalid(format!("{path}.type: a string is needed")))?;
-    if let Some(m) = item.get("modifiers").and_then(Value::as_array)
-        && !m.is_empty()
-    {
-        return Err(unsupported(&format!("{path}.modifiers"), "modifiers"));
-    }
+    let modifiers: Vec<&Value> = item
+        .get("modifiers")
+        .and_then(Value::as_array)
+        .map(|m| m.iter().collect())
+        .unwrap_or_default();
     let params = item
         .get("searchParameters")
         .and_then(Value::as_array)
@@ -221,6 +233,12 @@ async fn item(
             ))
         })?;
     if kind == "PERSON" {
+        if !modifiers.is_empty() {
+            return Err(unsupported(
+                &format!("{path}.modifiers"),
+                "modifiers of person criteria",
+            ));
+        }
         return person_item(ctx, params, path).await;
     }
     let Some((table, standard, source)) = domain(kind) else {
@@ -265,11 +283,167 @@ async fn item(
         .into_iter()
         .reduce(|a, b| a.or(b))
         .expect("non-empty parameters");
-    Ok(ctx
-        .table(table)
-        .await?
-        .filter(any)?
-        .select_columns(&["person_id"])?)
+    let events = ctx.table(table).await?.filter(any)?;
+    modified(
+        ctx,
+        events,
+        table,
+        standard,
+        &modifiers,
+        &format!("{path}.modifiers"),
+    )
+    .await
+}
+
+/// Applies an item's modifiers to its events and returns the participants left: AGE_AT_EVENT,
+/// EVENT_DATE and ENCOUNTERS filter events; NUM_OF_OCCURRENCES then counts the remaining events
+/// per participant and per concept over distinct dates.
+async fn modified(
+    ctx: &SessionContext,
+    events: DataFrame,
+    table: &str,
+    concept: &str,
+    modifiers: &[&Value],
+    path: &str,
+) -> Result<DataFrame, CohortError> {
+    use arrow::datatypes::DataType;
+    use datafusion::logical_expr::cast;
+    let date = event_date(table);
+    let mut events = events;
+    let mut occurrences: Option<(String, Vec<f64>, String)> = None;
+    for (i, m) in modifiers.iter().enumerate() {
+        let mpath = format!("{path}[{i}]");
+        let name = m.get("name").and_then(Value::as_str).unwrap_or("");
+        let operator = m
+            .get("operator")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let operands: Vec<String> = m
+            .get("operands")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|o| {
+                o.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| o.to_string())
+            })
+            .collect();
+        let numbers = || -> Result<Vec<f64>, CohortError> {
+            operands
+                .iter()
+                .map(|o| {
+                    o.parse::<f64>().map_err(|_| {
+                        CohortError::Invalid(format!("{mpath}.operands: numbers are needed"))
+                    })
+                })
+                .collect()
+        };
+        match name {
+            "EVENT_DATE" => {
+                let dates: Vec<Expr> = operands
+                    .iter()
+                    .map(|o| cast(lit(o.clone()), DataType::Date32))
+                    .collect();
+                let c = col(date);
+                let cond = match (operator.as_str(), dates.as_slice()) {
+                    ("BETWEEN", [a, b]) => c.between(a.clone(), b.clone()),
+                    ("GREATER_THAN", [a]) => c.gt(a.clone()),
+                    ("GREATER_THAN_OR_EQUAL_TO", [a]) => c.gt_eq(a.clone()),
+                    ("LESS_THAN", [a]) => c.lt(a.clone()),
+                    ("LESS_THAN_OR_EQUAL_TO", [a]) => c.lt_eq(a.clone()),
+                    ("EQUAL", [a]) => c.eq(a.clone()),
+                    _ => {
+                        return Err(unsupported(
+                            &format!("{mpath}.operator"),
+                            &format!("{operator} with {} dates", dates.len()),
+                        ));
+                    }
+                };
+                events = events.filter(cond)?;
+            }
+            "ENCOUNTERS" => {
+                let ids: Vec<Expr> = numbers()?.into_iter().map(|v| lit(v as i64)).collect();
+                if table == "visit_occurrence" {
+                    events = events.filter(
+                        cast(col("visit_concept_id"), DataType::Int64).in_list(ids, false),
+                    )?;
+                } else {
+                    let visits = ctx
+                        .table("visit_occurrence")
+                        .await?
+                        .filter(cast(col("visit_concept_id"), DataType::Int64).in_list(ids, false))?
+                        .select(vec![col("visit_occurrence_id").alias("__visit")])?;
+                    events = events.join_on(
+                        visits,
+                        datafusion::common::JoinType::LeftSemi,
+                        [col("visit_occurrence_id").eq(col("__visit"))],
+                    )?;
+                }
+            }
+            "AGE_AT_EVENT" => {
+                let bounds = numbers()?;
+                // Joined on the person key under its own name, so that disclosure control
+                // sees the join is within one participant.
+                let people = ctx
+                    .table("person")
+                    .await?
+                    .select(vec![col("person.person_id"), col("person.year_of_birth")])?;
+                let age = cast(
+                    datafusion::functions::expr_fn::date_part(
+                        lit("year"),
+                        col(format!("{table}.{date}")),
+                    ),
+                    DataType::Int64,
+                ) - cast(col("person.year_of_birth"), DataType::Int64);
+                let cond = compare(age, &operator, &bounds, &format!("{mpath}.operator"), true)?;
+                events = events.join_on(
+                    people,
+                    datafusion::common::JoinType::LeftSemi,
+                    [
+                        col(format!("{table}.person_id")).eq(col("person.person_id")),
+                        cond,
+                    ],
+                )?;
+            }
+            "NUM_OF_OCCURRENCES" => {
+                occurrences = Some((operator.clone(), numbers()?, mpath.clone()));
+            }
+            other => {
+                return Err(unsupported(
+                    &format!("{mpath}.name"),
+                    &format!("modifier {other}"),
+                ));
+            }
+        }
+    }
+    let Some((operator, bounds, mpath)) = occurrences else {
+        return Ok(events.select_columns(&["person_id"])?);
+    };
+    // Per participant and concept, over distinct dates: an intermediate that never leaves the
+    // server, so counted with the planner's internal function.
+    let dates =
+        Expr::AggregateFunction(datafusion::logical_expr::expr::AggregateFunction::new_udf(
+            crate::disclosure::participants::internal_distinct_count(),
+            vec![cast(cast(col(date), DataType::Date32), DataType::Int64)],
+            false,
+            None,
+            vec![],
+            None,
+        ));
+    let counted = events.aggregate(
+        vec![col("person_id"), col(concept)],
+        vec![dates.alias("__n")],
+    )?;
+    let cond = compare(
+        cast(col("__n"), DataType::Int64),
+        &operator,
+        &bounds,
+        &format!("{mpath}.operator"),
+        true,
+    )?;
+    Ok(counted.filter(cond)?.select_columns(&["person_id"])?)
 }
 
 /// A value attribute of a measurement or observation parameter.

@@ -521,6 +521,14 @@ impl<'a> Rewriter<'a> {
             ))?;
             return Ok((LogicalPlan::Aggregate(plan), vec![]));
         }
+        if !agg.aggr_expr.is_empty()
+            && agg.aggr_expr.iter().all(|e| {
+                matches!(e, Expr::AggregateFunction(f) if super::participants::is_internal(&f.func))
+                    || matches!(e, Expr::Alias(a) if matches!(a.expr.as_ref(), Expr::AggregateFunction(f) if super::participants::is_internal(&f.func)))
+            })
+        {
+            return self.internal_aggregate(agg, input, hidden);
+        }
         if let Some(person) = self.person_group(agg, &hidden) {
             return self.per_person_aggregate(agg, input, person);
         }
@@ -614,6 +622,49 @@ impl<'a> Rewriter<'a> {
             origin.get_or_insert_with(|| o.clone());
         }
         origin
+    }
+
+    /// A server-built cohort intermediate (occurrence counts per participant): its values
+    /// never leave the server, only decide who is in the cohort, so they are not protected; the
+    /// group's participants still go up as its lineage.
+    fn internal_aggregate(
+        &mut self,
+        agg: &Aggregate,
+        input: LogicalPlan,
+        hidden: Vec<Hidden>,
+    ) -> R<(LogicalPlan, Vec<Hidden>)> {
+        if let Some(person) = self.person_group(agg, &hidden) {
+            let rebuilt = df(Aggregate::try_new(
+                Arc::new(input),
+                agg.group_expr.clone(),
+                agg.aggr_expr.clone(),
+            ))?;
+            let mut lineage = self.hidden(false);
+            let mut exprs: Vec<Expr> = agg
+                .schema
+                .iter()
+                .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+                .collect();
+            exprs.push(cast(Expr::Column(person.clone()), DataType::Int64).alias(&lineage.name));
+            let plan = df(Projection::try_new(
+                exprs,
+                Arc::new(LogicalPlan::Aggregate(rebuilt)),
+            ))?;
+            lineage.origin = Some(person);
+            return Ok((LogicalPlan::Projection(plan), vec![lineage]));
+        }
+        let set = self.hidden(true);
+        let mut aggr = agg.aggr_expr.clone();
+        aggr.push(
+            self.participants(&hidden, None, Output::Bitmap)
+                .alias(&set.name),
+        );
+        let rebuilt = df(Aggregate::try_new(
+            Arc::new(input),
+            agg.group_expr.clone(),
+            aggr,
+        ))?;
+        Ok((LogicalPlan::Aggregate(rebuilt), vec![set]))
     }
 
     /// Every cell of a one-participant group is protected away; the lineage going up is the

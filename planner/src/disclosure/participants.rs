@@ -38,20 +38,42 @@ pub enum Output {
 pub struct Participants {
     output: Output,
     signature: Signature,
+    /// Used by server-built cohort plans as a distinct count of integer values (event dates):
+    /// an intermediate that never leaves the server, so disclosure control leaves it alone.
+    /// Callers cannot name it: it is in no function registry.
+    internal: bool,
 }
 
 pub fn participants_udaf(output: Output) -> Arc<AggregateUDF> {
     Arc::new(AggregateUDF::new_from_impl(Participants {
         output,
         signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
+        internal: false,
     }))
+}
+
+/// Distinct count of Int64 values, for cohort plans (occurrences over distinct dates).
+pub fn internal_distinct_count() -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(Participants {
+        output: Output::Count,
+        signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
+        internal: true,
+    }))
+}
+
+/// Whether `udaf` is the cohort plans' internal distinct count.
+pub fn is_internal(udaf: &AggregateUDF) -> bool {
+    udaf.inner()
+        .downcast_ref::<Participants>()
+        .is_some_and(|p| p.internal)
 }
 
 impl AggregateUDFImpl for Participants {
     fn name(&self) -> &str {
-        match self.output {
-            Output::Bitmap => PARTICIPANTS,
-            Output::Count => PARTICIPANT_COUNT,
+        match (self.internal, self.output) {
+            (true, _) => "strata_internal_distinct_count",
+            (false, Output::Bitmap) => PARTICIPANTS,
+            (false, Output::Count) => PARTICIPANT_COUNT,
         }
     }
 
