@@ -250,3 +250,26 @@ def test_modifiers_match_duckdb(client, cs_keys, gen_duck, modifier, where, havi
         assert r.suppressed
     else:
         assert r.count == want
+
+
+def test_data_filters_match_duckdb(client, cs_keys, gen_duck):
+    token = mint(cs_keys, "controlled", "cs-filters", "--ttl", "1d")
+    d = condition(201826, descendants=True)
+    d["dataFilters"] = ["HAS_FITBIT_DATA", "HAS_PPI_SURVEY_DATA"]
+    want = duck_query(
+        gen_duck,
+        f"SELECT COUNT(DISTINCT c.person_id) AS n FROM condition_occurrence c WHERE c.condition_concept_id IN {T2D} "
+        "AND c.person_id IN (SELECT person_id FROM activity_summary) AND c.person_id IN (SELECT person_id FROM ds_survey)",
+    ).to_pylist()[0]["n"]
+    r = client.call("CountParticipants", token, definition_json=json.dumps(d))
+    assert (r.suppressed if want <= T else r.count == want)
+    d["dataFilters"] = ["HAS_TELEPATHY"]
+    with pytest.raises(grpc.RpcError) as e:
+        client.call("CountParticipants", token, definition_json=json.dumps(d))
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "$.dataFilters[0]" in e.value.details()
+    # Whole-genome data is controlled: a registered caller is refused.
+    d["dataFilters"] = ["HAS_WHOLE_GENOME_VARIANT"]
+    registered = mint(cs_keys, "registered", "cs-filters-r", "--ttl", "1d")
+    with pytest.raises(grpc.RpcError) as e:
+        client.call("CountParticipants", registered, definition_json=json.dumps(d))
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED

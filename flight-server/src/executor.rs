@@ -529,9 +529,23 @@ impl Executor {
             }
             _ => PlannerError::InvalidQuery(e.to_string()),
         };
-        let persons = strata_planner::cohort::builder::persons(&session.ctx, &def)
-            .await
-            .map_err(cohort_error)?;
+        let persons = match strata_planner::cohort::builder::persons(&session.ctx, &def).await {
+            Ok(p) => p,
+            // A table missing from the principal's session is a table above its tier (or none
+            // at all): the same refusal as in SQL.
+            Err(strata_planner::cohort::CohortError::Planning(m))
+                if m.starts_with("No table named '") =>
+            {
+                let name = m
+                    .trim_start_matches("No table named '")
+                    .trim_end_matches('\'')
+                    .to_string();
+                return Err(session
+                    .guard
+                    .explain_missing_table(format!("table '{name}' not found")));
+            }
+            Err(e) => return Err(cohort_error(e)),
+        };
         let df = match query {
             CohortQuery::Count => persons
                 .aggregate(vec![], vec![count(lit(1)).alias("participants")])

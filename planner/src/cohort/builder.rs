@@ -23,11 +23,11 @@ pub async fn persons(ctx: &SessionContext, def: &Value) -> Result<DataFrame, Coh
     let obj = def
         .as_object()
         .ok_or_else(|| CohortError::Invalid("the definition must be a JSON object".into()))?;
-    if let Some(filters) = obj.get("dataFilters").and_then(Value::as_array)
-        && !filters.is_empty()
-    {
-        return Err(unsupported("$.dataFilters", "data filters"));
-    }
+    let filters: Vec<&Value> = obj
+        .get("dataFilters")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     let includes = groups(obj.get("includes"), "$.includes")?;
     let excludes = groups(obj.get("excludes"), "$.excludes")?;
     if includes.is_empty() {
@@ -45,11 +45,46 @@ pub async fn persons(ctx: &SessionContext, def: &Value) -> Result<DataFrame, Coh
         });
     }
     let mut cohort = cohort.expect("at least one include group");
+    for (i, f) in filters.iter().enumerate() {
+        let path = format!("$.dataFilters[{i}]");
+        let name = f
+            .as_str()
+            .ok_or_else(|| CohortError::Invalid(format!("{path}: a string is needed")))?;
+        cohort = cohort.intersect(with_data(ctx, name, &path).await?)?;
+    }
     for (i, g) in excludes.iter().enumerate() {
         let people = group(ctx, g, &format!("$.excludes[{i}]"), &descendants).await?;
         cohort = cohort.except(people)?;
     }
     Ok(cohort.distinct()?)
+}
+
+/// Participants who have a kind of data (`dataFilters`).
+async fn with_data(ctx: &SessionContext, name: &str, path: &str) -> Result<DataFrame, CohortError> {
+    let persons = |table: &'static str| async move {
+        Ok::<_, CohortError>(ctx.table(table).await?.select_columns(&["person_id"])?)
+    };
+    Ok(match name {
+        "HAS_EHR_DATA" => persons("visit_occurrence")
+            .await?
+            .union(persons("condition_occurrence").await?)?,
+        // Physical measurements: measurements recorded by physical examination.
+        "HAS_PHYSICAL_MEASUREMENT_DATA" => ctx
+            .table("measurement")
+            .await?
+            .filter(
+                datafusion::logical_expr::cast(
+                    col("measurement_type_concept_id"),
+                    arrow::datatypes::DataType::Int64,
+                )
+                .eq(lit(44_818_701_i64)),
+            )?
+            .select_columns(&["person_id"])?,
+        "HAS_PPI_SURVEY_DATA" => persons("ds_survey").await?,
+        "HAS_FITBIT_DATA" | "HAS_FITBIT" => persons("activity_summary").await?,
+        "HAS_WHOLE_GENOME_VARIANT" => persons("genotype").await?,
+        other => return Err(unsupported(path, &format!("data filter {other}"))),
+    })
 }
 
 fn unsupported(path: &str, what: &str) -> CohortError {
