@@ -502,6 +502,24 @@ class StrataServer:
             time.sleep(0.05)
 
 
+def passport_server(dataset, keys, root: Path, name: str, token: str, config: str = "") -> StrataServer:
+    """`strata serve --jwks KEYS/jwks.json --config …` (not started) with its own state folder
+    `root/<name>-state` (`srv.state_dir`, `srv.audit_path`), logs under `root/logs-<name>`, `config`
+    (TOML) appended to the config file, and `token` for its readiness check."""
+    state = Path(root) / f"{name}-state"
+    config_file = Path(root) / f"{name}.toml"
+    config_file.write_text(f'state_dir = "{state}"\n{config}')
+    srv = StrataServer(
+        dataset,
+        extra_args=["--jwks", Path(keys) / "jwks.json", "--config", config_file],
+        token=token,
+        log_dir=Path(root) / f"logs-{name}",
+    )
+    srv.state_dir = state
+    srv.audit_path = state / "audit.jsonl"
+    return srv
+
+
 class _PortTaken(Exception):
     pass
 

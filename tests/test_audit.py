@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import StrataServer, one_line_error, run_strata, wait_for
+from helpers import one_line_error, passport_server, run_strata, wait_for
 from test_passports import make_keys, mint, run_sql
 
 
@@ -26,16 +26,8 @@ def audit_keys(work_root) -> Path:
 
 @pytest.fixture()
 def audit_server(gen_dataset, audit_keys, tmp_work):
-    state = tmp_work / "state"
-    config = tmp_work / "server.toml"
-    config.write_text(f'state_dir = "{state}"\n')
-    srv = StrataServer(
-        gen_dataset,
-        extra_args=["--jwks", audit_keys / "jwks.json", "--config", config],
-        token=mint(audit_keys, "controlled", "ready", "--ttl", "1d"),
-        log_dir=tmp_work / "logs",
-    )
-    srv.audit_path = state / "audit.jsonl"
+    token = mint(audit_keys, "controlled", "ready", "--ttl", "1d")
+    srv = passport_server(gen_dataset, audit_keys, tmp_work, "audit", token)
     srv.start()
     yield srv
     srv.stop()

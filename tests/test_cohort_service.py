@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from helpers import StrataServer, duck_query
+from helpers import duck_query, passport_server
 from test_passports import make_keys, mint
 
 T = 20
@@ -29,15 +29,7 @@ def cs_keys(work_root) -> Path:
 
 @pytest.fixture(scope="module")
 def cs_server(gen_dataset, cs_keys, work_root):
-    state = work_root / "cs-state"
-    config = work_root / "cs.toml"
-    config.write_text(f'state_dir = "{state}"\n')
-    srv = StrataServer(
-        gen_dataset,
-        extra_args=["--jwks", cs_keys / "jwks.json", "--config", config],
-        token=mint(cs_keys, "controlled", "ready", "--ttl", "1d"),
-        log_dir=work_root / "logs-cs",
-    )
+    srv = passport_server(gen_dataset, cs_keys, work_root, "cs", mint(cs_keys, "controlled", "ready", "--ttl", "1d"))
     srv.start()
     yield srv
     srv.stop()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import StrataServer, duck_query
+from helpers import duck_query, passport_server
 from test_passports import _status_text, make_keys, mint
 
 T = 20
@@ -36,16 +36,7 @@ def dc_keys(work_root) -> Path:
 
 
 def _server(dataset, keys, work_root, name):
-    state = work_root / f"{name}-state"
-    config = work_root / f"{name}.toml"
-    config.write_text(f'state_dir = "{state}"\n')
-    srv = StrataServer(
-        dataset,
-        extra_args=["--jwks", keys / "jwks.json", "--config", config],
-        token=mint(keys, "controlled", "ready", "--ttl", "1d"),
-        log_dir=work_root / f"logs-{name}",
-    )
-    srv.state_dir = state
+    srv = passport_server(dataset, keys, work_root, name, mint(keys, "controlled", "ready", "--ttl", "1d"))
     srv.start()
     return srv
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.flight as flight
 import pytest
 
-from helpers import StrataServer, wait_for
+from helpers import passport_server, wait_for
 from test_passports import _status_text, make_keys, mint
 
 SQL_NS = "type.googleapis.com/arrow.flight.protocol.sql."
@@ -28,16 +28,8 @@ def rt_keys(work_root) -> Path:
 
 @pytest.fixture(scope="module")
 def rt_server(gen_dataset, rt_keys, work_root):
-    state = work_root / "redteam-state"
-    config = work_root / "redteam.toml"
-    config.write_text(f'state_dir = "{state}"\n')
-    srv = StrataServer(
-        gen_dataset,
-        extra_args=["--jwks", rt_keys / "jwks.json", "--config", config],
-        token=mint(rt_keys, "controlled", "ready", "--ttl", "1d"),
-        log_dir=work_root / "logs-redteam",
-    )
-    srv.audit_path = state / "audit.jsonl"
+    token = mint(rt_keys, "controlled", "ready", "--ttl", "1d")
+    srv = passport_server(gen_dataset, rt_keys, work_root, "redteam", token)
     srv.start()
     yield srv
     srv.stop()

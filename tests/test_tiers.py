@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import StrataServer, duck_over, duck_query
+from helpers import duck_over, duck_query, passport_server
 from test_passports import assert_permission_denied, make_keys, mint, run_sql
 
 NOT_A_RACE = (0, 903096, 903079, 1586147)
@@ -46,15 +46,7 @@ def tokens(tier_keys) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def tier_server(gen_dataset, tier_keys, tokens, work_root):
-    state = work_root / "tier-state"
-    config = work_root / "tier-server.toml"
-    config.write_text(f'state_dir = "{state}"\n')
-    srv = StrataServer(
-        gen_dataset,
-        extra_args=["--jwks", tier_keys / "jwks.json", "--config", config],
-        token=tokens["controlled"],
-        log_dir=work_root / "logs-tier-server",
-    )
+    srv = passport_server(gen_dataset, tier_keys, work_root, "tier", tokens["controlled"])
     srv.start()
     yield srv
     srv.stop()
@@ -329,18 +321,8 @@ def test_aggregates_only_principal_gets_aggregates(tier_server, tokens, duck):
 
 @pytest.fixture(scope="module")
 def capped_server(gen_dataset, tier_keys, tokens, work_root):
-    state = work_root / "capped-state"
-    config = work_root / "capped-server.toml"
-    config.write_text(
-        f'state_dir = "{state}"\n[egress]\nalert_rows = 100\nalert_bytes = 100000000\n'
-        "max_rows = 1000\nmax_bytes = 1000000000\n"
-    )
-    srv = StrataServer(
-        gen_dataset,
-        extra_args=["--jwks", tier_keys / "jwks.json", "--config", config],
-        token=tokens["controlled"],
-        log_dir=work_root / "logs-capped-server",
-    )
+    egress = "[egress]\nalert_rows = 100\nalert_bytes = 100000000\nmax_rows = 1000\nmax_bytes = 1000000000\n"
+    srv = passport_server(gen_dataset, tier_keys, work_root, "capped", tokens["controlled"], egress)
     srv.start()
     yield srv
     srv.stop()

@@ -9,7 +9,7 @@ use strata_planner::principal::{Egress, Principal};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
-use crate::audit::{AuditLog, AuditRecord, now_rfc3339};
+use crate::audit::AuditLog;
 
 pub enum Auth {
     /// Passports verified against the configured JWKS.
@@ -86,21 +86,10 @@ pub fn interceptor(
         let principal = match auth.authenticate(request.metadata()) {
             Ok(p) => p,
             Err(status) => {
-                audit.submit(&AuditRecord {
-                    time: now_rfc3339(),
-                    request_id: uuid::Uuid::new_v4().to_string(),
-                    phase: "request".into(),
-                    action: "authenticate".into(),
-                    peer: request.remote_addr().map(|a| a.to_string()),
-                    workspace: request
-                        .metadata()
-                        .get("x-strata-workspace")
-                        .and_then(|v| v.to_str().ok())
-                        .map(|v| v.chars().take(200).collect()),
-                    outcome: "unauthenticated".into(),
-                    error: Some(status.message().to_string()),
-                    ..Default::default()
-                });
+                let mut record = crate::service::audit_record(&request, "authenticate");
+                record.outcome = "unauthenticated".into();
+                record.error = Some(status.message().to_string());
+                audit.submit(&record);
                 return Err(status);
             }
         };

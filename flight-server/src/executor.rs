@@ -12,7 +12,6 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::common::ParamValues;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::metrics::MetricValue;
@@ -74,6 +73,28 @@ pub struct Prepared {
     pub plan_sha256: String,
     /// Results computed at GetFlightInfo (protected queries), released by the next DoGet.
     pub results: Option<Arc<Vec<RecordBatch>>>,
+}
+
+impl Prepared {
+    /// A checked plan of `principal`, with what its audit records need.
+    fn new(query: PlannedQuery, guard: &TierGuard, principal: &Principal) -> Self {
+        let schema = Arc::new(query.plan.schema().as_arrow().clone());
+        let tables = guard
+            .tables_touched(&query.plan)
+            .into_iter()
+            .map(|(t, tier)| format!("{t}:{tier}"))
+            .collect();
+        let plan_sha256 = sha256_hex(&query.plan.display_indent().to_string());
+        Prepared {
+            query,
+            schema,
+            parameters: None,
+            owner: principal.key(),
+            tables,
+            plan_sha256,
+            results: None,
+        }
+    }
 }
 
 impl Executor {
@@ -230,55 +251,14 @@ impl Executor {
         let session = self.session(principal).await?;
         let guard = session.guard;
         let query = strata_planner::plan_sql_guarded(&session.ctx, sql, &guard).await?;
-        let schema = Arc::new(query.plan.schema().as_arrow().clone());
-        let tables = guard
-            .tables_touched(&query.plan)
-            .into_iter()
-            .map(|(t, tier)| format!("{t}:{tier}"))
-            .collect();
-        let plan_sha256 = sha256_hex(&query.plan.display_indent().to_string());
-        Ok(Prepared {
-            query,
-            schema,
-            parameters: None,
-            owner: principal.key(),
-            tables,
-            plan_sha256,
-            results: None,
-        })
+        Ok(Prepared::new(query, &guard, principal))
     }
 
     /// Whether disclosure control will protect cells of this statement's result: the principal
     /// is protected and an aggregate or window reads participant data.
     pub fn is_protected(&self, prepared: &Prepared, principal: &Principal) -> bool {
-        if self.protection(principal).is_none() {
-            return false;
-        }
-        let mut found = false;
-        let _ = prepared.query.plan.apply_with_subqueries(|node| {
-            if matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Window(_))
-                && self.reads_participants(node)
-            {
-                found = true;
-                return Ok(TreeNodeRecursion::Stop);
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        found
-    }
-
-    fn reads_participants(&self, plan: &LogicalPlan) -> bool {
-        let mut found = false;
-        let _ = plan.apply_with_subqueries(|node| {
-            if let LogicalPlan::TableScan(scan) = node
-                && self.person_keys.contains_key(scan.table_name.table())
-            {
-                found = true;
-                return Ok(TreeNodeRecursion::Stop);
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        found
+        self.protection(principal).is_some()
+            && disclosure::aggregates_participants(&prepared.query.plan, &self.person_keys)
     }
 
     /// Executes a prepared statement; batches stream lazily, and the query's log line and
@@ -584,26 +564,11 @@ impl Executor {
             .guard
             .check(&plan)
             .map_err(|d| PlannerError::NotPermitted(d.0))?;
-        let schema = Arc::new(plan.schema().as_arrow().clone());
-        let tables = session
-            .guard
-            .tables_touched(&plan)
-            .into_iter()
-            .map(|(t, tier)| format!("{t}:{tier}"))
-            .collect();
-        let plan_sha256 = sha256_hex(&plan.display_indent().to_string());
-        Ok(Prepared {
-            query: PlannedQuery {
-                sql: definition.to_string(),
-                plan,
-            },
-            schema,
-            parameters: None,
-            owner: principal.key(),
-            tables,
-            plan_sha256,
-            results: None,
-        })
+        let query = PlannedQuery {
+            sql: definition.to_string(),
+            plan,
+        };
+        Ok(Prepared::new(query, &session.guard, principal))
     }
 }
 

@@ -270,24 +270,7 @@ impl TierGuard {
             _ => {
                 // A subquery above every aggregate decides, row by row, what is emitted
                 // (`concept_id IN (SELECT … WHERE person_id = 42)` lists a person's rows).
-                let mut emits = false;
-                let _ = plan.apply_expressions(|e| {
-                    e.apply(|e| {
-                        let sub = match e {
-                            Expr::ScalarSubquery(sq) => Some(&sq.subquery),
-                            Expr::Exists(x) => Some(&x.subquery.subquery),
-                            Expr::InSubquery(x) => Some(&x.subquery.subquery),
-                            _ => None,
-                        };
-                        if let Some(sub) = sub
-                            && self.emits_participant_rows(sub)
-                        {
-                            emits = true;
-                            return Ok(TreeNodeRecursion::Stop);
-                        }
-                        Ok(TreeNodeRecursion::Continue)
-                    })
-                });
+                let emits = crate::any_subquery(plan, |sub| self.emits_participant_rows(sub));
                 emits || plan.inputs().iter().any(|i| self.emits_participant_rows(i))
             }
         }

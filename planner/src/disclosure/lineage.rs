@@ -227,56 +227,18 @@ impl<'a> Rewriter<'a> {
         found
     }
 
-    /// An aggregate or window over participant rows anywhere in the plan.
     fn aggregates_participants(&self, plan: &LogicalPlan) -> bool {
-        let mut found = false;
-        let _ = plan.apply_with_subqueries(|n| {
-            if matches!(n, LogicalPlan::Aggregate(_) | LogicalPlan::Window(_))
-                && self.reads_participants(n)
-            {
-                found = true;
-                return Ok(TreeNodeRecursion::Stop);
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        found
+        super::aggregates_participants(plan, self.person_keys)
     }
 
     fn reads_participants(&self, plan: &LogicalPlan) -> bool {
-        let mut found = false;
-        let _ = plan.apply_with_subqueries(|n| {
-            if let LogicalPlan::TableScan(s) = n
-                && self.person_keys.contains_key(s.table_name.table())
-            {
-                found = true;
-                return Ok(TreeNodeRecursion::Stop);
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        found
+        super::reads_participants(plan, self.person_keys)
     }
 
     /// Subqueries left in expressions after decorrelation are not rewritten: refuse those that
     /// read participant data.
     fn no_participant_subqueries(&self, plan: &LogicalPlan) -> R<()> {
-        let mut bad = false;
-        let _ = plan.apply_expressions(|e| {
-            e.apply(|e| {
-                let sub = match e {
-                    Expr::ScalarSubquery(s) => Some(&s.subquery),
-                    Expr::Exists(x) => Some(&x.subquery.subquery),
-                    Expr::InSubquery(x) => Some(&x.subquery.subquery),
-                    _ => None,
-                };
-                if let Some(sub) = sub
-                    && self.reads_participants(sub)
-                {
-                    bad = true;
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        });
+        let bad = crate::any_subquery(plan, |sub| self.reads_participants(sub));
         if bad {
             return refuse(
                 "this subquery over participant data cannot be protected; write it as a join",
@@ -385,14 +347,13 @@ impl<'a> Rewriter<'a> {
                 self.with_all_participants_of(anti, hl, right, &hr)
             }
             other => refuse(format!(
-                "a {other} join (on {:?}, {} left / {} right lineage) that depends on participant data (NOT IN, NOT EXISTS, or a \
-                 correlated condition) cannot be protected yet; rewrite it as an inner or outer join",
+                "a {other} join on {:?} that depends on participant data (a correlated \
+                 condition not on the person key) cannot be protected yet; rewrite it as an \
+                 inner or outer join",
                 join.on
                     .iter()
                     .map(|(l, r)| format!("{l} = {r}"))
                     .collect::<Vec<_>>(),
-                hl.len(),
-                hr.len()
             )),
         }
     }
@@ -634,24 +595,8 @@ impl<'a> Rewriter<'a> {
         hidden: Vec<Hidden>,
     ) -> R<(LogicalPlan, Vec<Hidden>)> {
         if let Some(person) = self.person_group(agg, &hidden) {
-            let rebuilt = df(Aggregate::try_new(
-                Arc::new(input),
-                agg.group_expr.clone(),
-                agg.aggr_expr.clone(),
-            ))?;
-            let mut lineage = self.hidden(false);
-            let mut exprs: Vec<Expr> = agg
-                .schema
-                .iter()
-                .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
-                .collect();
-            exprs.push(cast(Expr::Column(person.clone()), DataType::Int64).alias(&lineage.name));
-            let plan = df(Projection::try_new(
-                exprs,
-                Arc::new(LogicalPlan::Aggregate(rebuilt)),
-            ))?;
-            lineage.origin = Some(person);
-            return Ok((LogicalPlan::Projection(plan), vec![lineage]));
+            let (plan, lineage) = self.keyed_by_person(agg, input, person)?;
+            return Ok((plan, vec![lineage]));
         }
         let set = self.hidden(true);
         let mut aggr = agg.aggr_expr.clone();
@@ -675,12 +620,7 @@ impl<'a> Rewriter<'a> {
         input: LogicalPlan,
         person: Column,
     ) -> R<(LogicalPlan, Vec<Hidden>)> {
-        let rebuilt = df(Aggregate::try_new(
-            Arc::new(input),
-            agg.group_expr.clone(),
-            agg.aggr_expr.clone(),
-        ))?;
-        let mut lineage = self.hidden(false);
+        let (with_key, lineage) = self.keyed_by_person(agg, input, person)?;
         let n_group = agg.schema.fields().len() - agg.aggr_expr.len();
         let mut exprs = Vec::new();
         for (i, (q, f)) in agg.schema.iter().enumerate() {
@@ -702,27 +642,37 @@ impl<'a> Rewriter<'a> {
                     .alias_qualified(q.cloned(), f.name()),
             );
         }
-        // The group key as the lineage (computed below the protection, so available to it).
-        let key_expr = cast(Expr::Column(person.clone()), DataType::Int64);
-        let with_key = {
-            let mut base: Vec<Expr> = agg
-                .schema
-                .iter()
-                .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
-                .collect();
-            base.push(key_expr.alias(&lineage.name));
-            df(Projection::try_new(
-                base,
-                Arc::new(LogicalPlan::Aggregate(rebuilt)),
-            ))?
-        };
         exprs.push(lineage.expr());
+        let plan = df(Projection::try_new(exprs, Arc::new(with_key)))?;
+        Ok((LogicalPlan::Projection(plan), vec![lineage]))
+    }
+
+    /// The aggregate, rebuilt over the rewritten input, plus its person group key as the
+    /// lineage column (one participant per group: no bitmap).
+    fn keyed_by_person(
+        &mut self,
+        agg: &Aggregate,
+        input: LogicalPlan,
+        person: Column,
+    ) -> R<(LogicalPlan, Hidden)> {
+        let rebuilt = df(Aggregate::try_new(
+            Arc::new(input),
+            agg.group_expr.clone(),
+            agg.aggr_expr.clone(),
+        ))?;
+        let mut lineage = self.hidden(false);
+        let mut exprs: Vec<Expr> = agg
+            .schema
+            .iter()
+            .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+            .collect();
+        exprs.push(cast(Expr::Column(person.clone()), DataType::Int64).alias(&lineage.name));
         let plan = df(Projection::try_new(
             exprs,
-            Arc::new(LogicalPlan::Projection(with_key)),
+            Arc::new(LogicalPlan::Aggregate(rebuilt)),
         ))?;
         lineage.origin = Some(person);
-        Ok((LogicalPlan::Projection(plan), vec![lineage]))
+        Ok((LogicalPlan::Projection(plan), lineage))
     }
 
     fn window(&mut self, w: &Window) -> R<(LogicalPlan, Vec<Hidden>)> {

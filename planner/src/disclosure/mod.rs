@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::LogicalPlan;
@@ -67,6 +68,37 @@ pub fn person_keys(catalog: &Catalog) -> HashMap<String, String> {
         .iter()
         .filter_map(|(n, t)| t.person_key.clone().map(|k| (n.clone(), k)))
         .collect()
+}
+
+/// Whether the plan (subqueries included) scans a participant table.
+pub fn reads_participants(plan: &LogicalPlan, person_keys: &HashMap<String, String>) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|n| {
+        if let LogicalPlan::TableScan(s) = n
+            && person_keys.contains_key(s.table_name.table())
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// Whether the plan has an aggregate or window over participant rows: the plans disclosure
+/// control protects.
+pub fn aggregates_participants(plan: &LogicalPlan, person_keys: &HashMap<String, String>) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|n| {
+        if matches!(n, LogicalPlan::Aggregate(_) | LogicalPlan::Window(_))
+            && reads_participants(n, person_keys)
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 /// What one query's protection did, read when its stream ends.
