@@ -145,6 +145,68 @@ def datafusion_times(bin_dir: Path, dataset: Path, runs: int):
     return {t["name"]: t for t in json.loads(result.stdout)}
 
 
+COHORTS = json.loads((ROOT / "bench" / "cohorts.json").read_text())
+
+
+def cohort_times(bin_dir: Path, dataset: Path, runs: int, log: Path):
+    """Cohort evaluation: Strata's `cohort('<Circe JSON>')` through Flight SQL; DuckDB on the
+    same files running hand-written SQL where there is some, and OHDSI's Circe port (Ibis SQL)
+    for every definition."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from circe_reference import CirceReference
+
+    port = free_port()
+    with open(log, "w") as err:
+        server = subprocess.Popen(
+            [bin_dir / "strata", "serve", "--dataset", dataset, "--listen", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=err,
+        )
+    reference = CirceReference(dataset)
+    duck = duckdb.connect()
+    for table in sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        duck.execute(f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet('{table}/**/*.parquet', "
+                     "hive_partitioning = false)")
+    out = []
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise SystemExit(f"strata did not start; see {log}")
+                time.sleep(0.2)
+        conn = flight_sql.connect(f"grpc://127.0.0.1:{port}")
+        for c in COHORTS:
+            definition = json.loads((ROOT / c["definition"]).read_text())
+            literal = json.dumps(definition).replace("'", "''")
+
+            def strata(sql=f"SELECT COUNT(*) AS n FROM cohort('{literal}')"):
+                cur = conn.cursor()
+                cur.execute(sql)
+                n = cur.fetch_arrow_table().column(0)[0].as_py()
+                cur.close()
+                return n
+
+            row = {"cohort": c["name"], "strata_ms": statistics.median(timed(strata, runs)),
+                   "rows": strata()}
+            row["circepy_ms"] = statistics.median(timed(lambda d=definition: reference.rows(d), runs))
+            if len(reference.rows(definition)) != row["rows"]:
+                print(f"warning: {c['name']}: Strata and the Circe reference disagree", file=sys.stderr)
+            if "duckdb_sql" in c:
+                run = lambda sql=c["duckdb_sql"]: duck.execute(sql).fetchall()[0][0]  # noqa: E731
+                row["duckdb_ms"] = statistics.median(timed(run, runs))
+                if run() != row["rows"]:
+                    print(f"warning: {c['name']}: hand-written SQL disagrees", file=sys.stderr)
+            out.append(row)
+        conn.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--persons", type=int, default=100_000)
@@ -197,8 +259,17 @@ def main():
     med_prot = statistics.median(r["protected_over_open"] for r in rows)
     print(f"median ratio Strata/DuckDB {med_duck:.2f}, Strata/DataFusion {med_df:.2f}, "
           f"disclosure control overhead (protected/open) {med_prot:.2f}")
+    cohorts = cohort_times(bin_dir, dataset, args.runs, results_dir / f"server-{args.persons}-cohorts.log")
+    print(f"\n{'cohort':28} {'rows':>7} {'strata':>9} {'duckdb SQL':>10} {'circepy':>9} {'S/duck':>7} {'S/circepy':>9}")
+    for c in cohorts:
+        duck_ms = c.get("duckdb_ms")
+        print(f"{c['cohort']:28} {c['rows']:7} {c['strata_ms']:9.1f} "
+              f"{duck_ms if duck_ms is None else round(duck_ms, 1)!s:>10} {c['circepy_ms']:9.1f} "
+              f"{'' if duck_ms is None else round(c['strata_ms'] / duck_ms, 2)!s:>7} "
+              f"{c['strata_ms'] / c['circepy_ms']:9.2f}")
     (results_dir / f"p{args.persons}.json").write_text(json.dumps(
         {"persons": args.persons, "shards": args.shards, "bytes": size, "runs": args.runs, "queries": rows,
+         "cohorts": cohorts,
          "median_strata_over_duckdb": med_duck, "median_strata_over_datafusion": med_df,
          "median_protected_over_open": med_prot}, indent=2))
 

@@ -177,7 +177,8 @@ def test_errors_and_tiers(client, cs_keys):
     assert "$.includes[0].items[0].modifiers[0].name" in e.value.details()
     with pytest.raises(grpc.RpcError) as e:
         client.call("CountParticipants", token, definition_json=json.dumps({"PrimaryCriteria": {}}))
-    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "$.PrimaryCriteria" in e.value.details()
     d = condition(201826)
     d["includes"][0]["items"][0]["type"] = "SNP_INDEL_VARIANT"
     with pytest.raises(grpc.RpcError) as e:
@@ -265,3 +266,87 @@ def test_data_filters_match_duckdb(client, cs_keys, gen_duck):
     with pytest.raises(grpc.RpcError) as e:
         client.call("CountParticipants", registered, definition_json=json.dumps(d))
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_circe_definitions_count_through_grpc(client, cs_keys, gen_dataset):
+    from circe_reference import CirceReference
+    from test_circe import load
+
+    token = mint(cs_keys, "controlled", "cs-circe", "--ttl", "1d")
+    d = load("gen_t2d_confirmed")
+    want = len({p for p, _, _ in CirceReference(gen_dataset).rows(d)})
+    assert want > T
+    r = client.call("CountParticipants", token, definition_json=json.dumps(d))
+    assert r.count == want and not r.suppressed
+    b = client.call("Breakdown", token, definition_json=json.dumps(d), attribute="sex")
+    got = {row.value: (row.count if row.HasField("count") else None) for row in b.rows}
+    assert got and all(v is None or v > T for v in got.values())
+    assert sum(v for v in got.values() if v) <= want
+    # A named Circe cohort keeps its dates.
+    made = client.call("CreateCohort", token, name="t2d", definition_json=json.dumps(d))
+    assert made.count == want
+
+
+def _param(concept: int, domain: str, descendants: bool = False) -> dict:
+    return {"parameterId": f"p{concept}", "name": str(concept), "domain": domain, "type": "SNOMED",
+            "group": descendants, "ancestorData": False, "standard": True, "conceptId": concept, "attributes": []}
+
+
+def _temporal(mention: str, time: str, days: int | None) -> dict:
+    group = {"id": "t", "temporal": True, "mention": mention, "time": time, "items": [
+        {"id": "a", "type": "CONDITION", "temporalGroup": 0, "searchParameters": [_param(201826, "CONDITION", True)],
+         "modifiers": []},
+        {"id": "b", "type": "MEASUREMENT", "temporalGroup": 1, "searchParameters": [_param(3004410, "MEASUREMENT")],
+         "modifiers": []},
+    ]}
+    if days is not None:
+        group["timeValue"] = days
+    return {"includes": [group], "excludes": [], "dataFilters": []}
+
+
+TEMPORAL_G0 = (
+    "SELECT person_id, condition_start_date AS d, visit_occurrence_id AS v, condition_occurrence_id AS id "
+    "FROM condition_occurrence WHERE condition_concept_id IN "
+    "(SELECT descendant_concept_id FROM concept_ancestor WHERE ancestor_concept_id = 201826)"
+)
+
+
+@pytest.mark.parametrize(
+    "mention,time,days,pick,relation",
+    [
+        ("FIRST_MENTION", "WITHIN_X_DAYS_OF", 30, "ORDER BY d", "g1.d BETWEEN m.d - 30 AND m.d + 30"),
+        ("ANY_MENTION", "X_DAYS_AFTER", 90, None, "m.d >= g1.d + 90"),
+        ("LAST_MENTION", "X_DAYS_BEFORE", 10, "ORDER BY d DESC", "m.d <= g1.d - 10"),
+        ("ANY_MENTION", "DURING_SAME_ENCOUNTER_AS", None, None, "m.v = g1.v AND m.d = g1.d"),
+    ],
+    ids=["first-within", "any-after", "last-before", "same-encounter"],
+)
+def test_temporal_groups_match_duckdb(gen_server, gen_duck, mention, time, days, pick, relation):
+    mentioned = (
+        f"SELECT * FROM ({TEMPORAL_G0}) QUALIFY ROW_NUMBER() OVER (PARTITION BY person_id {pick}) = 1"
+        if pick else TEMPORAL_G0
+    )
+    want = {
+        r["person_id"]
+        for r in duck_query(
+            gen_duck,
+            f"WITH m AS ({mentioned}), g1 AS (SELECT person_id, measurement_date AS d, visit_occurrence_id AS v "
+            f"FROM measurement WHERE measurement_concept_id = 3004410) "
+            f"SELECT DISTINCT m.person_id FROM m JOIN g1 ON g1.person_id = m.person_id AND {relation}",
+        ).to_pylist()
+    }
+    assert len(want) > T
+    literal = json.dumps(_temporal(mention, time, days)).replace("'", "''")
+    got = {r["person_id"] for r in gen_server.query(f"SELECT person_id FROM cohort('{literal}')").to_pylist()}
+    assert got == want
+
+
+def test_temporal_group_errors_name_the_path(gen_server):
+    d = _temporal("FIRST_MENTION", "X_DAYS_AFTER", None)
+    with pytest.raises(Exception) as err:
+        gen_server.query(f"SELECT * FROM cohort('{json.dumps(d)}')")
+    assert "$.includes[0].timeValue" in str(err.value)
+    d = _temporal("SECOND_MENTION", "X_DAYS_AFTER", 3)
+    with pytest.raises(Exception) as err:
+        gen_server.query(f"SELECT * FROM cohort('{json.dumps(d)}')")
+    assert "$.includes[0].mention" in str(err.value)

@@ -127,7 +127,8 @@ def test_catalog_lists_every_table(gen_dataset):
     text = (gen_dataset / "catalog.toml").read_text()
     cat = tomllib.loads(text)
     assert isinstance(cat.get("tables"), dict), f"catalog.toml has no [tables.*]: {sorted(cat)}"
-    on_disk = {p.name for p in gen_dataset.iterdir() if p.is_dir()}
+    # Hidden folders are the server's state (`.strata-server`), not tables.
+    on_disk = {p.name for p in gen_dataset.iterdir() if p.is_dir() and not p.name.startswith(".")}
     assert set(cat["tables"]) == on_disk, (
         f"catalog tables {sorted(cat['tables'])} differ from table folders {sorted(on_disk)}"
     )

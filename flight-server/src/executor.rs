@@ -154,7 +154,7 @@ impl Executor {
             let Ok(def) = serde_json::from_str::<serde_json::Value>(&saved.definition) else {
                 continue;
             };
-            match cohort_table(&session.ctx, &def).await {
+            match cohort_table(&session, &def).await {
                 Ok(table) => {
                     session
                         .ctx
@@ -176,13 +176,14 @@ impl Executor {
         let registered = principal.tier == Tier::Registered;
         let report = Arc::new(DisclosureReport::default());
         let protection = self.protection(principal);
-        let planner = protection.map(|p| {
-            Arc::new(DisclosurePlanner::new(
+        let planner: Arc<dyn QueryPlanner + Send + Sync> = match protection {
+            Some(p) => Arc::new(DisclosurePlanner::new(
                 self.person_keys.clone(),
                 p,
                 report.clone(),
-            )) as Arc<dyn QueryPlanner + Send + Sync>
-        });
+            )),
+            None => Arc::new(strata_planner::cohort::boundary::PlainQueryPlanner),
+        };
         let (ctx, recorder) = self
             .dataset
             .session_with(
@@ -198,9 +199,10 @@ impl Executor {
                     }
                     Some(table.clone() as Arc<dyn TableProvider>)
                 },
-                planner,
+                Some(planner),
             )
             .map_err(internal)?;
+        strata_planner::cohort::function::CohortFunction::register(&ctx);
         let guard = Arc::new(
             TierGuard::new(self.tiers.clone(), principal.tier)
                 .aggregates_only(principal.egress == Egress::Aggregates),
@@ -490,45 +492,19 @@ impl Executor {
         query: CohortQuery<'_>,
         principal: &Principal,
     ) -> Result<Prepared, PlannerError> {
-        use datafusion::functions_aggregate::expr_fn::count;
-        use datafusion::logical_expr::{col, lit};
+        use datafusion::functions_aggregate::expr_fn::count_distinct;
+        use datafusion::logical_expr::col;
         let def: serde_json::Value = serde_json::from_str(definition).map_err(|e| {
             PlannerError::InvalidQuery(format!("the cohort definition is not JSON: {e}"))
         })?;
-        if !strata_planner::cohort::is_cohort_builder(&def) {
-            return Err(PlannerError::Unsupported(
-                "only Cohort Builder definitions (top-level `includes`) are evaluated yet; \
-                 OHDSI Circe definitions are not"
-                    .into(),
-            ));
-        }
         let session = self.session(principal).await?;
-        let cohort_error = |e: strata_planner::cohort::CohortError| match e {
-            strata_planner::cohort::CohortError::Unsupported { .. } => {
-                PlannerError::Unsupported(e.to_string())
-            }
-            _ => PlannerError::InvalidQuery(e.to_string()),
-        };
-        let persons = match strata_planner::cohort::builder::persons(&session.ctx, &def).await {
-            Ok(p) => p,
-            // A table missing from the principal's session is a table above its tier (or none
-            // at all): the same refusal as in SQL.
-            Err(strata_planner::cohort::CohortError::Planning(m))
-                if m.starts_with("No table named '") =>
-            {
-                let name = m
-                    .trim_start_matches("No table named '")
-                    .trim_end_matches('\'')
-                    .to_string();
-                return Err(session
-                    .guard
-                    .explain_missing_table(format!("table '{name}' not found")));
-            }
-            Err(e) => return Err(cohort_error(e)),
-        };
+        let persons = compile_cohort(&session, &def).await?;
         let df = match query {
             CohortQuery::Count => persons
-                .aggregate(vec![], vec![count(lit(1)).alias("participants")])
+                .aggregate(
+                    vec![],
+                    vec![count_distinct(col("person_id")).alias("participants")],
+                )
                 .map_err(PlannerError::from_datafusion)?,
             CohortQuery::Breakdown(attribute) => {
                 let key = breakdown_key(attribute)?;
@@ -553,7 +529,7 @@ impl Executor {
                     .and_then(|j| {
                         j.aggregate(
                             vec![col("value")],
-                            vec![count(lit(1)).alias("participants")],
+                            vec![count_distinct(col("cohort.person_id")).alias("participants")],
                         )
                     })
                     .map_err(PlannerError::from_datafusion)?
@@ -572,30 +548,34 @@ impl Executor {
     }
 }
 
-/// A named cohort's table: its participants, with the cohort's dates (Cohort Builder
-/// definitions have none: NULL).
+/// A cohort definition compiled in the principal's session; a table the definition needs that
+/// is above the principal's tier is refused as in SQL.
+async fn compile_cohort(
+    session: &Session,
+    def: &serde_json::Value,
+) -> Result<datafusion::dataframe::DataFrame, PlannerError> {
+    use strata_planner::cohort::CohortError;
+    match strata_planner::cohort::compile(&session.ctx, def).await {
+        Ok(df) => Ok(df),
+        Err(CohortError::Planning(m)) if m.starts_with("No table named '") => {
+            let name = m
+                .trim_start_matches("No table named '")
+                .trim_end_matches('\'');
+            Err(session
+                .guard
+                .explain_missing_table(format!("table '{name}' not found")))
+        }
+        Err(e @ CohortError::Unsupported { .. }) => Err(PlannerError::Unsupported(e.to_string())),
+        Err(e) => Err(PlannerError::InvalidQuery(e.to_string())),
+    }
+}
+
+/// A named cohort's table: `person_id, cohort_start_date, cohort_end_date`.
 async fn cohort_table(
-    ctx: &SessionContext,
+    session: &Session,
     def: &serde_json::Value,
 ) -> Result<Arc<dyn TableProvider>, PlannerError> {
-    use datafusion::logical_expr::{cast, col, lit};
-    let persons = strata_planner::cohort::builder::persons(ctx, def)
-        .await
-        .map_err(|e| PlannerError::InvalidQuery(e.to_string()))?;
-    let null_date = || {
-        cast(
-            lit(datafusion::common::ScalarValue::Null),
-            arrow::datatypes::DataType::Date32,
-        )
-    };
-    let df = persons
-        .select(vec![
-            col("person_id"),
-            null_date().alias("cohort_start_date"),
-            null_date().alias("cohort_end_date"),
-        ])
-        .map_err(PlannerError::from_datafusion)?;
-    Ok(df.into_view())
+    Ok(compile_cohort(session, def).await?.into_view())
 }
 
 fn breakdown_key(attribute: &str) -> Result<datafusion::logical_expr::Expr, PlannerError> {

@@ -53,7 +53,11 @@ pub fn check_plan(plan: &LogicalPlan) -> Result<(), PlannerError> {
             LogicalPlan::Copy(_) => Some("COPY"),
             LogicalPlan::Statement(_) => Some("SET, transactions and PREPARE"),
             LogicalPlan::Analyze(_) => Some("EXPLAIN ANALYZE (it reports runtime statistics)"),
-            LogicalPlan::Extension(_) => Some("extension plans"),
+            LogicalPlan::Extension(_)
+                if crate::cohort::boundary::CohortBoundary::of(node).is_none() =>
+            {
+                Some("extension plans")
+            }
             _ => None,
         };
         if let Some(b) = bad {

@@ -4,6 +4,7 @@
 //! this rule is the second wall, and it also covers columns that demand a higher tier than their
 //! table.
 
+use crate::cohort::boundary::CohortBoundary;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -166,6 +167,11 @@ impl TierGuard {
     fn check_person_key_use(&self, plan: &LogicalPlan) -> Result<(), TierDenied> {
         let mut denied = None;
         let _ = plan.apply_with_subqueries(|node| {
+            // A cohort's own plan ranks and counts each participant's events by design; what
+            // callers compute over the cohort is checked like any table.
+            if CohortBoundary::of(node).is_some() {
+                return Ok(TreeNodeRecursion::Jump);
+            }
             if let Err(e) = self.check_node_key_use(node) {
                 denied = Some(e);
                 return Ok(TreeNodeRecursion::Stop);
@@ -246,6 +252,9 @@ impl TierGuard {
     fn limits_participants(&self, plan: &LogicalPlan) -> bool {
         let mut found = false;
         let _ = plan.apply(|node| {
+            if CohortBoundary::of(node).is_some() {
+                return Ok(TreeNodeRecursion::Jump);
+            }
             let limited = match node {
                 LogicalPlan::Limit(_) => true,
                 LogicalPlan::Sort(s) => s.fetch.is_some(),
@@ -263,6 +272,8 @@ impl TierGuard {
     fn emits_participant_rows(&self, plan: &LogicalPlan) -> bool {
         match plan {
             LogicalPlan::Aggregate(_) => false,
+            // A cohort's rows are participants, whatever its plan aggregates inside.
+            LogicalPlan::Extension(_) if CohortBoundary::of(plan).is_some() => true,
             LogicalPlan::TableScan(scan) => {
                 scan.table_name.schema() != Some("information_schema")
                     && self.tiers.is_participant_table(scan.table_name.table())

@@ -3,11 +3,11 @@
 //! item is a filter over its domain's table; concept sets with descendants are expanded through
 //! `concept_ancestor` once per definition.
 //!
-//! This version evaluates non-temporal groups of domain items (condition, drug, measurement,
-//! procedure, observation, visit: standard or source concepts, with descendants, NUM and CAT
-//! value attributes) and person items (gender, sex, race, ethnicity, age, deceased). Modifiers,
-//! temporal groups, data filters, survey, Fitbit and variant items are refused with the JSON path
-//! of the construct, never silently ignored.
+//! Groups of domain items (condition, drug, measurement, procedure, observation, visit: standard
+//! or source concepts, with descendants, NUM and CAT value attributes), person items (gender,
+//! sex, race, ethnicity, age, deceased), the four modifiers, data filters and temporal groups
+//! (first/last/any mention; same encounter, X days before/after, within X days). Survey, Fitbit
+//! and variant items are refused with the JSON path of the construct, never silently ignored.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -178,7 +178,7 @@ async fn group(
     descendants: &HashMap<i64, Vec<i64>>,
 ) -> Result<DataFrame, CohortError> {
     if flag(g, "temporal") {
-        return Err(unsupported(&format!("{path}.temporal"), "temporal groups"));
+        return temporal_group(ctx, g, path, descendants).await;
     }
     let items = g
         .get("items")
@@ -243,7 +243,143 @@ fn domain(kind: &str) -> Option<(&'static str, &'static str, Option<&'static str
     })
 }
 
+/// The columns of an item's events (`item_events`).
+const ENTRY_DATE: &str = "__entry_date";
+const VISIT: &str = "__visit_id";
+
+/// A temporal group: group 0's events (all, or each participant's first or last) related in
+/// time to group 1's events of the same participant.
+async fn temporal_group(
+    ctx: &SessionContext,
+    g: &Value,
+    path: &str,
+    descendants: &HashMap<i64, Vec<i64>>,
+) -> Result<DataFrame, CohortError> {
+    use datafusion::common::JoinType;
+    use datafusion::functions_window::expr_fn::row_number;
+    use datafusion::logical_expr::ExprFunctionExt;
+    let items = g.get("items").and_then(Value::as_array).ok_or_else(|| {
+        CohortError::Invalid(format!("{path}.items: a non-empty array is needed"))
+    })?;
+    let mut sides: [Option<DataFrame>; 2] = [None, None];
+    for (i, item) in items.iter().enumerate() {
+        let ipath = format!("{path}.items[{i}]");
+        let side = match item.get("temporalGroup").and_then(Value::as_i64) {
+            Some(0) => 0,
+            Some(1) => 1,
+            _ => {
+                return Err(CohortError::Invalid(format!(
+                    "{ipath}.temporalGroup: 0 or 1 is needed in a temporal group"
+                )));
+            }
+        };
+        let events = item_events(ctx, item, &ipath, descendants).await?;
+        sides[side] = Some(match sides[side].take() {
+            None => events,
+            Some(e) => e.union(events)?,
+        });
+    }
+    let [Some(first), Some(second)] = sides else {
+        return Err(CohortError::Invalid(format!(
+            "{path}.items: a temporal group needs items in temporalGroup 0 and 1"
+        )));
+    };
+    let mention = g
+        .get("mention")
+        .and_then(Value::as_str)
+        .unwrap_or("ANY_MENTION");
+    let first = match mention {
+        "ANY_MENTION" => first,
+        "FIRST_MENTION" | "LAST_MENTION" => first
+            .window(vec![
+                row_number()
+                    .partition_by(vec![col("person_id")])
+                    .order_by(vec![
+                        col(ENTRY_DATE).sort(mention == "FIRST_MENTION", false),
+                    ])
+                    .build()?
+                    .alias("__mention"),
+            ])?
+            .filter(col("__mention").eq(lit(1_u64)))?
+            .select_columns(&["person_id", ENTRY_DATE, VISIT])?,
+        other => {
+            return Err(unsupported(
+                &format!("{path}.mention"),
+                &format!("mention {other}"),
+            ));
+        }
+    };
+    let time = g.get("time").and_then(Value::as_str).ok_or_else(|| {
+        CohortError::Invalid(format!(
+            "{path}.time: a temporal group needs a time relation"
+        ))
+    })?;
+    let days = || -> Result<i32, CohortError> {
+        g.get("timeValue")
+            .and_then(|v| {
+                v.as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            })
+            .map(|x| x as i32)
+            .ok_or_else(|| {
+                CohortError::Invalid(format!("{path}.timeValue: a number of days is needed"))
+            })
+    };
+    let second = second.select(vec![
+        col("person_id").alias("__other_person"),
+        col(ENTRY_DATE).alias("__other_date"),
+        col(VISIT).alias("__other_visit"),
+    ])?;
+    let shifted = |n: i32| {
+        datafusion::logical_expr::cast(
+            datafusion::logical_expr::cast(col("__other_date"), arrow::datatypes::DataType::Int32)
+                + lit(n),
+            arrow::datatypes::DataType::Date32,
+        )
+    };
+    let related = match time {
+        "DURING_SAME_ENCOUNTER_AS" => col(VISIT)
+            .eq(col("__other_visit"))
+            .and(col(ENTRY_DATE).eq(col("__other_date"))),
+        "X_DAYS_BEFORE" => col(ENTRY_DATE).lt_eq(shifted(-days()?)),
+        "X_DAYS_AFTER" => col(ENTRY_DATE).gt_eq(shifted(days()?)),
+        "WITHIN_X_DAYS_OF" => {
+            let x = days()?;
+            col(ENTRY_DATE).between(shifted(-x), shifted(x))
+        }
+        other => {
+            return Err(unsupported(
+                &format!("{path}.time"),
+                &format!("time {other}"),
+            ));
+        }
+    };
+    Ok(first
+        .join_on(
+            second,
+            JoinType::LeftSemi,
+            [col("person_id").eq(col("__other_person")), related],
+        )?
+        .select_columns(&["person_id"])?)
+}
+
 async fn item(
+    ctx: &SessionContext,
+    item: &Value,
+    path: &str,
+    descendants: &HashMap<i64, Vec<i64>>,
+) -> Result<DataFrame, CohortError> {
+    if item.get("type").and_then(Value::as_str) == Some("PERSON") {
+        return item_events(ctx, item, path, descendants).await;
+    }
+    Ok(item_events(ctx, item, path, descendants)
+        .await?
+        .select_columns(&["person_id"])?)
+}
+
+/// A domain item's events after its modifiers: `person_id, __entry_date, __visit_id` (a PERSON
+/// item: its participants, `person_id` only).
+async fn item_events(
     ctx: &SessionContext,
     item: &Value,
     path: &str,
@@ -453,22 +589,33 @@ async fn modified(
             }
         }
     }
+    let events = events.select(vec![
+        cast(col("person_id"), DataType::Int64).alias("person_id"),
+        cast(col(date), DataType::Date32).alias(ENTRY_DATE),
+        cast(col("visit_occurrence_id"), DataType::Int64).alias(VISIT),
+        cast(col(concept), DataType::Int64).alias("__concept"),
+    ])?;
+    let keep = || -> Result<DataFrame, CohortError> {
+        Ok(events
+            .clone()
+            .select_columns(&["person_id", ENTRY_DATE, VISIT])?)
+    };
     let Some((operator, bounds, mpath)) = occurrences else {
-        return Ok(events.select_columns(&["person_id"])?);
+        return keep();
     };
     // Per participant and concept, over distinct dates: an intermediate that never leaves the
     // server, so counted with the planner's internal function.
     let dates =
         Expr::AggregateFunction(datafusion::logical_expr::expr::AggregateFunction::new_udf(
             crate::disclosure::participants::internal_distinct_count(),
-            vec![cast(cast(col(date), DataType::Date32), DataType::Int64)],
+            vec![cast(col(ENTRY_DATE), DataType::Int64)],
             false,
             None,
             vec![],
             None,
         ));
-    let counted = events.aggregate(
-        vec![col("person_id"), col(concept)],
+    let counted = events.clone().aggregate(
+        vec![col("person_id"), col("__concept")],
         vec![dates.alias("__n")],
     )?;
     let cond = compare(
@@ -478,7 +625,20 @@ async fn modified(
         &format!("{mpath}.operator"),
         true,
     )?;
-    Ok(counted.filter(cond)?.select_columns(&["person_id"])?)
+    // The events of the participant's concepts that occur often enough.
+    let often = counted.filter(cond)?.select(vec![
+        col("person_id").alias("__often_person"),
+        col("__concept").alias("__often_concept"),
+    ])?;
+    Ok(events
+        .join(
+            often,
+            datafusion::common::JoinType::LeftSemi,
+            &["person_id", "__concept"],
+            &["__often_person", "__often_concept"],
+            None,
+        )?
+        .select_columns(&["person_id", ENTRY_DATE, VISIT])?)
 }
 
 /// A value attribute of a measurement or observation parameter.

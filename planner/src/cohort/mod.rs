@@ -3,7 +3,10 @@
 //! cohort's distinct `person_id`s, which the caller counts or breaks down inside the principal's
 //! session — so tiers and disclosure control apply exactly as to SQL.
 
+pub mod boundary;
 pub mod builder;
+pub mod circe;
+pub mod function;
 
 use thiserror::Error;
 
@@ -27,4 +30,40 @@ impl From<datafusion::error::DataFusionError> for CohortError {
 /// Which format a definition is in, by its top-level keys.
 pub fn is_cohort_builder(definition: &serde_json::Value) -> bool {
     definition.get("includes").is_some()
+}
+
+/// A cohort definition (Circe or Cohort Builder, told apart by their top-level keys) as the
+/// relation `person_id, cohort_start_date, cohort_end_date` inside a cohort boundary (Cohort
+/// Builder cohorts have no dates: NULL).
+pub async fn compile(
+    ctx: &datafusion::prelude::SessionContext,
+    definition: &serde_json::Value,
+) -> Result<datafusion::dataframe::DataFrame, CohortError> {
+    use datafusion::logical_expr::{cast, col, lit};
+    let rows = if circe::is_circe(definition) {
+        circe::cohort(ctx, definition).await?
+    } else if is_cohort_builder(definition) {
+        let null_date = || {
+            cast(
+                lit(datafusion::common::ScalarValue::Null),
+                arrow::datatypes::DataType::Date32,
+            )
+        };
+        builder::persons(ctx, definition).await?.select(vec![
+            col("person_id"),
+            null_date().alias("cohort_start_date"),
+            null_date().alias("cohort_end_date"),
+        ])?
+    } else {
+        return Err(CohortError::Invalid(
+            "a cohort definition is OHDSI Circe JSON (top-level PrimaryCriteria) or Cohort \
+             Builder JSON (top-level includes)"
+                .into(),
+        ));
+    };
+    let (state, plan) = rows.into_parts();
+    Ok(datafusion::dataframe::DataFrame::new(
+        state,
+        boundary::CohortBoundary::wrap(plan),
+    ))
 }

@@ -19,6 +19,8 @@ use datafusion::logical_expr::{
     Aggregate, Expr, JoinType, LogicalPlan, Projection, TableScan, Window, cast, lit,
 };
 
+use crate::cohort::boundary::{CohortBoundary, PERSON};
+
 use super::participants::{Output, Protection, SuppressionCounter, participants_udaf, protect_udf};
 
 /// Why a plan cannot be protected; becomes an "unsupported" refusal.
@@ -200,6 +202,7 @@ impl<'a> Rewriter<'a> {
             LogicalPlan::Window(w) => self.window(w),
             LogicalPlan::Union(u) => self.union(plan, u),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Ok((plan.clone(), vec![])),
+            LogicalPlan::Extension(_) if CohortBoundary::of(plan).is_some() => self.cohort(plan),
             other => {
                 if self.reads_participants(other) {
                     refuse(format!(
@@ -295,6 +298,25 @@ impl<'a> Rewriter<'a> {
             exprs,
             Arc::new(LogicalPlan::TableScan(widened)),
         ))?;
+        Ok((LogicalPlan::Projection(plan), vec![hidden]))
+    }
+
+    /// A cohort is read like a participant table keyed by `person_id`: each of its rows is
+    /// derived from that participant's own records (see `cohort::boundary`).
+    fn cohort(&mut self, plan: &LogicalPlan) -> R<(LogicalPlan, Vec<Hidden>)> {
+        let schema = plan.schema();
+        let Some((qualifier, _)) = schema.iter().find(|(_, f)| f.name() == PERSON) else {
+            return refuse("a cohort without person_id cannot be protected");
+        };
+        let key = Column::new(qualifier.cloned(), PERSON);
+        let mut hidden = self.hidden(false);
+        hidden.origin = Some(key.clone());
+        let mut exprs: Vec<Expr> = schema
+            .iter()
+            .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+            .collect();
+        exprs.push(cast(Expr::Column(key), DataType::Int64).alias(&hidden.name));
+        let plan = df(Projection::try_new(exprs, Arc::new(plan.clone())))?;
         Ok((LogicalPlan::Projection(plan), vec![hidden]))
     }
 

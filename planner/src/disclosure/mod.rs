@@ -18,7 +18,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+use datafusion::physical_planner::PhysicalPlanner;
 use serde::Deserialize;
 use strata_engine::Catalog;
 
@@ -198,7 +198,7 @@ impl QueryPlanner for DisclosurePlanner {
         if let Ok(mut cells) = self.report.output_cells.lock() {
             *cells = rewriter.output_cells.clone();
         }
-        DefaultPhysicalPlanner::default()
+        crate::cohort::boundary::physical_planner()
             .create_physical_plan(&protected, session)
             .await
     }

@@ -1,0 +1,720 @@
+//! Domain criteria (`{"ConditionOccurrence": {...}}` …) → the plan of their events, with
+//! Circe's columns: `person_id, event_id, start_date, end_date, visit_occurrence_id,
+//! sort_date, domain_concept_id`. `First` ranks the events of the concept set before any other
+//! attribute filters them, as Circe does; every attribute this compiler does not evaluate is
+//! refused with its JSON path.
+
+use std::collections::BTreeSet;
+
+use arrow::datatypes::DataType;
+use datafusion::common::{Column, JoinType};
+use datafusion::dataframe::DataFrame;
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{Expr, ExprFunctionExt, cast, lit};
+
+use super::Compiler;
+use super::json::Node;
+use crate::cohort::CohortError;
+
+/// How a domain's end date is derived from its row.
+#[derive(Clone, Copy)]
+enum End {
+    /// The column as is.
+    Column(&'static str),
+    /// The column, or the start date plus one day when it is NULL.
+    OrNextDay(&'static str),
+    /// The start date plus one day.
+    NextDay,
+    /// `COALESCE(end, start + days_supply, start + 1)`.
+    Drug,
+}
+
+struct Domain {
+    key: &'static str,
+    table: &'static str,
+    /// `None`: the person id (death).
+    id: Option<&'static str>,
+    concept: Option<&'static str>,
+    source_concept: Option<&'static str>,
+    type_concept: Option<&'static str>,
+    start: &'static str,
+    end: End,
+    visit: bool,
+}
+
+const DOMAINS: &[Domain] = &[
+    Domain {
+        key: "ConditionOccurrence",
+        table: "condition_occurrence",
+        id: Some("condition_occurrence_id"),
+        concept: Some("condition_concept_id"),
+        source_concept: Some("condition_source_concept_id"),
+        type_concept: Some("condition_type_concept_id"),
+        start: "condition_start_date",
+        end: End::OrNextDay("condition_end_date"),
+        visit: true,
+    },
+    Domain {
+        key: "DrugExposure",
+        table: "drug_exposure",
+        id: Some("drug_exposure_id"),
+        concept: Some("drug_concept_id"),
+        source_concept: Some("drug_source_concept_id"),
+        type_concept: Some("drug_type_concept_id"),
+        start: "drug_exposure_start_date",
+        end: End::Drug,
+        visit: true,
+    },
+    Domain {
+        key: "ProcedureOccurrence",
+        table: "procedure_occurrence",
+        id: Some("procedure_occurrence_id"),
+        concept: Some("procedure_concept_id"),
+        source_concept: Some("procedure_source_concept_id"),
+        type_concept: Some("procedure_type_concept_id"),
+        start: "procedure_date",
+        end: End::NextDay,
+        visit: true,
+    },
+    Domain {
+        key: "Measurement",
+        table: "measurement",
+        id: Some("measurement_id"),
+        concept: Some("measurement_concept_id"),
+        source_concept: Some("measurement_source_concept_id"),
+        type_concept: Some("measurement_type_concept_id"),
+        start: "measurement_date",
+        end: End::NextDay,
+        visit: true,
+    },
+    Domain {
+        key: "Observation",
+        table: "observation",
+        id: Some("observation_id"),
+        concept: Some("observation_concept_id"),
+        source_concept: Some("observation_source_concept_id"),
+        type_concept: Some("observation_type_concept_id"),
+        start: "observation_date",
+        end: End::NextDay,
+        visit: true,
+    },
+    Domain {
+        key: "VisitOccurrence",
+        table: "visit_occurrence",
+        id: Some("visit_occurrence_id"),
+        concept: Some("visit_concept_id"),
+        source_concept: Some("visit_source_concept_id"),
+        type_concept: Some("visit_type_concept_id"),
+        start: "visit_start_date",
+        end: End::Column("visit_end_date"),
+        visit: true,
+    },
+    Domain {
+        key: "DeviceExposure",
+        table: "device_exposure",
+        id: Some("device_exposure_id"),
+        concept: Some("device_concept_id"),
+        source_concept: Some("device_source_concept_id"),
+        type_concept: Some("device_type_concept_id"),
+        start: "device_exposure_start_date",
+        end: End::OrNextDay("device_exposure_end_date"),
+        visit: true,
+    },
+    Domain {
+        key: "Death",
+        table: "death",
+        id: None,
+        concept: Some("cause_concept_id"),
+        source_concept: Some("cause_source_concept_id"),
+        type_concept: Some("death_type_concept_id"),
+        start: "death_date",
+        end: End::NextDay,
+        visit: false,
+    },
+    Domain {
+        key: "ObservationPeriod",
+        table: "observation_period",
+        id: Some("observation_period_id"),
+        concept: None,
+        source_concept: None,
+        type_concept: Some("period_type_concept_id"),
+        start: "observation_period_start_date",
+        end: End::Column("observation_period_end_date"),
+        visit: false,
+    },
+    Domain {
+        key: "ConditionEra",
+        table: "condition_era",
+        id: Some("condition_era_id"),
+        concept: Some("condition_concept_id"),
+        source_concept: None,
+        type_concept: None,
+        start: "condition_era_start_date",
+        end: End::Column("condition_era_end_date"),
+        visit: false,
+    },
+    Domain {
+        key: "DrugEra",
+        table: "drug_era",
+        id: Some("drug_era_id"),
+        concept: Some("drug_concept_id"),
+        source_concept: None,
+        type_concept: None,
+        start: "drug_era_start_date",
+        end: End::Column("drug_era_end_date"),
+        visit: false,
+    },
+];
+
+/// Columns of the row being filtered: `c` the domain row, `p` its person, `v` its visit.
+pub(super) fn qc(relation: &str, name: &str) -> Expr {
+    Expr::Column(Column::new(Some(relation), name))
+}
+
+pub(super) fn int64(e: Expr) -> Expr {
+    cast(e, DataType::Int64)
+}
+
+pub(super) fn date(e: Expr) -> Expr {
+    cast(e, DataType::Date32)
+}
+
+/// `e + days` for a date (`days` an integer expression).
+pub(super) fn add_days(e: Expr, days: Expr) -> Expr {
+    date(cast(date(e), DataType::Int32) + cast(days, DataType::Int32))
+}
+
+pub(super) fn days(n: i64) -> Expr {
+    lit(n as i32)
+}
+
+/// Whole days from `a` to `b`.
+pub(super) fn days_between(a: Expr, b: Expr) -> Expr {
+    int64(cast(date(b), DataType::Int32)) - int64(cast(date(a), DataType::Int32))
+}
+
+pub(super) fn year(e: Expr) -> Expr {
+    int64(datafusion::functions::expr_fn::date_part(
+        lit("year"),
+        date(e),
+    ))
+}
+
+impl Compiler<'_> {
+    /// The events of one criteria object (`{"<Domain>": {...}}`), correlated criteria applied.
+    pub(super) async fn criteria(&self, node: &Node<'_>) -> Result<DataFrame, CohortError> {
+        let entries = node.entries()?;
+        let [(kind, body)] = entries.as_slice() else {
+            return Err(node.invalid("a criteria object has exactly one domain key"));
+        };
+        let Some(domain) = DOMAINS.iter().find(|d| d.key.eq_ignore_ascii_case(kind)) else {
+            return Err(node.unsupported(&format!("criteria of kind {kind}")));
+        };
+        let events = Box::pin(self.domain_events(domain, body)).await?;
+        match body.get("CorrelatedCriteria") {
+            Some(group) if !super::groups::is_empty_group(&group)? => {
+                Box::pin(self.correlated_to_own_events(events, &group)).await
+            }
+            _ => Ok(events),
+        }
+    }
+
+    async fn domain_events(&self, d: &Domain, body: &Node<'_>) -> Result<DataFrame, CohortError> {
+        let table = self.ctx.table(d.table).await?;
+        let start = date(Expr::Column(Column::from_name(d.start)));
+        let end = match d.end {
+            End::Column(c) => date(Expr::Column(Column::from_name(c))),
+            End::OrNextDay(c) => datafusion::functions::expr_fn::coalesce(vec![
+                date(Expr::Column(Column::from_name(c))),
+                add_days(start.clone(), days(1)),
+            ]),
+            End::NextDay => add_days(start.clone(), days(1)),
+            End::Drug => datafusion::functions::expr_fn::coalesce(vec![
+                date(Expr::Column(Column::from_name("drug_exposure_end_date"))),
+                add_days(
+                    start.clone(),
+                    Expr::Column(Column::from_name("days_supply")),
+                ),
+                add_days(start.clone(), days(1)),
+            ]),
+        };
+        let named = |c: &str| Expr::Column(Column::from_name(c));
+        let mut exprs: Vec<Expr> = table
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| named(f.name()))
+            .collect();
+        exprs.push(int64(named(d.id.unwrap_or("person_id"))).alias("c_event"));
+        exprs.push(start.alias("c_start"));
+        exprs.push(end.alias("c_end"));
+        exprs.push(
+            if d.visit {
+                int64(named("visit_occurrence_id"))
+            } else {
+                cast(lit(datafusion::common::ScalarValue::Null), DataType::Int64)
+            }
+            .alias("c_visit"),
+        );
+        exprs.push(
+            match d.concept {
+                Some(c) => int64(named(c)),
+                None => cast(lit(datafusion::common::ScalarValue::Null), DataType::Int64),
+            }
+            .alias("c_concept"),
+        );
+        let mut rows = table.select(exprs)?;
+        // The concept sets select the rows `First` ranks (Circe joins them inside the ranked
+        // subquery); every other attribute filters after it.
+        if let Some(codeset) = body.get("CodesetId") {
+            if d.concept.is_none() {
+                return Err(codeset.unsupported(&format!("{} has no concept", d.key)));
+            }
+            rows = rows.filter(self.in_codeset(qc_plain("c_concept"), &codeset)?)?;
+        }
+        if let Some(source) = d.source_concept
+            && let Some(codeset) = body.get(&format!("{}SourceConcept", prefix(d)))
+        {
+            rows = rows.filter(self.in_codeset(int64(qc_plain(source)), &codeset)?)?;
+        }
+        // Death has no `First` in Circe (the key is ignored there too).
+        if d.key != "Death" && body.flag("First")? {
+            rows = rows
+                .window(vec![
+                    row_number()
+                        .partition_by(vec![qc_plain("person_id")])
+                        .order_by(vec![
+                            qc_plain("c_start").sort(true, false),
+                            qc_plain("c_event").sort(true, false),
+                        ])
+                        .build()?
+                        .alias("c_ordinal"),
+                ])?
+                .filter(qc_plain("c_ordinal").eq(lit(1_u64)))?;
+        }
+        if let Some(adjustment) = body.get("DateAdjustment") {
+            rows = adjust_dates(rows, d, &adjustment)?;
+        }
+        let mut rows = rows.alias("c")?;
+        let filters = self.attribute_filters(d, body)?;
+        if filters.person {
+            let person = self.ctx.table("person").await?.alias("p")?;
+            rows = rows.join_on(
+                person,
+                JoinType::Inner,
+                [int64(qc("c", "person_id")).eq(int64(qc("p", "person_id")))],
+            )?;
+        }
+        if filters.visit {
+            let visits = self.ctx.table("visit_occurrence").await?.alias("v")?;
+            rows = rows.join_on(
+                visits,
+                JoinType::Inner,
+                [
+                    qc("c", "c_visit").eq(int64(qc("v", "visit_occurrence_id"))),
+                    int64(qc("c", "person_id")).eq(int64(qc("v", "person_id"))),
+                ],
+            )?;
+        }
+        for f in filters.predicates {
+            rows = rows.filter(f)?;
+        }
+        Ok(rows.select(vec![
+            int64(qc("c", "person_id")).alias("person_id"),
+            qc("c", "c_event").alias("event_id"),
+            qc("c", "c_start").alias("start_date"),
+            qc("c", "c_end").alias("end_date"),
+            qc("c", "c_visit").alias("visit_occurrence_id"),
+            qc("c", "c_start").alias("sort_date"),
+            qc("c", "c_concept").alias("domain_concept_id"),
+        ])?)
+    }
+
+    /// `e IN (concept set)`.
+    pub(super) fn in_codeset(&self, e: Expr, codeset: &Node<'_>) -> Result<Expr, CohortError> {
+        let id = codeset.i64()?;
+        let ids = self
+            .codesets
+            .get(&id)
+            .ok_or_else(|| codeset.invalid(&format!("no concept set with id {id}")))?;
+        Ok(in_ids(e, ids))
+    }
+
+    fn attribute_filters(&self, d: &Domain, body: &Node<'_>) -> Result<Filters, CohortError> {
+        let mut f = Filters::default();
+        let c = |name: &str| qc("c", name);
+        for (key, value) in body.entries()? {
+            let k = key.to_ascii_lowercase();
+            let prefix = prefix(d);
+            let typed = |suffix: &str| k == format!("{prefix}{suffix}").to_ascii_lowercase();
+            match k.as_str() {
+                "occurrenceenddate" if d.key == "DrugExposure" => {
+                    // Circe's SQL compares a drug exposure's OccurrenceEndDate with its start
+                    // date; evaluated the same way so cohorts agree with ATLAS.
+                    f.predicates.push(date_range(c("c_start"), &value)?)
+                }
+                "codesetid" | "first" | "correlatedcriteria" => {}
+                "occurrencestartdate" | "erastartdate" | "periodstartdate" => {
+                    f.predicates.push(date_range(c("c_start"), &value)?)
+                }
+                "occurrenceenddate" | "eraenddate" | "periodenddate" => {
+                    f.predicates.push(date_range(c("c_end"), &value)?)
+                }
+                "age" | "ageatstart" => {
+                    f.person = true;
+                    f.predicates.push(numeric_range(
+                        year(c("c_start")) - int64(qc("p", "year_of_birth")),
+                        &value,
+                        Precision::Whole,
+                    )?);
+                }
+                "ageatend" => {
+                    f.person = true;
+                    f.predicates.push(numeric_range(
+                        year(c("c_end")) - int64(qc("p", "year_of_birth")),
+                        &value,
+                        Precision::Whole,
+                    )?);
+                }
+                "gender" => {
+                    f.person = true;
+                    f.predicates
+                        .push(concept_list(int64(qc("p", "gender_concept_id")), &value)?);
+                }
+                "gendercs" => {
+                    f.person = true;
+                    f.predicates
+                        .push(self.concept_selection(int64(qc("p", "gender_concept_id")), &value)?);
+                }
+                "visittype" if d.key != "VisitOccurrence" => {
+                    f.visit = true;
+                    f.predicates
+                        .push(concept_list(int64(qc("v", "visit_concept_id")), &value)?);
+                }
+                "visittypecs" if d.key != "VisitOccurrence" => {
+                    f.visit = true;
+                    f.predicates
+                        .push(self.concept_selection(int64(qc("v", "visit_concept_id")), &value)?);
+                }
+                _ if d.source_concept.is_some() && typed("SourceConcept") => {}
+                "dateadjustment" => {}
+                "userdefinedperiod" if d.key == "ObservationPeriod" => {
+                    for key in ["StartDate", "EndDate"] {
+                        if let Some(day) = value.get(key) {
+                            let day = date_literal(&day)?;
+                            f.predicates
+                                .push(c("c_start").lt_eq(day.clone()).and(c("c_end").gt_eq(day)));
+                        }
+                    }
+                }
+                _ if d.type_concept.is_some() && (typed("Type") || k == "periodtype") => {
+                    let col = int64(c(d.type_concept.expect("checked")));
+                    let exclude = body
+                        .get(&format!("{key}Exclude"))
+                        .map(|n| n.bool())
+                        .transpose()?
+                        .unwrap_or(false);
+                    let p = concept_list(col, &value)?;
+                    f.predicates.push(if exclude { !p } else { p });
+                }
+                _ if d.type_concept.is_some() && typed("TypeCS") => {
+                    let col = int64(c(d.type_concept.expect("checked")));
+                    f.predicates.push(self.concept_selection(col, &value)?);
+                }
+                _ if typed("TypeExclude") || k == "periodtypeexclude" => {}
+                _ => {
+                    let p = self.domain_attribute(d, &k, &value)?;
+                    f.predicates.push(p);
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// Attributes of one domain only.
+    fn domain_attribute(&self, d: &Domain, key: &str, v: &Node<'_>) -> Result<Expr, CohortError> {
+        let c = |name: &str| qc("c", name);
+        let num = |name: &str| cast(c(name), DataType::Float64);
+        // Circe compares counts and lengths with the whole part of the bound, measured values
+        // with the bound rounded to 4 decimals.
+        let numeric_range = |e: Expr, v: &Node<'_>| numeric_range(e, v, Precision::Decimal);
+        let whole_range =
+            |e: Expr, v: &Node<'_>| super::criteria::numeric_range(e, v, Precision::Whole);
+        Ok(match (d.key, key) {
+            ("ConditionOccurrence", "conditionstatus") => {
+                concept_list(int64(c("condition_status_concept_id")), v)?
+            }
+            ("ConditionOccurrence", "conditionstatuscs") => {
+                self.concept_selection(int64(c("condition_status_concept_id")), v)?
+            }
+            ("ConditionOccurrence" | "DrugExposure", "stopreason") => {
+                text_filter(c("stop_reason"), v)?
+            }
+            ("DrugExposure", "refills") => whole_range(num("refills"), v)?,
+            ("DrugExposure", "quantity") => numeric_range(num("quantity"), v)?,
+            ("ProcedureOccurrence" | "DeviceExposure", "quantity") => {
+                whole_range(num("quantity"), v)?
+            }
+            ("DrugExposure", "dayssupply") => whole_range(num("days_supply"), v)?,
+            ("DrugExposure", "routeconcept") => concept_list(int64(c("route_concept_id")), v)?,
+            ("DrugExposure", "routeconceptcs") => {
+                self.concept_selection(int64(c("route_concept_id")), v)?
+            }
+            ("DrugExposure", "lotnumber") => text_filter(c("lot_number"), v)?,
+            ("ProcedureOccurrence", "modifier") => {
+                concept_list(int64(c("modifier_concept_id")), v)?
+            }
+            ("ProcedureOccurrence", "modifiercs") => {
+                self.concept_selection(int64(c("modifier_concept_id")), v)?
+            }
+            ("DeviceExposure", "uniquedeviceid") => text_filter(c("unique_device_id"), v)?,
+            ("Measurement", "operator") => concept_list(int64(c("operator_concept_id")), v)?,
+            ("Measurement", "operatorcs") => {
+                self.concept_selection(int64(c("operator_concept_id")), v)?
+            }
+            ("Measurement" | "Observation", "valueasnumber") => {
+                numeric_range(num("value_as_number"), v)?
+            }
+            ("Measurement" | "Observation", "valueasconcept") => {
+                concept_list(int64(c("value_as_concept_id")), v)?
+            }
+            ("Measurement" | "Observation", "valueasconceptcs") => {
+                self.concept_selection(int64(c("value_as_concept_id")), v)?
+            }
+            ("Measurement" | "Observation", "unit") => {
+                concept_list(int64(c("unit_concept_id")), v)?
+            }
+            ("Measurement" | "Observation", "unitcs") => {
+                self.concept_selection(int64(c("unit_concept_id")), v)?
+            }
+            ("Measurement", "rangelow") => numeric_range(num("range_low"), v)?,
+            ("Measurement", "rangehigh") => numeric_range(num("range_high"), v)?,
+            ("Measurement", "rangelowratio") => numeric_range(
+                num("value_as_number")
+                    / datafusion::functions::expr_fn::nullif(num("range_low"), lit(0.0)),
+                v,
+            )?,
+            ("Measurement", "rangehighratio") => numeric_range(
+                num("value_as_number")
+                    / datafusion::functions::expr_fn::nullif(num("range_high"), lit(0.0)),
+                v,
+            )?,
+            ("Measurement", "abnormal") => {
+                if !v.bool()? {
+                    lit(true)
+                } else {
+                    num("value_as_number")
+                        .lt(num("range_low"))
+                        .or(num("value_as_number").gt(num("range_high")))
+                        .or(int64(c("value_as_concept_id"))
+                            .in_list(vec![lit(4_155_142_i64), lit(4_155_143_i64)], false))
+                }
+            }
+            ("Observation", "valueasstring") => text_filter(c("value_as_string"), v)?,
+            ("Observation", "qualifier") => concept_list(int64(c("qualifier_concept_id")), v)?,
+            ("Observation", "qualifiercs") => {
+                self.concept_selection(int64(c("qualifier_concept_id")), v)?
+            }
+            ("VisitOccurrence", "visitlength") => {
+                whole_range(days_between(c("c_start"), c("c_end")), v)?
+            }
+            ("ObservationPeriod", "periodlength") | ("ConditionEra" | "DrugEra", "eralength") => {
+                whole_range(days_between(c("c_start"), c("c_end")), v)?
+            }
+            ("ConditionEra", "occurrencecount") => {
+                whole_range(num("condition_occurrence_count"), v)?
+            }
+            ("DrugEra", "occurrencecount") => whole_range(num("drug_exposure_count"), v)?,
+            ("DrugEra", "gapdays") => whole_range(num("gap_days"), v)?,
+            _ => {
+                return Err(v.unsupported(&format!(
+                    "the {} attribute is not evaluated by this version",
+                    v.path.rsplit('.').next().unwrap_or(key)
+                )));
+            }
+        })
+    }
+
+    /// A `ConceptSetSelection` (`{CodesetId, IsExclusion}`).
+    pub(super) fn concept_selection(&self, e: Expr, v: &Node<'_>) -> Result<Expr, CohortError> {
+        let codeset = v
+            .get("CodesetId")
+            .ok_or_else(|| v.invalid("CodesetId is needed"))?;
+        let p = self.in_codeset(e, &codeset)?;
+        Ok(if v.flag("IsExclusion")? { !p } else { p })
+    }
+}
+
+#[derive(Default)]
+struct Filters {
+    person: bool,
+    visit: bool,
+    predicates: Vec<Expr>,
+}
+
+fn qc_plain(name: &str) -> Expr {
+    Expr::Column(Column::from_name(name))
+}
+
+pub(super) fn in_ids(e: Expr, ids: &BTreeSet<i64>) -> Expr {
+    if ids.is_empty() {
+        return lit(false);
+    }
+    e.in_list(ids.iter().map(|&i| lit(i)).collect(), false)
+}
+
+/// A list of `{CONCEPT_ID: …}` objects.
+pub(super) fn concept_list(e: Expr, v: &Node<'_>) -> Result<Expr, CohortError> {
+    let mut ids = BTreeSet::new();
+    for c in v.items()? {
+        ids.insert(
+            c.get("CONCEPT_ID")
+                .ok_or_else(|| c.invalid("CONCEPT_ID is needed"))?
+                .i64()?,
+        );
+    }
+    if ids.is_empty() {
+        // An empty list selects nothing in ATLAS's editor either way: no filter.
+        return Ok(lit(true));
+    }
+    Ok(in_ids(e, &ids))
+}
+
+/// How a `NumericRange` bound is compared.
+#[derive(Clone, Copy)]
+pub(super) enum Precision {
+    /// Its whole part (ages, counts, lengths, days).
+    Whole,
+    /// Rounded to 4 decimals (measured values).
+    Decimal,
+}
+
+/// `NumericRange {Value, Op, Extent}`.
+pub(super) fn numeric_range(
+    e: Expr,
+    v: &Node<'_>,
+    precision: Precision,
+) -> Result<Expr, CohortError> {
+    let value = |key: &str| -> Result<Expr, CohortError> {
+        let n = v
+            .get(key)
+            .ok_or_else(|| v.invalid(&format!("{key} is needed")))?;
+        let x = n.f64()?;
+        Ok(lit(match precision {
+            Precision::Whole => x.trunc(),
+            Precision::Decimal => (x * 1e4).round() / 1e4,
+        }))
+    };
+    let e = cast(e, DataType::Float64);
+    range(e, v, value)
+}
+
+/// `DateRange {Value: "YYYY-MM-DD", Op, Extent}`.
+pub(super) fn date_range(e: Expr, v: &Node<'_>) -> Result<Expr, CohortError> {
+    let value = |key: &str| -> Result<Expr, CohortError> {
+        let n = v
+            .get(key)
+            .ok_or_else(|| v.invalid(&format!("{key} is needed")))?;
+        date_literal(&n)
+    };
+    range(date(e), v, value)
+}
+
+fn range(
+    e: Expr,
+    v: &Node<'_>,
+    value: impl Fn(&str) -> Result<Expr, CohortError>,
+) -> Result<Expr, CohortError> {
+    let op = v.opt_str("Op")?.ok_or_else(|| v.invalid("Op is needed"))?;
+    Ok(match op {
+        "lt" => e.lt(value("Value")?),
+        "lte" => e.lt_eq(value("Value")?),
+        "eq" => e.eq(value("Value")?),
+        "!eq" => e.not_eq(value("Value")?),
+        "gt" => e.gt(value("Value")?),
+        "gte" => e.gt_eq(value("Value")?),
+        "bt" => e
+            .clone()
+            .gt_eq(value("Value")?)
+            .and(e.lt_eq(value("Extent")?)),
+        "!bt" => !e
+            .clone()
+            .gt_eq(value("Value")?)
+            .and(e.lt_eq(value("Extent")?)),
+        other => return Err(v.invalid(&format!("unknown Op {other:?}"))),
+    })
+}
+
+/// A date literal from `"YYYY-MM-DD"` (a time part, if any, is ignored).
+pub(super) fn date_literal(v: &Node<'_>) -> Result<Expr, CohortError> {
+    let text = v.str()?;
+    let day = text.get(..10).unwrap_or(text);
+    datafusion::common::ScalarValue::try_from_string(day.to_string(), &DataType::Date32)
+        .ok()
+        .filter(|d| !d.is_null())
+        .map(lit)
+        .ok_or_else(|| v.invalid("a date YYYY-MM-DD is needed"))
+}
+
+/// `TextFilter {Text, Op}`. As in Circe, the text is a LIKE pattern as given (`%` and `_` in it
+/// match anything), and an op other than the six known ones compares the whole text.
+pub(super) fn text_filter(e: Expr, v: &Node<'_>) -> Result<Expr, CohortError> {
+    let text = v.opt_str("Text")?.unwrap_or("");
+    let op = v.opt_str("Op")?.unwrap_or("");
+    let negated = op.starts_with('!');
+    let prefix = if op.ends_with("endsWith") || op.ends_with("contains") {
+        "%"
+    } else {
+        ""
+    };
+    let suffix = if op.ends_with("startsWith") || op.ends_with("contains") {
+        "%"
+    } else {
+        ""
+    };
+    Ok(Expr::Like(datafusion::logical_expr::expr::Like::new(
+        negated,
+        Box::new(e),
+        Box::new(lit(format!("{prefix}{text}{suffix}"))),
+        None,
+        false,
+    )))
+}
+
+/// The JSON key prefix of a domain's own attributes (`Condition`, `Drug`, `Visit`…).
+fn prefix(d: &Domain) -> &'static str {
+    d.key
+        .trim_end_matches("Occurrence")
+        .trim_end_matches("Exposure")
+}
+
+/// `DateAdjustment {StartWith, StartOffset, EndWith, EndOffset}`: the criterion's dates moved,
+/// rows whose adjusted end precedes their start dropped.
+fn adjust_dates(rows: DataFrame, d: &Domain, a: &Node<'_>) -> Result<DataFrame, CohortError> {
+    let pick = |key: &str, default: &str| -> Result<Expr, CohortError> {
+        let which = a.opt_str(key)?.unwrap_or(default);
+        Ok(match which {
+            // Death's dates are fixed whatever the adjustment says.
+            _ if d.key == "Death" && key == "StartWith" => qc_plain("c_start"),
+            _ if d.key == "Death" => qc_plain("c_end"),
+            "START_DATE" => qc_plain("c_start"),
+            "END_DATE" => qc_plain("c_end"),
+            other => {
+                return Err(a.invalid(&format!("{key} {other:?} is not START_DATE or END_DATE")));
+            }
+        })
+    };
+    let start = add_days(
+        pick("StartWith", "START_DATE")?,
+        lit(a.opt_i64("StartOffset")?.unwrap_or(0) as i32),
+    );
+    let end = add_days(
+        pick("EndWith", "END_DATE")?,
+        lit(a.opt_i64("EndOffset")?.unwrap_or(0) as i32),
+    );
+    Ok(rows
+        .with_column("c_adjusted_start", start)?
+        .with_column("c_end", end)?
+        .with_column("c_start", qc_plain("c_adjusted_start"))?
+        .filter(qc_plain("c_end").gt_eq(qc_plain("c_start")))?)
+}
