@@ -180,7 +180,7 @@ def test_errors_and_tiers(client, cs_keys):
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "$.PrimaryCriteria" in e.value.details()
     d = condition(201826)
-    d["includes"][0]["items"][0]["type"] = "SNP_INDEL_VARIANT"
+    d["includes"][0]["items"][0]["type"] = "SNP_INDEL_VARIANTS"
     with pytest.raises(grpc.RpcError) as e:
         client.call("CountParticipants", token, definition_json=json.dumps(d))
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "SNP_INDEL_VARIANT" in e.value.details()
@@ -223,7 +223,7 @@ T2D = "(SELECT descendant_concept_id FROM concept_ancestor WHERE ancestor_concep
     [
         ({"name": "NUM_OF_OCCURRENCES", "operator": "GREATER_THAN_OR_EQUAL_TO", "operands": ["2"]}, "", "COUNT(DISTINCT c.condition_start_date) >= 2"),
         ({"name": "EVENT_DATE", "operator": "BETWEEN", "operands": ["2018-01-01", "2020-12-31"]}, "AND c.condition_start_date BETWEEN DATE '2018-01-01' AND DATE '2020-12-31'", ""),
-        ({"name": "AGE_AT_EVENT", "operator": "GREATER_THAN", "operands": ["60"]}, "AND EXTRACT(YEAR FROM c.condition_start_date) - p.year_of_birth > 60", ""),
+        ({"name": "AGE_AT_EVENT", "operator": "GREATER_THAN", "operands": ["60"]}, "AND EXTRACT(YEAR FROM c.condition_start_date) - p.year_of_birth - CASE WHEN month(c.condition_start_date) < COALESCE(p.month_of_birth, 1) OR (month(c.condition_start_date) = COALESCE(p.month_of_birth, 1) AND day(c.condition_start_date) < COALESCE(p.day_of_birth, 1)) THEN 1 ELSE 0 END > 60", ""),
         ({"name": "ENCOUNTERS", "operator": "IN", "operands": ["9202"]}, "AND c.visit_occurrence_id IN (SELECT visit_occurrence_id FROM visit_occurrence WHERE visit_concept_id = 9202)", ""),
     ],
     ids=["occurrences", "event-date", "age-at-event", "encounters"],
@@ -350,3 +350,71 @@ def test_temporal_group_errors_name_the_path(gen_server):
     with pytest.raises(Exception) as err:
         gen_server.query(f"SELECT * FROM cohort('{json.dumps(d)}')")
     assert "$.includes[0].mention" in str(err.value)
+
+
+def _program_item(kind: str, params: list[dict]) -> dict:
+    return {"includes": [{"id": "g", "temporal": False, "items": [
+        {"id": "i", "type": kind, "searchParameters": params, "modifiers": []}]}], "excludes": [], "dataFilters": []}
+
+
+PROGRAM_ITEMS = {
+    "survey-answer": (
+        _program_item("SURVEY", [{"parameterId": "q", "name": "q", "domain": "SURVEY", "type": "PPI", "group": False,
+                                  "ancestorData": False, "standard": False, "conceptId": 1586140,
+                                  "attributes": [{"name": "CAT", "operator": "IN", "operands": ["1586146"]}]}]),
+        "SELECT DISTINCT person_id FROM ds_survey WHERE question_concept_id = 1586140 AND answer_concept_id = 1586146",
+    ),
+    "survey-by-name": (
+        _program_item("SURVEY", [{"parameterId": "s", "name": "Lifestyle", "domain": "SURVEY", "type": "PPI",
+                                  "subtype": "SURVEY", "group": False, "ancestorData": False, "standard": False}]),
+        "SELECT DISTINCT person_id FROM ds_survey WHERE survey = 'Lifestyle'",
+    ),
+    "physical-measurement": (
+        _program_item("PHYSICAL_MEASUREMENT", [{"parameterId": "b", "name": "bmi", "domain": "MEASUREMENT", "type": "PPI",
+                                                "group": False, "ancestorData": False, "standard": True, "conceptId": 3038553,
+                                                "attributes": [{"name": "NUM", "operator": "GREATER_THAN_OR_EQUAL_TO",
+                                                                "operands": ["30"]}]}]),
+        "SELECT DISTINCT person_id FROM measurement WHERE measurement_type_concept_id = 44818701 "
+        "AND measurement_concept_id = 3038553 AND value_as_number >= 30",
+    ),
+    "fitbit": (
+        _program_item("FITBIT", [{"parameterId": "f", "name": "fitbit", "domain": "FITBIT", "type": "FITBIT",
+                                  "group": False, "ancestorData": False, "standard": False}]),
+        "SELECT DISTINCT person_id FROM activity_summary",
+    ),
+    "variant-by-gene-or-rsid": (
+        _program_item("SNP_INDEL_VARIANT", [
+            {"parameterId": "v1", "name": "CFTR", "domain": "SNP_INDEL_VARIANT", "type": "GENE", "group": False,
+             "ancestorData": False, "standard": False},
+            {"parameterId": "v2", "name": "rs251299534", "domain": "SNP_INDEL_VARIANT", "type": "RSID", "group": False,
+             "ancestorData": False, "standard": False}]),
+        "SELECT DISTINCT g.person_id FROM genotype g JOIN variant v USING (vid) "
+        "WHERE (v.gene_symbol = 'CFTR' OR v.dbsnp_rsid = 'rs251299534') AND g.gt NOT IN ('0/0', '0|0', './.', '.|.', '.')",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAM_ITEMS))
+def test_program_items_match_duckdb(gen_server, gen_duck, name):
+    definition, sql = PROGRAM_ITEMS[name]
+    want = {r["person_id"] for r in duck_query(gen_duck, sql).to_pylist()}
+    assert len(want) > T
+    literal = json.dumps(definition).replace("'", "''")
+    got = {r["person_id"] for r in gen_server.query(f"SELECT person_id FROM cohort('{literal}')").to_pylist()}
+    assert got == want
+
+
+def test_variant_items_need_the_controlled_tier(client, cs_keys, cs_server):
+    definition, _ = PROGRAM_ITEMS["variant-by-gene-or-rsid"]
+    token = mint(cs_keys, "registered", "cs-variants", "--ttl", "1d")
+    with pytest.raises(grpc.RpcError) as e:
+        client.call("CountParticipants", token, definition_json=json.dumps(definition))
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and "controlled" in e.value.details()
+    conn = cs_server.connect(token=token)
+    try:
+        cur = conn.cursor()
+        with pytest.raises(Exception) as err:
+            cur.execute(f"SELECT COUNT(*) FROM cohort('{json.dumps(definition)}')")
+        assert "controlled" in str(err.value)
+    finally:
+        conn.close()

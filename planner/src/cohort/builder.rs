@@ -412,6 +412,15 @@ async fn item_events(
         }
         return person_item(ctx, params, path).await;
     }
+    if let Some(events) = program_item(ctx, kind, params, path).await? {
+        if !modifiers.is_empty() {
+            return Err(unsupported(
+                &format!("{path}.modifiers"),
+                &format!("modifiers of {kind} criteria"),
+            ));
+        }
+        return Ok(events);
+    }
     let Some((table, standard, source)) = domain(kind) else {
         return Err(unsupported(
             &format!("{path}.type"),
@@ -557,17 +566,46 @@ async fn modified(
                 let bounds = numbers()?;
                 // Joined on the person key under its own name, so that disclosure control
                 // sees the join is within one participant.
-                let people = ctx
-                    .table("person")
-                    .await?
-                    .select(vec![col("person.person_id"), col("person.year_of_birth")])?;
-                let age = cast(
-                    datafusion::functions::expr_fn::date_part(
-                        lit("year"),
-                        col(format!("{table}.{date}")),
-                    ),
-                    DataType::Int64,
-                ) - cast(col("person.year_of_birth"), DataType::Int64);
+                let person = ctx.table("person").await?;
+                // Whole years on the event's date from the full birth date (a missing month
+                // or day counts as 1). Registered views carry no month or day of birth: there
+                // the birth date is January 1st of the year of birth.
+                let part = |name: &str, d: Expr| {
+                    cast(
+                        datafusion::functions::expr_fn::date_part(lit(name.to_string()), d),
+                        DataType::Int64,
+                    )
+                };
+                let birth_part = |c: &str| {
+                    if person.schema().has_column_with_unqualified_name(c) {
+                        datafusion::functions::expr_fn::coalesce(vec![
+                            cast(col(format!("person.{c}")), DataType::Int64),
+                            lit(1_i64),
+                        ])
+                    } else {
+                        lit(1_i64)
+                    }
+                };
+                let (birth_month, birth_day) =
+                    (birth_part("month_of_birth"), birth_part("day_of_birth"));
+                let mut columns = vec![col("person.person_id"), col("person.year_of_birth")];
+                for c in ["month_of_birth", "day_of_birth"] {
+                    if person.schema().has_column_with_unqualified_name(c) {
+                        columns.push(col(format!("person.{c}")));
+                    }
+                }
+                let people = person.select(columns)?;
+                let event = || col(format!("{table}.{date}"));
+                let before_birthday =
+                    part("month", event())
+                        .lt(birth_month.clone())
+                        .or(part("month", event())
+                            .eq(birth_month)
+                            .and(part("day", event()).lt(birth_day)));
+                let age = part("year", event())
+                    - cast(col("person.year_of_birth"), DataType::Int64)
+                    - datafusion::logical_expr::when(before_birthday, lit(1_i64))
+                        .otherwise(lit(0_i64))?;
                 let cond = compare(age, &operator, &bounds, &format!("{mpath}.operator"), true)?;
                 events = events.join_on(
                     people,
@@ -639,6 +677,227 @@ async fn modified(
             None,
         )?
         .select_columns(&["person_id", ENTRY_DATE, VISIT])?)
+}
+
+/// The program's own data: survey answers, physical measurements, Fitbit and whole-genome
+/// variants, as events `person_id, __entry_date, __visit_id` (`None`: not such a kind).
+async fn program_item(
+    ctx: &SessionContext,
+    kind: &str,
+    params: &[Value],
+    path: &str,
+) -> Result<Option<DataFrame>, CohortError> {
+    use arrow::datatypes::DataType;
+    use datafusion::logical_expr::cast;
+    let events = |df: DataFrame, date: Expr, visit: bool| -> Result<DataFrame, CohortError> {
+        Ok(df.select(vec![
+            cast(col("person_id"), DataType::Int64).alias("person_id"),
+            cast(date, DataType::Date32).alias(ENTRY_DATE),
+            if visit {
+                cast(col("visit_occurrence_id"), DataType::Int64)
+            } else {
+                cast(lit(datafusion::common::ScalarValue::Null), DataType::Int64)
+            }
+            .alias(VISIT),
+        ])?)
+    };
+    let any_of = |conds: Vec<Expr>| {
+        conds
+            .into_iter()
+            .reduce(|a, b| a.or(b))
+            .unwrap_or(lit(true))
+    };
+    let concept = |p: &Value, i: usize| {
+        p.get("conceptId").and_then(Value::as_i64).ok_or_else(|| {
+            CohortError::Invalid(format!(
+                "{path}.searchParameters[{i}].conceptId: a number is needed"
+            ))
+        })
+    };
+    let attributes =
+        |p: &Value, i: usize, on: &dyn Fn(&Value, &str) -> Result<Expr, CohortError>| {
+            let mut cond = lit(true);
+            for (k, a) in p
+                .get("attributes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                cond = cond.and(on(
+                    a,
+                    &format!("{path}.searchParameters[{i}].attributes[{k}]"),
+                )?);
+            }
+            Ok::<_, CohortError>(cond)
+        };
+    Ok(Some(match kind {
+        // A question (participants who answered it, CAT attributes picking answers), an answer,
+        // or a whole survey by name (`subtype` SURVEY).
+        "SURVEY" => {
+            let mut conds = Vec::new();
+            for (i, p) in params.iter().enumerate() {
+                if p.get("subtype").and_then(Value::as_str) == Some("SURVEY") {
+                    let name = p.get("name").and_then(Value::as_str).ok_or_else(|| {
+                        CohortError::Invalid(format!(
+                            "{path}.searchParameters[{i}].name: the survey's name is needed"
+                        ))
+                    })?;
+                    conds.push(col("survey").eq(lit(name.to_string())));
+                    continue;
+                }
+                let id = lit(concept(p, i)?);
+                let int = |c: &str| cast(col(c), DataType::Int64);
+                let answered = int("question_concept_id")
+                    .eq(id.clone())
+                    .or(int("answer_concept_id").eq(id));
+                let answers = attributes(p, i, &|a, apath| {
+                    if a.get("name").and_then(Value::as_str) != Some("CAT") {
+                        return Err(unsupported(
+                            &format!("{apath}.name"),
+                            "survey attributes other than CAT",
+                        ));
+                    }
+                    let ids = a
+                        .get("operands")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .map(|o| {
+                            o.as_str()
+                                .and_then(|s| s.parse::<i64>().ok())
+                                .or_else(|| o.as_i64())
+                                .map(lit)
+                                .ok_or_else(|| {
+                                    CohortError::Invalid(format!(
+                                        "{apath}.operands: concept ids are needed"
+                                    ))
+                                })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(int("answer_concept_id").in_list(ids, false))
+                })?;
+                conds.push(answered.and(answers));
+            }
+            let df = ctx.table("ds_survey").await?.filter(any_of(conds))?;
+            events(df, col("survey_datetime"), false)?
+        }
+        // Physical measurements: measurements recorded by physical examination.
+        "PHYSICAL_MEASUREMENT" => {
+            let mut conds = Vec::new();
+            for (i, p) in params.iter().enumerate() {
+                let id = concept(p, i)?;
+                conds.push(
+                    cast(col("measurement_concept_id"), DataType::Int64)
+                        .eq(lit(id))
+                        .and(attributes(p, i, &|a, apath| attribute(a, apath))?),
+                );
+            }
+            let df = ctx.table("measurement").await?.filter(
+                cast(col("measurement_type_concept_id"), DataType::Int64)
+                    .eq(lit(44_818_701_i64))
+                    .and(any_of(conds)),
+            )?;
+            events(df, col("measurement_date"), true)?
+        }
+        "FITBIT" | "FITBIT_ACTIVITY" => {
+            events(ctx.table("activity_summary").await?, col("date"), false)?
+        }
+        "FITBIT_HEART_RATE_SUMMARY" => {
+            events(ctx.table("heart_rate_summary").await?, col("date"), false)?
+        }
+        "FITBIT_HEART_RATE_LEVEL" => events(
+            ctx.table("heart_rate_minute_level").await?,
+            col("datetime"),
+            false,
+        )?,
+        "FITBIT_INTRADAY_STEPS" => {
+            events(ctx.table("steps_intraday").await?, col("datetime"), false)?
+        }
+        "FITBIT_SLEEP_DAILY_SUMMARY" => events(
+            ctx.table("sleep_daily_summary").await?,
+            col("sleep_date"),
+            false,
+        )?,
+        "FITBIT_SLEEP_LEVEL" => events(ctx.table("sleep_level").await?, col("sleep_date"), false)?,
+        // Carriers of a variant, chosen by `variantId` (vid), or by `type` RSID / GENE / REGION
+        // with the value in `name` (`rs123`, `BRCA1`, `chr13:32315000-32400000`).
+        "SNP_INDEL_VARIANT" => {
+            let mut by_vid = Vec::new();
+            let mut by_annotation = Vec::new();
+            for (i, p) in params.iter().enumerate() {
+                let ppath = format!("{path}.searchParameters[{i}]");
+                if let Some(vid) = p.get("variantId").and_then(Value::as_str) {
+                    by_vid.push(col("vid").eq(lit(vid.to_string())));
+                    continue;
+                }
+                let value = p.get("name").and_then(Value::as_str).ok_or_else(|| {
+                    CohortError::Invalid(format!(
+                        "{ppath}: variantId, or name with type RSID, GENE or REGION"
+                    ))
+                })?;
+                by_annotation.push(match p.get("type").and_then(Value::as_str) {
+                    Some("RSID") => col("dbsnp_rsid").eq(lit(value.to_string())),
+                    Some("GENE") => col("gene_symbol").eq(lit(value.to_string())),
+                    Some("REGION") => {
+                        let bad = || {
+                            CohortError::Invalid(format!(
+                                "{ppath}.name: a region contig:start-end is needed"
+                            ))
+                        };
+                        let (contig, range) = value.split_once(':').ok_or_else(bad)?;
+                        let (a, b) = range.split_once('-').ok_or_else(bad)?;
+                        let a: i64 = a.replace(',', "").parse().map_err(|_| bad())?;
+                        let b: i64 = b.replace(',', "").parse().map_err(|_| bad())?;
+                        col("contig")
+                            .eq(lit(contig.to_string()))
+                            .and(col("position").between(lit(a), lit(b)))
+                    }
+                    _ => {
+                        return Err(unsupported(
+                            &format!("{ppath}.type"),
+                            "variant searches other than variantId, RSID, GENE, REGION",
+                        ));
+                    }
+                });
+            }
+            let mut calls: Option<DataFrame> = None;
+            if !by_vid.is_empty() {
+                calls = Some(ctx.table("genotype").await?.filter(any_of(by_vid))?);
+            }
+            if !by_annotation.is_empty() {
+                let variants = ctx
+                    .table("variant")
+                    .await?
+                    .filter(any_of(by_annotation))?
+                    .select(vec![col("vid").alias("__vid")])?;
+                let annotated = ctx.table("genotype").await?.join(
+                    variants,
+                    datafusion::common::JoinType::LeftSemi,
+                    &["vid"],
+                    &["__vid"],
+                    None,
+                )?;
+                calls = Some(match calls {
+                    None => annotated,
+                    Some(c) => c.union(annotated)?,
+                });
+            }
+            let calls = calls.expect("non-empty search parameters");
+            // Called genotypes with an alternate allele.
+            let carriers = calls.filter(
+                col("gt").in_list(
+                    ["0/0", "0|0", "./.", ".|.", "."]
+                        .into_iter()
+                        .map(|g| lit(g.to_string()))
+                        .collect(),
+                    true,
+                ),
+            )?;
+            events(carriers, lit(datafusion::common::ScalarValue::Null), false)?
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// A value attribute of a measurement or observation parameter.

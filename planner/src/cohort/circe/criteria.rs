@@ -121,6 +121,28 @@ const DOMAINS: &[Domain] = &[
         visit: true,
     },
     Domain {
+        key: "VisitDetail",
+        table: "visit_detail",
+        id: Some("visit_detail_id"),
+        concept: Some("visit_detail_concept_id"),
+        source_concept: Some("visit_detail_source_concept_id"),
+        type_concept: Some("visit_detail_type_concept_id"),
+        start: "visit_detail_start_date",
+        end: End::Column("visit_detail_end_date"),
+        visit: true,
+    },
+    Domain {
+        key: "Specimen",
+        table: "specimen",
+        id: Some("specimen_id"),
+        concept: Some("specimen_concept_id"),
+        source_concept: None,
+        type_concept: Some("specimen_type_concept_id"),
+        start: "specimen_date",
+        end: End::NextDay,
+        visit: false,
+    },
+    Domain {
         key: "Death",
         table: "death",
         id: None,
@@ -316,6 +338,22 @@ impl Compiler<'_> {
                 ],
             )?;
         }
+        if filters.provider {
+            let providers = self.ctx.table("provider").await?.alias("pr")?;
+            rows = rows.join_on(
+                providers,
+                JoinType::Inner,
+                [int64(qc("c", "provider_id")).eq(int64(qc("pr", "provider_id")))],
+            )?;
+        }
+        if filters.care_site {
+            let sites = self.ctx.table("care_site").await?.alias("cs")?;
+            rows = rows.join_on(
+                sites,
+                JoinType::Inner,
+                [int64(qc("c", "care_site_id")).eq(int64(qc("cs", "care_site_id")))],
+            )?;
+        }
         for f in filters.predicates {
             rows = rows.filter(f)?;
         }
@@ -359,6 +397,53 @@ impl Compiler<'_> {
                 }
                 "occurrenceenddate" | "eraenddate" | "periodenddate" => {
                     f.predicates.push(date_range(c("c_end"), &value)?)
+                }
+                "age" if d.key == "VisitDetail" => {
+                    // Circe ages a visit detail at its end date.
+                    f.person = true;
+                    f.predicates.push(numeric_range(
+                        year(c("c_end")) - int64(qc("p", "year_of_birth")),
+                        &value,
+                        Precision::Whole,
+                    )?);
+                }
+                "visitdetailstartdate" if d.key == "VisitDetail" => {
+                    f.predicates.push(date_range(c("c_start"), &value)?)
+                }
+                "visitdetailenddate" if d.key == "VisitDetail" => {
+                    f.predicates.push(date_range(c("c_end"), &value)?)
+                }
+                "visitdetaillength" if d.key == "VisitDetail" => f.predicates.push(numeric_range(
+                    days_between(c("c_start"), c("c_end")),
+                    &value,
+                    Precision::Whole,
+                )?),
+                "providerspecialty" => {
+                    f.provider = true;
+                    f.predicates.push(concept_list(
+                        int64(qc("pr", "specialty_concept_id")),
+                        &value,
+                    )?);
+                }
+                "providerspecialtycs" => {
+                    f.provider = true;
+                    f.predicates.push(
+                        self.concept_selection(int64(qc("pr", "specialty_concept_id")), &value)?,
+                    );
+                }
+                "placeofservice" if matches!(d.key, "VisitOccurrence" | "VisitDetail") => {
+                    f.care_site = true;
+                    f.predicates.push(concept_list(
+                        int64(qc("cs", "place_of_service_concept_id")),
+                        &value,
+                    )?);
+                }
+                "placeofservicecs" if matches!(d.key, "VisitOccurrence" | "VisitDetail") => {
+                    f.care_site = true;
+                    f.predicates.push(self.concept_selection(
+                        int64(qc("cs", "place_of_service_concept_id")),
+                        &value,
+                    )?);
                 }
                 "age" | "ageatstart" => {
                     f.person = true;
@@ -468,6 +553,20 @@ impl Compiler<'_> {
                 self.concept_selection(int64(c("modifier_concept_id")), v)?
             }
             ("DeviceExposure", "uniquedeviceid") => text_filter(c("unique_device_id"), v)?,
+            ("Specimen", "quantity") => numeric_range(num("quantity"), v)?,
+            ("Specimen", "unit") => concept_list(int64(c("unit_concept_id")), v)?,
+            ("Specimen", "unitcs") => self.concept_selection(int64(c("unit_concept_id")), v)?,
+            ("Specimen", "anatomicsite") => concept_list(int64(c("anatomic_site_concept_id")), v)?,
+            ("Specimen", "anatomicsitecs") => {
+                self.concept_selection(int64(c("anatomic_site_concept_id")), v)?
+            }
+            ("Specimen", "diseasestatus") => {
+                concept_list(int64(c("disease_status_concept_id")), v)?
+            }
+            ("Specimen", "diseasestatuscs") => {
+                self.concept_selection(int64(c("disease_status_concept_id")), v)?
+            }
+            ("Specimen", "sourceid") => text_filter(c("specimen_source_id"), v)?,
             ("Measurement", "operator") => concept_list(int64(c("operator_concept_id")), v)?,
             ("Measurement", "operatorcs") => {
                 self.concept_selection(int64(c("operator_concept_id")), v)?
@@ -537,9 +636,10 @@ impl Compiler<'_> {
 
     /// A `ConceptSetSelection` (`{CodesetId, IsExclusion}`).
     pub(super) fn concept_selection(&self, e: Expr, v: &Node<'_>) -> Result<Expr, CohortError> {
-        let codeset = v
-            .get("CodesetId")
-            .ok_or_else(|| v.invalid("CodesetId is needed"))?;
+        // ATLAS writes `{"CodesetId": null}` for an unset selection: no filter.
+        let Some(codeset) = v.get("CodesetId") else {
+            return Ok(lit(true));
+        };
         let p = self.in_codeset(e, &codeset)?;
         Ok(if v.flag("IsExclusion")? { !p } else { p })
     }
@@ -549,6 +649,8 @@ impl Compiler<'_> {
 struct Filters {
     person: bool,
     visit: bool,
+    provider: bool,
+    care_site: bool,
     predicates: Vec<Expr>,
 }
 
