@@ -350,3 +350,52 @@ def test_registered_callers_get_cohort_dates_in_their_shifted_view(circe_server,
     deltas = [(real_starts[r["person_id"]] - r["s"]).days for r in shifted]
     assert all(1 <= x <= 365 for x in deltas), deltas
     assert len(shifted) > T and len(set(deltas)) > 10
+
+
+def test_aggregates_only_callers_cannot_single_out_cohort_members(circe_server, circe_keys):
+    token = mint(circe_keys, "controlled", "circe-dash-probe", "--egress", "aggregates", "--ttl", "1d")
+    c = f"cohort({sql_literal(load('gen_t2d_confirmed'))})"
+    for sql in (
+        f"SELECT person_id, COUNT(*) AS n FROM {c} GROUP BY person_id",
+        f"SELECT COUNT(*) AS n FROM {c} WHERE person_id = 42",
+        f"SELECT COUNT(*) AS n FROM {c} WHERE person_id < 100",
+        f"SELECT MAX(person_id) AS m FROM {c}",
+        f"SELECT cohort_start_date FROM {c}",
+        f"SELECT COUNT(*) AS n FROM (SELECT * FROM {c} LIMIT 1) t",
+    ):
+        with pytest.raises(Exception) as err:
+            _query(circe_server, token, sql)
+        assert "PERMISSION" in str(err.value).upper().replace(" ", "_") or "permission" in str(err.value).lower(), (
+            sql, str(err.value))
+
+
+def test_differencing_two_cohorts_is_refused(circe_server, circe_keys, gen_reference, gen_duck):
+    token = mint(circe_keys, "controlled", "circe-diff", "--ttl", "1d")
+    whole = load("gen_t2d_confirmed")
+    members = {p for p, _, _ in gen_reference.rows(whole)}
+    # A condition a few members have: excluding it removes 1..20 of them.
+    overlap = duck_query(
+        gen_duck,
+        "SELECT condition_concept_id AS c, COUNT(DISTINCT person_id) AS n, LIST(DISTINCT person_id) AS ps "
+        "FROM condition_occurrence GROUP BY 1",
+    ).to_pylist()
+    concept, removed = next(
+        (r["c"], len(members & set(r["ps"]))) for r in overlap if 1 <= len(members & set(r["ps"])) <= 5
+    )
+    less = json.loads(json.dumps(whole))
+    less["ConceptSets"].append({"id": 99, "name": "probe", "expression": {"items": [{"concept": {"CONCEPT_ID": concept}}]}})
+    less["InclusionRules"].append({"name": "probe", "expression": {"Type": "ALL", "CriteriaList": [
+        {"Criteria": {"ConditionOccurrence": {"CodesetId": 99}}, "StartWindow": {"Start": {"Coeff": -1}, "End": {"Coeff": 1}},
+         "IgnoreObservationPeriod": True, "Occurrence": {"Type": 0, "Count": 0}}]}})
+    first = _query(circe_server, token, f"SELECT COUNT(*) AS n FROM cohort({sql_literal(whole)})")
+    assert first == [{"n": len(members)}]
+    second = _query(circe_server, token, f"SELECT COUNT(*) AS n FROM cohort({sql_literal(less)})")
+    assert second == [{"n": None}], (removed, second)
+
+
+def test_cohort_queries_are_audited_with_the_tables_they_read(gibleed_server):
+    sql = f"SELECT COUNT(*) AS n FROM cohort({sql_literal(load('gibleed_gi_bleed_after_nsaid'))})"
+    _, record = gibleed_server.query_with_record(sql)
+    listed = record["tables"]
+    tables = {t.split(":")[0].strip() for t in (listed.split(",") if isinstance(listed, str) else listed)}
+    assert {"condition_occurrence", "drug_exposure", "observation_period"} <= tables, listed

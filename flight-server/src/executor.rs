@@ -49,7 +49,14 @@ pub struct Executor {
     /// queries).
     ledger: Arc<ReleaseLedger>,
     cohorts: NamedCohorts,
+    /// Named cohorts compiled once per principal and tier (their concept sets resolved), for
+    /// every later session of their owner. The dataset does not change while it is served.
+    compiled_cohorts:
+        std::sync::Mutex<HashMap<(String, String), datafusion::logical_expr::LogicalPlan>>,
 }
+
+/// Compiled named cohorts kept at most (then the cache starts over).
+const COMPILED_COHORTS: usize = 4096;
 
 /// A principal's session for one request.
 struct Session {
@@ -128,6 +135,7 @@ impl Executor {
             disclosure: config.disclosure.clone(),
             person_keys: Arc::new(disclosure::person_keys(dataset.catalog())),
             cohorts: NamedCohorts::open(&config.state_dir(dataset.dir()).join("cohorts.json"))?,
+            compiled_cohorts: Default::default(),
             ledger: Arc::new(
                 ReleaseLedger::open(&config.state_dir(dataset.dir()).join("released.jsonl"))
                     .map_err(|e| anyhow::anyhow!("cannot open the release ledger: {e}"))?,
@@ -154,7 +162,33 @@ impl Executor {
             let Ok(def) = serde_json::from_str::<serde_json::Value>(&saved.definition) else {
                 continue;
             };
-            match cohort_table(&session, &def).await {
+            let key = (
+                format!("{}|{}", principal.key(), principal.tier),
+                saved.definition.clone(),
+            );
+            let cached = self
+                .compiled_cohorts
+                .lock()
+                .ok()
+                .and_then(|c| c.get(&key).cloned());
+            if let Some(plan) = cached {
+                let table =
+                    datafusion::dataframe::DataFrame::new(session.ctx.state(), plan).into_view();
+                session
+                    .ctx
+                    .register_table(format!("cohort_{name}").as_str(), table)
+                    .map_err(PlannerError::from_datafusion)?;
+                continue;
+            }
+            match compile_cohort(&session, &def).await.map(|df| {
+                if let Ok(mut cache) = self.compiled_cohorts.lock() {
+                    if cache.len() >= COMPILED_COHORTS {
+                        cache.clear();
+                    }
+                    cache.insert(key, df.logical_plan().clone());
+                }
+                df.into_view()
+            }) {
                 Ok(table) => {
                     session
                         .ctx
@@ -568,14 +602,6 @@ async fn compile_cohort(
         Err(e @ CohortError::Unsupported { .. }) => Err(PlannerError::Unsupported(e.to_string())),
         Err(e) => Err(PlannerError::InvalidQuery(e.to_string())),
     }
-}
-
-/// A named cohort's table: `person_id, cohort_start_date, cohort_end_date`.
-async fn cohort_table(
-    session: &Session,
-    def: &serde_json::Value,
-) -> Result<Arc<dyn TableProvider>, PlannerError> {
-    Ok(compile_cohort(session, def).await?.into_view())
 }
 
 fn breakdown_key(attribute: &str) -> Result<datafusion::logical_expr::Expr, PlannerError> {
