@@ -240,9 +240,9 @@ def _refusal(server, definition) -> str:
     "patch,status,path",
     [
         (lambda d: d["PrimaryCriteria"]["CriteriaList"][0]["DrugExposure"].update(
-            {"ProviderSpecialty": [{"CONCEPT_ID": 38004446}]}), "NOT_IMPLEMENTED",
-         "$.PrimaryCriteria.CriteriaList[0].DrugExposure.ProviderSpecialty"),
-        (lambda d: d["PrimaryCriteria"]["CriteriaList"].append({"Specimen": {}}), "NOT_IMPLEMENTED",
+            {"EffectiveDrugDose": {"Value": 1, "Op": "gt"}}), "NOT_IMPLEMENTED",
+         "$.PrimaryCriteria.CriteriaList[0].DrugExposure.EffectiveDrugDose"),
+        (lambda d: d["PrimaryCriteria"]["CriteriaList"].append({"DoseEra": {}}), "NOT_IMPLEMENTED",
          "$.PrimaryCriteria.CriteriaList[1]"),
         (lambda d: d.update({"Unknown": 1}), "NOT_IMPLEMENTED", "$.Unknown"),
         (lambda d: d["PrimaryCriteria"]["CriteriaList"][0]["DrugExposure"].update({"CodesetId": 9}),
@@ -251,7 +251,7 @@ def _refusal(server, definition) -> str:
             {"Quantity": {"Value": 1, "Op": "about"}}), "INVALID_ARGUMENT",
          "$.PrimaryCriteria.CriteriaList[0].DrugExposure.Quantity"),
     ],
-    ids=["provider-specialty", "specimen", "top-level-key", "unknown-codeset", "bad-op"],
+    ids=["effective-drug-dose", "dose-era", "top-level-key", "unknown-codeset", "bad-op"],
 )
 def test_unsupported_and_invalid_parts_name_their_json_path(gibleed_server, patch, status, path):
     d = load("gibleed_celecoxib_new_users")
@@ -399,3 +399,34 @@ def test_cohort_queries_are_audited_with_the_tables_they_read(gibleed_server):
     listed = record["tables"]
     tables = {t.split(":")[0].strip() for t in (listed.split(",") if isinstance(listed, str) else listed)}
     assert {"condition_occurrence", "drug_exposure", "observation_period"} <= tables, listed
+
+
+def test_measurement_range_attributes_match_hand_written_sql(gen_server, gen_duck):
+    # Abnormal values and range ratios (OHDSI's Python port does not evaluate these; Circe's SQL
+    # is the reference: `value < range_low or value > range_high or value_as_concept_id in
+    # (4155142, 4155143)`, ratios over NULLIF(range, 0)).
+    d = {
+        "ConceptSets": [{"id": 1, "name": "vitals", "expression": {"items": [
+            {"concept": {"CONCEPT_ID": c}} for c in (3004410, 3012888, 3004249)]}}],
+        "PrimaryCriteria": {
+            "CriteriaList": [
+                {"Measurement": {"CodesetId": 1, "Abnormal": True}},
+                {"Measurement": {"CodesetId": 1, "RangeHighRatio": {"Value": 0.5, "Op": "lt"},
+                                 "RangeLowRatio": {"Value": 1.5, "Op": "gte"}}},
+            ],
+            "ObservationWindow": {"PriorDays": 0, "PostDays": 0},
+            "PrimaryCriteriaLimit": {"Type": "All"},
+        },
+        "EndStrategy": {"DateOffset": {"DateField": "StartDate", "Offset": 0}},
+    }
+    want = duck_rows(
+        gen_duck,
+        "SELECT DISTINCT m.person_id, m.measurement_date, m.measurement_date FROM measurement m "
+        "JOIN observation_period op ON op.person_id = m.person_id AND m.measurement_date BETWEEN "
+        "op.observation_period_start_date AND op.observation_period_end_date "
+        "WHERE m.measurement_concept_id IN (3004410, 3012888, 3004249) AND ("
+        "(m.value_as_number < m.range_low OR m.value_as_number > m.range_high OR m.value_as_concept_id IN (4155142, 4155143)) "
+        "OR (m.value_as_number / NULLIF(m.range_high, 0) < 0.5 AND m.value_as_number / NULLIF(m.range_low, 0) >= 1.5))",
+    )
+    assert len(want) > T
+    assert strata_rows(gen_server, d) == want

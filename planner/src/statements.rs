@@ -47,17 +47,18 @@ pub fn check_statement(statement: &DfStatement) -> Result<(), PlannerError> {
 pub fn check_plan(plan: &LogicalPlan) -> Result<(), PlannerError> {
     let mut refusal = None;
     plan.apply_with_subqueries(|node| {
+        // A compiled cohort's own plan (its spools included) comes from the cohort compilers,
+        // not from SQL text.
+        if crate::cohort::boundary::CohortBoundary::of(node).is_some() {
+            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Jump);
+        }
         let bad = match node {
             LogicalPlan::Ddl(_) => Some("DDL"),
             LogicalPlan::Dml(_) => Some("DML"),
             LogicalPlan::Copy(_) => Some("COPY"),
             LogicalPlan::Statement(_) => Some("SET, transactions and PREPARE"),
             LogicalPlan::Analyze(_) => Some("EXPLAIN ANALYZE (it reports runtime statistics)"),
-            LogicalPlan::Extension(_)
-                if crate::cohort::boundary::CohortBoundary::of(node).is_none() =>
-            {
-                Some("extension plans")
-            }
+            LogicalPlan::Extension(_) => Some("extension plans"),
             _ => None,
         };
         if let Some(b) = bad {

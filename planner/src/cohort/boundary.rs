@@ -108,7 +108,10 @@ impl ExtensionPlanner for BoundaryPlanner {
 
 /// The physical planner every Strata session uses: DataFusion's, knowing cohort boundaries.
 pub fn physical_planner() -> DefaultPhysicalPlanner {
-    DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(BoundaryPlanner)])
+    DefaultPhysicalPlanner::with_extension_planners(vec![
+        Arc::new(BoundaryPlanner),
+        Arc::new(super::spool::SpoolPlanner),
+    ])
 }
 
 /// The query planner of sessions without disclosure control (the local operator).

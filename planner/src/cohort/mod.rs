@@ -7,6 +7,7 @@ pub mod boundary;
 pub mod builder;
 pub mod circe;
 pub mod function;
+pub mod spool;
 
 use thiserror::Error;
 

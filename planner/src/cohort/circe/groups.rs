@@ -275,6 +275,7 @@ impl Compiler<'_> {
         events: DataFrame,
         group: &Node<'_>,
     ) -> Result<DataFrame, CohortError> {
+        let events = super::spooled(events);
         let indexed = self.in_observation(events.clone()).await?;
         let kept = self.group(group, &indexed).await?;
         semi(events, kept, true)

@@ -67,12 +67,18 @@ pub async fn cohort(ctx: &SessionContext, definition: &Value) -> Result<DataFram
     }
     let codesets = concepts::resolve(ctx, &root.list("ConceptSets")?).await?;
     let c = Compiler { ctx, codesets };
-    let primary = c.primary_events(&root).await?;
-    let qualified = c.qualified_events(&root, primary).await?;
-    let included = c.included_events(&root, qualified).await?;
+    let primary = spooled(c.primary_events(&root).await?);
+    let qualified = spooled(c.qualified_events(&root, primary).await?);
+    let included = spooled(c.included_events(&root, qualified).await?);
     let rows = c.cohort_rows(&root, included).await?;
     let eras = collapse(&root, rows)?;
     censor_window(&root, eras)
+}
+
+/// An event table every criteria group reads: computed once per execution.
+pub(super) fn spooled(df: DataFrame) -> DataFrame {
+    let (state, plan) = df.into_parts();
+    DataFrame::new(state, super::spool::Spool::wrap(plan))
 }
 
 /// A limit's type; an absent limit is `default`.
@@ -245,7 +251,10 @@ impl Compiler<'_> {
         root: &Node<'_>,
         qualified: DataFrame,
     ) -> Result<DataFrame, CohortError> {
-        let mut events = qualified;
+        // Every rule is evaluated against the qualified events, as Circe does, so the plan grows
+        // linearly with the rules (each rule over the previous rule's survivors would nest the
+        // qualified events 2^rules times).
+        let mut events = qualified.clone();
         for rule in root.list("InclusionRules")? {
             let Some(group) = rule.get("expression") else {
                 continue;
@@ -253,7 +262,7 @@ impl Compiler<'_> {
             if groups::is_empty_group(&group)? {
                 continue;
             }
-            let kept = self.group(&group, &events).await?;
+            let kept = self.group(&group, &qualified).await?;
             events = groups::semi(events, kept, true)?;
         }
         limited(
