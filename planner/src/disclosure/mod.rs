@@ -74,9 +74,12 @@ pub fn person_keys(catalog: &Catalog) -> HashMap<String, String> {
 pub fn reads_participants(plan: &LogicalPlan, person_keys: &HashMap<String, String>) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|n| {
-        if let LogicalPlan::TableScan(s) = n
-            && person_keys.contains_key(s.table_name.table())
-        {
+        let participants = match n {
+            LogicalPlan::TableScan(s) => person_keys.contains_key(s.table_name.table()),
+            // A cohort's rows are participants whatever its plan reads.
+            _ => crate::cohort::boundary::CohortBoundary::of(n).is_some(),
+        };
+        if participants {
             found = true;
             return Ok(TreeNodeRecursion::Stop);
         }
