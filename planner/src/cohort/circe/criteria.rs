@@ -261,10 +261,31 @@ impl Compiler<'_> {
             ]),
         };
         let named = |c: &str| Expr::Column(Column::from_name(c));
+        // Only the columns the criterion reads: narrow relations keep the (often repeated)
+        // cohort plan small for the optimizer.
+        let filters = self.attribute_filters(d, body)?;
+        let mut needed: std::collections::BTreeSet<String> = filters
+            .predicates
+            .iter()
+            .flat_map(|p| p.column_refs())
+            .filter(|c| c.relation.as_ref().is_some_and(|r| r.table() == "c"))
+            .map(|c| c.name.clone())
+            .collect();
+        needed.insert("person_id".into());
+        if filters.provider {
+            needed.insert("provider_id".into());
+        }
+        if filters.care_site {
+            needed.insert("care_site_id".into());
+        }
+        if let Some(source) = d.source_concept {
+            needed.insert(source.into());
+        }
         let mut exprs: Vec<Expr> = table
             .schema()
             .fields()
             .iter()
+            .filter(|f| needed.contains(f.name()))
             .map(|f| named(f.name()))
             .collect();
         exprs.push(int64(named(d.id.unwrap_or("person_id"))).alias("c_event"));
@@ -318,7 +339,6 @@ impl Compiler<'_> {
             rows = adjust_dates(rows, d, &adjustment)?;
         }
         let mut rows = rows.alias("c")?;
-        let filters = self.attribute_filters(d, body)?;
         if filters.person {
             let person = self.ctx.table("person").await?.alias("p")?;
             rows = rows.join_on(
