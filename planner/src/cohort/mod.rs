@@ -63,6 +63,7 @@ pub async fn compile(
         ));
     };
     let (state, plan) = rows.into_parts();
+    let plan = spool::Spool::dedupe(plan)?;
     Ok(datafusion::dataframe::DataFrame::new(
         state,
         boundary::CohortBoundary::wrap(plan),

@@ -4,6 +4,13 @@
 //! all its references compute once per execution: the first reader runs it, the others replay
 //! its batches.
 //!
+//! Only one occurrence of a spool exposes its input to the analyzer, optimizer and the policy
+//! walks (`dedupe`); the others are placeholders holding the same logical plan out of sight, so
+//! the plan stays linear in the definition instead of nesting event tables inside event tables.
+//! A placeholder reads what the exposed occurrence computes; if the optimizer removed the
+//! exposed one (from a branch it proved empty), the first placeholder to run plans the hidden
+//! input itself.
+//!
 //! The spooled relation lives inside a cohort boundary, as the rest of the cohort plan; its
 //! batches are held in memory while the query runs (bounded by the size of the event table).
 
@@ -39,11 +46,13 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct Spool {
     id: u64,
     input: LogicalPlan,
+    /// Whether `input` is this node's input in the plan tree (one occurrence per spool).
+    exposed: bool,
 }
 
 impl PartialEq for Spool {
     fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
+        (self.id, self.exposed) == (other.id, other.exposed)
     }
 }
 
@@ -51,13 +60,13 @@ impl Eq for Spool {}
 
 impl Hash for Spool {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
+        (self.id, self.exposed).hash(state);
     }
 }
 
 impl PartialOrd for Spool {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.id.cmp(&other.id))
+        Some((self.id, self.exposed).cmp(&(other.id, other.exposed)))
     }
 }
 
@@ -68,8 +77,35 @@ impl Spool {
             node: Arc::new(Spool {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 input,
+                exposed: true,
             }),
         })
+    }
+
+    /// Keeps the first occurrence of each spool in `plan` exposed and turns the others into
+    /// placeholders.
+    pub fn dedupe(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        let mut seen = std::collections::HashSet::new();
+        plan.transform_down(|node| {
+            let LogicalPlan::Extension(e) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(spool) = e.node.as_any().downcast_ref::<Spool>() else {
+                return Ok(Transformed::no(node));
+            };
+            if !spool.exposed || seen.insert(spool.id) {
+                return Ok(Transformed::no(node));
+            }
+            let placeholder = LogicalPlan::Extension(Extension {
+                node: Arc::new(Spool {
+                    exposed: false,
+                    ..spool.clone()
+                }),
+            });
+            Ok(Transformed::new(placeholder, true, TreeNodeRecursion::Jump))
+        })
+        .map(|t| t.data)
     }
 }
 
@@ -79,7 +115,11 @@ impl UserDefinedLogicalNodeCore for Spool {
     }
 
     fn inputs(&self) -> Vec<&LogicalPlan> {
-        vec![&self.input]
+        if self.exposed {
+            vec![&self.input]
+        } else {
+            vec![]
+        }
     }
 
     fn schema(&self) -> &DFSchemaRef {
@@ -91,7 +131,8 @@ impl UserDefinedLogicalNodeCore for Spool {
     }
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "Spool: id={}", self.id)
+        let role = if self.exposed { "" } else { " (reader)" };
+        write!(f, "Spool: id={}{role}", self.id)
     }
 
     fn with_exprs_and_inputs(
@@ -99,45 +140,112 @@ impl UserDefinedLogicalNodeCore for Spool {
         _exprs: Vec<Expr>,
         mut inputs: Vec<LogicalPlan>,
     ) -> DfResult<Self> {
-        // The optimizer rewrites each reference's input the same way (no predicate or column
-        // pruning crosses this node), so they stay one relation.
+        // No predicate or column pruning crosses this node: the exposed input optimized and a
+        // placeholder's hidden one are the same relation.
         Ok(Spool {
             id: self.id,
-            input: inputs.swap_remove(0),
+            input: if self.exposed {
+                inputs.swap_remove(0)
+            } else {
+                self.input.clone()
+            },
+            exposed: self.exposed,
         })
     }
 }
 
-/// The batches of one spooled relation, shared by its readers in one physical plan.
-type Cell = tokio::sync::OnceCell<Arc<Vec<RecordBatch>>>;
+/// One spooled relation in one physical plan: its physical input (from the exposed
+/// occurrence, or planned by a placeholder) and its batches once computed.
+#[derive(Default)]
+struct Shared {
+    input: Mutex<Option<Arc<dyn ExecutionPlan>>>,
+    batches: tokio::sync::OnceCell<Arc<Vec<RecordBatch>>>,
+}
 
-/// Live cells by spool id: a reader planned while another reader of the same spool's physical
-/// plan exists shares its cell; once the plans are dropped, so are the batches.
-fn cell(id: u64) -> Arc<Cell> {
-    static CELLS: Mutex<Option<HashMap<u64, Weak<Cell>>>> = Mutex::new(None);
-    let mut cells = CELLS.lock().unwrap_or_else(|e| e.into_inner());
-    let cells = cells.get_or_insert_with(HashMap::new);
-    if let Some(c) = cells.get(&id).and_then(Weak::upgrade) {
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Shared")
+    }
+}
+
+impl Shared {
+    fn set_input(&self, input: Arc<dyn ExecutionPlan>) {
+        *self.input.lock().unwrap_or_else(|e| e.into_inner()) = Some(input);
+    }
+
+    fn input(&self) -> Option<Arc<dyn ExecutionPlan>> {
+        self.input.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Live shared state by spool id: occurrences planned while another occurrence of the same
+/// spool's physical plan exists share it; once the plans are dropped, so are the batches.
+fn shared(id: u64) -> Arc<Shared> {
+    static SHARED: Mutex<Option<HashMap<u64, Weak<Shared>>>> = Mutex::new(None);
+    let mut all = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    let all = all.get_or_insert_with(HashMap::new);
+    if let Some(c) = all.get(&id).and_then(Weak::upgrade) {
         return c;
     }
-    cells.retain(|_, w| w.strong_count() > 0);
-    let c = Arc::new(Cell::new());
-    cells.insert(id, Arc::downgrade(&c));
+    all.retain(|_, w| w.strong_count() > 0);
+    let c = Arc::new(Shared::default());
+    all.insert(id, Arc::downgrade(&c));
     c
 }
 
 #[derive(Debug)]
 pub struct SpoolExec {
     id: u64,
-    input: Arc<dyn ExecutionPlan>,
-    cell: Arc<Cell>,
+    /// The exposed occurrence's input (a placeholder has none of its own).
+    input: Option<Arc<dyn ExecutionPlan>>,
+    /// A placeholder's session and hidden input, planned only if no exposed occurrence was.
+    fallback: Option<Fallback>,
+    shared: Arc<Shared>,
     properties: Arc<PlanProperties>,
 }
 
+#[derive(Clone)]
+struct Fallback {
+    state: Arc<datafusion::execution::context::SessionState>,
+    plan: LogicalPlan,
+}
+
+impl fmt::Debug for Fallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Fallback")
+    }
+}
+
+impl Fallback {
+    /// The hidden input with the session's type coercion and optimizer rules — not its
+    /// analyzer rules: the policy checks ran on the whole plan, and the spooled relation alone
+    /// is not a result.
+    async fn plan(&self) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let state = self.state.as_ref();
+        let analyzed = datafusion::optimizer::Analyzer::new().execute_and_check(
+            self.plan.clone(),
+            state.config_options(),
+            |_, _| {},
+        )?;
+        let optimized = state.optimizer().optimize(analyzed, state, |_, _| {})?;
+        super::boundary::physical_planner()
+            .create_physical_plan(&optimized, state)
+            .await
+    }
+}
+
 impl SpoolExec {
-    fn new(id: u64, input: Arc<dyn ExecutionPlan>, cell: Arc<Cell>) -> Self {
+    fn new(
+        id: u64,
+        schema: arrow::datatypes::SchemaRef,
+        input: Option<Arc<dyn ExecutionPlan>>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        if let Some(i) = &input {
+            shared.set_input(i.clone());
+        }
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(input.schema()),
+            EquivalenceProperties::new(schema),
             Partitioning::UnknownPartitioning(1),
             EmissionType::Final,
             Boundedness::Bounded,
@@ -145,7 +253,8 @@ impl SpoolExec {
         SpoolExec {
             id,
             input,
-            cell,
+            fallback: None,
+            shared,
             properties,
         }
     }
@@ -167,7 +276,7 @@ impl ExecutionPlan for SpoolExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
+        self.input.iter().collect()
     }
 
     fn apply_expressions(
@@ -179,13 +288,16 @@ impl ExecutionPlan for SpoolExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(SpoolExec::new(
+        let mut exec = SpoolExec::new(
             self.id,
-            children.swap_remove(0),
-            self.cell.clone(),
-        )))
+            self.schema(),
+            children.into_iter().next(),
+            self.shared.clone(),
+        );
+        exec.fallback = self.fallback.clone();
+        Ok(Arc::new(exec))
     }
 
     fn execute(
@@ -193,12 +305,25 @@ impl ExecutionPlan for SpoolExec {
         _partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let input = self.input.clone();
-        let cell = self.cell.clone();
+        let shared = self.shared.clone();
+        // Read at execution: by then every occurrence has been planned.
+        let planned = shared.input();
+        let fallback = self.fallback.clone();
+        let id = self.id;
         let schema = self.schema();
         let batches = async move {
-            let batches = cell
+            let batches = shared
+                .batches
                 .get_or_try_init(|| async move {
+                    let input = match (planned, fallback) {
+                        (Some(input), _) => input,
+                        (None, Some(f)) => f.plan().await?,
+                        (None, None) => {
+                            return Err(datafusion::error::DataFusionError::Internal(format!(
+                                "spool {id} has no input plan"
+                            )));
+                        }
+                    };
                     datafusion::physical_plan::collect(input, context)
                         .await
                         .map(Arc::new)
@@ -216,7 +341,7 @@ impl ExecutionPlan for SpoolExec {
     }
 }
 
-/// Plans a spool's readers with one shared cell.
+/// Plans a spool's occurrences with one shared state.
 #[derive(Debug, Default)]
 pub struct SpoolPlanner;
 
@@ -228,17 +353,36 @@ impl ExtensionPlanner for SpoolPlanner {
         node: &dyn UserDefinedLogicalNode,
         _logical_inputs: &[&LogicalPlan],
         physical_inputs: &[Arc<dyn ExecutionPlan>],
-        _session_state: &dyn Session,
+        session_state: &dyn Session,
         _planning_ctx: &PhysicalPlanningContext,
     ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
         let Some(spool) = node.as_any().downcast_ref::<Spool>() else {
             return Ok(None);
         };
-        Ok(Some(Arc::new(SpoolExec::new(
-            spool.id,
-            physical_inputs[0].clone(),
-            cell(spool.id),
-        ))))
+        let shared = shared(spool.id);
+        let schema = Arc::new(spool.input.schema().as_arrow().clone());
+        if spool.exposed {
+            return Ok(Some(Arc::new(SpoolExec::new(
+                spool.id,
+                schema,
+                Some(physical_inputs[0].clone()),
+                shared,
+            ))));
+        }
+        let state = session_state
+            .as_any()
+            .downcast_ref::<datafusion::execution::context::SessionState>()
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal(
+                    "spool planned outside a session".into(),
+                )
+            })?;
+        let mut exec = SpoolExec::new(spool.id, schema, None, shared);
+        exec.fallback = Some(Fallback {
+            state: Arc::new(state.clone()),
+            plan: spool.input.clone(),
+        });
+        return Ok(Some(Arc::new(exec)));
     }
 }
 
