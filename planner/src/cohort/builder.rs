@@ -554,11 +554,18 @@ async fn modified(
                         .table("visit_occurrence")
                         .await?
                         .filter(cast(col("visit_concept_id"), DataType::Int64).in_list(ids, false))?
-                        .select(vec![col("visit_occurrence_id").alias("__visit")])?;
+                        .select(vec![
+                            col("visit_occurrence_id").alias("__visit"),
+                            col("person_id").alias("__visit_person"),
+                        ])?;
+                    // The participant's own visit: a cohort row depends on no one else.
                     events = events.join_on(
                         visits,
                         datafusion::common::JoinType::LeftSemi,
-                        [col("visit_occurrence_id").eq(col("__visit"))],
+                        [
+                            col("visit_occurrence_id").eq(col("__visit")),
+                            col("person_id").eq(col("__visit_person")),
+                        ],
                     )?;
                 }
             }

@@ -56,21 +56,28 @@ impl TableFunctionImpl for CohortFunction {
             .ok_or_else(|| DataFusionError::Plan("cohort(): the session has ended".into()))?;
         let ctx = SessionContext::new_with_state(state);
         // Table functions are planned synchronously, while compiling reads the vocabulary
-        // (concept sets are resolved once, to IN lists the scans prune with): run it to
-        // completion on a runtime of its own, on a thread of its own, so this works inside or
-        // outside any caller's runtime.
-        let compiled = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| CohortError::Planning(e.to_string()))?;
-                    runtime.block_on(super::compile(&ctx, &definition))
-                })
-                .join()
-        })
-        .map_err(|_| DataFusionError::Internal("cohort(): compilation panicked".into()))?;
+        // (concept sets are resolved once, to IN lists the scans prune with). On the server's
+        // multi-thread runtime the worker hands its other tasks over while it waits and the
+        // compile runs on that runtime (its object-store connections stay usable); elsewhere
+        // (a current-thread runtime, or none) it runs on a thread and runtime of its own.
+        let compile = || super::compile(&ctx, &definition);
+        let compiled = match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(compile()))
+            }
+            _ => std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .map_err(|e| CohortError::Planning(e.to_string()))?;
+                        runtime.block_on(compile())
+                    })
+                    .join()
+            })
+            .map_err(|_| DataFusionError::Internal("cohort(): compilation panicked".into()))?,
+        };
         match compiled {
             Ok(df) => Ok(df.into_view()),
             Err(e) => Err(to_datafusion(e)),

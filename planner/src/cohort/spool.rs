@@ -131,8 +131,12 @@ impl UserDefinedLogicalNodeCore for Spool {
     }
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let role = if self.exposed { "" } else { " (reader)" };
-        write!(f, "Spool: id={}{role}", self.id)
+        // No id: the audit log hashes the plan text, and equal statements should hash equally.
+        f.write_str(if self.exposed {
+            "Spool"
+        } else {
+            "Spool (reader)"
+        })
     }
 
     fn with_exprs_and_inputs(
@@ -154,12 +158,17 @@ impl UserDefinedLogicalNodeCore for Spool {
     }
 }
 
-/// One spooled relation in one physical plan: its physical input (from the exposed
-/// occurrence, or planned by a placeholder) and its batches once computed.
+type Batches = Result<Arc<Vec<RecordBatch>>, Arc<datafusion::error::DataFusionError>>;
+
+/// One spooled relation in one query's physical plan: its physical input (from the exposed
+/// occurrence, or planned by a placeholder) and the one computation of its batches. The
+/// computation runs as a task of its own, so a reader that stops early (a join that finds its
+/// other side empty) does not cancel it for the others, and its outcome — an error too — is
+/// final: a partly executed plan is never run twice.
 #[derive(Default)]
 struct Shared {
     input: Mutex<Option<Arc<dyn ExecutionPlan>>>,
-    batches: tokio::sync::OnceCell<Arc<Vec<RecordBatch>>>,
+    batches: Mutex<Option<futures::future::Shared<futures::future::BoxFuture<'static, Batches>>>>,
 }
 
 impl fmt::Debug for Shared {
@@ -178,18 +187,21 @@ impl Shared {
     }
 }
 
-/// Live shared state by spool id: occurrences planned while another occurrence of the same
-/// spool's physical plan exists share it; once the plans are dropped, so are the batches.
-fn shared(id: u64) -> Arc<Shared> {
-    static SHARED: Mutex<Option<HashMap<u64, Weak<Shared>>>> = Mutex::new(None);
+/// Live shared state by session and spool id: the occurrences of one spool planned for one
+/// query (each request has a session of its own) share it — never two queries, even when they
+/// run the same cached plan; once the plan is dropped, so are the batches.
+fn shared(session: &str, id: u64) -> Arc<Shared> {
+    type Registry = HashMap<(String, u64), Weak<Shared>>;
+    static SHARED: Mutex<Option<Registry>> = Mutex::new(None);
     let mut all = SHARED.lock().unwrap_or_else(|e| e.into_inner());
     let all = all.get_or_insert_with(HashMap::new);
-    if let Some(c) = all.get(&id).and_then(Weak::upgrade) {
+    let key = (session.to_string(), id);
+    if let Some(c) = all.get(&key).and_then(Weak::upgrade) {
         return c;
     }
     all.retain(|_, w| w.strong_count() > 0);
     let c = Arc::new(Shared::default());
-    all.insert(id, Arc::downgrade(&c));
+    all.insert(key, Arc::downgrade(&c));
     c
 }
 
@@ -262,7 +274,7 @@ impl SpoolExec {
 
 impl DisplayAs for SpoolExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "SpoolExec: id={}", self.id)
+        f.write_str("SpoolExec")
     }
 }
 
@@ -311,25 +323,41 @@ impl ExecutionPlan for SpoolExec {
         let fallback = self.fallback.clone();
         let id = self.id;
         let schema = self.schema();
-        let batches = async move {
-            let batches = shared
-                .batches
-                .get_or_try_init(|| async move {
+        let computation = {
+            let mut slot = shared.batches.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert_with(|| {
+                use futures::FutureExt;
+                let task = tokio::spawn(async move {
                     let input = match (planned, fallback) {
                         (Some(input), _) => input,
-                        (None, Some(f)) => f.plan().await?,
+                        (None, Some(f)) => f.plan().await.map_err(Arc::new)?,
                         (None, None) => {
-                            return Err(datafusion::error::DataFusionError::Internal(format!(
-                                "spool {id} has no input plan"
+                            return Err(Arc::new(datafusion::error::DataFusionError::Internal(
+                                format!("spool {id} has no input plan"),
                             )));
                         }
                     };
                     datafusion::physical_plan::collect(input, context)
                         .await
                         .map(Arc::new)
-                })
-                .await?
-                .clone();
+                        .map_err(Arc::new)
+                });
+                async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(Arc::new(datafusion::error::DataFusionError::External(
+                            Box::new(e),
+                        )))
+                    })
+                }
+                .boxed()
+                .shared()
+            })
+            .clone()
+        };
+        let batches = async move {
+            let batches = computation
+                .await
+                .map_err(datafusion::error::DataFusionError::Shared)?;
             Ok::<_, datafusion::error::DataFusionError>(futures::stream::iter(
                 (0..batches.len()).map(move |i| Ok(batches[i].clone())),
             ))
@@ -359,7 +387,7 @@ impl ExtensionPlanner for SpoolPlanner {
         let Some(spool) = node.as_any().downcast_ref::<Spool>() else {
             return Ok(None);
         };
-        let shared = shared(spool.id);
+        let shared = shared(session_state.session_id(), spool.id);
         let schema = Arc::new(spool.input.schema().as_arrow().clone());
         if spool.exposed {
             return Ok(Some(Arc::new(SpoolExec::new(

@@ -93,6 +93,10 @@ pub fn reads_participants(plan: &LogicalPlan, person_keys: &HashMap<String, Stri
 pub fn aggregates_participants(plan: &LogicalPlan, person_keys: &HashMap<String, String>) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|n| {
+        // A cohort's own ranking and counting is not a cell: only what is computed over it.
+        if crate::cohort::boundary::CohortBoundary::of(n).is_some() {
+            return Ok(TreeNodeRecursion::Jump);
+        }
         if matches!(n, LogicalPlan::Aggregate(_) | LogicalPlan::Window(_))
             && reads_participants(n, person_keys)
         {

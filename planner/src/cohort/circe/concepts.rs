@@ -75,27 +75,37 @@ pub async fn resolve(ctx: &SessionContext, sets: &[Node<'_>]) -> Result<Codesets
         }
         out
     };
+    // Circe: (included ∪ sources mapped to the mapped included) \ (excluded ∪ sources mapped to
+    // the mapped excluded).
+    let mapped_side = |items: &[Item], excluded: bool| {
+        expand(&mut items.iter().filter(|i| i.excluded == excluded && i.mapped))
+    };
+    let targets: BTreeSet<i64> = parsed
+        .values()
+        .flat_map(|items| {
+            mapped_side(items, false)
+                .into_iter()
+                .chain(mapped_side(items, true))
+        })
+        .collect();
+    let sources = mapped_sources(ctx, &targets).await?;
+    let with_sources = |mut set: BTreeSet<i64>, targets: BTreeSet<i64>| {
+        for t in targets {
+            set.extend(sources.get(&t).into_iter().flatten());
+        }
+        set
+    };
     let mut resolved = HashMap::new();
-    let mut mapped_of: HashMap<i64, BTreeSet<i64>> = HashMap::new();
     for (id, items) in &parsed {
-        let included = expand(&mut items.iter().filter(|i| !i.excluded));
-        let excluded = expand(&mut items.iter().filter(|i| i.excluded));
+        let included = with_sources(
+            expand(&mut items.iter().filter(|i| !i.excluded)),
+            mapped_side(items, false),
+        );
+        let excluded = with_sources(
+            expand(&mut items.iter().filter(|i| i.excluded)),
+            mapped_side(items, true),
+        );
         resolved.insert(*id, &included - &excluded);
-        if items.iter().any(|i| i.mapped) {
-            let included = expand(&mut items.iter().filter(|i| !i.excluded && i.mapped));
-            let excluded = expand(&mut items.iter().filter(|i| i.excluded && i.mapped));
-            mapped_of.insert(*id, &included - &excluded);
-        }
-    }
-    if !mapped_of.is_empty() {
-        let targets: BTreeSet<i64> = mapped_of.values().flatten().copied().collect();
-        let sources = mapped_sources(ctx, &targets).await?;
-        for (id, targets) in mapped_of {
-            let set = resolved.entry(id).or_default();
-            for t in targets {
-                set.extend(sources.get(&t).into_iter().flatten());
-            }
-        }
     }
     Ok(resolved)
 }

@@ -281,6 +281,9 @@ impl Compiler<'_> {
         if let Some(source) = d.source_concept {
             needed.insert(source.into());
         }
+        if let Some(kind) = d.type_concept {
+            needed.insert(kind.into());
+        }
         let mut exprs: Vec<Expr> = table
             .schema()
             .fields()
@@ -377,14 +380,30 @@ impl Compiler<'_> {
         for f in filters.predicates {
             rows = rows.filter(f)?;
         }
+        // A user-defined period replaces the period's dates in the output (its filters and
+        // sort use the real ones); DOMAIN_CONCEPT counts are of the cause of death (0 when
+        // unknown) and of an observation period's type, as in Circe.
+        let user_date = |key: &str, real: &str| -> Result<Expr, CohortError> {
+            match body.get("UserDefinedPeriod").and_then(|u| u.get(key)) {
+                Some(day) if d.key == "ObservationPeriod" => date_literal(&day),
+                _ => Ok(qc("c", real)),
+            }
+        };
+        let counted_concept = match d.key {
+            "Death" => {
+                datafusion::functions::expr_fn::coalesce(vec![qc("c", "c_concept"), lit(0_i64)])
+            }
+            "ObservationPeriod" => int64(qc("c", "period_type_concept_id")),
+            _ => qc("c", "c_concept"),
+        };
         Ok(rows.select(vec![
             int64(qc("c", "person_id")).alias("person_id"),
             qc("c", "c_event").alias("event_id"),
-            qc("c", "c_start").alias("start_date"),
-            qc("c", "c_end").alias("end_date"),
+            user_date("StartDate", "c_start")?.alias("start_date"),
+            user_date("EndDate", "c_end")?.alias("end_date"),
             qc("c", "c_visit").alias("visit_occurrence_id"),
             qc("c", "c_start").alias("sort_date"),
-            qc("c", "c_concept").alias("domain_concept_id"),
+            counted_concept.alias("domain_concept_id"),
         ])?)
     }
 
