@@ -212,6 +212,7 @@ def test_observation_period_attributes_match_hand_written_sql(gibleed_server, gi
             "ObservationWindow": {"PriorDays": 0, "PostDays": 0},
             "PrimaryCriteriaLimit": {"Type": "All"},
         },
+        "ExpressionLimit": {"Type": "All"},
         "EndStrategy": {"DateOffset": {"DateField": "StartDate", "Offset": 365}},
     }
     want = duck_rows(
@@ -259,6 +260,21 @@ def test_unsupported_and_invalid_parts_name_their_json_path(gibleed_server, patc
     message = _refusal(gibleed_server, d)
     assert status in message.upper().replace(" ", "_"), message
     assert path in message, message
+
+
+def test_absent_limits_keep_the_first_event_as_circe_does(gibleed_server):
+    # Circe's Java model defaults a missing (or typeless) limit to First.
+    d = load("gibleed_bronchitis_episodes")
+    d.pop("CensorWindow")
+    d.pop("ExpressionLimit")
+    firsts = strata_rows(gibleed_server, d)
+    d["ExpressionLimit"] = {"Type": "All"}
+    every = strata_rows(gibleed_server, d)
+    assert len({p for p, _, _ in firsts}) == len(firsts) < len(every)
+    earliest = {}
+    for p, s, _ in every:
+        earliest[p] = min(s, earliest.get(p, s))
+    assert {(p, s) for p, s, _ in firsts} == set(earliest.items())
 
 
 def test_cohort_function_needs_one_json_literal(gibleed_server):
@@ -417,6 +433,7 @@ def test_measurement_range_attributes_match_hand_written_sql(gen_server, gen_duc
             "ObservationWindow": {"PriorDays": 0, "PostDays": 0},
             "PrimaryCriteriaLimit": {"Type": "All"},
         },
+        "ExpressionLimit": {"Type": "All"},
         "EndStrategy": {"DateOffset": {"DateField": "StartDate", "Offset": 0}},
     }
     want = duck_rows(

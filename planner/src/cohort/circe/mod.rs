@@ -81,8 +81,10 @@ pub(super) fn spooled(df: DataFrame) -> DataFrame {
     DataFrame::new(state, super::spool::Spool::wrap(plan))
 }
 
-/// A limit's type; an absent limit is `default`.
-fn limit_type(root: &Node<'_>, key: &str, default: &str) -> Result<String, CohortError> {
+/// A limit's type. As in Circe's Java model (`ResultLimit.type = "First"`), a limit that is
+/// absent or has no type keeps each participant's first event.
+fn limit_type(root: &Node<'_>, key: &str) -> Result<String, CohortError> {
+    let default = "FIRST";
     Ok(
         match root
             .get(key)
@@ -190,7 +192,7 @@ impl Compiler<'_> {
                     .lt_eq(qc("e", "start_date"))
                     .and(add_days(qc("e", "start_date"), lit(post as i32)).lt_eq(op_end())),
             )?;
-        let limit = limit_type(&pc, "PrimaryCriteriaLimit", "FIRST")?;
+        let limit = limit_type(&pc, "PrimaryCriteriaLimit")?;
         let ascending = limit != "LAST";
         let numbered = in_period
             .window(vec![
@@ -240,7 +242,7 @@ impl Compiler<'_> {
         }
         limited(
             events,
-            &limit_type(root, "QualifiedLimit", "ALL")?,
+            &limit_type(root, "QualifiedLimit")?,
             &["start_date"],
             "$.QualifiedLimit",
         )
@@ -267,7 +269,7 @@ impl Compiler<'_> {
         }
         limited(
             events,
-            &limit_type(root, "ExpressionLimit", "ALL")?,
+            &limit_type(root, "ExpressionLimit")?,
             &["start_date"],
             "$.ExpressionLimit",
         )
