@@ -132,13 +132,11 @@ impl TierGuard {
     /// Every table the plan reads (subqueries included), with its tier, sorted.
     pub fn tables_touched(&self, plan: &LogicalPlan) -> Vec<(String, Tier)> {
         let mut out = std::collections::BTreeMap::new();
-        let _ = plan.apply_with_subqueries(|node| {
-            if let LogicalPlan::TableScan(scan) = node {
-                let name = scan.table_name.table().to_string();
-                let tier = self.tiers.table_tier(&name).unwrap_or(Tier::Controlled);
-                out.insert(name, tier);
-            }
-            Ok(TreeNodeRecursion::Continue)
+        every_scan(plan, &mut |scan| {
+            let name = scan.table_name.table().to_string();
+            let tier = self.tiers.table_tier(&name).unwrap_or(Tier::Controlled);
+            out.insert(name, tier);
+            true
         });
         out.into_iter().collect()
     }
@@ -340,14 +338,12 @@ impl TierGuard {
 
     fn check_tiers(&self, plan: &LogicalPlan) -> Result<(), TierDenied> {
         let mut denied = None;
-        let _ = plan.apply_with_subqueries(|node| {
-            if let LogicalPlan::TableScan(scan) = node
-                && let Err(e) = self.check_scan(scan)
-            {
+        every_scan(plan, &mut |scan| match self.check_scan(scan) {
+            Ok(()) => true,
+            Err(e) => {
                 denied = Some(e);
-                return Ok(TreeNodeRecursion::Stop);
+                false
             }
-            Ok(TreeNodeRecursion::Continue)
         });
         denied.map_or(Ok(()), Err)
     }
@@ -389,6 +385,25 @@ impl TierGuard {
         }
         Ok(())
     }
+}
+
+/// Calls `f` on every table scan of `plan` — subqueries and the inputs cohort spools keep out
+/// of the plan tree included — until it returns false.
+fn every_scan(plan: &LogicalPlan, f: &mut dyn FnMut(&TableScan) -> bool) -> bool {
+    let mut go_on = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            go_on = f(scan);
+        } else if let Some(hidden) = crate::cohort::spool::Spool::hidden_input(node) {
+            go_on = every_scan(hidden, f);
+        }
+        Ok(if go_on {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    go_on
 }
 
 pub fn denied_table(table: &str, needed: Tier, yours: Tier) -> TierDenied {

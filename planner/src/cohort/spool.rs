@@ -82,6 +82,15 @@ impl Spool {
         })
     }
 
+    /// A placeholder's hidden input (the exposed occurrence's input is in the plan tree).
+    pub fn hidden_input(plan: &LogicalPlan) -> Option<&LogicalPlan> {
+        let LogicalPlan::Extension(e) = plan else {
+            return None;
+        };
+        let spool = e.node.as_any().downcast_ref::<Spool>()?;
+        (!spool.exposed).then_some(&spool.input)
+    }
+
     /// Keeps the first occurrence of each spool in `plan` exposed and turns the others into
     /// placeholders.
     pub fn dedupe(plan: LogicalPlan) -> DfResult<LogicalPlan> {
