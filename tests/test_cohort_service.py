@@ -418,3 +418,24 @@ def test_variant_items_need_the_controlled_tier(client, cs_keys, cs_server):
         assert "controlled" in str(err.value)
     finally:
         conn.close()
+
+
+def test_person_item_parameters_are_alternatives(gen_server, gen_duck):
+    def person(kind, concept=None):
+        p = {"parameterId": kind, "name": kind, "domain": "PERSON", "type": kind, "group": False,
+             "ancestorData": False, "standard": True, "attributes": []}
+        if concept is not None:
+            p["conceptId"] = concept
+        return p
+
+    d = {"includes": [{"id": "g", "temporal": False, "items": [{"id": "i", "type": "PERSON", "searchParameters": [
+        person("RACE", 8515), person("DECEASED")], "modifiers": []}]}], "excludes": [], "dataFilters": []}
+    want = {r["person_id"] for r in duck_query(
+        gen_duck,
+        "SELECT person_id FROM person WHERE race_concept_id = 8515 UNION SELECT person_id FROM death",
+    ).to_pylist()}
+    dead = {r["person_id"] for r in duck_query(gen_duck, "SELECT person_id FROM death").to_pylist()}
+    assert len(want) > len(dead) > T
+    literal = json.dumps(d).replace("'", "''")
+    got = {r["person_id"] for r in gen_server.query(f"SELECT person_id FROM cohort('{literal}')").to_pylist()}
+    assert got == want

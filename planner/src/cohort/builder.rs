@@ -1042,9 +1042,10 @@ async fn person_item(
                     true,
                 )?
             }
+            // Parameters of one item are alternatives: the deceased are added below.
             "DECEASED" => {
                 deceased = true;
-                lit(true)
+                lit(false)
             }
             other => {
                 return Err(unsupported(
@@ -1064,8 +1065,15 @@ async fn person_item(
         .filter(any)?
         .select_columns(&["person_id"])?;
     if deceased {
-        let dead = ctx.table("death").await?.select_columns(&["person_id"])?;
-        return Ok(people.intersect(dead)?);
+        let dead = ctx.table("death").await?.select(vec![
+            datafusion::logical_expr::cast(col("person_id"), arrow::datatypes::DataType::Int64)
+                .alias("person_id"),
+        ])?;
+        let people = people.select(vec![
+            datafusion::logical_expr::cast(col("person_id"), arrow::datatypes::DataType::Int64)
+                .alias("person_id"),
+        ])?;
+        return Ok(people.union(dead)?.distinct()?);
     }
     Ok(people)
 }
