@@ -591,13 +591,8 @@ async fn compile_cohort(
     use strata_planner::cohort::CohortError;
     match strata_planner::cohort::compile(&session.ctx, def).await {
         Ok(df) => Ok(df),
-        Err(CohortError::Planning(m)) if m.starts_with("No table named '") => {
-            let name = m
-                .trim_start_matches("No table named '")
-                .trim_end_matches('\'');
-            Err(session
-                .guard
-                .explain_missing_table(format!("table '{name}' not found")))
+        Err(e @ CohortError::MissingTable(_)) => {
+            Err(session.guard.explain_missing_table(e.to_string()))
         }
         Err(e @ CohortError::Unsupported { .. }) => Err(PlannerError::Unsupported(e.to_string())),
         Err(e) => Err(PlannerError::InvalidQuery(e.to_string())),

@@ -510,16 +510,7 @@ async fn modified(
                     .unwrap_or_else(|| o.to_string())
             })
             .collect();
-        let numbers = || -> Result<Vec<f64>, CohortError> {
-            operands
-                .iter()
-                .map(|o| {
-                    o.parse::<f64>().map_err(|_| {
-                        CohortError::Invalid(format!("{mpath}.operands: numbers are needed"))
-                    })
-                })
-                .collect()
-        };
+        let numbers = || numeric_operands(m, &mpath);
         match name {
             "EVENT_DATE" => {
                 let dates: Vec<Expr> = operands
@@ -924,8 +915,20 @@ fn attribute(a: &Value, path: &str) -> Result<Expr, CohortError> {
             ));
         }
     };
-    let operands: Vec<f64> = a
-        .get("operands")
+    let operands = numeric_operands(a, path)?;
+    let operator = a.get("operator").and_then(Value::as_str).unwrap_or("");
+    compare(
+        column,
+        operator,
+        &operands,
+        &format!("{path}.operator"),
+        name == "CAT",
+    )
+}
+
+/// An attribute's or modifier's `operands` as numbers (JSON numbers or numeric strings).
+fn numeric_operands(a: &Value, path: &str) -> Result<Vec<f64>, CohortError> {
+    a.get("operands")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -935,15 +938,7 @@ fn attribute(a: &Value, path: &str) -> Result<Expr, CohortError> {
                 .or_else(|| o.as_f64())
                 .ok_or_else(|| CohortError::Invalid(format!("{path}.operands: numbers are needed")))
         })
-        .collect::<Result<_, _>>()?;
-    let operator = a.get("operator").and_then(Value::as_str).unwrap_or("");
-    compare(
-        column,
-        operator,
-        &operands,
-        &format!("{path}.operator"),
-        name == "CAT",
-    )
+        .collect()
 }
 
 fn compare(
@@ -1016,17 +1011,7 @@ async fn person_item(
                         &format!("age kind {name}"),
                     ));
                 }
-                let operands: Vec<f64> = a
-                    .get("operands")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|o| {
-                        o.as_str()
-                            .and_then(|s| s.parse().ok())
-                            .or_else(|| o.as_f64())
-                    })
-                    .collect();
+                let operands = numeric_operands(a, &format!("{ppath}.attributes[0]"))?;
                 // Age in whole years today, from the year of birth.
                 let year = chrono_year();
                 let age = lit(year)

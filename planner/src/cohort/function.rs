@@ -88,12 +88,6 @@ impl TableFunctionImpl for CohortFunction {
 fn to_datafusion(e: CohortError) -> DataFusionError {
     match e {
         CohortError::Unsupported { .. } => DataFusionError::NotImplemented(e.to_string()),
-        CohortError::Planning(m) if m.starts_with("No table named '") => {
-            let name = m
-                .trim_start_matches("No table named '")
-                .trim_end_matches('\'');
-            DataFusionError::Plan(format!("table '{name}' not found"))
-        }
         other => DataFusionError::Plan(other.to_string()),
     }
 }

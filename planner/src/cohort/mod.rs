@@ -18,13 +18,25 @@ pub enum CohortError {
     /// A construct this version does not evaluate; names the JSON path.
     #[error("unsupported cohort construct at {path}: {what}")]
     Unsupported { path: String, what: String },
+    /// A table the definition reads that the caller's session does not hold: above the
+    /// caller's tier, or absent from the dataset. Worded as DataFusion's SQL planner words it,
+    /// so callers refuse it as they refuse the same table named in SQL.
+    #[error("table '{0}' not found")]
+    MissingTable(String),
     #[error("{0}")]
     Planning(String),
 }
 
 impl From<datafusion::error::DataFusionError> for CohortError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
-        CohortError::Planning(crate::PlannerError::from_datafusion(e).to_string())
+        let message = crate::PlannerError::from_datafusion(e).to_string();
+        match message
+            .strip_prefix("No table named '")
+            .and_then(|rest| rest.strip_suffix('\''))
+        {
+            Some(name) => CohortError::MissingTable(name.to_string()),
+            None => CohortError::Planning(message),
+        }
     }
 }
 

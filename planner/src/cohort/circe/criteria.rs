@@ -342,40 +342,42 @@ impl Compiler<'_> {
             rows = adjust_dates(rows, d, &adjustment)?;
         }
         let mut rows = rows.alias("c")?;
-        if filters.person {
-            let person = self.ctx.table("person").await?.alias("p")?;
-            rows = rows.join_on(
-                person,
-                JoinType::Inner,
-                [int64(qc("c", "person_id")).eq(int64(qc("p", "person_id")))],
-            )?;
-        }
-        if filters.visit {
-            let visits = self.ctx.table("visit_occurrence").await?.alias("v")?;
-            rows = rows.join_on(
-                visits,
-                JoinType::Inner,
-                [
+        // The tables the attribute filters read, each joined on the row's own participant or
+        // its own visit, provider or care site.
+        let c_p = || int64(qc("c", "person_id"));
+        for (wanted, table, alias, on) in [
+            (
+                filters.person,
+                "person",
+                "p",
+                vec![c_p().eq(int64(qc("p", "person_id")))],
+            ),
+            (
+                filters.visit,
+                "visit_occurrence",
+                "v",
+                vec![
                     qc("c", "c_visit").eq(int64(qc("v", "visit_occurrence_id"))),
-                    int64(qc("c", "person_id")).eq(int64(qc("v", "person_id"))),
+                    c_p().eq(int64(qc("v", "person_id"))),
                 ],
-            )?;
-        }
-        if filters.provider {
-            let providers = self.ctx.table("provider").await?.alias("pr")?;
-            rows = rows.join_on(
-                providers,
-                JoinType::Inner,
-                [int64(qc("c", "provider_id")).eq(int64(qc("pr", "provider_id")))],
-            )?;
-        }
-        if filters.care_site {
-            let sites = self.ctx.table("care_site").await?.alias("cs")?;
-            rows = rows.join_on(
-                sites,
-                JoinType::Inner,
-                [int64(qc("c", "care_site_id")).eq(int64(qc("cs", "care_site_id")))],
-            )?;
+            ),
+            (
+                filters.provider,
+                "provider",
+                "pr",
+                vec![int64(qc("c", "provider_id")).eq(int64(qc("pr", "provider_id")))],
+            ),
+            (
+                filters.care_site,
+                "care_site",
+                "cs",
+                vec![int64(qc("c", "care_site_id")).eq(int64(qc("cs", "care_site_id")))],
+            ),
+        ] {
+            if wanted {
+                let joined = self.ctx.table(table).await?.alias(alias)?;
+                rows = rows.join_on(joined, JoinType::Inner, on)?;
+            }
         }
         for f in filters.predicates {
             rows = rows.filter(f)?;
