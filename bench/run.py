@@ -74,27 +74,43 @@ def passport(bin_dir: Path, work: Path) -> tuple[list, str]:
     return ["--jwks", keys / "jwks.json", "--config", config], token
 
 
+def start_strata(bin_dir: Path, dataset: Path, log: Path, *extra) -> tuple[subprocess.Popen, int]:
+    """`strata serve` on a free loopback port, once it accepts connections."""
+    port = free_port()
+    with open(log, "w") as err:
+        server = subprocess.Popen(
+            [bin_dir / "strata", "serve", "--dataset", dataset, "--listen", f"127.0.0.1:{port}", *extra],
+            stdout=subprocess.DEVNULL, stderr=err,
+        )
+    deadline = time.time() + 120
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, port
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                raise SystemExit(f"strata did not start; see {log}")
+            time.sleep(0.2)
+
+
+def duck_views(dataset: Path):
+    """DuckDB with a view per table folder of the dataset."""
+    con = duckdb.connect()
+    for table in sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        con.execute(
+            f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet('{table}/**/*.parquet', "
+            "hive_partitioning = false)"
+        )
+    return con
+
+
 def strata_times(bin_dir: Path, dataset: Path, runs: int, log: Path, protected: bool = False):
     """Times through Flight SQL. Not protected: the development server's local operator (no
     disclosure control); protected: a controlled-tier passport (lineage and suppression on)."""
-    port = free_port()
     extra, token = passport(bin_dir, ROOT / "bench" / "data") if protected else ([], None)
-    with open(log, "w") as err:
-        server = subprocess.Popen(
-            [bin_dir / "strata", "serve", "--dataset", dataset, "--listen", f"127.0.0.1:{port}",
-             "--log-format", "json", *extra],
-            stdout=subprocess.DEVNULL, stderr=err,
-        )
+    server, port = start_strata(bin_dir, dataset, log, "--log-format", "json", *extra)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit(f"strata did not start; see {log}")
-                time.sleep(0.2)
         kwargs = {"adbc.flight.sql.authorization_header": f"Bearer {token}"} if token else {}
         conn = flight_sql.connect(f"grpc://127.0.0.1:{port}", db_kwargs=kwargs)
         out = {}
@@ -122,12 +138,7 @@ def strata_times(bin_dir: Path, dataset: Path, runs: int, log: Path, protected: 
 
 
 def duckdb_times(dataset: Path, runs: int):
-    con = duckdb.connect()
-    for table in sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        con.execute(
-            f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet('{table}/**/*.parquet', "
-            "hive_partitioning = false)"
-        )
+    con = duck_views(dataset)
     out = {}
     for q in QUERIES:
         run = lambda sql=q["sql"]: con.execute(sql).to_arrow_table()
@@ -155,28 +166,11 @@ def cohort_times(bin_dir: Path, dataset: Path, runs: int, log: Path):
     sys.path.insert(0, str(ROOT / "tests"))
     from circe_reference import CirceReference
 
-    port = free_port()
-    with open(log, "w") as err:
-        server = subprocess.Popen(
-            [bin_dir / "strata", "serve", "--dataset", dataset, "--listen", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=err,
-        )
     reference = CirceReference(dataset)
-    duck = duckdb.connect()
-    for table in sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        duck.execute(f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet('{table}/**/*.parquet', "
-                     "hive_partitioning = false)")
+    duck = duck_views(dataset)
+    server, port = start_strata(bin_dir, dataset, log)
     out = []
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit(f"strata did not start; see {log}")
-                time.sleep(0.2)
         conn = flight_sql.connect(f"grpc://127.0.0.1:{port}")
         for c in COHORTS:
             definition = json.loads((ROOT / c["definition"]).read_text())
