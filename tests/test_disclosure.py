@@ -204,7 +204,10 @@ def test_filter_and_null_arguments_limit_contributors(caller, someone):
     ) is None
 
 
-def test_having_order_limit_see_protected_values(caller):
+def test_aggregates_only_having_order_limit_see_protected_values(dashboard):
+    """For an aggregates-only principal every use of a cell inside the query sees its protected
+    value: HAVING, ORDER BY and LIMIT cannot probe the small groups."""
+    caller = dashboard
     rows = caller.rows(
         f"SELECT condition_concept_id FROM condition_occurrence WHERE condition_concept_id IN ({PLANTED_IDS}) "
         "GROUP BY 1 HAVING COUNT(DISTINCT person_id) BETWEEN 1 AND 20"
@@ -223,24 +226,51 @@ def test_having_order_limit_see_protected_values(caller):
     assert [r["n"] for r in rows][-4:] == [None] * 4
 
 
-def test_nested_aggregates_see_protected_values(caller):
-    # Per-person counts are one participant each: the outer aggregate sees only NULLs.
-    assert caller.value(
-        "SELECT MAX(n) FROM (SELECT person_id, COUNT(*) AS n FROM condition_occurrence GROUP BY 1) t"
-    ) is None
+def test_row_level_having_order_limit_see_true_values(caller, gen_duck):
+    """A row-level principal's query is exact inside: HAVING selects by true counts, ORDER BY and
+    LIMIT rank by them; only the result's own small cells are suppressed."""
+    sql = (
+        f"SELECT condition_concept_id AS c FROM condition_occurrence WHERE condition_concept_id IN ({PLANTED_IDS}) "
+        "GROUP BY 1 HAVING COUNT(DISTINCT person_id) BETWEEN 1 AND 20 ORDER BY 1"
+    )
+    assert caller.rows(sql) == truth(gen_duck, sql)
+    top = (
+        f"SELECT condition_concept_id AS c, COUNT(DISTINCT person_id) AS n FROM condition_occurrence "
+        f"WHERE condition_concept_id IN ({PLANTED_IDS}) GROUP BY 1 ORDER BY n DESC LIMIT 3"
+    )
+    got, want = caller.rows(top), truth(gen_duck, top)
+    assert [r["c"] for r in got] == [r["c"] for r in want]
+    assert [r["n"] for r in got] == [r["n"] if r["n"] > T else None for r in want]
+
+
+@pytest.mark.parametrize("who", ["caller", "dashboard"])
+def test_per_person_intermediates_are_exact(who, request, gen_duck):
+    """Per-person groups are one participant's own rows: the outer aggregate over them sees true
+    values for every principal, and is itself a protected cell."""
+    c = request.getfixturevalue(who)
+    sql = "SELECT MAX(n) AS m FROM (SELECT person_id, COUNT(*) AS n FROM condition_occurrence GROUP BY 1) t"
+    assert c.value(sql) == truth(gen_duck, sql)[0]["m"]
     # The outer count's own participants are the five.
-    assert caller.value(
+    assert c.value(
         "SELECT COUNT(*) FROM (SELECT person_id FROM condition_occurrence "
         "WHERE condition_concept_id = 441267 GROUP BY person_id) t"
     ) is None
 
 
-def test_window_aggregates_are_protected(caller):
-    rows = caller.rows(
-        "SELECT person_id, COUNT(*) OVER (PARTITION BY person_id) AS n FROM condition_occurrence "
-        "WHERE condition_concept_id = 4310024"
+def test_window_aggregates_are_protected(caller, gen_duck):
+    # A window over one participant's rows is that participant's row-level data: exact.
+    sql = (
+        "SELECT person_id, condition_occurrence_id, COUNT(*) OVER (PARTITION BY person_id) AS n "
+        "FROM condition_occurrence WHERE condition_concept_id = 4310024 ORDER BY 2"
     )
-    assert rows and all(r["n"] is None for r in rows)
+    assert caller.rows(sql) == truth(gen_duck, sql)
+    # A window over many participants is a statistical cell: small partitions are suppressed.
+    rows = caller.rows(
+        f"SELECT condition_concept_id AS c, COUNT(*) OVER (PARTITION BY condition_concept_id) AS n "
+        f"FROM condition_occurrence WHERE condition_concept_id IN ({PLANTED_IDS})"
+    )
+    for r in rows:
+        assert (r["n"] is None) == (PLANTED[r["c"]] <= T), r
 
 
 # --------------------------------------------------------------------------------------------------
@@ -301,7 +331,26 @@ def test_rollup_margins(caller, gen_duck):
     check_line({"shown": shown[(None, None)]}, [{"shown": shown[(r, None)], "true": true[(r, None)]} for r in races])
 
 
-def test_percentages_are_computed_from_protected_numbers(caller):
+def test_row_level_percentages_never_expose_a_suppressed_cell(caller, gen_duck):
+    """Inside a row-level query the window total is exact; a percentage whose numerator is
+    suppressed is suppressed, and where a line holds a suppressed cell its total is not
+    released through the other rows' percentages."""
+    sql = (
+        "SELECT condition_concept_id AS c, COUNT(DISTINCT person_id) AS n, "
+        "100.0 * COUNT(DISTINCT person_id) / SUM(COUNT(DISTINCT person_id)) OVER () AS pct "
+        "FROM condition_occurrence WHERE condition_concept_id IN ({ids}) GROUP BY 1 ORDER BY 1"
+    )
+    rows = caller.rows(sql.format(ids=PLANTED_IDS))
+    assert any(r["n"] is None for r in rows)
+    assert all(r["pct"] is None for r in rows), "the total (and so the suppressed cells) is derivable"
+    large = "4310024, 257628"
+    got, want = caller.rows(sql.format(ids=large)), truth(gen_duck, sql.format(ids=large))
+    assert [r["n"] for r in got] == [r["n"] for r in want]
+    assert all(abs(g["pct"] - w["pct"]) < 1e-9 for g, w in zip(got, want))
+
+
+def test_percentages_are_computed_from_protected_numbers(dashboard):
+    caller = dashboard
     rows = caller.rows(
         f"SELECT condition_concept_id AS c, COUNT(DISTINCT person_id) AS n, "
         f"100.0 * COUNT(DISTINCT person_id) / SUM(COUNT(DISTINCT person_id)) OVER () AS pct "
@@ -315,13 +364,29 @@ def test_percentages_are_computed_from_protected_numbers(caller):
             assert abs(r["pct"] - 100.0 * r["n"] / visible) < 1e-9
 
 
-def test_differencing_total_minus_parts_across_queries(caller, gen_duck):
+def test_row_level_results_are_checked_alone(caller, gen_duck):
+    """No cross-query ledger for a principal who can read the rows: the total and the total
+    less five are both released, as DuckDB computes them. Within one result the pair is still
+    complementary-suppressed."""
+    total = "SELECT COUNT(*) AS n FROM person"
+    rest = (
+        "SELECT COUNT(*) AS n FROM person p LEFT JOIN (SELECT DISTINCT person_id AS x FROM condition_occurrence "
+        "WHERE condition_concept_id = 441267) s ON s.x = p.person_id WHERE s.x IS NULL"
+    )
+    assert caller.value(total) == truth(gen_duck, total)[0]["n"]
+    assert caller.value(rest) == truth(gen_duck, rest)[0]["n"]
+    both = caller.rows(f"SELECT 'all' AS k, n FROM ({total}) a UNION ALL SELECT 'rest', n FROM ({rest}) b")
+    assert [r["n"] for r in both].count(None) >= 1, both
+
+
+def test_differencing_total_minus_parts_across_queries(dashboard, gen_duck):
+    caller = dashboard
     total = caller.value("SELECT COUNT(*) FROM person")
-    assert total == truth(gen_duck, "SELECT COUNT(*) AS n FROM person")[0]["n"]
+    assert total == ceil20(truth(gen_duck, "SELECT COUNT(*) AS n FROM person")[0]["n"])
     # Everyone but the five planted participants: 5 = total - this.
     got = caller.value(
-        "SELECT COUNT(*) FROM person p LEFT JOIN (SELECT DISTINCT person_id AS x FROM condition_occurrence "
-        "WHERE condition_concept_id = 441267) s ON s.x = p.person_id WHERE s.x IS NULL"
+        "SELECT COUNT(*) FROM person p WHERE NOT EXISTS (SELECT 1 FROM condition_occurrence c "
+        "WHERE c.person_id = p.person_id AND c.condition_concept_id = 441267)"
     )
     assert got is None
     # Overlapping filters: persons born up to Y vs up to Y+1 when the difference is small.
@@ -337,6 +402,15 @@ def test_padding_tracker(caller):
     a = caller.value("SELECT COUNT(*) FROM person WHERE year_of_birth >= 1950")
     b = caller.value("SELECT COUNT(*) FROM person WHERE year_of_birth >= 1950 OR person_id IN (1, 2, 3)")
     assert a is None or b is None or a == b
+
+
+def test_aggregates_only_padding_tracker(dashboard, gen_duck):
+    """A padded total, then the same padding plus a small group (a tracker): withheld."""
+    years = truth(gen_duck, "SELECT year_of_birth AS y, COUNT(*) AS n FROM person GROUP BY 1 ORDER BY 1")
+    small = next(r for r in years if 1 <= r["n"] <= T and r["y"] < 1950)
+    a = dashboard.value("SELECT COUNT(*) FROM person WHERE year_of_birth >= 1950")
+    b = dashboard.value(f"SELECT COUNT(*) FROM person WHERE year_of_birth >= 1950 OR year_of_birth = {small['y']}")
+    assert a is not None and b is None
 
 
 def test_repeated_cube_gives_the_same_answer(caller):
@@ -430,8 +504,11 @@ def test_audit_records_suppressed_cells(dc_server, dc_keys):
     t = c.table(
         f"SELECT condition_concept_id AS c, COUNT(*) AS n FROM condition_occurrence WHERE condition_concept_id IN ({PLANTED_IDS}) GROUP BY 1"
     )
-    suppressed = int(t.schema.metadata[b"strata.suppressed_cells"])
+    md = t.schema.metadata
+    suppressed = int(md[b"strata.suppressed_cells"])
     assert suppressed == sum(1 for r in t.to_pylist() if r["n"] is None) == 4
+    assert int(md[b"strata.suppressed.threshold"]) == 4
+    assert all(md[f"strata.suppressed.{r}".encode()] == b"0" for r in ("complementary", "dominance", "differencing"))
     path = dc_server.state_dir / "audit.jsonl"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -444,6 +521,7 @@ def test_audit_records_suppressed_cells(dc_server, dc_keys):
             break
         time.sleep(0.1)
     assert ends and ends[-1]["suppressed_cells"] == 4
+    assert ends[-1]["suppressed_by_reason"] == {"threshold": 4, "complementary": 0, "dominance": 0, "differencing": 0}
     assert ends[-1]["protected_cells"] == len(PLANTED)
 
 
@@ -558,16 +636,20 @@ def stats_of(sql: str) -> list[str]:
     return out
 
 
-def test_anti_join_on_the_person_key(caller, gen_duck):
+@pytest.mark.parametrize("who", ["caller", "dashboard"])
+def test_anti_join_on_the_person_key(who, request, gen_duck):
     """NOT EXISTS correlated on the person: each left row's participant decides it."""
-    n = caller.value(
+    c = request.getfixturevalue(who)
+    rounded = ceil20 if who == "dashboard" else (lambda n: n)
+    n = c.value(
         "SELECT COUNT(*) FROM person p WHERE NOT EXISTS (SELECT 1 FROM condition_occurrence c "
         "WHERE c.person_id = p.person_id AND c.condition_concept_id = 441267)"
     )
     total = truth(gen_duck, "SELECT COUNT(*) AS n FROM person")[0]["n"]
-    assert n == total - 5
-    # The plain total now differs from a released count by five participants: withheld.
-    assert caller.value("SELECT COUNT(*) FROM person") is None
+    assert n == rounded(total - 5)
+    # The plain total now differs from a released count by five participants: withheld from an
+    # aggregates-only principal; a row-level principal's results are checked alone.
+    assert c.value("SELECT COUNT(*) FROM person") == (None if who == "dashboard" else total)
 
 
 def test_uncorrelated_anti_join_counts_everyone_on_the_right(caller, someone, gen_duck):
@@ -672,10 +754,10 @@ def test_cube_two_dimensional_margins(caller, gen_duck):
 
 
 def test_release_ledger_survives_a_restart(dc_server, dc_keys):
-    c = Caller(dc_server, dc_keys, "dc-restart")
+    c = Caller(dc_server, dc_keys, "dc-restart", egress="aggregates")
     assert c.value("SELECT COUNT(*) FROM person") is not None
     dc_server.restart()
-    c = Caller(dc_server, dc_keys, "dc-restart")
+    c = Caller(dc_server, dc_keys, "dc-restart", egress="aggregates")
     # Everyone but the five planted participants: withheld against the pre-restart total.
     assert c.value(
         "SELECT COUNT(*) FROM person p WHERE NOT EXISTS (SELECT 1 FROM condition_occurrence c "

@@ -43,6 +43,9 @@ pub struct AuditRecord {
     #[serde(default)]
     pub protected_cells: Option<u64>,
     pub suppressed_cells: Option<u64>,
+    /// The suppressed cells by reason: threshold, complementary, dominance, differencing.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub suppressed_by_reason: std::collections::BTreeMap<String, u64>,
     pub egress_alert: bool,
     /// `ok`, `denied`, `unauthenticated`, `invalid`, `error`, `cancelled`, `started`.
     pub outcome: String,
@@ -178,6 +181,7 @@ pub fn print(path: &Path, q: &AuditQuery) -> anyhow::Result<usize> {
                 start.error = record.error;
                 start.duration_ms = record.duration_ms;
                 start.suppressed_cells = record.suppressed_cells;
+                start.suppressed_by_reason = record.suppressed_by_reason;
                 start.protected_cells = record.protected_cells;
             }
             _ => {

@@ -23,8 +23,8 @@ use strata_engine::Tier;
 use strata_engine::cache::CacheSnapshot;
 use strata_engine::table::ScanRecorder;
 use strata_planner::disclosure::{
-    self, DisclosurePlanner, DisclosureReport, DisclosureSettings, Protection,
-    release::ReleaseLedger,
+    self, DisclosurePlanner, DisclosureReport, DisclosureSettings, Level, Protection,
+    release::{Decision, ReleaseLedger},
 };
 use strata_planner::principal::{Egress, Principal};
 use strata_planner::registered::{self, RegisteredPolicy, shift_bounds::ShiftBounds};
@@ -260,9 +260,16 @@ impl Executor {
         if principal.operator {
             return None;
         }
+        let aggregates_only = principal.egress == Egress::Aggregates;
         Some(Protection {
             threshold: self.disclosure.threshold,
-            rounding: (principal.egress == Egress::Aggregates).then_some(self.disclosure.rounding),
+            rounding: aggregates_only.then_some(self.disclosure.rounding),
+            level: if aggregates_only {
+                Level::AggregatesOnly
+            } else {
+                Level::RowLevel
+            },
+            dominance: self.disclosure.dominance,
         })
     }
 
@@ -347,12 +354,20 @@ impl Executor {
         {
             // The suppression report travels in the schema, which goes out first: protected
             // (aggregate) results are computed whole before the first batch leaves.
+            // Row-level principals' results are checked alone (a principal who can read the rows
+            // gains nothing by differencing two results), unless the operator asks otherwise.
+            let ledger = match p.level {
+                Level::RowLevel if !self.disclosure.row_level_ledger => {
+                    Arc::new(ReleaseLedger::default())
+                }
+                _ => self.ledger.clone(),
+            };
             stream = buffered_with_report(
                 stream,
                 p,
                 &report,
                 self.egress.max_bytes,
-                &self.ledger,
+                &ledger,
                 &principal.key(),
             )
             .await?;
@@ -413,8 +428,7 @@ async fn buffered_with_report(
         let whole = arrow::compute::concat_batches(&schema, &batches)
             .map_err(|e| PlannerError::Internal(e.to_string()))?;
         report.set_result_cells((whole.num_rows() * cells.len()) as u64);
-        let (released, withheld) = release(whole, &cells, protection, ledger, principal)?;
-        report.add_suppressed(withheld);
+        let released = release(whole, &cells, protection, ledger, principal, report)?;
         batches = vec![released];
     }
     let base = batches
@@ -426,6 +440,12 @@ async fn buffered_with_report(
         "strata.suppressed_cells".into(),
         report.suppressed_cells().to_string(),
     );
+    for reason in disclosure::REASONS {
+        metadata.insert(
+            format!("strata.suppressed.{reason}"),
+            report.suppressed.of(reason).to_string(),
+        );
+    }
     metadata.insert("strata.threshold".into(), protection.threshold.to_string());
     metadata.insert(
         "strata.rounding".into(),
@@ -456,7 +476,8 @@ fn release(
     protection: Protection,
     ledger: &ReleaseLedger,
     principal: &str,
-) -> Result<(RecordBatch, u64), PlannerError> {
+    report: &DisclosureReport,
+) -> Result<RecordBatch, PlannerError> {
     use arrow::array::{Array, AsArray, BooleanArray};
     let internal = |e: arrow::error::ArrowError| PlannerError::Internal(e.to_string());
     let last = batch.num_columns() - 1;
@@ -476,15 +497,21 @@ fn release(
         })
         .collect::<Result<_, PlannerError>>()?;
     let decisions = ledger.decide(principal, &rows, protection.threshold);
-    let withhold: BooleanArray = decisions.iter().map(|&ok| Some(!ok)).collect();
-    let mut withheld = 0u64;
+    let withhold: BooleanArray = decisions.iter().map(|d| Some(!d.released())).collect();
     let mut columns = Vec::with_capacity(last);
     for (i, column) in batch.columns()[..last].iter().enumerate() {
         if cells.contains(&i) {
-            let before = column.null_count();
-            let masked = arrow::compute::nullif(column, &withhold).map_err(internal)?;
-            withheld += (masked.null_count() - before) as u64;
-            columns.push(masked);
+            for (row, d) in decisions.iter().enumerate() {
+                let reason = match d {
+                    Decision::Release => continue,
+                    Decision::Complementary => "complementary",
+                    Decision::Differencing => "differencing",
+                };
+                if column.is_valid(row) {
+                    report.add_suppressed(reason, 1);
+                }
+            }
+            columns.push(arrow::compute::nullif(column, &withhold).map_err(internal)?);
         } else {
             columns.push(column.clone());
         }
@@ -505,8 +532,7 @@ fn release(
         fields,
         schema.metadata().clone(),
     ));
-    let out = RecordBatch::try_new(out_schema, columns).map_err(internal)?;
-    Ok((out, withheld))
+    RecordBatch::try_new(out_schema, columns).map_err(internal)
 }
 
 /// What a cohort request computes over the cohort's participants.
@@ -824,6 +850,10 @@ impl QueryReport {
         end.bytes = Some(self.bytes);
         end.egress_alert = self.egress_alert;
         end.suppressed_cells = Some(self.disclosure.suppressed_cells());
+        end.suppressed_by_reason = disclosure::REASONS
+            .iter()
+            .map(|r| (r.to_string(), self.disclosure.suppressed.of(r)))
+            .collect();
         end.protected_cells = Some(self.disclosure.result_cells());
         end.duration_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
         end.outcome = match &self.error {

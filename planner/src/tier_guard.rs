@@ -187,7 +187,13 @@ impl TierGuard {
         };
         match node {
             LogicalPlan::Aggregate(agg) => {
-                if agg.group_expr.iter().any(|e| self.uses_person_key(e)) {
+                // Grouping by the bare key makes per-participant groups: their rows may only
+                // reach the result through an outer aggregate (`emits_participant_rows`).
+                if agg
+                    .group_expr
+                    .iter()
+                    .any(|e| self.uses_person_key(e) && !is_bare_column(e))
+                {
                     return deny("group on");
                 }
                 for e in &agg.aggr_expr {
@@ -269,7 +275,11 @@ impl TierGuard {
 
     fn emits_participant_rows(&self, plan: &LogicalPlan) -> bool {
         match plan {
-            LogicalPlan::Aggregate(_) => false,
+            // Per-participant groups are participants' rows.
+            LogicalPlan::Aggregate(agg) => {
+                agg.group_expr.iter().any(|e| self.uses_person_key(e))
+                    && self.emits_participant_rows(&agg.input)
+            }
             // A cohort's rows are participants, whatever its plan aggregates inside.
             LogicalPlan::Extension(_) if CohortBoundary::of(plan).is_some() => true,
             LogicalPlan::TableScan(scan) => {
@@ -450,10 +460,12 @@ fn is_bare_column(e: &Expr) -> bool {
     }
 }
 
-/// `a.person_id = b.person_id`: a join condition, not a slice.
+/// `a.person_id = b.person_id`, or the same against the outer query's column in a correlated
+/// subquery: a join condition, not a slice.
 fn is_column_equality(e: &Expr) -> bool {
+    let side = |e: &Expr| is_bare_column(e) || matches!(e, Expr::OuterReferenceColumn(..));
     matches!(e, Expr::BinaryExpr(b) if b.op == datafusion::logical_expr::Operator::Eq
-        && is_bare_column(&b.left) && is_bare_column(&b.right))
+        && side(&b.left) && side(&b.right))
 }
 
 fn filter_columns(expr: &Expr) -> Vec<String> {

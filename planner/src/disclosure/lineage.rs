@@ -1,9 +1,20 @@
 //! Participant lineage as a plan rewrite. Every relation of the optimized plan gets hidden
 //! columns that say which participants its rows came from: the person key of a scan (Int64),
 //! carried through projections, filters and sorts, concatenated by joins, and unioned into a
-//! roaring bitmap (Binary) by every aggregate and window aggregate. Right after each aggregate
-//! the values are replaced by their protected form, so everything above — HAVING, ORDER BY,
-//! LIMIT, joins on a derived table, outer aggregates, the client — sees only protected values.
+//! roaring bitmap (Binary) by every aggregate and window aggregate.
+//!
+//! Each statistical cell (an aggregate over more than one participant's rows, or a window
+//! aggregate whose partition is not one participant) gets a hidden reason code right where it
+//! is computed: its own participant count is 1..=T, or a few participants dominate its
+//! magnitude. Every visible column knows the codes of the cells its value is computed from.
+//! What happens to a cell with a code depends on the principal (DESIGN.md):
+//! - row-level principals: nothing inside the query — HAVING, ORDER BY, LIMIT, joins, outer
+//!   aggregates see true values — and the result's own cells are masked at the output;
+//! - aggregates-only principals: the cell is replaced by its protected form where it is
+//!   computed, so every later use sees only what could be released.
+//!
+//! Per-participant groups (grouped by, or a window partitioned by, the person key every row
+//! comes from) are one participant's own rows: row-level data, exact for every principal.
 //!
 //! Plan shapes whose lineage is not computed exactly are refused, never run unprotected.
 
@@ -11,17 +22,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::DataType;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, Result as DfResult, ScalarValue};
-use datafusion::logical_expr::ExprSchemable;
-use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
+use datafusion::functions_aggregate::bit_and_or_xor::bit_or_udaf;
+use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction, WindowFunctionParams};
 use datafusion::logical_expr::{
-    Aggregate, Expr, JoinType, LogicalPlan, Projection, TableScan, Window, cast, lit,
+    Aggregate, Expr, ExprSchemable, JoinType, LogicalPlan, Projection, TableScan, Window,
+    WindowFrame, WindowFunctionDefinition, cast, lit, when,
 };
 
 use crate::cohort::boundary::{CohortBoundary, PERSON};
 
-use super::participants::{Output, Protection, SuppressionCounter, participants_udaf, protect_udf};
+use super::cells::{
+    Level, Protection, SuppressionCounter, cell_check_udf, dominance_udaf, mask_udf, protect_udf,
+    reason,
+};
+use super::participants::{Output, participants_udaf};
 
 /// Why a plan cannot be protected; becomes an "unsupported" refusal.
 #[derive(Debug, Clone)]
@@ -37,11 +52,21 @@ fn df<T>(r: DfResult<T>) -> R<T> {
     r.map_err(|e| Unprotectable(format!("internal: {e}")))
 }
 
-/// A hidden lineage column: a person id or a bitmap of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A person id (Int64).
+    Person,
+    /// A roaring bitmap of person ids (Binary).
+    Bitmap,
+    /// A statistical cell's reason code (UInt8, 0: releasable).
+    Code,
+}
+
+/// A hidden column of the rewrite.
 #[derive(Debug, Clone)]
 struct Hidden {
     name: String,
-    bitmap: bool,
+    kind: Kind,
     /// For a person id: the visible column it equals on every row (the scan's person key, as
     /// named at this point of the plan), while that is known.
     origin: Option<Column>,
@@ -53,10 +78,70 @@ impl Hidden {
     }
 
     fn data_type(&self) -> DataType {
-        if self.bitmap {
-            DataType::Binary
-        } else {
-            DataType::Int64
+        match self.kind {
+            Kind::Person => DataType::Int64,
+            Kind::Bitmap => DataType::Binary,
+            Kind::Code => DataType::UInt8,
+        }
+    }
+}
+
+/// Code columns an output inherits from the cells it is computed from: its position and, per
+/// inherited code, the aggregate that combines it over the group with its new column.
+type Inherited = (usize, Vec<(Expr, Hidden)>);
+
+/// A relation of the rewritten plan.
+struct Rel {
+    plan: LogicalPlan,
+    /// Lineage and code columns, after the visible ones.
+    hidden: Vec<Hidden>,
+    /// For each visible column (by position in the original node's schema), the code columns
+    /// of the statistical cells its value is computed from.
+    cells: Vec<Vec<String>>,
+    /// Its rows are participants' rows (of a table, or per-participant groups), not
+    /// statistics.
+    rows: bool,
+}
+
+impl Rel {
+    fn plain(plan: LogicalPlan) -> Self {
+        let n = plan.schema().fields().len();
+        Rel {
+            plan,
+            hidden: vec![],
+            cells: vec![vec![]; n],
+            rows: false,
+        }
+    }
+
+    fn lineage(&self) -> Vec<Hidden> {
+        lineage_of(&self.hidden)
+    }
+
+    fn has_lineage(&self) -> bool {
+        self.hidden.iter().any(|h| h.kind != Kind::Code)
+    }
+}
+
+fn lineage_of(hidden: &[Hidden]) -> Vec<Hidden> {
+    hidden
+        .iter()
+        .filter(|h| h.kind != Kind::Code)
+        .cloned()
+        .collect()
+}
+
+fn columns_of(schema: &DFSchema) -> Vec<Expr> {
+    schema
+        .iter()
+        .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+        .collect()
+}
+
+fn union_into(out: &mut Vec<String>, codes: &[String]) {
+    for c in codes {
+        if !out.contains(c) {
+            out.push(c.clone());
         }
     }
 }
@@ -67,12 +152,10 @@ pub struct Rewriter<'a> {
     protection: Protection,
     counter: Arc<SuppressionCounter>,
     next: usize,
-    /// Cells the rewrite protected (aggregate and window outputs).
+    /// Statistical cells the rewrite found (aggregate and window outputs).
     pub protected_cells: usize,
-    /// Names of columns holding protected values, or values computed from them.
-    protected_names: std::collections::HashSet<String>,
-    /// Output columns that hold protected values; the result then ends with a hidden
-    /// `__strata_cell_set` column (each row's participants) for the release ledger.
+    /// Output columns that hold statistical cells; the result then ends with a hidden
+    /// `__strata_cell_set` column (each row's participants) for the release step.
     pub output_cells: Vec<usize>,
 }
 
@@ -91,21 +174,29 @@ impl<'a> Rewriter<'a> {
             counter,
             next: 0,
             protected_cells: 0,
-            protected_names: Default::default(),
             output_cells: Vec::new(),
         }
     }
 
-    fn hidden(&mut self, bitmap: bool) -> Hidden {
+    fn hidden(&mut self, kind: Kind) -> Hidden {
         self.next += 1;
+        let prefix = match kind {
+            Kind::Code => "__strata_code",
+            _ => "__strata_lineage",
+        };
         Hidden {
-            name: format!("__strata_lineage_{}", self.next),
-            bitmap,
+            name: format!("{prefix}_{}", self.next),
+            kind,
             origin: None,
         }
     }
 
-    /// The protected plan: same output schema as `plan`.
+    fn aggregates_only(&self) -> bool {
+        self.protection.level == Level::AggregatesOnly
+    }
+
+    /// The protected plan: same output schema as `plan` (plus, when it holds statistical
+    /// cells, the hidden participant-set column last).
     pub fn rewrite(&mut self, plan: &LogicalPlan) -> R<LogicalPlan> {
         if matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
             // Not executed for its rows; EXPLAIN ANALYZE is refused by the statement policy.
@@ -115,93 +206,82 @@ impl<'a> Rewriter<'a> {
             // Row-level results and vocabulary aggregates: no cell to protect.
             return Ok(plan.clone());
         }
-        let (rewritten, hidden) = self.node(plan)?;
-        if hidden.is_empty() && self.protected_cells == 0 {
+        let rel = self.node(plan)?;
+        if self.aggregates_only() && rel.rows {
+            // The tier guard refuses row-level results by their shape; this is the same rule
+            // by lineage (per-participant groups are exact, so they must not reach the result).
+            return refuse(
+                "row-level results are not available to an aggregates-only principal: \
+                 summarize the per-participant rows with an outer aggregate",
+            );
+        }
+        if !rel.has_lineage() && self.protected_cells == 0 {
             return Ok(plan.clone());
         }
-        // Back to the original columns, plus each row's participants if it holds protected
-        // values.
-        let mut exprs: Vec<Expr> = plan
-            .schema()
-            .iter()
-            .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
-            .collect();
-        self.output_cells = plan
-            .schema()
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| self.protected_names.contains(f.name()))
-            .map(|(i, _)| i)
-            .collect();
-        if !self.output_cells.is_empty() && !hidden.is_empty() {
+        // Back to the original columns, each result cell masked by its codes, plus each row's
+        // participants if it holds statistical cells.
+        let mask = mask_udf(self.counter.clone());
+        let mut exprs = Vec::new();
+        self.output_cells.clear();
+        for (i, (q, f)) in plan.schema().iter().enumerate() {
+            let column = Expr::Column(Column::new(q.cloned(), f.name()));
+            if rel.cells[i].is_empty() {
+                exprs.push(column);
+                continue;
+            }
+            self.output_cells.push(i);
+            let mut args = vec![column];
+            args.extend(rel.cells[i].iter().map(|c| col(c)));
+            exprs.push(mask.call(args).alias_qualified(q.cloned(), f.name()));
+        }
+        let lineage = rel.lineage();
+        if !self.output_cells.is_empty() && !lineage.is_empty() {
             exprs.push(
                 super::participants::cell_set_udf()
-                    .call(hidden.iter().map(Hidden::expr).collect())
+                    .call(lineage.iter().map(Hidden::expr).collect())
                     .alias(CELL_SET_COLUMN),
             );
         } else {
             self.output_cells.clear();
         }
-        df(Projection::try_new(exprs, Arc::new(rewritten)).map(LogicalPlan::Projection))
+        df(Projection::try_new(exprs, Arc::new(rel.plan)).map(LogicalPlan::Projection))
     }
 
-    fn node(&mut self, plan: &LogicalPlan) -> R<(LogicalPlan, Vec<Hidden>)> {
+    fn node(&mut self, plan: &LogicalPlan) -> R<Rel> {
+        if let Some(joined) = self.lift_scalar_subqueries(plan)? {
+            return self.node(&joined);
+        }
         self.no_participant_subqueries(plan)?;
         match plan {
             LogicalPlan::TableScan(scan) => self.scan(scan),
-            LogicalPlan::Projection(p) => {
-                let (input, hidden) = self.node(&p.input)?;
-                for (e, f) in p.expr.iter().zip(p.schema.fields()) {
-                    if self.references_protected(e) {
-                        self.protected_names.insert(f.name().clone());
-                    }
-                }
-                let mut exprs = p.expr.clone();
-                exprs.extend(hidden.iter().map(Hidden::expr));
-                let plan = df(Projection::try_new(exprs, Arc::new(input)))?;
-                let hidden = hidden
-                    .into_iter()
-                    .map(|mut h| {
-                        h.origin = h.origin.and_then(|o| {
-                            p.expr.iter().zip(p.schema.iter()).find_map(|(e, (q, f))| {
-                                let inner = match e {
-                                    Expr::Alias(a) => a.expr.as_ref(),
-                                    e => e,
-                                };
-                                matches!(inner, Expr::Column(c) if *c == o)
-                                    .then(|| Column::new(q.cloned(), f.name()))
-                            })
-                        });
-                        h
-                    })
-                    .collect();
-                Ok((LogicalPlan::Projection(plan), hidden))
-            }
+            LogicalPlan::Projection(p) => self.projection(p),
             LogicalPlan::Filter(_)
             | LogicalPlan::Sort(_)
             | LogicalPlan::Limit(_)
             | LogicalPlan::Repartition(_) => {
-                let (input, hidden) = self.node(plan.inputs()[0])?;
-                let plan = df(plan.with_new_exprs(plan.expressions(), vec![input]))?;
-                Ok((plan, hidden))
+                let input = self.node(plan.inputs()[0])?;
+                let rewritten = df(plan.with_new_exprs(plan.expressions(), vec![input.plan]))?;
+                Ok(Rel {
+                    plan: rewritten,
+                    ..input
+                })
             }
             LogicalPlan::SubqueryAlias(a) => {
-                let (input, mut hidden) = self.node(&a.input)?;
-                let plan = df(plan.with_new_exprs(plan.expressions(), vec![input]))?;
-                for h in &mut hidden {
+                let mut input = self.node(&a.input)?;
+                input.plan = df(plan.with_new_exprs(plan.expressions(), vec![input.plan]))?;
+                for h in &mut input.hidden {
                     h.origin = h
                         .origin
                         .take()
                         .map(|o| Column::new(Some(a.alias.clone()), o.name));
                 }
-                Ok((plan, hidden))
+                Ok(input)
             }
             LogicalPlan::Join(join) => self.join(plan, join),
             LogicalPlan::Aggregate(agg) => self.aggregate(agg),
             LogicalPlan::Window(w) => self.window(w),
             LogicalPlan::Union(u) => self.union(plan, u),
-            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Ok((plan.clone(), vec![])),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Ok(Rel::plain(plan.clone())),
             LogicalPlan::Extension(_) if CohortBoundary::of(plan).is_some() => self.cohort(plan),
             other => {
                 if self.reads_participants(other) {
@@ -210,24 +290,125 @@ impl<'a> Rewriter<'a> {
                         other.display()
                     ))
                 } else {
-                    Ok((other.clone(), vec![]))
+                    Ok(Rel::plain(other.clone()))
                 }
             }
         }
     }
 
-    fn references_protected(&self, e: &Expr) -> bool {
-        let mut found = false;
-        let _ = e.apply(|e| {
-            if let Expr::Column(c) = e
-                && self.protected_names.contains(&c.name)
-            {
-                found = true;
-                return Ok(TreeNodeRecursion::Stop);
+    /// The code columns of the cells `e` is computed from (columns of `schema`, the input).
+    fn codes_of(e: &Expr, schema: &DFSchema, cells: &[Vec<String>]) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in e.column_refs() {
+            if let Some(i) = schema.maybe_index_of_column(c) {
+                union_into(&mut out, &cells[i]);
             }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        found
+        }
+        out
+    }
+
+    /// A projection or filter with uncorrelated scalar subqueries over participant data
+    /// (`SELECT (SELECT COUNT(*) FROM person) AS n, …`), written as cross joins with those
+    /// one-row aggregates, so that their values carry their cells' lineage and codes like any
+    /// joined column. `None`: nothing to lift.
+    fn lift_scalar_subqueries(&mut self, plan: &LogicalPlan) -> R<Option<LogicalPlan>> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        let (exprs, input) = match plan {
+            LogicalPlan::Projection(p) => (p.expr.clone(), p.input.clone()),
+            LogicalPlan::Filter(f) => (vec![f.predicate.clone()], f.input.clone()),
+            _ => return Ok(None),
+        };
+        let mut lifted: Vec<(String, LogicalPlan)> = Vec::new();
+        let mut rewritten = Vec::with_capacity(exprs.len());
+        for e in exprs {
+            let t = df(e.transform_up(|e| match e {
+                Expr::ScalarSubquery(s)
+                    if s.outer_ref_columns.is_empty()
+                        && one_row(&s.subquery)
+                        && self.reads_participants(&s.subquery) =>
+                {
+                    self.next += 1;
+                    let alias = format!("__strata_subquery_{}", self.next);
+                    let field = s.subquery.schema().qualified_field(0).1.name().clone();
+                    lifted.push((alias.clone(), s.subquery.as_ref().clone()));
+                    Ok(Transformed::yes(Expr::Column(Column::new(
+                        Some(alias.as_str()),
+                        field,
+                    ))))
+                }
+                e => Ok(Transformed::no(e)),
+            }))?;
+            rewritten.push(t.data);
+        }
+        if lifted.is_empty() {
+            return Ok(None);
+        }
+        let mut joined = datafusion::logical_expr::LogicalPlanBuilder::from(input.as_ref().clone());
+        for (alias, sub) in lifted {
+            let aliased = df(datafusion::logical_expr::LogicalPlanBuilder::from(sub)
+                .alias(alias.as_str())
+                .and_then(|b| b.build()))?;
+            joined = df(joined.cross_join(aliased))?;
+        }
+        let joined = df(joined.build())?;
+        let original = columns_of(plan.schema());
+        Ok(Some(match plan {
+            LogicalPlan::Projection(p) => {
+                let exprs = rewritten
+                    .into_iter()
+                    .zip(p.schema.iter())
+                    .map(|(e, (q, f))| e.alias_qualified(q.cloned(), f.name()))
+                    .collect();
+                LogicalPlan::Projection(df(Projection::try_new(exprs, Arc::new(joined)))?)
+            }
+            _ => {
+                let predicate = rewritten.into_iter().next().expect("one predicate");
+                let filter = df(datafusion::logical_expr::Filter::try_new(
+                    predicate,
+                    Arc::new(joined),
+                ))?;
+                LogicalPlan::Projection(df(Projection::try_new(
+                    original,
+                    Arc::new(LogicalPlan::Filter(filter)),
+                ))?)
+            }
+        }))
+    }
+
+    fn projection(&mut self, p: &Projection) -> R<Rel> {
+        let input = self.node(&p.input)?;
+        let schema = p.input.schema();
+        let cells = p
+            .expr
+            .iter()
+            .map(|e| Self::codes_of(e, schema, &input.cells))
+            .collect();
+        let mut exprs = p.expr.clone();
+        exprs.extend(input.hidden.iter().map(Hidden::expr));
+        let plan = df(Projection::try_new(exprs, Arc::new(input.plan)))?;
+        let hidden = input
+            .hidden
+            .into_iter()
+            .map(|mut h| {
+                h.origin = h.origin.and_then(|o| {
+                    p.expr.iter().zip(p.schema.iter()).find_map(|(e, (q, f))| {
+                        let inner = match e {
+                            Expr::Alias(a) => a.expr.as_ref(),
+                            e => e,
+                        };
+                        matches!(inner, Expr::Column(c) if *c == o)
+                            .then(|| Column::new(q.cloned(), f.name()))
+                    })
+                });
+                h
+            })
+            .collect();
+        Ok(Rel {
+            plan: LogicalPlan::Projection(plan),
+            hidden,
+            cells,
+            rows: input.rows,
+        })
     }
 
     fn aggregates_participants(&self, plan: &LogicalPlan) -> bool {
@@ -250,10 +431,10 @@ impl<'a> Rewriter<'a> {
         Ok(())
     }
 
-    fn scan(&mut self, scan: &TableScan) -> R<(LogicalPlan, Vec<Hidden>)> {
+    fn scan(&mut self, scan: &TableScan) -> R<Rel> {
         let plan = LogicalPlan::TableScan(scan.clone());
         let Some(key) = self.person_keys.get(scan.table_name.table()) else {
-            return Ok((plan, vec![]));
+            return Ok(Rel::plain(plan));
         };
         let source_schema = scan.source.schema();
         let Ok(key_index) = source_schema.index_of(key) else {
@@ -276,17 +457,13 @@ impl<'a> Rewriter<'a> {
             .with_fetch(scan.fetch)
             .build(),
         )?;
-        let mut hidden = self.hidden(false);
+        let mut hidden = self.hidden(Kind::Person);
         hidden.origin = scan
             .projection
             .as_ref()
             .is_none_or(|p| p.contains(&key_index))
             .then(|| Column::new(Some(scan.table_name.clone()), key));
-        let mut exprs: Vec<Expr> = scan
-            .projected_schema
-            .iter()
-            .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
-            .collect();
+        let mut exprs = columns_of(&scan.projected_schema);
         exprs.push(
             cast(
                 Expr::Column(Column::new(Some(scan.table_name.clone()), key)),
@@ -298,75 +475,112 @@ impl<'a> Rewriter<'a> {
             exprs,
             Arc::new(LogicalPlan::TableScan(widened)),
         ))?;
-        Ok((LogicalPlan::Projection(plan), vec![hidden]))
+        Ok(Rel {
+            plan: LogicalPlan::Projection(plan),
+            hidden: vec![hidden],
+            cells: vec![vec![]; scan.projected_schema.fields().len()],
+            rows: true,
+        })
     }
 
     /// A cohort is read like a participant table keyed by `person_id`: each of its rows is
     /// derived from that participant's own records (see `cohort::boundary`).
-    fn cohort(&mut self, plan: &LogicalPlan) -> R<(LogicalPlan, Vec<Hidden>)> {
+    fn cohort(&mut self, plan: &LogicalPlan) -> R<Rel> {
         let schema = plan.schema();
         let Some((qualifier, _)) = schema.iter().find(|(_, f)| f.name() == PERSON) else {
             return refuse("a cohort without person_id cannot be protected");
         };
         let key = Column::new(qualifier.cloned(), PERSON);
-        let mut hidden = self.hidden(false);
+        let mut hidden = self.hidden(Kind::Person);
         hidden.origin = Some(key.clone());
-        let mut exprs: Vec<Expr> = schema
-            .iter()
-            .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
-            .collect();
+        let mut exprs = columns_of(schema);
         exprs.push(cast(Expr::Column(key), DataType::Int64).alias(&hidden.name));
         let plan = df(Projection::try_new(exprs, Arc::new(plan.clone())))?;
-        Ok((LogicalPlan::Projection(plan), vec![hidden]))
+        Ok(Rel {
+            plan: LogicalPlan::Projection(plan),
+            hidden: vec![hidden],
+            cells: vec![vec![]; schema.fields().len()],
+            rows: true,
+        })
     }
 
-    fn join(
-        &mut self,
-        plan: &LogicalPlan,
-        join: &datafusion::logical_expr::Join,
-    ) -> R<(LogicalPlan, Vec<Hidden>)> {
-        let (left, hl) = self.node(&join.left)?;
-        let (right, hr) = self.node(&join.right)?;
+    fn join(&mut self, plan: &LogicalPlan, join: &datafusion::logical_expr::Join) -> R<Rel> {
+        let left = self.node(&join.left)?;
+        let right = self.node(&join.right)?;
+        let rows = left.rows || right.rows;
+        let rebuild = |l: &LogicalPlan, r: &LogicalPlan| {
+            df(plan.with_new_exprs(plan.expressions(), vec![l.clone(), r.clone()]))
+        };
+        // The visible columns of the join's output, by side.
+        let marked = |mut cells: Vec<Vec<String>>| {
+            cells.push(vec![]);
+            cells
+        };
+        let (hl, hr) = (left.has_lineage(), right.has_lineage());
         match join.join_type {
-            JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full => {
-                let plan = df(plan.with_new_exprs(plan.expressions(), vec![left, right]))?;
-                Ok((plan, [hl, hr].concat()))
+            JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full => Ok(Rel {
+                plan: rebuild(&left.plan, &right.plan)?,
+                hidden: [left.hidden, right.hidden].concat(),
+                cells: [left.cells, right.cells].concat(),
+                rows,
+            }),
+            JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark if !hr => {
+                let cells = if join.join_type == JoinType::LeftMark {
+                    marked(left.cells)
+                } else {
+                    left.cells
+                };
+                Ok(Rel {
+                    plan: rebuild(&left.plan, &right.plan)?,
+                    hidden: left.hidden,
+                    cells,
+                    rows: left.rows,
+                })
             }
-            JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark if hr.is_empty() => {
-                let plan = df(plan.with_new_exprs(plan.expressions(), vec![left, right]))?;
-                Ok((plan, hl))
-            }
-            JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark if hl.is_empty() => {
-                let plan = df(plan.with_new_exprs(plan.expressions(), vec![left, right]))?;
-                Ok((plan, hr))
+            JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark if !hl => {
+                let cells = if join.join_type == JoinType::RightMark {
+                    marked(right.cells)
+                } else {
+                    right.cells
+                };
+                Ok(Rel {
+                    plan: rebuild(&left.plan, &right.plan)?,
+                    hidden: right.hidden,
+                    cells,
+                    rows: right.rows,
+                })
             }
             // Correlated on the person key (`EXISTS (… WHERE c.person_id = p.person_id …)`): the
             // right rows that can match, or whose absence decides, are the left row's own
             // participant's, so the left lineage is the whole lineage.
-            JoinType::LeftSemi | JoinType::LeftAnti
-                if !hl.is_empty() && self.correlated_on_person(join) =>
-            {
-                let plan = df(plan.with_new_exprs(plan.expressions(), vec![left, right]))?;
-                Ok((plan, hl))
+            JoinType::LeftSemi | JoinType::LeftAnti if hl && self.correlated_on_person(join) => {
+                Ok(Rel {
+                    plan: rebuild(&left.plan, &right.plan)?,
+                    hidden: left.hidden,
+                    cells: left.cells,
+                    rows: left.rows,
+                })
             }
-            JoinType::RightSemi | JoinType::RightAnti
-                if !hr.is_empty() && self.correlated_on_person(join) =>
-            {
-                let plan = df(plan.with_new_exprs(plan.expressions(), vec![left, right]))?;
-                Ok((plan, hr))
+            JoinType::RightSemi | JoinType::RightAnti if hr && self.correlated_on_person(join) => {
+                Ok(Rel {
+                    plan: rebuild(&left.plan, &right.plan)?,
+                    hidden: right.hidden,
+                    cells: right.cells,
+                    rows: right.rows,
+                })
             }
             JoinType::RightAnti => {
-                let anti = df(plan.with_new_exprs(plan.expressions(), vec![left.clone(), right]))?;
-                self.with_all_participants_of(anti, hr, left, &hl)
+                let anti = rebuild(&left.plan, &right.plan)?;
+                let everyone = left.lineage();
+                self.with_all_participants_of(anti, right, left.plan, &everyone)
             }
-            JoinType::LeftSemi if join.filter.is_none() => {
-                self.semi_join(join, left, hl, right, hr)
-            }
+            JoinType::LeftSemi if join.filter.is_none() => self.semi_join(join, left, right),
             // The absence of a match is decided by every row of the right side: all its
             // participants join each surviving left row's lineage.
             JoinType::LeftAnti => {
-                let anti = df(plan.with_new_exprs(plan.expressions(), vec![left, right.clone()]))?;
-                self.with_all_participants_of(anti, hl, right, &hr)
+                let anti = rebuild(&left.plan, &right.plan)?;
+                let everyone = right.lineage();
+                self.with_all_participants_of(anti, left, right.plan, &everyone)
             }
             other => refuse(format!(
                 "a {other} join on {:?} that depends on participant data (a correlated \
@@ -380,21 +594,22 @@ impl<'a> Rewriter<'a> {
         }
     }
 
-    /// `plan` with one more lineage column: the participants of all of `side` (one bitmap,
-    /// dictionary-encoded so that its rows share it rather than copy it).
+    /// `plan` (the kept side's rows, described by `kept`) with one more lineage column: the
+    /// participants of all of `side` (one bitmap, dictionary-encoded so that its rows share it
+    /// rather than copy it).
     fn with_all_participants_of(
         &mut self,
         plan: LogicalPlan,
-        mut hidden: Vec<Hidden>,
+        kept: Rel,
         side: LogicalPlan,
-        side_hidden: &[Hidden],
-    ) -> R<(LogicalPlan, Vec<Hidden>)> {
-        let all = self.hidden(true);
+        side_lineage: &[Hidden],
+    ) -> R<Rel> {
+        let all = self.hidden(Kind::Bitmap);
         let everyone = df(Aggregate::try_new(
             Arc::new(side),
             vec![],
             vec![
-                self.participants(side_hidden, None, Output::Bitmap)
+                self.participants(side_lineage, None, Output::Bitmap)
                     .alias(&all.name),
             ],
         ))?;
@@ -411,8 +626,14 @@ impl<'a> Rewriter<'a> {
         let joined = df(datafusion::logical_expr::LogicalPlanBuilder::from(plan)
             .cross_join(LogicalPlan::Projection(shared))
             .and_then(|b| b.build()))?;
+        let mut hidden = kept.hidden;
         hidden.push(all);
-        Ok((joined, hidden))
+        Ok(Rel {
+            plan: joined,
+            hidden,
+            cells: kept.cells,
+            rows: kept.rows,
+        })
     }
 
     fn correlated_on_person(&self, join: &datafusion::logical_expr::Join) -> bool {
@@ -432,24 +653,22 @@ impl<'a> Rewriter<'a> {
     fn semi_join(
         &mut self,
         join: &datafusion::logical_expr::Join,
-        left: LogicalPlan,
-        hl: Vec<Hidden>,
-        right: LogicalPlan,
-        hr: Vec<Hidden>,
-    ) -> R<(LogicalPlan, Vec<Hidden>)> {
+        left: Rel,
+        right: Rel,
+    ) -> R<Rel> {
         let keys: Vec<(String, Expr)> = join
             .on
             .iter()
             .enumerate()
             .map(|(i, (_, r))| (format!("__strata_key_{}_{i}", self.next + 1), r.clone()))
             .collect();
-        let bitmap = self.hidden(true);
+        let bitmap = self.hidden(Kind::Bitmap);
         let group: Vec<Expr> = keys.iter().map(|(n, e)| e.clone().alias(n)).collect();
         let agg = df(Aggregate::try_new(
-            Arc::new(right),
+            Arc::new(right.plan),
             group,
             vec![
-                self.participants(&hr, None, Output::Bitmap)
+                self.participants(&lineage_of(&right.hidden), None, Output::Bitmap)
                     .alias(&bitmap.name),
             ],
         ))?;
@@ -459,34 +678,38 @@ impl<'a> Rewriter<'a> {
             .zip(&keys)
             .map(|((l, _), (n, _))| (l.clone(), Expr::Column(Column::new_unqualified(n))))
             .collect();
-        let left_schema = left.schema().clone();
-        let inner = df(datafusion::logical_expr::LogicalPlanBuilder::from(left)
-            .join_with_expr_keys(
-                LogicalPlan::Aggregate(agg),
-                JoinType::Inner,
-                (
-                    on.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>(),
-                    on.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
-                ),
-                None,
-            )
-            .and_then(|b| b.build()))?;
-        let mut exprs: Vec<Expr> = left_schema
-            .iter()
-            .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
-            .collect();
+        let left_schema = left.plan.schema().clone();
+        let inner = df(
+            datafusion::logical_expr::LogicalPlanBuilder::from(left.plan)
+                .join_with_expr_keys(
+                    LogicalPlan::Aggregate(agg),
+                    JoinType::Inner,
+                    (
+                        on.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>(),
+                        on.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
+                    ),
+                    None,
+                )
+                .and_then(|b| b.build()),
+        )?;
+        let mut exprs = columns_of(&left_schema);
         exprs.push(bitmap.expr());
         let plan = df(Projection::try_new(exprs, Arc::new(inner)))?;
-        let mut hidden = hl;
+        let mut hidden = left.hidden;
         hidden.push(bitmap);
-        Ok((LogicalPlan::Projection(plan), hidden))
+        Ok(Rel {
+            plan: LogicalPlan::Projection(plan),
+            hidden,
+            cells: left.cells,
+            rows: left.rows,
+        })
     }
 
     /// `strata_participants(lineage…) [FILTER (WHERE …)]`.
-    fn participants(&self, hidden: &[Hidden], filter: Option<Expr>, output: Output) -> Expr {
+    fn participants(&self, lineage: &[Hidden], filter: Option<Expr>, output: Output) -> Expr {
         Expr::AggregateFunction(AggregateFunction::new_udf(
             participants_udaf(output),
-            hidden.iter().map(Hidden::expr).collect(),
+            lineage.iter().map(Hidden::expr).collect(),
             false,
             filter.map(Box::new),
             vec![],
@@ -494,27 +717,88 @@ impl<'a> Rewriter<'a> {
         ))
     }
 
-    fn aggregate(&mut self, agg: &Aggregate) -> R<(LogicalPlan, Vec<Hidden>)> {
-        let (input, hidden) = self.node(&agg.input)?;
-        if hidden.is_empty() {
+    /// `bit_or(code)`: the codes of a group's (or frame's) rows, combined.
+    fn any_code(code: &str) -> Expr {
+        Expr::AggregateFunction(AggregateFunction::new_udf(
+            bit_or_udaf(),
+            vec![col(code)],
+            false,
+            None,
+            vec![],
+            None,
+        ))
+    }
+
+    /// New code columns, aggregated over each group, for the outputs of an aggregate computed
+    /// from cells (group keys and per-participant values, which are not statistics of their
+    /// own): `(output position, aggregate expression, its code column)`.
+    fn inherited_codes(
+        &mut self,
+        agg: &Aggregate,
+        outputs: impl Iterator<Item = (usize, Expr)>,
+        input_cells: &[Vec<String>],
+    ) -> R<Vec<Inherited>> {
+        let mut out = Vec::new();
+        if self.aggregates_only() {
+            // Every value inside is already protected: nothing to inherit.
+            return Ok(out);
+        }
+        for (position, e) in outputs {
+            let codes = Self::codes_of(&e, agg.input.schema(), input_cells);
+            if codes.is_empty() {
+                continue;
+            }
+            let columns = codes
+                .iter()
+                .map(|c| (Self::any_code(c), self.hidden(Kind::Code)))
+                .collect();
+            out.push((position, columns));
+        }
+        Ok(out)
+    }
+
+    fn aggregate(&mut self, agg: &Aggregate) -> R<Rel> {
+        let input = self.node(&agg.input)?;
+        if !input.has_lineage() {
             let plan = df(Aggregate::try_new(
-                Arc::new(input),
+                Arc::new(input.plan),
                 agg.group_expr.clone(),
                 agg.aggr_expr.clone(),
             ))?;
-            return Ok((LogicalPlan::Aggregate(plan), vec![]));
+            return Ok(Rel::plain(LogicalPlan::Aggregate(plan)));
         }
+        let lineage = input.lineage();
         if !agg.aggr_expr.is_empty()
-            && agg.aggr_expr.iter().all(|e| {
-                matches!(e, Expr::AggregateFunction(f) if super::participants::is_internal(&f.func))
-                    || matches!(e, Expr::Alias(a) if matches!(a.expr.as_ref(), Expr::AggregateFunction(f) if super::participants::is_internal(&f.func)))
-            })
+            && agg
+                .aggr_expr
+                .iter()
+                .all(|e| aggregate_of(e).is_some_and(|f| super::participants::is_internal(&f.func)))
         {
-            return self.internal_aggregate(agg, input, hidden);
+            return self.internal_aggregate(agg, input.plan, lineage);
         }
-        if let Some(person) = self.person_group(agg, &hidden) {
+        let grouping_sets = matches!(agg.group_expr.first(), Some(Expr::GroupingSet(_)));
+        let n_group = agg.schema.fields().len() - agg.aggr_expr.len();
+        if grouping_sets
+            && agg
+                .group_expr
+                .iter()
+                .any(|e| !Self::codes_of(e, agg.input.schema(), &input.cells).is_empty())
+        {
+            return refuse("grouping sets over statistical values cannot be protected");
+        }
+        if let Some(person) = self.person_group(agg, &lineage) {
             return self.per_person_aggregate(agg, input, person);
         }
+        // Group keys computed from cells keep those cells' codes.
+        let key_codes = if grouping_sets {
+            vec![]
+        } else {
+            self.inherited_codes(
+                agg,
+                agg.group_expr.iter().cloned().enumerate(),
+                &input.cells,
+            )?
+        };
         // One participant set per distinct contribution condition: an aggregate ignores rows
         // its FILTER rejects and rows whose arguments are NULL, so those rows did not
         // contribute to its value.
@@ -530,10 +814,10 @@ impl<'a> Rewriter<'a> {
             condition_of.push(i);
         }
         // The group's participants (all rows), carried up as the aggregate's lineage.
-        let group_set = self.hidden(true);
+        let group_set = self.hidden(Kind::Bitmap);
         let mut aggr = agg.aggr_expr.clone();
         aggr.push(
-            self.participants(&hidden, None, Output::Bitmap)
+            self.participants(&lineage, None, Output::Bitmap)
                 .alias(&group_set.name),
         );
         let mut sets = Vec::with_capacity(conditions.len());
@@ -541,50 +825,112 @@ impl<'a> Rewriter<'a> {
             match c {
                 None => sets.push(group_set.clone()),
                 Some(c) => {
-                    let h = self.hidden(true);
+                    let h = self.hidden(Kind::Bitmap);
                     aggr.push(
-                        self.participants(&hidden, Some(c.clone()), Output::Bitmap)
+                        self.participants(&lineage, Some(c.clone()), Output::Bitmap)
                             .alias(&h.name),
                     );
                     sets.push(h);
                 }
             }
         }
+        // Magnitude cells: whether a few contributors dominate them.
+        let mut dominance: Vec<Option<Hidden>> = Vec::with_capacity(agg.aggr_expr.len());
+        for e in &agg.aggr_expr {
+            let Some(f) = aggregate_of(e).filter(|f| is_magnitude(f.func.name())) else {
+                dominance.push(None);
+                continue;
+            };
+            let h = self.hidden(Kind::Bitmap);
+            let mut args = vec![f.params.args[0].clone()];
+            args.extend(lineage.iter().map(Hidden::expr));
+            aggr.push(
+                Expr::AggregateFunction(AggregateFunction::new_udf(
+                    dominance_udaf(self.protection.dominance),
+                    args,
+                    false,
+                    f.params.filter.clone(),
+                    vec![],
+                    None,
+                ))
+                .alias(&h.name),
+            );
+            dominance.push(Some(h));
+        }
+        for (_, columns) in &key_codes {
+            for (e, h) in columns {
+                aggr.push(e.clone().alias(&h.name));
+            }
+        }
         let rebuilt = df(Aggregate::try_new(
-            Arc::new(input),
+            Arc::new(input.plan),
             agg.group_expr.clone(),
             aggr,
         ))?;
-        let n_group = agg.schema.fields().len() - agg.aggr_expr.len();
+        // Each cell's code, next to its value.
+        let check = cell_check_udf(self.protection.threshold);
+        let mut codes = Vec::with_capacity(agg.aggr_expr.len());
+        let mut exprs = columns_of(&agg.schema);
+        exprs.push(group_set.expr());
+        for k in 0..agg.aggr_expr.len() {
+            let code = self.hidden(Kind::Code);
+            let mut args = vec![sets[condition_of[k]].expr()];
+            args.extend(dominance[k].as_ref().map(Hidden::expr));
+            exprs.push(check.call(args).alias(&code.name));
+            codes.push(code);
+        }
+        let key_hidden: Vec<Hidden> = key_codes
+            .iter()
+            .flat_map(|(_, c)| c.iter().map(|(_, h)| h.clone()))
+            .collect();
+        exprs.extend(key_hidden.iter().map(Hidden::expr));
+        let checked = df(Projection::try_new(
+            exprs,
+            Arc::new(LogicalPlan::Aggregate(rebuilt)),
+        ))?;
+        // The values as the rest of the plan sees them.
         let mut exprs = Vec::new();
         for (i, (q, f)) in agg.schema.iter().enumerate() {
             let column = Expr::Column(Column::new(q.cloned(), f.name()));
-            if i < n_group {
+            if i < n_group || !self.aggregates_only() {
                 exprs.push(column);
                 continue;
             }
             let k = i - n_group;
-            let is_count = is_count(&agg.aggr_expr[k]);
-            let protect = protect_udf(self.protection, is_count, self.counter.clone());
-            self.protected_cells += 1;
-            self.protected_names.insert(f.name().clone());
+            let protect = protect_udf(self.protection, is_count(&agg.aggr_expr[k]));
             exprs.push(
                 protect
-                    .call(vec![column, sets[condition_of[k]].expr()])
+                    .call(vec![column, codes[k].expr()])
                     .alias_qualified(q.cloned(), f.name()),
             );
         }
-        exprs.push(group_set.expr());
+        self.protected_cells += agg.aggr_expr.len();
+        let mut hidden = vec![group_set];
+        hidden.extend(codes.iter().cloned());
+        hidden.extend(key_hidden);
+        exprs.extend(hidden.iter().map(Hidden::expr));
         let plan = df(Projection::try_new(
             exprs,
-            Arc::new(LogicalPlan::Aggregate(rebuilt)),
+            Arc::new(LogicalPlan::Projection(checked)),
         ))?;
-        Ok((LogicalPlan::Projection(plan), vec![group_set]))
+        let mut cells = vec![vec![]; agg.schema.fields().len()];
+        for (k, code) in codes.iter().enumerate() {
+            cells[n_group + k] = vec![code.name.clone()];
+        }
+        for (position, columns) in key_codes {
+            cells[position] = columns.into_iter().map(|(_, h)| h.name).collect();
+        }
+        Ok(Rel {
+            plan: LogicalPlan::Projection(plan),
+            hidden,
+            cells,
+            rows: false,
+        })
     }
 
     /// Grouped by the person key every lineage column comes from: each group is one
     /// participant, the group key itself (no bitmap needed).
-    fn person_group(&self, agg: &Aggregate, hidden: &[Hidden]) -> Option<Column> {
+    fn person_group(&self, agg: &Aggregate, lineage: &[Hidden]) -> Option<Column> {
         if matches!(agg.group_expr.first(), Some(Expr::GroupingSet(_))) {
             return None;
         }
@@ -597,8 +943,8 @@ impl<'a> Rewriter<'a> {
             })
             .collect();
         let mut origin = None;
-        for h in hidden {
-            let o = h.origin.as_ref().filter(|_| !h.bitmap)?;
+        for h in lineage {
+            let o = h.origin.as_ref().filter(|_| h.kind == Kind::Person)?;
             if !keys.contains(&o) {
                 return None;
             }
@@ -614,16 +960,15 @@ impl<'a> Rewriter<'a> {
         &mut self,
         agg: &Aggregate,
         input: LogicalPlan,
-        hidden: Vec<Hidden>,
-    ) -> R<(LogicalPlan, Vec<Hidden>)> {
-        if let Some(person) = self.person_group(agg, &hidden) {
-            let (plan, lineage) = self.keyed_by_person(agg, input, person)?;
-            return Ok((plan, vec![lineage]));
+        lineage: Vec<Hidden>,
+    ) -> R<Rel> {
+        if let Some(person) = self.person_group(agg, &lineage) {
+            return self.keyed_by_person(agg, input, person, vec![]);
         }
-        let set = self.hidden(true);
+        let set = self.hidden(Kind::Bitmap);
         let mut aggr = agg.aggr_expr.clone();
         aggr.push(
-            self.participants(&hidden, None, Output::Bitmap)
+            self.participants(&lineage, None, Output::Bitmap)
                 .alias(&set.name),
         );
         let rebuilt = df(Aggregate::try_new(
@@ -631,174 +976,287 @@ impl<'a> Rewriter<'a> {
             agg.group_expr.clone(),
             aggr,
         ))?;
-        Ok((LogicalPlan::Aggregate(rebuilt), vec![set]))
+        Ok(Rel {
+            plan: LogicalPlan::Aggregate(rebuilt),
+            hidden: vec![set],
+            cells: vec![vec![]; agg.schema.fields().len()],
+            rows: false,
+        })
     }
 
-    /// Every cell of a one-participant group is protected away; the lineage going up is the
-    /// group's person id.
-    fn per_person_aggregate(
-        &mut self,
-        agg: &Aggregate,
-        input: LogicalPlan,
-        person: Column,
-    ) -> R<(LogicalPlan, Vec<Hidden>)> {
-        let (with_key, lineage) = self.keyed_by_person(agg, input, person)?;
+    /// A per-participant group is that participant's own row: its values are exact, and keep
+    /// the codes of any statistical cell they are computed from.
+    fn per_person_aggregate(&mut self, agg: &Aggregate, input: Rel, person: Column) -> R<Rel> {
         let n_group = agg.schema.fields().len() - agg.aggr_expr.len();
-        let mut exprs = Vec::new();
-        for (i, (q, f)) in agg.schema.iter().enumerate() {
-            let column = Expr::Column(Column::new(q.cloned(), f.name()));
-            if i < n_group {
-                exprs.push(column);
-                continue;
-            }
-            let protect = protect_udf(
-                self.protection,
-                is_count(&agg.aggr_expr[i - n_group]),
-                self.counter.clone(),
-            );
-            self.protected_cells += 1;
-            self.protected_names.insert(f.name().clone());
-            exprs.push(
-                protect
-                    .call(vec![column, lineage.expr()])
-                    .alias_qualified(q.cloned(), f.name()),
-            );
-        }
-        exprs.push(lineage.expr());
-        let plan = df(Projection::try_new(exprs, Arc::new(with_key)))?;
-        Ok((LogicalPlan::Projection(plan), vec![lineage]))
+        let outputs = agg.group_expr.iter().cloned().enumerate().chain(
+            agg.aggr_expr
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(k, e)| (n_group + k, e)),
+        );
+        let inherited = self.inherited_codes(agg, outputs, &input.cells)?;
+        self.keyed_by_person(agg, input.plan, person, inherited)
     }
 
     /// The aggregate, rebuilt over the rewritten input, plus its person group key as the
-    /// lineage column (one participant per group: no bitmap).
+    /// lineage column (one participant per group: no bitmap) and the inherited code columns.
     fn keyed_by_person(
         &mut self,
         agg: &Aggregate,
         input: LogicalPlan,
         person: Column,
-    ) -> R<(LogicalPlan, Hidden)> {
+        inherited: Vec<Inherited>,
+    ) -> R<Rel> {
+        let mut aggr = agg.aggr_expr.clone();
+        for (_, columns) in &inherited {
+            for (e, h) in columns {
+                aggr.push(e.clone().alias(&h.name));
+            }
+        }
         let rebuilt = df(Aggregate::try_new(
             Arc::new(input),
             agg.group_expr.clone(),
-            agg.aggr_expr.clone(),
+            aggr,
         ))?;
-        let mut lineage = self.hidden(false);
-        let mut exprs: Vec<Expr> = agg
-            .schema
-            .iter()
-            .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
-            .collect();
+        let mut lineage = self.hidden(Kind::Person);
+        let mut exprs = columns_of(&agg.schema);
         exprs.push(cast(Expr::Column(person.clone()), DataType::Int64).alias(&lineage.name));
+        let mut hidden = Vec::new();
+        let mut cells = vec![vec![]; agg.schema.fields().len()];
+        for (position, columns) in inherited {
+            for (_, h) in columns {
+                exprs.push(h.expr());
+                cells[position].push(h.name.clone());
+                hidden.push(h);
+            }
+        }
         let plan = df(Projection::try_new(
             exprs,
             Arc::new(LogicalPlan::Aggregate(rebuilt)),
         ))?;
         lineage.origin = Some(person);
-        Ok((LogicalPlan::Projection(plan), lineage))
+        hidden.insert(0, lineage);
+        Ok(Rel {
+            plan: LogicalPlan::Projection(plan),
+            hidden,
+            cells,
+            rows: true,
+        })
     }
 
-    fn window(&mut self, w: &Window) -> R<(LogicalPlan, Vec<Hidden>)> {
-        let (input, hidden) = self.node(&w.input)?;
-        if hidden.is_empty() {
-            let plan = df(Window::try_new(w.window_expr.clone(), Arc::new(input)))?;
-            return Ok((LogicalPlan::Window(plan), vec![]));
+    /// Whether a window function's partition is one participant: partitioned by the person
+    /// key every lineage column comes from.
+    fn per_person_window(&self, wf: &WindowFunction, lineage: &[Hidden]) -> bool {
+        !lineage.is_empty()
+            && lineage.iter().all(|h| {
+                h.kind == Kind::Person
+                    && h.origin.as_ref().is_some_and(|o| {
+                        wf.params
+                            .partition_by
+                            .iter()
+                            .any(|p| matches!(p, Expr::Column(c) if c == o))
+                    })
+            })
+    }
+
+    fn window(&mut self, w: &Window) -> R<Rel> {
+        let input = self.node(&w.input)?;
+        if !input.has_lineage() {
+            let plan = df(Window::try_new(w.window_expr.clone(), Arc::new(input.plan)))?;
+            return Ok(Rel::plain(LogicalPlan::Window(plan)));
         }
+        let lineage = input.lineage();
         let n_input = w.input.schema().fields().len();
         let mut exprs = w.window_expr.clone();
-        let mut counts: Vec<Option<String>> = Vec::new();
+        /// What the rewrite adds for one window expression.
+        struct Added {
+            /// The frame's participant count, for a statistical cell.
+            count: Option<String>,
+            /// `bit_or` of each code the expression reads, over its frame or partition.
+            inherited: Vec<String>,
+        }
+        let mut added = Vec::with_capacity(w.window_expr.len());
         for e in &w.window_expr {
             let Some(wf) = window_function(e) else {
                 return refuse("an unrecognized window expression cannot be protected");
             };
-            let is_aggregate = matches!(
-                wf.fun,
-                datafusion::logical_expr::WindowFunctionDefinition::AggregateUDF(_)
-            );
-            if !is_aggregate {
-                // ROW_NUMBER, RANK, LAG, … return a position or another row's value, not a
-                // statistic; the row keeps its own lineage.
-                counts.push(None);
-                continue;
+            let is_aggregate = matches!(wf.fun, WindowFunctionDefinition::AggregateUDF(_));
+            let statistical = is_aggregate && !self.per_person_window(wf, &lineage);
+            let mut count = None;
+            if statistical {
+                let name = self.hidden(Kind::Bitmap).name;
+                let mut params = wf.params.clone();
+                params.args = lineage.iter().map(Hidden::expr).collect();
+                params.distinct = false;
+                params.filter = contribution_window(wf, w.input.schema()).map(Box::new);
+                exprs.push(
+                    Expr::WindowFunction(Box::new(WindowFunction {
+                        fun: WindowFunctionDefinition::AggregateUDF(participants_udaf(
+                            Output::Count,
+                        )),
+                        params,
+                    }))
+                    .alias(&name),
+                );
+                count = Some(name);
             }
-            let name = self.hidden(false).name;
-            let mut params = wf.params.clone();
-            params.args = hidden.iter().map(Hidden::expr).collect();
-            params.distinct = false;
-            params.filter = contribution_window(wf, w.input.schema()).map(Box::new);
-            let count = Expr::WindowFunction(Box::new(WindowFunction {
-                fun: datafusion::logical_expr::WindowFunctionDefinition::AggregateUDF(
-                    participants_udaf(Output::Count),
-                ),
-                params,
-            }))
-            .alias(&name);
-            exprs.push(count);
-            counts.push(Some(name));
+            // A window over cells is computed from them: over its frame for an aggregate,
+            // over the whole partition for ROW_NUMBER, LAG and the like.
+            let mut inherited = Vec::new();
+            let read = if self.aggregates_only() {
+                // Over protected values: nothing to inherit.
+                vec![]
+            } else {
+                Self::codes_of(e, w.input.schema(), &input.cells)
+            };
+            for code in read {
+                let name = self.hidden(Kind::Code).name;
+                let params = if is_aggregate {
+                    WindowFunctionParams {
+                        args: vec![col(&code)],
+                        distinct: false,
+                        filter: None,
+                        null_treatment: None,
+                        ..wf.params.clone()
+                    }
+                } else {
+                    WindowFunctionParams {
+                        args: vec![col(&code)],
+                        partition_by: wf.params.partition_by.clone(),
+                        order_by: vec![],
+                        window_frame: WindowFrame::new(None),
+                        filter: None,
+                        null_treatment: None,
+                        distinct: false,
+                    }
+                };
+                exprs.push(
+                    Expr::WindowFunction(Box::new(WindowFunction {
+                        fun: WindowFunctionDefinition::AggregateUDF(bit_or_udaf()),
+                        params,
+                    }))
+                    .alias(&name),
+                );
+                inherited.push(name);
+            }
+            added.push(Added { count, inherited });
         }
-        let rebuilt = df(Window::try_new(exprs, Arc::new(input)))?;
+        let rebuilt = df(Window::try_new(exprs, Arc::new(input.plan)))?;
+        // Codes next to the values, then the values as the rest of the plan sees them.
+        let check = cell_check_udf(self.protection.threshold);
+        let mut checked = columns_of(&w.schema);
+        checked.extend(input.hidden.iter().map(Hidden::expr));
+        let mut hidden = input.hidden.clone();
+        let mut cells = input.cells.clone();
+        let mut own_codes: Vec<Option<Hidden>> = Vec::new();
+        for a in &added {
+            let mut codes = Vec::new();
+            let own = a.count.as_ref().map(|count| {
+                let code = self.hidden(Kind::Code);
+                checked.push(check.call(vec![col(count)]).alias(&code.name));
+                code
+            });
+            if let Some(code) = &own {
+                codes.push(code.name.clone());
+                hidden.push(code.clone());
+            }
+            for inherited in &a.inherited {
+                // Derived from suppressed cells: complementary.
+                let code = self.hidden(Kind::Code);
+                checked.push(
+                    cast(
+                        when(
+                            col(inherited).gt(lit(0u8)),
+                            lit(reason::COMPLEMENTARY as i64),
+                        )
+                        .otherwise(lit(0i64))
+                        .map_err(|e| Unprotectable(format!("internal: {e}")))?,
+                        DataType::UInt8,
+                    )
+                    .alias(&code.name),
+                );
+                codes.push(code.name.clone());
+                hidden.push(code);
+            }
+            cells.push(codes);
+            own_codes.push(own);
+        }
+        let checked = df(Projection::try_new(
+            checked,
+            Arc::new(LogicalPlan::Window(rebuilt)),
+        ))?;
         let mut out = Vec::new();
         for (i, (q, f)) in w.schema.iter().enumerate() {
             let column = Expr::Column(Column::new(q.cloned(), f.name()));
-            if i < n_input {
-                out.push(column);
-                continue;
-            }
-            let k = i - n_input;
-            match &counts[k] {
-                None => out.push(column),
-                Some(count) => {
-                    let is_count = window_function(&w.window_expr[k])
-                        .is_some_and(|wf| wf.fun.name() == "count");
-                    let protect = protect_udf(self.protection, is_count, self.counter.clone());
+            let own = i
+                .checked_sub(n_input)
+                .and_then(|k| own_codes[k].as_ref().map(|c| (k, c)));
+            match own {
+                Some((k, code)) => {
                     self.protected_cells += 1;
-                    self.protected_names.insert(f.name().clone());
-                    out.push(
-                        protect
-                            .call(vec![column, Expr::Column(Column::new_unqualified(count))])
-                            .alias_qualified(q.cloned(), f.name()),
-                    );
+                    if self.aggregates_only() {
+                        let is_count = window_function(&w.window_expr[k])
+                            .is_some_and(|wf| wf.fun.name() == "count");
+                        out.push(
+                            protect_udf(self.protection, is_count)
+                                .call(vec![column, code.expr()])
+                                .alias_qualified(q.cloned(), f.name()),
+                        );
+                    } else {
+                        out.push(column);
+                    }
                 }
+                None => out.push(column),
             }
         }
         out.extend(hidden.iter().map(Hidden::expr));
         let plan = df(Projection::try_new(
             out,
-            Arc::new(LogicalPlan::Window(rebuilt)),
+            Arc::new(LogicalPlan::Projection(checked)),
         ))?;
-        Ok((LogicalPlan::Projection(plan), hidden))
+        Ok(Rel {
+            plan: LogicalPlan::Projection(plan),
+            hidden,
+            cells,
+            rows: input.rows,
+        })
     }
 
-    /// Each input's lineage goes to its own hidden slots (NULL in the other inputs' rows).
-    fn union(
-        &mut self,
-        plan: &LogicalPlan,
-        u: &datafusion::logical_expr::Union,
-    ) -> R<(LogicalPlan, Vec<Hidden>)> {
+    /// Each input's hidden columns go to their own slots (NULL in the other inputs' rows).
+    fn union(&mut self, plan: &LogicalPlan, u: &datafusion::logical_expr::Union) -> R<Rel> {
         let mut inputs = Vec::new();
         for input in &u.inputs {
             inputs.push(self.node(input)?);
         }
-        if inputs.iter().all(|(_, h)| h.is_empty()) {
+        if inputs.iter().all(|r| r.hidden.is_empty()) {
             let plan =
-                df(plan.with_new_exprs(vec![], inputs.into_iter().map(|(p, _)| p).collect()))?;
-            return Ok((plan, vec![]));
+                df(plan.with_new_exprs(vec![], inputs.into_iter().map(|r| r.plan).collect()))?;
+            return Ok(Rel::plain(plan));
         }
-        for (k, out) in u.schema.fields().iter().enumerate() {
-            if u.inputs
-                .iter()
-                .any(|i| self.protected_names.contains(i.schema().field(k).name()))
-            {
-                self.protected_names.insert(out.name().clone());
-            }
-        }
+        let rows = inputs.iter().any(|r| r.rows);
         let slots: Vec<(usize, Hidden)> = inputs
             .iter()
             .enumerate()
-            .flat_map(|(i, (_, h))| h.iter().map(move |h| (i, h.clone())))
+            .flat_map(|(i, r)| r.hidden.iter().map(move |h| (i, h.clone())))
             .collect();
-        let names: Vec<Hidden> = slots.iter().map(|(_, h)| self.hidden(h.bitmap)).collect();
+        let names: Vec<Hidden> = slots.iter().map(|(_, h)| self.hidden(h.kind)).collect();
+        let renamed = |input: usize, code: &String| {
+            slots
+                .iter()
+                .zip(&names)
+                .find(|((owner, h), _)| *owner == input && h.name == *code)
+                .map(|(_, n)| n.name.clone())
+        };
+        let mut cells = vec![vec![]; u.schema.fields().len()];
+        for (i, r) in inputs.iter().enumerate() {
+            for (k, codes) in r.cells.iter().enumerate() {
+                let codes: Vec<String> = codes.iter().filter_map(|c| renamed(i, c)).collect();
+                union_into(&mut cells[k], &codes);
+            }
+        }
         let mut projected = Vec::new();
-        for (i, (input, _)) in inputs.into_iter().enumerate() {
+        for (i, r) in inputs.into_iter().enumerate() {
             let original = &u.inputs[i];
             let mut exprs: Vec<Expr> = original
                 .schema()
@@ -818,23 +1276,49 @@ impl<'a> Rewriter<'a> {
             }
             projected.push(Arc::new(LogicalPlan::Projection(df(Projection::try_new(
                 exprs,
-                Arc::new(input),
+                Arc::new(r.plan),
             ))?)));
         }
         let union = df(datafusion::logical_expr::Union::try_new_with_loose_types(
             projected,
         ))?;
-        let _: &DFSchema = &union.schema;
-        Ok((LogicalPlan::Union(union), names))
+        Ok(Rel {
+            plan: LogicalPlan::Union(union),
+            hidden: names,
+            cells,
+            rows,
+        })
+    }
+}
+
+/// Whether a plan yields exactly one row: an aggregate without groups, under projections.
+fn one_row(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Aggregate(a) => a.group_expr.is_empty(),
+        LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => one_row(plan.inputs()[0]),
+        _ => false,
+    }
+}
+
+fn col(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+fn aggregate_of(e: &Expr) -> Option<&AggregateFunction> {
+    match e {
+        Expr::Alias(a) => aggregate_of(&a.expr),
+        Expr::AggregateFunction(f) => Some(f),
+        _ => None,
     }
 }
 
 fn is_count(e: &Expr) -> bool {
-    match e {
-        Expr::Alias(a) => is_count(&a.expr),
-        Expr::AggregateFunction(f) => f.func.name() == "count",
-        _ => false,
-    }
+    aggregate_of(e).is_some_and(|f| f.func.name() == "count")
+}
+
+/// Aggregates whose value is a magnitude the dominance rules apply to.
+fn is_magnitude(name: &str) -> bool {
+    matches!(name, "sum" | "avg" | "mean")
 }
 
 fn window_function(e: &Expr) -> Option<&WindowFunction> {
@@ -848,11 +1332,7 @@ fn window_function(e: &Expr) -> Option<&WindowFunction> {
 /// The rows an aggregate takes its value from: those its FILTER keeps whose arguments are not
 /// NULL (`None`: every row).
 fn contribution(e: &Expr, schema: &DFSchema) -> Option<Expr> {
-    match e {
-        Expr::Alias(a) => contribution(&a.expr, schema),
-        Expr::AggregateFunction(f) => condition(f.params.filter.as_deref(), &f.params.args, schema),
-        _ => None,
-    }
+    aggregate_of(e).and_then(|f| condition(f.params.filter.as_deref(), &f.params.args, schema))
 }
 
 fn contribution_window(wf: &WindowFunction, schema: &DFSchema) -> Option<Expr> {

@@ -3,6 +3,7 @@
 //! DataFusion `QueryPlanner` installed in the principal's session — the extension point every
 //! execution path goes through.
 
+pub mod cells;
 pub mod lineage;
 pub mod participants;
 pub mod release;
@@ -22,7 +23,7 @@ use datafusion::physical_planner::PhysicalPlanner;
 use serde::Deserialize;
 use strata_engine::Catalog;
 
-pub use participants::{Protection, SuppressionCounter};
+pub use cells::{Dominance, Level, Protection, REASONS, SuppressionCounter};
 
 /// The program's threshold: participant counts 1..=20 are never released.
 pub const MIN_THRESHOLD: u64 = 20;
@@ -35,6 +36,12 @@ pub struct DisclosureSettings {
     pub threshold: u64,
     /// Aggregates-only principals get counts rounded up to a multiple of this.
     pub rounding: u64,
+    /// Keep row-level principals' released sets across queries too (by default only
+    /// aggregates-only principals have a cross-query ledger: a principal who can read the
+    /// rows gains nothing by differencing two results).
+    pub row_level_ledger: bool,
+    /// `[disclosure.dominance]`.
+    pub dominance: Dominance,
 }
 
 impl Default for DisclosureSettings {
@@ -42,6 +49,8 @@ impl Default for DisclosureSettings {
         DisclosureSettings {
             threshold: MIN_THRESHOLD,
             rounding: 20,
+            row_level_ledger: false,
+            dominance: Dominance::default(),
         }
     }
 }
@@ -57,7 +66,7 @@ impl DisclosureSettings {
         if self.rounding < 1 {
             return Err("disclosure.rounding must be at least 1".into());
         }
-        Ok(())
+        self.dominance.validate()
     }
 }
 
@@ -145,9 +154,9 @@ impl DisclosureReport {
         self.result_cells.load(Ordering::Relaxed)
     }
 
-    /// Counts cells withheld after the plan ran (by the release ledger).
-    pub fn add_suppressed(&self, n: u64) {
-        self.suppressed.add(n);
+    /// Counts cells withheld after the plan ran (by the release ledger), by reason.
+    pub fn add_suppressed(&self, reason: &str, n: u64) {
+        self.suppressed.add(reason, n);
     }
 }
 

@@ -1,18 +1,14 @@
 //! The functions disclosure control adds to plans: `strata_participants(…)`, an aggregate that
 //! unions the participants of a group into a roaring bitmap (person ids as Int64 columns, or
 //! bitmaps of inner aggregates as Binary columns); its window form that returns only the
-//! cardinality; and `strata_protect(value, participants)`, which releases a cell only if its
-//! participant count is 0 or above the threshold (and rounds counts for aggregates-only
-//! principals). None of them is registered where a caller could name it.
+//! cardinality; and `strata_cell_set(lineage…)`, each result row's participants for the release
+//! ledger. None of them is registered where a caller could name it.
 
 use std::io::Cursor;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, UInt64Array,
-};
-use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt64Type};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -23,7 +19,6 @@ use roaring::RoaringTreemap;
 
 pub const PARTICIPANTS: &str = "strata_participants";
 pub const PARTICIPANT_COUNT: &str = "strata_participant_count";
-pub const PROTECT: &str = "strata_protect";
 
 /// What the aggregate returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -445,143 +440,11 @@ impl GroupsAccumulator for BitmapGroups {
     }
 }
 
-/// How a cell is released.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Protection {
-    /// Participant counts 1..=threshold are suppressed.
-    pub threshold: u64,
-    /// Counts are rounded up to a multiple of this (aggregates-only principals).
-    pub rounding: Option<u64>,
-}
-
-/// Counts the cells one query suppressed, for its report.
-#[derive(Debug, Default)]
-pub struct SuppressionCounter(AtomicU64);
-
-impl SuppressionCounter {
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
-#[derive(Debug)]
-pub struct Protect {
-    protection: Protection,
-    /// Round this cell (it is a count).
-    is_count: bool,
-    counter: Arc<SuppressionCounter>,
-    signature: Signature,
-}
-
-impl PartialEq for Protect {
-    fn eq(&self, other: &Self) -> bool {
-        self.protection == other.protection
-            && self.is_count == other.is_count
-            && Arc::ptr_eq(&self.counter, &other.counter)
-    }
-}
-
-impl Eq for Protect {}
-
-impl std::hash::Hash for Protect {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.protection.hash(state);
-        self.is_count.hash(state);
-        Arc::as_ptr(&self.counter).hash(state);
-    }
-}
-
-pub fn protect_udf(
-    protection: Protection,
-    is_count: bool,
-    counter: Arc<SuppressionCounter>,
-) -> Arc<ScalarUDF> {
-    Arc::new(ScalarUDF::new_from_impl(Protect {
-        protection,
-        is_count,
-        counter,
-        signature: Signature::new(TypeSignature::Any(2), Volatility::Volatile),
-    }))
-}
-
-impl ScalarUDFImpl for Protect {
-    fn name(&self) -> &str {
-        PROTECT
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(arg_types[0].clone())
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let (values, lineage) = (&arrays[0], &arrays[1]);
-        let counts: Vec<u64> = match lineage.data_type() {
-            DataType::Binary => {
-                let sets: &BinaryArray = lineage.as_binary::<i32>();
-                (0..sets.len())
-                    .map(|i| {
-                        if sets.is_null(i) {
-                            Ok(0)
-                        } else {
-                            deserialize(sets.value(i)).map(|s| s.len())
-                        }
-                    })
-                    .collect::<DfResult<_>>()?
-            }
-            DataType::Int64 => (0..lineage.len())
-                .map(|i| if lineage.is_null(i) { 0 } else { 1 })
-                .collect(),
-            DataType::UInt64 => {
-                let c = lineage.as_primitive::<UInt64Type>();
-                (0..c.len())
-                    .map(|i| if c.is_null(i) { 0 } else { c.value(i) })
-                    .collect()
-            }
-            other => return exec_err!("{PROTECT}: unexpected lineage type {other}"),
-        };
-        let t = self.protection.threshold;
-        let keep: BooleanArray = counts.iter().map(|&n| Some(n == 0 || n > t)).collect();
-        let suppressed = counts
-            .iter()
-            .zip(0..)
-            .filter(|(n, i)| (1..=t).contains(*n) && values.is_valid(*i))
-            .count();
-        self.counter
-            .0
-            .fetch_add(suppressed as u64, Ordering::Relaxed);
-        let kept = arrow::compute::nullif(values, &arrow::compute::not(&keep)?)?;
-        let out = match (self.is_count, self.protection.rounding) {
-            (true, Some(base)) if base > 1 => round_up(&kept, base)?,
-            _ => kept,
-        };
-        Ok(ColumnarValue::Array(out))
-    }
-}
-
-/// Counts rounded up to the next multiple of `base` (0 stays 0).
-fn round_up(values: &ArrayRef, base: u64) -> DfResult<ArrayRef> {
-    let as_i64 = arrow::compute::cast(values, &DataType::Int64)?;
-    let v = as_i64.as_primitive::<Int64Type>();
-    let b = base as i64;
-    let rounded: arrow::array::Int64Array = v
-        .iter()
-        .map(|x| x.map(|x| if x <= 0 { x } else { (x + b - 1) / b * b }))
-        .collect();
-    Ok(arrow::compute::cast(&rounded, values.data_type())?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::BinaryArray;
+    use arrow::datatypes::UInt64Type;
 
     #[test]
     fn groups_union_ids_and_bitmaps() {
@@ -609,23 +472,6 @@ mod tests {
         let out = g.evaluate(EmitTo::All).unwrap();
         let out = out.as_primitive::<UInt64Type>();
         assert_eq!(out.values().to_vec(), vec![2, 1]);
-    }
-
-    #[test]
-    fn round_up_keeps_zero() {
-        let v: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![
-            Some(0),
-            Some(1),
-            Some(20),
-            Some(21),
-            None,
-        ]));
-        let r = round_up(&v, 20).unwrap();
-        let r = r.as_primitive::<Int64Type>();
-        assert_eq!(
-            r.iter().collect::<Vec<_>>(),
-            vec![Some(0), Some(20), Some(20), Some(40), None]
-        );
     }
 }
 

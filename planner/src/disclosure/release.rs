@@ -48,6 +48,22 @@ struct History {
     withheld: Vec<RoaringTreemap>,
 }
 
+/// What becomes of a row's cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Release,
+    /// Withheld: this result's other rows would let a small group be solved.
+    Complementary,
+    /// Withheld: with what the principal was given before, a small group could be solved.
+    Differencing,
+}
+
+impl Decision {
+    pub fn released(self) -> bool {
+        self == Decision::Release
+    }
+}
+
 /// One row of a protected result.
 pub struct Row {
     /// The row's participants (`None`: nothing to protect in it).
@@ -136,10 +152,10 @@ impl ReleaseLedger {
 
     /// Decides which rows may be released to `principal` and records what was released and
     /// what was withheld.
-    pub fn decide(&self, principal: &str, rows: &[Row], threshold: u64) -> Vec<bool> {
+    pub fn decide(&self, principal: &str, rows: &[Row], threshold: u64) -> Vec<Decision> {
         let mut ledger = self.principals.lock().unwrap_or_else(|p| p.into_inner());
         let history = ledger.entry(principal.to_string()).or_default();
-        let mut release = vec![true; rows.len()];
+        let mut release = vec![Decision::Release; rows.len()];
         let mut released = std::mem::take(&mut history.released);
         let mut withheld = std::mem::take(&mut history.withheld);
         let first_withheld = withheld.len();
@@ -168,12 +184,17 @@ impl ReleaseLedger {
             }
             // Withheld before: withheld again, so that repeating a query changes nothing.
             if withheld[..first_withheld].contains(set) {
-                release[i] = false;
+                release[i] = Decision::Differencing;
                 continue;
             }
             let refs: Vec<&RoaringTreemap> = released.iter().collect();
             if derivable(set, &refs, &withheld, threshold) {
-                release[i] = false;
+                // Solvable from this result alone, or only with what was released before.
+                release[i] = if derivable(set, &refs[first_new..], &withheld, threshold) {
+                    Decision::Complementary
+                } else {
+                    Decision::Differencing
+                };
                 if !withheld.contains(set) {
                     withheld.push(set.clone());
                 }
@@ -183,8 +204,13 @@ impl ReleaseLedger {
         }
         // A later withholding can make an earlier release of this result solvable (a cell alone
         // with a withheld one in its line): revoke such releases until nothing changes.
-        // Smallest first, so that a line gives up its smallest cells before its margin.
+        // Smallest first, so that a line gives up its smallest cells before its margin. With
+        // nothing withheld in this result every relation was checked as its rows came in.
+        let withholds = withheld.len() > first_withheld;
         loop {
+            if !withholds {
+                break;
+            }
             let mut newest: Vec<usize> = (first_new..released.len()).collect();
             newest.sort_by(|&a, &b| {
                 let (sa, sb) = (&released[a], &released[b]);
@@ -210,7 +236,7 @@ impl ReleaseLedger {
             let set = released.remove(k);
             for (i, row) in rows.iter().enumerate() {
                 if row.set.as_ref() == Some(&set) {
-                    release[i] = false;
+                    release[i] = Decision::Complementary;
                 }
             }
             withheld.push(set);
@@ -442,6 +468,51 @@ fn exposes(
     n > 0 && withheld.iter().any(|w| w.len() == n && *w == rest)
 }
 
+/// `set` with a released set and their union released too (either as `set` or as the other
+/// two), where the intersection or one side's rest is 1..=T participants.
+fn overlap_exposes(set: &RoaringTreemap, released: &[&RoaringTreemap], threshold: u64) -> bool {
+    let overlapping = |a: &RoaringTreemap, b: &RoaringTreemap| {
+        a.min() <= b.max() && b.min() <= a.max() && !a.is_disjoint(b)
+    };
+    let reveals = |a: &RoaringTreemap, b: &RoaringTreemap, union_len: u64| {
+        let both = a.len() + b.len() - union_len;
+        small(both, threshold)
+            || small(union_len - a.len(), threshold)
+            || small(union_len - b.len(), threshold)
+    };
+    let n = set.len();
+    // `set` as one side: its union with a released set is released.
+    for a in released.iter().filter(|a| overlapping(set, a)) {
+        if a.is_subset(set) || set.is_subset(a) {
+            continue;
+        }
+        let union = set | *a;
+        let u = union.len();
+        if released.iter().any(|r| r.len() == u && **r == union) && reveals(set, a, u) {
+            return true;
+        }
+    }
+    // `set` as the union of two released sets inside it.
+    let inside: Vec<&RoaringTreemap> = released
+        .iter()
+        .copied()
+        .filter(|r| r.len() < n && r.min() >= set.min() && r.max() <= set.max())
+        .filter(|r| r.is_subset(set))
+        .collect();
+    for (i, a) in inside.iter().enumerate() {
+        for b in &inside[i + 1..] {
+            if a.len() + b.len() >= n
+                && !a.is_disjoint(b)
+                && (*a | *b).len() == n
+                && reveals(a, b, n)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 fn derivable(
     set: &RoaringTreemap,
     released: &[&RoaringTreemap],
@@ -449,11 +520,22 @@ fn derivable(
     threshold: u64,
 ) -> bool {
     let n = set.len();
-    // A released set 1..=T away (either direction).
-    if released
-        .iter()
-        .any(|r| r.len().abs_diff(n) <= threshold && small((set ^ *r).len(), threshold))
-    {
+    // A released set that contains it, or that it contains, with 1..=T participants more:
+    // the difference of the two counts is that small group. Two overlapping sets that merely
+    // differ by a few participants reveal nothing by subtraction.
+    if released.iter().any(|r| {
+        small(r.len().abs_diff(n), threshold)
+            && if r.len() < n {
+                r.is_subset(set)
+            } else {
+                set.is_subset(r)
+            }
+    }) {
+        return true;
+    }
+    // Two overlapping sets and their union: |A| + |B| - |A ∪ B| is their intersection, and
+    // |A ∪ B| - |B| the part of A outside B.
+    if overlap_exposes(set, released, threshold) {
         return true;
     }
     // As a total, against its released parts.
@@ -496,7 +578,7 @@ mod tests {
                 offered: false,
             },
         ];
-        let d = ledger.decide("p", &rows, 20);
+        let d = released(ledger.decide("p", &rows, 20));
         // Total and the larger part go; the last part would leave 15 uncovered: withheld.
         assert_eq!(d[..3], [true, true, false]);
     }
@@ -504,18 +586,30 @@ mod tests {
     #[test]
     fn differencing_across_queries() {
         let ledger = ReleaseLedger::default();
-        assert_eq!(ledger.decide("p", &[offered(set(0..1000))], 20), vec![true]);
+        assert_eq!(
+            released(ledger.decide("p", &[offered(set(0..1000))], 20)),
+            vec![true]
+        );
         // Same total minus 3 participants: refused.
         assert_eq!(
-            ledger.decide("p", &[offered(set(3..1000))], 20),
+            released(ledger.decide("p", &[offered(set(3..1000))], 20)),
             vec![false]
         );
         // Same set again: released again (deterministic).
-        assert_eq!(ledger.decide("p", &[offered(set(0..1000))], 20), vec![true]);
+        assert_eq!(
+            released(ledger.decide("p", &[offered(set(0..1000))], 20)),
+            vec![true]
+        );
         // Another principal has its own history.
-        assert_eq!(ledger.decide("q", &[offered(set(3..1000))], 20), vec![true]);
+        assert_eq!(
+            released(ledger.decide("q", &[offered(set(3..1000))], 20)),
+            vec![true]
+        );
         // Far enough away: fine.
-        assert_eq!(ledger.decide("p", &[offered(set(0..500))], 20), vec![true]);
+        assert_eq!(
+            released(ledger.decide("p", &[offered(set(0..500))], 20)),
+            vec![true]
+        );
     }
 
     #[test]
@@ -523,8 +617,8 @@ mod tests {
         let sets = [set(0..100), set(0..60), set(60..90)];
         let rows: Vec<Row> = sets.iter().cloned().map(offered).collect();
         let reversed: Vec<Row> = sets.iter().rev().cloned().map(offered).collect();
-        let a = ReleaseLedger::default().decide("p", &rows, 20);
-        let mut b = ReleaseLedger::default().decide("p", &reversed, 20);
+        let a = released(ReleaseLedger::default().decide("p", &rows, 20));
+        let mut b = released(ReleaseLedger::default().decide("p", &reversed, 20));
         b.reverse();
         assert_eq!(a, b);
     }
@@ -540,7 +634,7 @@ mod tests {
             offered(set(0..66)),
             offered(set(0..40)),
         ];
-        let d = ReleaseLedger::default().decide("p", &rows, 20);
+        let d = released(ReleaseLedger::default().decide("p", &rows, 20));
         assert_eq!(d, vec![true, false, true, true]);
     }
 
@@ -581,7 +675,7 @@ mod tests {
             rows.push(offered(col));
         }
         rows.push(offered(grand));
-        let d = ReleaseLedger::default().decide("p", &rows, 20);
+        let d = released(ReleaseLedger::default().decide("p", &rows, 20));
         // Some released inner cell was withheld in addition to break the bridge.
         let extra = rows
             .iter()
@@ -604,7 +698,7 @@ mod tests {
                 offered: false,
             },
         ];
-        let d = ReleaseLedger::default().decide("p", &rows, 20);
+        let d = released(ReleaseLedger::default().decide("p", &rows, 20));
         assert_eq!(d[..4], [true, true, false, false]);
     }
 
@@ -615,14 +709,21 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         {
             let ledger = ReleaseLedger::open(&path).unwrap();
-            assert_eq!(ledger.decide("p", &[offered(set(0..1000))], 20), vec![true]);
+            assert_eq!(
+                released(ledger.decide("p", &[offered(set(0..1000))], 20)),
+                vec![true]
+            );
         }
         let reopened = ReleaseLedger::open(&path).unwrap();
         assert_eq!(
-            reopened.decide("p", &[offered(set(5..1000))], 20),
+            released(reopened.decide("p", &[offered(set(5..1000))], 20)),
             vec![false]
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn released(d: Vec<Decision>) -> Vec<bool> {
+        d.into_iter().map(Decision::released).collect()
     }
 
     fn offered(set: RoaringTreemap) -> Row {
@@ -651,7 +752,7 @@ mod tests {
                 offered: i != 8,
             })
             .collect();
-        let d = ReleaseLedger::default().decide("p", &rows, 20);
+        let d = released(ReleaseLedger::default().decide("p", &rows, 20));
         let shown = |i: usize| i != 8 && d[i];
         assert!(shown(0), "the grand total goes out");
         // Lines: (total, parts) by index.

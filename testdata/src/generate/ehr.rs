@@ -878,6 +878,9 @@ pub fn draw_health(
             CYSTIC_FIBROSIS => {
                 plan(rng, 1.0, DORNASE_RX, 0, None);
             }
+            ANGIODYSPLASIA_OF_STOMACH => {
+                plan(rng, 1.0, OMEPRAZOLE_RX, 0, None);
+            }
             _ => {}
         }
         chronic.plans = plans;

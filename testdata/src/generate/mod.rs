@@ -48,6 +48,12 @@
 //! homozygotes (seen in `genotype` when they are among the sequenced) and the only users of
 //! dornase alfa (ingredient 1125443).
 //!
+//! # Planted dominant contributors
+//! Every angiodysplasia participant is prescribed omeprazole (923645); the two of them with the
+//! smallest `person_id` get `quantity` 50,000 on each omeprazole row (everyone else's quantity
+//! is the days supply), so that `SUM(quantity)` over a group holding them is dominated (the
+//! (n, k) rule) however many participants it has.
+//!
 //! # Scale
 //! Participants are generated in chunks of [`CHUNK_PERSONS`] on all cores (each participant
 //! from its own random streams keyed by seed and `person_id`), and written in order, one thread
@@ -146,9 +152,11 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateSummary> {
     };
 
     let planted = people::planted_participants(opts.seed, opts.persons);
+    let dominant = people::dominant_contributors(&planted);
     let ctx = participant::Context {
         seed: opts.seed,
         planted: &planted,
+        dominant: &dominant,
     };
     let (finished, genomics_input) = write_participants(&writer, &ctx, opts, &progress)?;
     for done in finished {

@@ -21,6 +21,8 @@ use super::vocabulary::id::*;
 pub struct Context<'a> {
     pub seed: u64,
     pub planted: &'a BTreeMap<i64, Vec<usize>>,
+    /// Planted dominant contributors (see `people::dominant_contributors`).
+    pub dominant: &'a std::collections::BTreeSet<i64>,
 }
 
 /// The output of a chunk of participants.
@@ -77,6 +79,15 @@ fn participant(
         Some(w) => ehr::simulate(&mut rng, &d, &traits, &health, w),
         None => Rows::default(),
     };
+    if ctx.dominant.contains(&pid) {
+        for r in rows
+            .drugs
+            .iter_mut()
+            .filter(|r| r.drug.concept == OMEPRAZOLE)
+        {
+            r.drug.quantity = super::people::DOMINANT_QUANTITY;
+        }
+    }
     let physiology = Physiology {
         d: &d,
         t: &traits,

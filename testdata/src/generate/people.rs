@@ -290,6 +290,28 @@ pub const PLANTED: &[PlantedGroup] = &[
     },
 ];
 
+/// The omeprazole quantity of each prescription of the planted dominant contributors.
+pub const DOMINANT_QUANTITY: f64 = 50_000.0;
+
+/// Planted dominant contributors: the two angiodysplasia participants with the smallest ids
+/// (they are all prescribed omeprazole) get omeprazole quantities far above anyone else's, so
+/// that magnitude cells over them (`SUM(quantity)`) are dominated although they hold 40
+/// participants.
+pub fn dominant_contributors(
+    planted: &BTreeMap<i64, Vec<usize>>,
+) -> std::collections::BTreeSet<i64> {
+    planted
+        .iter()
+        .filter(|(_, groups)| {
+            groups
+                .iter()
+                .any(|&g| PLANTED[g].concept_id == id::ANGIODYSPLASIA_OF_STOMACH)
+        })
+        .map(|(&pid, _)| pid)
+        .take(2)
+        .collect()
+}
+
 /// Planted participants are alive, have EHR data and are under 80 at the cutoff, so that every
 /// view of the data (registered-tier age limits, date shifting) keeps all of them.
 pub fn plantable(d: &Demographics) -> bool {

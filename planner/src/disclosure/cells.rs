@@ -1,0 +1,574 @@
+//! What decides a statistical cell's fate, as functions the lineage rewrite adds to plans:
+//! `strata_cell_check(participants [, dominated])` gives each cell a reason code (0: releasable),
+//! `strata_protect(value, code)` replaces an aggregates-only principal's cell by its protected
+//! form where it is computed, `strata_mask(value, code…)` suppresses a result cell at the output
+//! and counts it by reason, and `strata_dominance(value, lineage…)` applies the (n, k) and p %
+//! rules to a magnitude cell. None of them is registered where a caller could name it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array};
+use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, UInt64Type};
+use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+use serde::Deserialize;
+
+use super::participants::deserialize;
+
+/// Why a cell is suppressed: bits of a cell's reason code (0: it may be released).
+pub mod reason {
+    /// Its own participant count is 1..=T.
+    pub const THRESHOLD: u8 = 1;
+    /// A few participants dominate its magnitude.
+    pub const DOMINANCE: u8 = 2;
+    /// Computed over suppressed cells (a window total over a line with a suppressed cell).
+    pub const COMPLEMENTARY: u8 = 4;
+}
+
+/// How much protection a principal gets (DESIGN.md, "Disclosure control").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Level {
+    /// Registered or controlled tier, egress `rows`: everything inside a query is exact, the
+    /// result's statistical cells are checked.
+    RowLevel,
+    /// Public tier or egress `aggregates`: every use of a statistical cell sees its protected
+    /// value; counts are rounded; released sets are remembered across queries.
+    AggregatesOnly,
+}
+
+/// `[disclosure.dominance]`: the (n, k) rule and the p % rule for magnitude cells.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dominance {
+    /// The largest `n` contributions …
+    pub n: usize,
+    /// … may not exceed `k` percent of the cell's total.
+    pub k: f64,
+    /// The total less the two largest contributions must be more than `p` percent of the
+    /// largest (else the second largest contributor can estimate the largest within p %).
+    pub p: f64,
+}
+
+impl Default for Dominance {
+    fn default() -> Self {
+        // ACRO's and the statistical agencies' defaults.
+        Dominance {
+            n: 2,
+            k: 90.0,
+            p: 10.0,
+        }
+    }
+}
+
+impl Dominance {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.n < 1 {
+            return Err("disclosure.dominance.n must be at least 1".into());
+        }
+        if !(0.0..=100.0).contains(&self.k) || !(0.0..=100.0).contains(&self.p) {
+            return Err("disclosure.dominance.k and .p are percentages (0 to 100)".into());
+        }
+        Ok(())
+    }
+
+    /// Whether contributions (one per contributor, any order) are dominated.
+    pub fn dominated(&self, contributions: &mut [f64]) -> bool {
+        for c in contributions.iter_mut() {
+            *c = c.abs();
+        }
+        contributions.sort_by(|a, b| b.total_cmp(a));
+        let total: f64 = contributions.iter().sum();
+        if total <= 0.0 {
+            return false;
+        }
+        let top_n: f64 = contributions.iter().take(self.n).sum();
+        if top_n > self.k / 100.0 * total {
+            return true;
+        }
+        let largest = contributions[0];
+        let second = contributions.get(1).copied().unwrap_or(0.0);
+        total - largest - second < self.p / 100.0 * largest
+    }
+}
+
+impl PartialEq for Dominance {
+    fn eq(&self, other: &Self) -> bool {
+        self.n == other.n
+            && self.k.to_bits() == other.k.to_bits()
+            && self.p.to_bits() == other.p.to_bits()
+    }
+}
+
+impl Eq for Dominance {}
+
+impl std::hash::Hash for Dominance {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.n.hash(state);
+        self.k.to_bits().hash(state);
+        self.p.to_bits().hash(state);
+    }
+}
+
+/// How a principal's cells are released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Protection {
+    /// Participant counts 1..=threshold are suppressed.
+    pub threshold: u64,
+    /// Counts are rounded up to a multiple of this (aggregates-only principals).
+    pub rounding: Option<u64>,
+    pub level: Level,
+    pub dominance: Dominance,
+}
+
+/// Cells of one result suppressed, by reason.
+#[derive(Debug, Default)]
+pub struct SuppressionCounter {
+    threshold: AtomicU64,
+    dominance: AtomicU64,
+    complementary: AtomicU64,
+    differencing: AtomicU64,
+}
+
+/// The reasons a report names, as they appear in the schema metadata and the audit record.
+pub const REASONS: [&str; 4] = ["threshold", "complementary", "dominance", "differencing"];
+
+impl SuppressionCounter {
+    pub fn get(&self) -> u64 {
+        REASONS.iter().map(|r| self.of(r)).sum()
+    }
+
+    pub fn of(&self, reason: &str) -> u64 {
+        self.slot(reason)
+            .map_or(0, |slot| slot.load(Ordering::Relaxed))
+    }
+
+    pub fn add(&self, reason: &str, n: u64) {
+        if let Some(slot) = self.slot(reason) {
+            slot.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn slot(&self, reason: &str) -> Option<&AtomicU64> {
+        Some(match reason {
+            "threshold" => &self.threshold,
+            "dominance" => &self.dominance,
+            "complementary" => &self.complementary,
+            "differencing" => &self.differencing,
+            _ => return None,
+        })
+    }
+
+    /// Counts one cell suppressed for `code` (its first reason).
+    fn count_code(&self, code: u8) {
+        let slot = if code & reason::THRESHOLD != 0 {
+            &self.threshold
+        } else if code & reason::DOMINANCE != 0 {
+            &self.dominance
+        } else {
+            &self.complementary
+        };
+        slot.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn udf(imp: impl ScalarUDFImpl + 'static) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(imp))
+}
+
+/// `strata_cell_check(participants [, dominated])`: the cell's reason code.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CellCheck {
+    threshold: u64,
+    signature: Signature,
+}
+
+pub fn cell_check_udf(threshold: u64) -> Arc<ScalarUDF> {
+    udf(CellCheck {
+        threshold,
+        signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
+    })
+}
+
+/// Participant counts of a lineage column: a bitmap's cardinality, a count, or one per id.
+fn participant_counts(lineage: &ArrayRef) -> DfResult<Vec<u64>> {
+    Ok(match lineage.data_type() {
+        DataType::Binary => {
+            let sets = lineage.as_binary::<i32>();
+            (0..sets.len())
+                .map(|i| {
+                    if sets.is_null(i) {
+                        Ok(0)
+                    } else {
+                        deserialize(sets.value(i)).map(|s| s.len())
+                    }
+                })
+                .collect::<DfResult<_>>()?
+        }
+        DataType::UInt64 => {
+            let c = lineage.as_primitive::<UInt64Type>();
+            (0..c.len())
+                .map(|i| if c.is_null(i) { 0 } else { c.value(i) })
+                .collect()
+        }
+        DataType::Int64 => (0..lineage.len())
+            .map(|i| u64::from(lineage.is_valid(i)))
+            .collect(),
+        other => return exec_err!("strata_cell_check: unexpected lineage type {other}"),
+    })
+}
+
+impl ScalarUDFImpl for CellCheck {
+    fn name(&self) -> &str {
+        "strata_cell_check"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::UInt8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let counts = participant_counts(&arrays[0])?;
+        let dominated = arrays.get(1).map(|a| a.as_boolean().clone());
+        let t = self.threshold;
+        let codes: UInt8Array = counts
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let mut code = 0;
+                if (1..=t).contains(&n) {
+                    code |= reason::THRESHOLD;
+                }
+                if dominated
+                    .as_ref()
+                    .is_some_and(|d| d.is_valid(i) && d.value(i))
+                {
+                    code |= reason::DOMINANCE;
+                }
+                Some(code)
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(codes)))
+    }
+}
+
+/// Codes of several columns OR-ed row by row (NULL counts as 0).
+fn combined_codes(codes: &[ArrayRef], rows: usize) -> DfResult<Vec<u8>> {
+    let mut out = vec![0u8; rows];
+    for c in codes {
+        let c = arrow::compute::cast(c, &DataType::UInt8)?;
+        let c = c.as_primitive::<arrow::datatypes::UInt8Type>();
+        for (i, o) in out.iter_mut().enumerate() {
+            if c.is_valid(i) {
+                *o |= c.value(i);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `strata_protect(value, code)`: an aggregates-only principal's cell as every later use sees
+/// it: NULL unless releasable, counts rounded up.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Protect {
+    /// Round this cell (it is a count).
+    rounding: Option<u64>,
+    signature: Signature,
+}
+
+pub fn protect_udf(protection: Protection, is_count: bool) -> Arc<ScalarUDF> {
+    udf(Protect {
+        rounding: protection.rounding.filter(|&b| is_count && b > 1),
+        signature: Signature::new(TypeSignature::Any(2), Volatility::Immutable),
+    })
+}
+
+impl ScalarUDFImpl for Protect {
+    fn name(&self) -> &str {
+        "strata_protect"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let codes = combined_codes(&arrays[1..], rows)?;
+        let withhold: BooleanArray = codes.iter().map(|&c| Some(c != 0)).collect();
+        let kept = arrow::compute::nullif(&arrays[0], &withhold)?;
+        Ok(ColumnarValue::Array(match self.rounding {
+            Some(base) => round_up(&kept, base)?,
+            None => kept,
+        }))
+    }
+}
+
+/// Counts rounded up to the next multiple of `base` (0 stays 0).
+fn round_up(values: &ArrayRef, base: u64) -> DfResult<ArrayRef> {
+    let as_i64 = arrow::compute::cast(values, &DataType::Int64)?;
+    let v = as_i64.as_primitive::<Int64Type>();
+    let b = base as i64;
+    let rounded: arrow::array::Int64Array = v
+        .iter()
+        .map(|x| x.map(|x| if x <= 0 { x } else { (x + b - 1) / b * b }))
+        .collect();
+    Ok(arrow::compute::cast(&rounded, values.data_type())?)
+}
+
+/// `strata_mask(value, code…)`: a result cell, NULL where any of its codes is set; counts the
+/// suppressed cells of the result by reason.
+#[derive(Debug)]
+struct Mask {
+    counter: Arc<SuppressionCounter>,
+    signature: Signature,
+}
+
+impl PartialEq for Mask {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.counter, &other.counter)
+    }
+}
+
+impl Eq for Mask {}
+
+impl std::hash::Hash for Mask {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.counter).hash(state);
+    }
+}
+
+pub fn mask_udf(counter: Arc<SuppressionCounter>) -> Arc<ScalarUDF> {
+    udf(Mask {
+        counter,
+        // Volatile: evaluated once per result row, never folded or shared.
+        signature: Signature::new(TypeSignature::VariadicAny, Volatility::Volatile),
+    })
+}
+
+impl ScalarUDFImpl for Mask {
+    fn name(&self) -> &str {
+        "strata_mask"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let codes = combined_codes(&arrays[1..], rows)?;
+        for &c in codes.iter().filter(|&&c| c != 0) {
+            self.counter.count_code(c);
+        }
+        let withhold: BooleanArray = codes.iter().map(|&c| Some(c != 0)).collect();
+        Ok(ColumnarValue::Array(arrow::compute::nullif(
+            &arrays[0], &withhold,
+        )?))
+    }
+}
+
+/// `strata_dominance(value, lineage…)`: whether a magnitude cell is dominated. Contributions
+/// are summed per contributor: the participant of a row (its first person id), or, for a row
+/// that is itself a group of participants (an inner aggregate), that group.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DominanceUdaf {
+    rule: Dominance,
+    signature: Signature,
+}
+
+pub fn dominance_udaf(rule: Dominance) -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(DominanceUdaf {
+        rule,
+        signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
+    }))
+}
+
+impl AggregateUDFImpl for DominanceUdaf {
+    fn name(&self) -> &str {
+        "strata_dominance"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn is_nullable(&self) -> bool {
+        false
+    }
+
+    fn state_fields(&self, _args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            "contributions",
+            DataType::Binary,
+            false,
+        ))])
+    }
+
+    fn accumulator(&self, _acc_args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        Ok(Box::new(Contributions {
+            rule: self.rule,
+            by: HashMap::new(),
+        }))
+    }
+
+    fn default_value(&self, _data_type: &DataType) -> DfResult<ScalarValue> {
+        Ok(ScalarValue::Boolean(Some(false)))
+    }
+}
+
+#[derive(Debug)]
+struct Contributions {
+    rule: Dominance,
+    by: HashMap<u64, f64>,
+}
+
+/// Keys of contributors that are groups, apart from person ids.
+const GROUP_KEY: u64 = 1 << 63;
+
+impl Contributions {
+    /// The contributor of each row (`None`: the row has no lineage).
+    fn contributors(lineage: &[ArrayRef], rows: usize) -> DfResult<Vec<Option<u64>>> {
+        use std::hash::{Hash, Hasher};
+        let mut out = vec![None; rows];
+        for array in lineage {
+            match array.data_type() {
+                DataType::Int64 => {
+                    let ids = array.as_primitive::<Int64Type>();
+                    for (i, o) in out.iter_mut().enumerate() {
+                        if o.is_none() && ids.is_valid(i) {
+                            *o = Some(ids.value(i) as u64 & !GROUP_KEY);
+                        }
+                    }
+                }
+                DataType::Binary => {
+                    let sets = array.as_binary::<i32>();
+                    for (i, o) in out.iter_mut().enumerate() {
+                        if o.is_none() && sets.is_valid(i) {
+                            let mut h = std::collections::hash_map::DefaultHasher::new();
+                            sets.value(i).hash(&mut h);
+                            *o = Some(h.finish() | GROUP_KEY);
+                        }
+                    }
+                }
+                // Everyone on the other side of an anti join: not a contributor of the value.
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Accumulator for Contributions {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        let rows = values[0].len();
+        let v = arrow::compute::cast(&values[0], &DataType::Float64)?;
+        let v = v.as_primitive::<Float64Type>();
+        let who = Self::contributors(&values[1..], rows)?;
+        for (i, w) in who.into_iter().enumerate() {
+            if let Some(w) = w
+                && v.is_valid(i)
+            {
+                *self.by.entry(w).or_insert(0.0) += v.value(i);
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        let mut c: Vec<f64> = self.by.values().copied().collect();
+        Ok(ScalarValue::Boolean(Some(
+            !c.is_empty() && self.rule.dominated(&mut c),
+        )))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.by.capacity() * 24
+    }
+
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        let mut bytes = Vec::with_capacity(self.by.len() * 16);
+        for (k, v) in &self.by {
+            bytes.extend_from_slice(&k.to_le_bytes());
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        Ok(vec![ScalarValue::Binary(Some(bytes))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        let states = states[0].as_binary::<i32>();
+        for i in 0..states.len() {
+            if states.is_null(i) {
+                continue;
+            }
+            for pair in states.value(i).chunks_exact(16) {
+                let k = u64::from_le_bytes(pair[..8].try_into().expect("8 bytes"));
+                let v = f64::from_le_bytes(pair[8..].try_into().expect("8 bytes"));
+                *self.by.entry(k).or_insert(0.0) += v;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_up_keeps_zero() {
+        let v: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![
+            Some(0),
+            Some(1),
+            Some(20),
+            Some(21),
+            None,
+        ]));
+        let r = round_up(&v, 20).unwrap();
+        let r = r.as_primitive::<Int64Type>();
+        assert_eq!(
+            r.iter().collect::<Vec<_>>(),
+            vec![Some(0), Some(20), Some(20), Some(40), None]
+        );
+    }
+
+    #[test]
+    fn dominance_rules() {
+        let rule = Dominance::default();
+        // Two contributors hold 95 % of the total: (n, k) rule.
+        assert!(rule.dominated(&mut [50.0, 45.0, 1.0, 1.0, 1.0, 1.0, 1.0]));
+        // Evenly spread: neither rule.
+        assert!(!rule.dominated(&mut [10.0; 30]));
+        // With k = 90, p = 10 never decides alone (a rest under 10 % of the largest is under
+        // 10 % of the total); with k = 99 it does: the rest is 5 % of the largest.
+        let p_only = Dominance { k: 99.0, ..rule };
+        assert!(!Dominance { p: 0.0, ..p_only }.dominated(&mut [100.0, 10.0, 1.0, 2.0, 2.0]));
+        assert!(p_only.dominated(&mut [100.0, 10.0, 1.0, 2.0, 2.0]));
+        // The rest is 20 % of the largest: safe by p %, and the top two are 70 %.
+        assert!(!rule.dominated(&mut [50.0, 20.0, 5.0, 5.0, 5.0, 5.0]));
+    }
+}
