@@ -89,6 +89,25 @@ EOF
     echo "$want" > "$STAMP"
 }
 
+# ACRO (the disclosure-control oracle of tests/test_dominance.py) pins pandas < 3: its own venv.
+ACRO_VENV="$REPO/.venv-acro"
+ACRO_REQS="$REPO/tests/requirements-acro.txt"
+setup_acro_venv() {
+    if [ ! -x "$ACRO_VENV/bin/python" ] || ! "$ACRO_VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        rm -rf "$ACRO_VENV"
+        "$PYTHON" -m venv "$ACRO_VENV"
+    fi
+    local want stamp="$ACRO_VENV/.requirements.sha256"
+    want="$({ cat "$ACRO_REQS"; "$ACRO_VENV/bin/python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        echo "ACRO requirements unchanged, skipping pip install"
+        return 0
+    fi
+    rm -f "$stamp"
+    "$ACRO_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ACRO_REQS"
+    echo "$want" > "$stamp"
+}
+
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d "$HOME/.cache/strata-target" ]; then
     export CARGO_TARGET_DIR="$HOME/.cache/strata-target"
 fi
@@ -111,6 +130,7 @@ run_pytest() {
         return 1
     fi
     export STRATA_BIN="$bin"
+    export STRATA_ACRO_PYTHON="$ACRO_VENV/bin/python"
     echo "STRATA_BIN=$STRATA_BIN"
     local rc=0
     mkdir -p "$REPO/.test-work"
@@ -127,6 +147,7 @@ echo "repo: $REPO"
 echo "CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}"
 
 step "python venv + requirements" setup_venv
+step "ACRO venv" setup_acro_venv
 step "cargo build --workspace --bins" cargo build --workspace --bins
 step "cargo test --workspace" cargo test --workspace
 step "pytest tests/" run_pytest "$@"

@@ -24,7 +24,7 @@ use strata_engine::cache::CacheSnapshot;
 use strata_engine::table::ScanRecorder;
 use strata_planner::disclosure::{
     self, DisclosurePlanner, DisclosureReport, DisclosureSettings, Level, Protection,
-    release::{Decision, ReleaseLedger},
+    release::{Decision, ReleaseLedger, Rules},
 };
 use strata_planner::principal::{Egress, Principal};
 use strata_planner::registered::{self, RegisteredPolicy, shift_bounds::ShiftBounds};
@@ -356,11 +356,11 @@ impl Executor {
             // (aggregate) results are computed whole before the first batch leaves.
             // Row-level principals' results are checked alone (a principal who can read the rows
             // gains nothing by differencing two results), unless the operator asks otherwise.
-            let ledger = match p.level {
+            let (ledger, rules) = match p.level {
                 Level::RowLevel if !self.disclosure.row_level_ledger => {
-                    Arc::new(ReleaseLedger::default())
+                    (Arc::new(ReleaseLedger::default()), Rules::Cells)
                 }
-                _ => self.ledger.clone(),
+                _ => (self.ledger.clone(), Rules::Groups),
             };
             stream = buffered_with_report(
                 stream,
@@ -368,6 +368,7 @@ impl Executor {
                 &report,
                 self.egress.max_bytes,
                 &ledger,
+                rules,
                 &principal.key(),
             )
             .await?;
@@ -407,6 +408,7 @@ async fn buffered_with_report(
     report: &DisclosureReport,
     max_bytes: u64,
     ledger: &ReleaseLedger,
+    rules: Rules,
     principal: &str,
 ) -> Result<SendableRecordBatchStream, PlannerError> {
     use futures::StreamExt;
@@ -428,7 +430,14 @@ async fn buffered_with_report(
         let whole = arrow::compute::concat_batches(&schema, &batches)
             .map_err(|e| PlannerError::Internal(e.to_string()))?;
         report.set_result_cells((whole.num_rows() * cells.len()) as u64);
-        let released = release(whole, &cells, protection, ledger, principal, report)?;
+        let released = release(
+            whole,
+            &cells,
+            protection,
+            (ledger, rules),
+            principal,
+            report,
+        )?;
         batches = vec![released];
     }
     let base = batches
@@ -474,7 +483,7 @@ fn release(
     batch: RecordBatch,
     cells: &[usize],
     protection: Protection,
-    ledger: &ReleaseLedger,
+    (ledger, rules): (&ReleaseLedger, Rules),
     principal: &str,
     report: &DisclosureReport,
 ) -> Result<RecordBatch, PlannerError> {
@@ -496,7 +505,7 @@ fn release(
             Ok(disclosure::release::Row { set, offered })
         })
         .collect::<Result<_, PlannerError>>()?;
-    let decisions = ledger.decide(principal, &rows, protection.threshold);
+    let decisions = ledger.decide(principal, &rows, protection.threshold, rules);
     let withhold: BooleanArray = decisions.iter().map(|d| Some(!d.released())).collect();
     let mut columns = Vec::with_capacity(last);
     for (i, column) in batch.columns()[..last].iter().enumerate() {

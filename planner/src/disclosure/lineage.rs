@@ -27,7 +27,7 @@ use datafusion::functions_aggregate::bit_and_or_xor::bit_or_udaf;
 use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction, WindowFunctionParams};
 use datafusion::logical_expr::{
     Aggregate, Expr, ExprSchemable, JoinType, LogicalPlan, Projection, TableScan, Window,
-    WindowFrame, WindowFunctionDefinition, cast, lit, when,
+    WindowFrame, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition, cast, lit, when,
 };
 
 use crate::cohort::boundary::{CohortBoundary, PERSON};
@@ -1101,8 +1101,8 @@ impl<'a> Rewriter<'a> {
                 );
                 count = Some(name);
             }
-            // A window over cells is computed from them: over its frame for an aggregate,
-            // over the whole partition for ROW_NUMBER, LAG and the like.
+            // A window over cells is computed from them: over its frame for an aggregate, from
+            // the row it reads for LAG and the like, over the whole partition for a rank.
             let mut inherited = Vec::new();
             let read = if self.aggregates_only() {
                 // Over protected values: nothing to inherit.
@@ -1112,31 +1112,58 @@ impl<'a> Rewriter<'a> {
             };
             for code in read {
                 let name = self.hidden(Kind::Code).name;
-                let params = if is_aggregate {
-                    WindowFunctionParams {
-                        args: vec![col(&code)],
-                        distinct: false,
-                        filter: None,
-                        null_treatment: None,
-                        ..wf.params.clone()
+                let value_of_another_row = matches!(
+                    wf.fun.name(),
+                    "lag" | "lead" | "first_value" | "last_value" | "nth_value"
+                );
+                let (fun, params) = if value_of_another_row {
+                    // The code of the row whose value it returns: the same function over the
+                    // code column (a default value is releasable: code 0).
+                    let mut args = wf.params.args.clone();
+                    args[0] = col(&code);
+                    if matches!(wf.fun.name(), "lag" | "lead") && args.len() > 2 {
+                        args[2] = lit(0u8);
                     }
+                    (
+                        wf.fun.clone(),
+                        WindowFunctionParams {
+                            args,
+                            ..wf.params.clone()
+                        },
+                    )
+                } else if is_aggregate {
+                    (
+                        WindowFunctionDefinition::AggregateUDF(bit_or_udaf()),
+                        WindowFunctionParams {
+                            args: vec![col(&code)],
+                            distinct: false,
+                            filter: None,
+                            null_treatment: None,
+                            ..wf.params.clone()
+                        },
+                    )
                 } else {
-                    WindowFunctionParams {
-                        args: vec![col(&code)],
-                        partition_by: wf.params.partition_by.clone(),
-                        order_by: vec![],
-                        window_frame: WindowFrame::new(None),
-                        filter: None,
-                        null_treatment: None,
-                        distinct: false,
-                    }
+                    // The whole partition, under the same sort keys (a Window node's
+                    // expressions share them).
+                    (
+                        WindowFunctionDefinition::AggregateUDF(bit_or_udaf()),
+                        WindowFunctionParams {
+                            args: vec![col(&code)],
+                            partition_by: wf.params.partition_by.clone(),
+                            order_by: wf.params.order_by.clone(),
+                            window_frame: WindowFrame::new_bounds(
+                                WindowFrameUnits::Rows,
+                                WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+                                WindowFrameBound::Following(ScalarValue::UInt64(None)),
+                            ),
+                            filter: None,
+                            null_treatment: None,
+                            distinct: false,
+                        },
+                    )
                 };
                 exprs.push(
-                    Expr::WindowFunction(Box::new(WindowFunction {
-                        fun: WindowFunctionDefinition::AggregateUDF(bit_or_udaf()),
-                        params,
-                    }))
-                    .alias(&name),
+                    Expr::WindowFunction(Box::new(WindowFunction { fun, params })).alias(&name),
                 );
                 inherited.push(name);
             }

@@ -48,6 +48,17 @@ struct History {
     withheld: Vec<RoaringTreemap>,
 }
 
+/// What a release must prevent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rules {
+    /// Row-level principals: no suppressed cell of the result can be solved from its released
+    /// cells (the principal may read the rows; other small groups are not cells).
+    Cells,
+    /// Aggregates-only principals: no group of 1..=T participants can be derived from what was
+    /// released, in this result or before.
+    Groups,
+}
+
 /// What becomes of a row's cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -152,7 +163,13 @@ impl ReleaseLedger {
 
     /// Decides which rows may be released to `principal` and records what was released and
     /// what was withheld.
-    pub fn decide(&self, principal: &str, rows: &[Row], threshold: u64) -> Vec<Decision> {
+    pub fn decide(
+        &self,
+        principal: &str,
+        rows: &[Row],
+        threshold: u64,
+        rules: Rules,
+    ) -> Vec<Decision> {
         let mut ledger = self.principals.lock().unwrap_or_else(|p| p.into_inner());
         let history = ledger.entry(principal.to_string()).or_default();
         let mut release = vec![Decision::Release; rows.len()];
@@ -188,9 +205,9 @@ impl ReleaseLedger {
                 continue;
             }
             let refs: Vec<&RoaringTreemap> = released.iter().collect();
-            if derivable(set, &refs, &withheld, threshold) {
+            if derivable(set, &refs, &withheld, threshold, rules) {
                 // Solvable from this result alone, or only with what was released before.
-                release[i] = if derivable(set, &refs[first_new..], &withheld, threshold) {
+                release[i] = if derivable(set, &refs[first_new..], &withheld, threshold, rules) {
                     Decision::Complementary
                 } else {
                     Decision::Differencing
@@ -225,7 +242,7 @@ impl ReleaseLedger {
                     .filter(|(i, _)| *i != k)
                     .map(|(_, r)| r)
                     .collect();
-                derivable(&released[k], &others, &withheld, threshold)
+                derivable(&released[k], &others, &withheld, threshold, rules)
             });
             let revoked = revoked
                 .or_else(|| bridge_victim(&released, first_new, &withheld[first_withheld..]))
@@ -427,45 +444,70 @@ fn small(n: u64, threshold: u64) -> bool {
     (1..=threshold).contains(&n)
 }
 
-/// Whether a line (a total and parts of it) gives a protected group away: the participants
-/// its parts leave uncovered are 1..=T (a bound on a small group), or its disjoint parts leave
-/// exactly one withheld cell (solvable by subtraction, whatever its size).
+/// Whether a line (a total and disjoint parts of it, whose counts add up) gives a protected
+/// group away: the rest its parts leave is exactly one withheld cell (solvable by subtraction,
+/// whatever its size), is made of withheld cells that together hold 1..=T participants, or —
+/// under the `Groups` rules — is any 1..=T participants.
 fn exposes(
     total: &RoaringTreemap,
     start: &RoaringTreemap,
     released: &[&RoaringTreemap],
     withheld: &[RoaringTreemap],
     threshold: u64,
+    rules: Rules,
 ) -> bool {
     let mut parts: Vec<&RoaringTreemap> = released
         .iter()
         .copied()
-        .filter(|r| r.len() < total.len() && r.is_subset(total))
+        .filter(|r| {
+            r.len() < total.len()
+                && r.min() >= total.min()
+                && r.max() <= total.max()
+                && r.is_subset(total)
+        })
         .collect();
     if parts.is_empty() && start.is_empty() {
         return false;
     }
-    let mut union = start.clone();
-    for p in &parts {
-        union |= *p;
-    }
-    if small((total - &union).len(), threshold) {
-        return true;
-    }
-    // Largest first, each disjoint from what is taken: the parts whose counts add up.
+    // Disjoint parts taken largest first, then smallest first: two ways a line adds up.
     parts.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.iter().cmp(b.iter())));
-    let mut disjoint = start.clone();
-    for p in parts {
-        if p.is_disjoint(&disjoint) {
-            disjoint |= p;
+    let largest_first: Vec<&RoaringTreemap> = parts.clone();
+    parts.reverse();
+    for order in [largest_first, parts] {
+        let mut disjoint = start.clone();
+        for p in order {
+            if p.is_disjoint(&disjoint) {
+                disjoint |= p;
+            }
+        }
+        if disjoint.is_empty() {
+            continue;
+        }
+        let rest = total - &disjoint;
+        let n = rest.len();
+        if n == 0 {
+            continue;
+        }
+        if rules == Rules::Groups && small(n, threshold) {
+            return true;
+        }
+        if withheld.iter().any(|w| w.len() == n && *w == rest) {
+            return true;
+        }
+        if small(n, threshold) {
+            let mut covered = RoaringTreemap::new();
+            for w in withheld
+                .iter()
+                .filter(|w| w.len() <= n && w.is_subset(&rest))
+            {
+                covered |= w;
+            }
+            if covered == rest {
+                return true;
+            }
         }
     }
-    if disjoint.is_empty() {
-        return false;
-    }
-    let rest = total - &disjoint;
-    let n = rest.len();
-    n > 0 && withheld.iter().any(|w| w.len() == n && *w == rest)
+    false
 }
 
 /// `set` with a released set and their union released too (either as `set` or as the other
@@ -518,8 +560,24 @@ fn derivable(
     released: &[&RoaringTreemap],
     withheld: &[RoaringTreemap],
     threshold: u64,
+    rules: Rules,
 ) -> bool {
     let n = set.len();
+    if rules == Rules::Cells {
+        // As a total, or as a part of a released total, of a line with withheld cells.
+        return exposes(
+            set,
+            &RoaringTreemap::new(),
+            released,
+            withheld,
+            threshold,
+            rules,
+        ) || released.iter().any(|total| {
+            total.len() > n
+                && set.is_subset(total)
+                && exposes(total, set, released, withheld, threshold, rules)
+        });
+    }
     // A released set that contains it, or that it contains, with 1..=T participants more:
     // the difference of the two counts is that small group. Two overlapping sets that merely
     // differ by a few participants reveal nothing by subtraction.
@@ -539,14 +597,21 @@ fn derivable(
         return true;
     }
     // As a total, against its released parts.
-    if exposes(set, &RoaringTreemap::new(), released, withheld, threshold) {
+    if exposes(
+        set,
+        &RoaringTreemap::new(),
+        released,
+        withheld,
+        threshold,
+        rules,
+    ) {
         return true;
     }
     // As a part of each released total, with the total's other released parts.
     released.iter().any(|total| {
         total.len() > n
             && set.is_subset(total)
-            && exposes(total, set, released, withheld, threshold)
+            && exposes(total, set, released, withheld, threshold, rules)
     })
 }
 
@@ -578,7 +643,7 @@ mod tests {
                 offered: false,
             },
         ];
-        let d = released(ledger.decide("p", &rows, 20));
+        let d = released(ledger.decide("p", &rows, 20, Rules::Groups));
         // Total and the larger part go; the last part would leave 15 uncovered: withheld.
         assert_eq!(d[..3], [true, true, false]);
     }
@@ -587,27 +652,27 @@ mod tests {
     fn differencing_across_queries() {
         let ledger = ReleaseLedger::default();
         assert_eq!(
-            released(ledger.decide("p", &[offered(set(0..1000))], 20)),
+            released(ledger.decide("p", &[offered(set(0..1000))], 20, Rules::Groups)),
             vec![true]
         );
         // Same total minus 3 participants: refused.
         assert_eq!(
-            released(ledger.decide("p", &[offered(set(3..1000))], 20)),
+            released(ledger.decide("p", &[offered(set(3..1000))], 20, Rules::Groups)),
             vec![false]
         );
         // Same set again: released again (deterministic).
         assert_eq!(
-            released(ledger.decide("p", &[offered(set(0..1000))], 20)),
+            released(ledger.decide("p", &[offered(set(0..1000))], 20, Rules::Groups)),
             vec![true]
         );
         // Another principal has its own history.
         assert_eq!(
-            released(ledger.decide("q", &[offered(set(3..1000))], 20)),
+            released(ledger.decide("q", &[offered(set(3..1000))], 20, Rules::Groups)),
             vec![true]
         );
         // Far enough away: fine.
         assert_eq!(
-            released(ledger.decide("p", &[offered(set(0..500))], 20)),
+            released(ledger.decide("p", &[offered(set(0..500))], 20, Rules::Groups)),
             vec![true]
         );
     }
@@ -617,8 +682,8 @@ mod tests {
         let sets = [set(0..100), set(0..60), set(60..90)];
         let rows: Vec<Row> = sets.iter().cloned().map(offered).collect();
         let reversed: Vec<Row> = sets.iter().rev().cloned().map(offered).collect();
-        let a = released(ReleaseLedger::default().decide("p", &rows, 20));
-        let mut b = released(ReleaseLedger::default().decide("p", &reversed, 20));
+        let a = released(ReleaseLedger::default().decide("p", &rows, 20, Rules::Groups));
+        let mut b = released(ReleaseLedger::default().decide("p", &reversed, 20, Rules::Groups));
         b.reverse();
         assert_eq!(a, b);
     }
@@ -634,7 +699,7 @@ mod tests {
             offered(set(0..66)),
             offered(set(0..40)),
         ];
-        let d = released(ReleaseLedger::default().decide("p", &rows, 20));
+        let d = released(ReleaseLedger::default().decide("p", &rows, 20, Rules::Groups));
         assert_eq!(d, vec![true, false, true, true]);
     }
 
@@ -675,7 +740,7 @@ mod tests {
             rows.push(offered(col));
         }
         rows.push(offered(grand));
-        let d = released(ReleaseLedger::default().decide("p", &rows, 20));
+        let d = released(ReleaseLedger::default().decide("p", &rows, 20, Rules::Groups));
         // Some released inner cell was withheld in addition to break the bridge.
         let extra = rows
             .iter()
@@ -698,7 +763,7 @@ mod tests {
                 offered: false,
             },
         ];
-        let d = released(ReleaseLedger::default().decide("p", &rows, 20));
+        let d = released(ReleaseLedger::default().decide("p", &rows, 20, Rules::Groups));
         assert_eq!(d[..4], [true, true, false, false]);
     }
 
@@ -710,16 +775,69 @@ mod tests {
         {
             let ledger = ReleaseLedger::open(&path).unwrap();
             assert_eq!(
-                released(ledger.decide("p", &[offered(set(0..1000))], 20)),
+                released(ledger.decide("p", &[offered(set(0..1000))], 20, Rules::Groups)),
                 vec![true]
             );
         }
         let reopened = ReleaseLedger::open(&path).unwrap();
         assert_eq!(
-            released(reopened.decide("p", &[offered(set(5..1000))], 20)),
+            released(reopened.decide("p", &[offered(set(5..1000))], 20, Rules::Groups)),
             vec![false]
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Row-level rules: two released sets a few participants apart reveal no suppressed cell of
+    /// the result, so both go; a line's suppressed cell is still protected.
+    #[test]
+    fn cell_rules_protect_suppressed_cells_only() {
+        let ledger = ReleaseLedger::default();
+        let rows = [offered(set(0..1000)), offered(set(3..1000))];
+        assert_eq!(
+            released(ledger.decide("p", &rows, 20, Rules::Cells)),
+            vec![true, true]
+        );
+        let line = vec![
+            offered(set(0..100)),
+            offered(set(0..50)),
+            offered(set(50..85)),
+            Row {
+                set: Some(set(85..100)),
+                offered: false,
+            },
+        ];
+        let d = ReleaseLedger::default().decide("p", &line, 20, Rules::Cells);
+        assert_eq!(released(d.clone())[..3], [true, true, false]);
+        assert_eq!(d[2], Decision::Complementary);
+        // Overlapping parts that do not add up to the total reveal nothing.
+        let overlapping = vec![
+            offered(set(0..100)),
+            offered(set(0..60)),
+            offered(set(30..90)),
+        ];
+        assert_eq!(
+            released(ReleaseLedger::default().decide("p", &overlapping, 20, Rules::Cells)),
+            vec![true, true, true]
+        );
+    }
+
+    /// Aggregates-only rules: two overlapping sets and their union give the intersection away.
+    #[test]
+    fn group_rules_see_intersections() {
+        let ledger = ReleaseLedger::default();
+        let a = set(0..100);
+        let b = set(95..300);
+        assert_eq!(
+            released(ledger.decide("p", &[offered(a.clone())], 20, Rules::Groups)),
+            vec![true]
+        );
+        assert_eq!(
+            released(ledger.decide("p", &[offered(b.clone())], 20, Rules::Groups)),
+            vec![true]
+        );
+        // |A| + |B| - |A ∪ B| = 5.
+        let d = ledger.decide("p", &[offered(&a | &b)], 20, Rules::Groups);
+        assert_eq!(d, vec![Decision::Differencing]);
     }
 
     fn released(d: Vec<Decision>) -> Vec<bool> {
@@ -752,7 +870,7 @@ mod tests {
                 offered: i != 8,
             })
             .collect();
-        let d = released(ReleaseLedger::default().decide("p", &rows, 20));
+        let d = released(ReleaseLedger::default().decide("p", &rows, 20, Rules::Groups));
         let shown = |i: usize| i != 8 && d[i];
         assert!(shown(0), "the grand total goes out");
         // Lines: (total, parts) by index.
