@@ -137,8 +137,11 @@ impl Executor {
             cohorts: NamedCohorts::open(&config.state_dir(dataset.dir()).join("cohorts.json"))?,
             compiled_cohorts: Default::default(),
             ledger: Arc::new(
-                ReleaseLedger::open(&config.state_dir(dataset.dir()).join("released.jsonl"))
-                    .map_err(|e| anyhow::anyhow!("cannot open the release ledger: {e}"))?,
+                ReleaseLedger::open(
+                    &config.state_dir(dataset.dir()).join("released.jsonl"),
+                    config.disclosure.ledger_budget_mb << 20,
+                )
+                .map_err(|e| anyhow::anyhow!("cannot open the release ledger: {e}"))?,
             ),
             dataset,
         })
@@ -505,7 +508,15 @@ fn release(
             Ok(disclosure::release::Row { set, offered })
         })
         .collect::<Result<_, PlannerError>>()?;
-    let decisions = ledger.decide(principal, &rows, protection.threshold, rules);
+    let started = Instant::now();
+    let decisions = ledger
+        .decide(principal, &rows, protection.threshold, rules)
+        .map_err(|e| PlannerError::ResourcesExhausted(e.to_string()))?;
+    tracing::debug!(
+        rows = rows.len(),
+        release_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "release decided"
+    );
     let withhold: BooleanArray = decisions.iter().map(|d| Some(!d.released())).collect();
     let mut columns = Vec::with_capacity(last);
     for (i, column) in batch.columns()[..last].iter().enumerate() {

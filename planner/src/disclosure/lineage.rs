@@ -929,28 +929,35 @@ impl<'a> Rewriter<'a> {
     }
 
     /// Grouped by the person key every lineage column comes from: each group is one
-    /// participant, the group key itself (no bitmap needed).
+    /// participant, the group key itself (no bitmap needed). Returns the key's column in the
+    /// aggregate's output.
     fn person_group(&self, agg: &Aggregate, lineage: &[Hidden]) -> Option<Column> {
         if matches!(agg.group_expr.first(), Some(Expr::GroupingSet(_))) {
             return None;
         }
-        let keys: Vec<&Column> = agg
+        // Group keys that are a column, bare or renamed (`person_id AS alias1`, as DataFusion
+        // writes COUNT(DISTINCT person_id) as a group by).
+        let keys: Vec<(usize, &Column)> = agg
             .group_expr
             .iter()
-            .filter_map(|e| match e {
-                Expr::Column(c) => Some(c),
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                Expr::Column(c) => Some((i, c)),
+                Expr::Alias(a) => match a.expr.as_ref() {
+                    Expr::Column(c) => Some((i, c)),
+                    _ => None,
+                },
                 _ => None,
             })
             .collect();
-        let mut origin = None;
+        let mut output = None;
         for h in lineage {
             let o = h.origin.as_ref().filter(|_| h.kind == Kind::Person)?;
-            if !keys.contains(&o) {
-                return None;
-            }
-            origin.get_or_insert_with(|| o.clone());
+            let &(i, _) = keys.iter().find(|(_, c)| *c == o)?;
+            output.get_or_insert(i);
         }
-        origin
+        let (q, f) = agg.schema.qualified_field(output?);
+        Some(Column::new(q.cloned(), f.name()))
     }
 
     /// A server-built cohort intermediate (occurrence counts per participant): its values

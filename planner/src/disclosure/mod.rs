@@ -7,6 +7,7 @@ pub mod cells;
 pub mod lineage;
 pub mod participants;
 pub mod release;
+pub mod sets;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +43,9 @@ pub struct DisclosureSettings {
     pub row_level_ledger: bool,
     /// `[disclosure.dominance]`.
     pub dominance: Dominance,
+    /// Megabytes of released participant sets kept per principal; past it the principal's
+    /// protected queries are refused (forgetting releases would reopen differencing).
+    pub ledger_budget_mb: u64,
 }
 
 impl Default for DisclosureSettings {
@@ -51,6 +55,7 @@ impl Default for DisclosureSettings {
             rounding: 20,
             row_level_ledger: false,
             dominance: Dominance::default(),
+            ledger_budget_mb: release::DEFAULT_BUDGET_BYTES >> 20,
         }
     }
 }
@@ -65,6 +70,9 @@ impl DisclosureSettings {
         }
         if self.rounding < 1 {
             return Err("disclosure.rounding must be at least 1".into());
+        }
+        if self.ledger_budget_mb < 1 {
+            return Err("disclosure.ledger_budget_mb must be at least 1".into());
         }
         self.dominance.validate()
     }

@@ -1,34 +1,51 @@
 //! Complementary suppression by participant sets, within a result and across the results
 //! released to one principal. Every released aggregate row has a participant set; the ledger
 //! keeps, per principal, the sets already released. A new row is withheld when releasing it
-//! would let a small group (1..=T participants) be solved:
+//! would let something protected be solved: for an aggregates-only principal any group of
+//! 1..=T participants (`Rules::Groups`); for a row-level principal a suppressed cell of the
+//! result (`Rules::Cells`). The relations that solve a set by subtraction:
 //!
-//! - its set differs from a released set by 1..=T participants (a total and the same total
-//!   minus a few; overlapping filters; padding);
-//! - the part of its set not covered by released subsets is 1..=T participants (a total whose
-//!   parts are released but one);
-//! - it is a part of a released total whose uncovered rest would shrink to 1..=T participants
-//!   (the last released part of a line with one withheld part: the next-smallest cell).
+//! - nested sets: a released set contains it, or is contained in it, with 1..=T participants
+//!   more (a total and the same total minus a few; overlapping filters; padding);
+//! - a line: a total and disjoint parts of it whose counts add up, leaving a rest that is a
+//!   withheld cell, withheld cells of 1..=T participants together, or (groups) any 1..=T;
+//! - overlapping sets with their union released: |A| + |B| - |A ∪ B| is their intersection.
 //!
 //! Rows are decided largest set first, ties by content, so the same sets with the same history
 //! get the same decisions whatever order the engine produced them in; a repeated query (same
 //! sets) is released again unchanged. Decisions depend only on the sets of released rows and of
-//! the new rows, never on values.
+//! the new rows, never on values. Sets carry a min-hash sketch (`sets.rs`) so that relations
+//! between unrelated sets are ruled out without bitmap work.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use roaring::RoaringTreemap;
 
-/// Sets kept per principal; the oldest go first beyond this.
-const MAX_SETS_PER_PRINCIPAL: usize = 20_000;
+use super::sets::Set;
 
-#[derive(Debug, Default)]
+/// Bytes of participant sets kept per principal by default (`[disclosure] ledger_budget_mb`).
+pub const DEFAULT_BUDGET_BYTES: u64 = 512 << 20;
+
+#[derive(Debug)]
 pub struct ReleaseLedger {
     principals: Mutex<HashMap<String, History>>,
     /// Append-only record of every decision, fsynced before the result is released, so that a
     /// restart does not forget what a principal was given.
     file: Option<Mutex<std::fs::File>>,
+    /// Bytes of sets a principal may accumulate; past it their protected queries are refused
+    /// (forgetting old releases would reopen differencing against them).
+    budget: u64,
+}
+
+impl Default for ReleaseLedger {
+    fn default() -> Self {
+        ReleaseLedger {
+            principals: Mutex::default(),
+            file: None,
+            budget: DEFAULT_BUDGET_BYTES,
+        }
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -44,9 +61,41 @@ struct Entry {
 /// What one principal was given, and what it was refused.
 #[derive(Debug, Default)]
 struct History {
-    released: Vec<RoaringTreemap>,
-    withheld: Vec<RoaringTreemap>,
+    released: Vec<Set>,
+    withheld: Vec<Set>,
+    bytes: u64,
 }
+
+impl History {
+    fn add(&mut self, set: Set, released: bool) {
+        self.bytes += set.serialized_size() as u64;
+        if released {
+            self.released.push(set);
+        } else {
+            self.withheld.push(set);
+        }
+    }
+}
+
+/// The principal's ledger is full.
+#[derive(Debug, Clone)]
+pub struct LedgerFull {
+    pub bytes: u64,
+    pub budget: u64,
+}
+
+impl std::fmt::Display for LedgerFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the release ledger of this principal is full ({} of {} bytes of released \
+             participant sets); ask the operator to raise disclosure.ledger_budget_mb",
+            self.bytes, self.budget
+        )
+    }
+}
+
+impl std::error::Error for LedgerFull {}
 
 /// What a release must prevent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +134,7 @@ pub struct Row {
 
 impl ReleaseLedger {
     /// A ledger kept in `path` (created if absent, reloaded if present).
-    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+    pub fn open(path: &std::path::Path, budget: u64) -> std::io::Result<Self> {
         use base64::Engine;
         use std::io::BufRead;
         let mut principals: HashMap<String, History> = HashMap::new();
@@ -102,19 +151,10 @@ impl ReleaseLedger {
                 let Ok(set) = RoaringTreemap::deserialize_from(&bytes[..]) else {
                     continue;
                 };
-                let h = principals.entry(e.p).or_default();
-                match e.k {
-                    'r' => h.released.push(set),
-                    _ => h.withheld.push(set),
-                }
-            }
-        }
-        for h in principals.values_mut() {
-            for list in [&mut h.released, &mut h.withheld] {
-                if list.len() > MAX_SETS_PER_PRINCIPAL {
-                    let excess = list.len() - MAX_SETS_PER_PRINCIPAL;
-                    list.drain(..excess);
-                }
+                principals
+                    .entry(e.p)
+                    .or_default()
+                    .add(Set::new(set), e.k == 'r');
             }
         }
         if let Some(dir) = path.parent() {
@@ -127,10 +167,11 @@ impl ReleaseLedger {
         Ok(ReleaseLedger {
             principals: Mutex::new(principals),
             file: Some(Mutex::new(file)),
+            budget,
         })
     }
 
-    fn persist(&self, principal: &str, released: &[RoaringTreemap], withheld: &[RoaringTreemap]) {
+    fn persist(&self, principal: &str, released: &[Set], withheld: &[Set]) {
         use base64::Engine;
         use std::io::Write;
         let Some(file) = &self.file else { return };
@@ -138,7 +179,7 @@ impl ReleaseLedger {
         for (k, list) in [('r', released), ('w', withheld)] {
             for set in list {
                 let mut bytes = Vec::with_capacity(set.serialized_size());
-                if set.serialize_into(&mut bytes).is_err() {
+                if set.bits().serialize_into(&mut bytes).is_err() {
                     continue;
                 }
                 let entry = Entry {
@@ -169,15 +210,31 @@ impl ReleaseLedger {
         rows: &[Row],
         threshold: u64,
         rules: Rules,
-    ) -> Vec<Decision> {
+    ) -> Result<Vec<Decision>, LedgerFull> {
+        let sets: Vec<Option<Set>> = rows.iter().map(|r| r.set.clone().map(Set::new)).collect();
+        let mut release = vec![Decision::Release; rows.len()];
+        // Which rows take part: under the cell rules only the lines of the result's
+        // suppressed cells (their totals and the totals' parts); every row otherwise.
+        let mut taking_part: Vec<usize> = (0..rows.len()).filter(|&i| sets[i].is_some()).collect();
+        if rules == Rules::Cells {
+            taking_part = lines_of_withheld(rows, &sets);
+            if taking_part.is_empty() {
+                return Ok(release);
+            }
+        }
         let mut ledger = self.principals.lock().unwrap_or_else(|p| p.into_inner());
         let history = ledger.entry(principal.to_string()).or_default();
-        let mut release = vec![Decision::Release; rows.len()];
+        if history.bytes > self.budget {
+            return Err(LedgerFull {
+                bytes: history.bytes,
+                budget: self.budget,
+            });
+        }
         let mut released = std::mem::take(&mut history.released);
         let mut withheld = std::mem::take(&mut history.withheld);
         let first_withheld = withheld.len();
-        for row in rows {
-            if let (Some(set), false) = (&row.set, row.offered)
+        for &i in &taking_part {
+            if let (Some(set), false) = (&sets[i], rows[i].offered)
                 && !set.is_empty()
                 && !withheld.contains(set)
             {
@@ -185,17 +242,19 @@ impl ReleaseLedger {
             }
         }
         let first_new = released.len();
-        let mut order: Vec<usize> = (0..rows.len())
-            .filter(|&i| rows[i].offered && rows[i].set.is_some())
+        let mut order: Vec<usize> = taking_part
+            .iter()
+            .copied()
+            .filter(|&i| rows[i].offered)
             .collect();
         order.sort_by(|&a, &b| {
-            let (sa, sb) = (rows[a].set.as_ref().unwrap(), rows[b].set.as_ref().unwrap());
+            let (sa, sb) = (sets[a].as_ref().unwrap(), sets[b].as_ref().unwrap());
             sb.len()
                 .cmp(&sa.len())
                 .then_with(|| sa.iter().cmp(sb.iter()))
         });
         for i in order {
-            let set = rows[i].set.as_ref().unwrap();
+            let set = sets[i].as_ref().unwrap();
             if set.is_empty() || released.contains(set) {
                 continue;
             }
@@ -204,7 +263,7 @@ impl ReleaseLedger {
                 release[i] = Decision::Differencing;
                 continue;
             }
-            let refs: Vec<&RoaringTreemap> = released.iter().collect();
+            let refs: Vec<&Set> = released.iter().collect();
             if derivable(set, &refs, &withheld, threshold, rules) {
                 // Solvable from this result alone, or only with what was released before.
                 release[i] = if derivable(set, &refs[first_new..], &withheld, threshold, rules) {
@@ -221,14 +280,17 @@ impl ReleaseLedger {
         }
         // A later withholding can make an earlier release of this result solvable (a cell alone
         // with a withheld one in its line): revoke such releases until nothing changes.
-        // Smallest first, so that a line gives up its smallest cells before its margin. With
-        // nothing withheld in this result every relation was checked as its rows came in.
-        let withholds = withheld.len() > first_withheld;
-        loop {
-            if !withholds {
-                break;
-            }
-            let mut newest: Vec<usize> = (first_new..released.len()).collect();
+        // Smallest first, so that a line gives up its smallest cells before its margin. Only
+        // the lines of this result's withheld cells can change: with nothing withheld, every
+        // relation was checked as its rows came in.
+        let offered: Vec<&Set> = taking_part
+            .iter()
+            .filter(|&&i| rows[i].offered)
+            .filter_map(|&i| sets[i].as_ref())
+            .collect();
+        while withheld.len() > first_withheld {
+            let on_lines = on_lines_of(&released[first_new..], &withheld[first_withheld..]);
+            let mut newest: Vec<usize> = on_lines.iter().map(|k| first_new + k).collect();
             newest.sort_by(|&a, &b| {
                 let (sa, sb) = (&released[a], &released[b]);
                 sa.len()
@@ -236,7 +298,7 @@ impl ReleaseLedger {
                     .then_with(|| sa.iter().cmp(sb.iter()))
             });
             let revoked = newest.into_iter().find(|&k| {
-                let others: Vec<&RoaringTreemap> = released
+                let others: Vec<&Set> = released
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| *i != k)
@@ -245,33 +307,88 @@ impl ReleaseLedger {
                 derivable(&released[k], &others, &withheld, threshold, rules)
             });
             let revoked = revoked
-                .or_else(|| bridge_victim(&released, first_new, &withheld[first_withheld..]))
                 .or_else(|| {
-                    tie_of_withheld(&released, first_new, &withheld[first_withheld..], rows)
+                    // Bridges join lines of withheld cells: only their cells matter.
+                    let cells: Vec<&Set> =
+                        on_lines.iter().map(|&k| &released[first_new + k]).collect();
+                    bridge_victim(&cells, &withheld[first_withheld..])
+                        .map(|j| first_new + on_lines[j])
+                })
+                .or_else(|| {
+                    tie_of_withheld(&released, first_new, &withheld[first_withheld..], &offered)
                 });
             let Some(k) = revoked else { break };
             let set = released.remove(k);
-            for (i, row) in rows.iter().enumerate() {
-                if row.set.as_ref() == Some(&set) {
+            for (i, s) in sets.iter().enumerate() {
+                if s.as_ref() == Some(&set) {
                     release[i] = Decision::Complementary;
                 }
             }
             withheld.push(set);
         }
-        let new_released: Vec<RoaringTreemap> = released[first_new..].to_vec();
-        let new_withheld: Vec<RoaringTreemap> = withheld[first_withheld..].to_vec();
-        for list in [&mut released, &mut withheld] {
-            if list.len() > MAX_SETS_PER_PRINCIPAL {
-                let excess = list.len() - MAX_SETS_PER_PRINCIPAL;
-                list.drain(..excess);
-            }
-        }
+        let new_released: Vec<Set> = released[first_new..].to_vec();
+        let new_withheld: Vec<Set> = withheld[first_withheld..].to_vec();
+        history.bytes += new_released
+            .iter()
+            .chain(&new_withheld)
+            .map(|s| s.serialized_size() as u64)
+            .sum::<u64>();
         history.released = released;
         history.withheld = withheld;
         drop(ledger);
         self.persist(principal, &new_released, &new_withheld);
-        release
+        Ok(release)
     }
+}
+
+/// The rows on a line of a withheld (not offered) row: offered rows whose set strictly
+/// contains a withheld set (its totals), and the rows inside those totals (their parts).
+fn lines_of_withheld(rows: &[Row], sets: &[Option<Set>]) -> Vec<usize> {
+    let withheld: Vec<&Set> = (0..rows.len())
+        .filter(|&i| !rows[i].offered)
+        .filter_map(|i| sets[i].as_ref())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if withheld.is_empty() {
+        return vec![];
+    }
+    let totals: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].offered)
+        .filter(|&i| {
+            sets[i]
+                .as_ref()
+                .is_some_and(|s| withheld.iter().any(|w| w.strict_subset_of(s)))
+        })
+        .collect();
+    if totals.is_empty() {
+        return vec![];
+    }
+    (0..rows.len())
+        .filter(|&i| {
+            sets[i].as_ref().is_some_and(|s| {
+                totals.contains(&i)
+                    || totals
+                        .iter()
+                        .any(|&t| s.strict_subset_of(sets[t].as_ref().expect("a total has a set")))
+            })
+        })
+        .collect()
+}
+
+/// Indexes (in `released`) of the released sets on a line of a withheld set: its totals and
+/// their parts.
+fn on_lines_of(released: &[Set], withheld: &[Set]) -> Vec<usize> {
+    let totals: Vec<usize> = (0..released.len())
+        .filter(|&i| withheld.iter().any(|w| w.strict_subset_of(&released[i])))
+        .collect();
+    (0..released.len())
+        .filter(|&i| {
+            totals.contains(&i)
+                || totals
+                    .iter()
+                    .any(|&t| released[i].strict_subset_of(&released[t]))
+        })
+        .collect()
 }
 
 /// Two-dimensional tables (a table with its margins, as CUBE, ROLLUP or a UNION writes it).
@@ -284,27 +401,19 @@ impl ReleaseLedger {
 /// line and on the grand total's line of its family (margins of one family are disjoint, the
 /// two families overlap). Returns the index in `released` of a cell to withhold as well: the
 /// smallest released cell on one of the bridge's lines, else that line's total.
-fn bridge_victim(
-    released: &[RoaringTreemap],
-    first_new: usize,
-    withheld: &[RoaringTreemap],
-) -> Option<usize> {
+fn bridge_victim(released: &[&Set], withheld: &[Set]) -> Option<usize> {
     // The result's cells: released ones (this result) then withheld ones.
-    let cells: Vec<&RoaringTreemap> = released[first_new..]
-        .iter()
-        .chain(withheld.iter())
-        .collect();
-    let n_released = released.len() - first_new;
-    let supersets = |c: &RoaringTreemap| -> Vec<usize> {
+    let cells: Vec<&Set> = released.iter().copied().chain(withheld.iter()).collect();
+    let n_released = released.len();
+    let supersets = |c: &Set| -> Vec<usize> {
         let sup: Vec<usize> = (0..cells.len())
-            .filter(|&i| cells[i].len() > c.len() && c.is_subset(cells[i]))
+            .filter(|&i| c.strict_subset_of(cells[i]))
             .collect();
         sup.iter()
             .copied()
             .filter(|&i| {
-                !sup.iter().any(|&j| {
-                    j != i && cells[j].len() < cells[i].len() && cells[j].is_subset(cells[i])
-                })
+                !sup.iter()
+                    .any(|&j| j != i && cells[j].strict_subset_of(cells[i]))
             })
             .collect()
     };
@@ -325,7 +434,7 @@ fn bridge_victim(
         let first = (0..cells.len())
             .find(|&j| minimal[j].len() == 1 && minimal[j][0] == grand && is_top(grand))
             .unwrap_or(i);
-        if cells[first].is_disjoint(cells[i]) || first == i {
+        if cells[first].disjoint(cells[i]) || first == i {
             0
         } else {
             1
@@ -405,7 +514,7 @@ fn bridge_victim(
                 _ => None,
             })
         });
-        return victim.map(|i| first_new + i);
+        return victim;
     }
     None
 }
@@ -414,21 +523,20 @@ fn bridge_victim(
 /// this result with the same participant count as a cell withheld by complementary
 /// suppression (an offered row) on the same line (sharing its smallest released total).
 fn tie_of_withheld(
-    released: &[RoaringTreemap],
+    released: &[Set],
     first_new: usize,
-    withheld: &[RoaringTreemap],
-    rows: &[Row],
+    withheld: &[Set],
+    offered: &[&Set],
 ) -> Option<usize> {
-    let offered = |w: &RoaringTreemap| rows.iter().any(|r| r.offered && r.set.as_ref() == Some(w));
-    let line_of = |c: &RoaringTreemap| -> Option<&RoaringTreemap> {
+    let is_offered = |w: &Set| offered.contains(&w);
+    let line_of = |c: &Set| -> Option<&Set> {
         released
             .iter()
-            .filter(|t| t.len() > c.len() && c.is_subset(t))
+            .filter(|t| c.strict_subset_of(t))
             .min_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.iter().cmp(b.iter())))
     };
-    let is_total =
-        |c: &RoaringTreemap| withheld.iter().any(|w| w.len() < c.len() && w.is_subset(c));
-    for w in withheld.iter().filter(|w| offered(w)) {
+    let is_total = |c: &Set| withheld.iter().any(|w| w.strict_subset_of(c));
+    for w in withheld.iter().filter(|w| is_offered(w)) {
         let Some(line) = line_of(w) else { continue };
         if let Some(k) = (first_new..released.len()).find(|&k| {
             let c = &released[k];
@@ -449,41 +557,36 @@ fn small(n: u64, threshold: u64) -> bool {
 /// whatever its size), is made of withheld cells that together hold 1..=T participants, or —
 /// under the `Groups` rules — is any 1..=T participants.
 fn exposes(
-    total: &RoaringTreemap,
-    start: &RoaringTreemap,
-    released: &[&RoaringTreemap],
-    withheld: &[RoaringTreemap],
+    total: &Set,
+    start: Option<&Set>,
+    released: &[&Set],
+    withheld: &[Set],
     threshold: u64,
     rules: Rules,
 ) -> bool {
-    let mut parts: Vec<&RoaringTreemap> = released
+    let mut parts: Vec<&Set> = released
         .iter()
         .copied()
-        .filter(|r| {
-            r.len() < total.len()
-                && r.min() >= total.min()
-                && r.max() <= total.max()
-                && r.is_subset(total)
-        })
+        .filter(|r| r.strict_subset_of(total))
         .collect();
-    if parts.is_empty() && start.is_empty() {
+    if parts.is_empty() && start.is_none() {
         return false;
     }
     // Disjoint parts taken largest first, then smallest first: two ways a line adds up.
     parts.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.iter().cmp(b.iter())));
-    let largest_first: Vec<&RoaringTreemap> = parts.clone();
+    let largest_first = parts.clone();
     parts.reverse();
     for order in [largest_first, parts] {
-        let mut disjoint = start.clone();
+        let mut disjoint = start.map(|s| s.bits().clone()).unwrap_or_default();
         for p in order {
             if p.is_disjoint(&disjoint) {
-                disjoint |= p;
+                disjoint |= p.bits();
             }
         }
         if disjoint.is_empty() {
             continue;
         }
-        let rest = total - &disjoint;
+        let rest = total.bits() - &disjoint;
         let n = rest.len();
         if n == 0 {
             continue;
@@ -491,7 +594,7 @@ fn exposes(
         if rules == Rules::Groups && small(n, threshold) {
             return true;
         }
-        if withheld.iter().any(|w| w.len() == n && *w == rest) {
+        if withheld.iter().any(|w| w.len() == n && *w.bits() == rest) {
             return true;
         }
         if small(n, threshold) {
@@ -500,7 +603,7 @@ fn exposes(
                 .iter()
                 .filter(|w| w.len() <= n && w.is_subset(&rest))
             {
-                covered |= w;
+                covered |= w.bits();
             }
             if covered == rest {
                 return true;
@@ -512,41 +615,39 @@ fn exposes(
 
 /// `set` with a released set and their union released too (either as `set` or as the other
 /// two), where the intersection or one side's rest is 1..=T participants.
-fn overlap_exposes(set: &RoaringTreemap, released: &[&RoaringTreemap], threshold: u64) -> bool {
-    let overlapping = |a: &RoaringTreemap, b: &RoaringTreemap| {
-        a.min() <= b.max() && b.min() <= a.max() && !a.is_disjoint(b)
-    };
-    let reveals = |a: &RoaringTreemap, b: &RoaringTreemap, union_len: u64| {
-        let both = a.len() + b.len() - union_len;
-        small(both, threshold)
-            || small(union_len - a.len(), threshold)
-            || small(union_len - b.len(), threshold)
+fn overlap_exposes(set: &Set, released: &[&Set], threshold: u64) -> bool {
+    let reveals = |a: u64, b: u64, union: u64| {
+        small(a + b - union, threshold)
+            || small(union - a, threshold)
+            || small(union - b, threshold)
     };
     let n = set.len();
-    // `set` as one side: its union with a released set is released.
-    for a in released.iter().filter(|a| overlapping(set, a)) {
-        if a.is_subset(set) || set.is_subset(a) {
-            continue;
-        }
-        let union = set | *a;
-        let u = union.len();
-        if released.iter().any(|r| r.len() == u && **r == union) && reveals(set, a, u) {
-            return true;
+    // `set` as one side: a released union U ⊋ set, and a released R ⊊ U, not nested with
+    // `set`, with R ∪ set = U.
+    for u in released.iter().filter(|u| set.strict_subset_of(u)) {
+        let outside = u.bits() - set.bits();
+        for r in released.iter().filter(|r| r.strict_subset_of(u)) {
+            if r.subset_of(set) || set.subset_of(r) || !outside.is_subset(r.bits()) {
+                continue;
+            }
+            if reveals(n, r.len(), u.len()) {
+                return true;
+            }
         }
     }
     // `set` as the union of two released sets inside it.
-    let inside: Vec<&RoaringTreemap> = released
+    let inside: Vec<&Set> = released
         .iter()
         .copied()
-        .filter(|r| r.len() < n && r.min() >= set.min() && r.max() <= set.max())
-        .filter(|r| r.is_subset(set))
+        .filter(|r| r.strict_subset_of(set))
         .collect();
     for (i, a) in inside.iter().enumerate() {
         for b in &inside[i + 1..] {
-            if a.len() + b.len() >= n
-                && !a.is_disjoint(b)
-                && (*a | *b).len() == n
-                && reveals(a, b, n)
+            if a.len() + b.len() > n
+                && !a.subset_of(b)
+                && !b.subset_of(a)
+                && (a.bits() | b.bits()).len() == n
+                && reveals(a.len(), b.len(), n)
             {
                 return true;
             }
@@ -555,28 +656,19 @@ fn overlap_exposes(set: &RoaringTreemap, released: &[&RoaringTreemap], threshold
     false
 }
 
-fn derivable(
-    set: &RoaringTreemap,
-    released: &[&RoaringTreemap],
-    withheld: &[RoaringTreemap],
-    threshold: u64,
-    rules: Rules,
-) -> bool {
+fn derivable(set: &Set, released: &[&Set], withheld: &[Set], threshold: u64, rules: Rules) -> bool {
     let n = set.len();
+    // As a total, against its released parts; as a part of each released total, with the
+    // total's other released parts.
+    let on_a_line = |rules| {
+        exposes(set, None, released, withheld, threshold, rules)
+            || released.iter().any(|total| {
+                set.strict_subset_of(total)
+                    && exposes(total, Some(set), released, withheld, threshold, rules)
+            })
+    };
     if rules == Rules::Cells {
-        // As a total, or as a part of a released total, of a line with withheld cells.
-        return exposes(
-            set,
-            &RoaringTreemap::new(),
-            released,
-            withheld,
-            threshold,
-            rules,
-        ) || released.iter().any(|total| {
-            total.len() > n
-                && set.is_subset(total)
-                && exposes(total, set, released, withheld, threshold, rules)
-        });
+        return on_a_line(rules);
     }
     // A released set that contains it, or that it contains, with 1..=T participants more:
     // the difference of the two counts is that small group. Two overlapping sets that merely
@@ -584,35 +676,16 @@ fn derivable(
     if released.iter().any(|r| {
         small(r.len().abs_diff(n), threshold)
             && if r.len() < n {
-                r.is_subset(set)
+                r.subset_of(set)
             } else {
-                set.is_subset(r)
+                set.subset_of(r)
             }
     }) {
         return true;
     }
     // Two overlapping sets and their union: |A| + |B| - |A ∪ B| is their intersection, and
     // |A ∪ B| - |B| the part of A outside B.
-    if overlap_exposes(set, released, threshold) {
-        return true;
-    }
-    // As a total, against its released parts.
-    if exposes(
-        set,
-        &RoaringTreemap::new(),
-        released,
-        withheld,
-        threshold,
-        rules,
-    ) {
-        return true;
-    }
-    // As a part of each released total, with the total's other released parts.
-    released.iter().any(|total| {
-        total.len() > n
-            && set.is_subset(total)
-            && exposes(total, set, released, withheld, threshold, rules)
-    })
+    overlap_exposes(set, released, threshold) || on_a_line(rules)
 }
 
 #[cfg(test)]
@@ -643,7 +716,7 @@ mod tests {
                 offered: false,
             },
         ];
-        let d = released(ledger.decide("p", &rows, 20, Rules::Groups));
+        let d = released(ledger.decide("p", &rows, 20, Rules::Groups).unwrap());
         // Total and the larger part go; the last part would leave 15 uncovered: withheld.
         assert_eq!(d[..3], [true, true, false]);
     }
@@ -652,27 +725,47 @@ mod tests {
     fn differencing_across_queries() {
         let ledger = ReleaseLedger::default();
         assert_eq!(
-            released(ledger.decide("p", &[offered(set(0..1000))], 20, Rules::Groups)),
+            released(
+                ledger
+                    .decide("p", &[offered(set(0..1000))], 20, Rules::Groups)
+                    .unwrap()
+            ),
             vec![true]
         );
         // Same total minus 3 participants: refused.
         assert_eq!(
-            released(ledger.decide("p", &[offered(set(3..1000))], 20, Rules::Groups)),
+            released(
+                ledger
+                    .decide("p", &[offered(set(3..1000))], 20, Rules::Groups)
+                    .unwrap()
+            ),
             vec![false]
         );
         // Same set again: released again (deterministic).
         assert_eq!(
-            released(ledger.decide("p", &[offered(set(0..1000))], 20, Rules::Groups)),
+            released(
+                ledger
+                    .decide("p", &[offered(set(0..1000))], 20, Rules::Groups)
+                    .unwrap()
+            ),
             vec![true]
         );
         // Another principal has its own history.
         assert_eq!(
-            released(ledger.decide("q", &[offered(set(3..1000))], 20, Rules::Groups)),
+            released(
+                ledger
+                    .decide("q", &[offered(set(3..1000))], 20, Rules::Groups)
+                    .unwrap()
+            ),
             vec![true]
         );
         // Far enough away: fine.
         assert_eq!(
-            released(ledger.decide("p", &[offered(set(0..500))], 20, Rules::Groups)),
+            released(
+                ledger
+                    .decide("p", &[offered(set(0..500))], 20, Rules::Groups)
+                    .unwrap()
+            ),
             vec![true]
         );
     }
@@ -682,8 +775,16 @@ mod tests {
         let sets = [set(0..100), set(0..60), set(60..90)];
         let rows: Vec<Row> = sets.iter().cloned().map(offered).collect();
         let reversed: Vec<Row> = sets.iter().rev().cloned().map(offered).collect();
-        let a = released(ReleaseLedger::default().decide("p", &rows, 20, Rules::Groups));
-        let mut b = released(ReleaseLedger::default().decide("p", &reversed, 20, Rules::Groups));
+        let a = released(
+            ReleaseLedger::default()
+                .decide("p", &rows, 20, Rules::Groups)
+                .unwrap(),
+        );
+        let mut b = released(
+            ReleaseLedger::default()
+                .decide("p", &reversed, 20, Rules::Groups)
+                .unwrap(),
+        );
         b.reverse();
         assert_eq!(a, b);
     }
@@ -699,7 +800,11 @@ mod tests {
             offered(set(0..66)),
             offered(set(0..40)),
         ];
-        let d = released(ReleaseLedger::default().decide("p", &rows, 20, Rules::Groups));
+        let d = released(
+            ReleaseLedger::default()
+                .decide("p", &rows, 20, Rules::Groups)
+                .unwrap(),
+        );
         assert_eq!(d, vec![true, false, true, true]);
     }
 
@@ -740,7 +845,11 @@ mod tests {
             rows.push(offered(col));
         }
         rows.push(offered(grand));
-        let d = released(ReleaseLedger::default().decide("p", &rows, 20, Rules::Groups));
+        let d = released(
+            ReleaseLedger::default()
+                .decide("p", &rows, 20, Rules::Groups)
+                .unwrap(),
+        );
         // Some released inner cell was withheld in addition to break the bridge.
         let extra = rows
             .iter()
@@ -763,7 +872,11 @@ mod tests {
                 offered: false,
             },
         ];
-        let d = released(ReleaseLedger::default().decide("p", &rows, 20, Rules::Groups));
+        let d = released(
+            ReleaseLedger::default()
+                .decide("p", &rows, 20, Rules::Groups)
+                .unwrap(),
+        );
         assert_eq!(d[..4], [true, true, false, false]);
     }
 
@@ -773,15 +886,23 @@ mod tests {
         let path = dir.join("released.jsonl");
         let _ = std::fs::remove_file(&path);
         {
-            let ledger = ReleaseLedger::open(&path).unwrap();
+            let ledger = ReleaseLedger::open(&path, DEFAULT_BUDGET_BYTES).unwrap();
             assert_eq!(
-                released(ledger.decide("p", &[offered(set(0..1000))], 20, Rules::Groups)),
+                released(
+                    ledger
+                        .decide("p", &[offered(set(0..1000))], 20, Rules::Groups)
+                        .unwrap()
+                ),
                 vec![true]
             );
         }
-        let reopened = ReleaseLedger::open(&path).unwrap();
+        let reopened = ReleaseLedger::open(&path, DEFAULT_BUDGET_BYTES).unwrap();
         assert_eq!(
-            released(reopened.decide("p", &[offered(set(5..1000))], 20, Rules::Groups)),
+            released(
+                reopened
+                    .decide("p", &[offered(set(5..1000))], 20, Rules::Groups)
+                    .unwrap()
+            ),
             vec![false]
         );
         let _ = std::fs::remove_dir_all(&dir);
@@ -794,7 +915,7 @@ mod tests {
         let ledger = ReleaseLedger::default();
         let rows = [offered(set(0..1000)), offered(set(3..1000))];
         assert_eq!(
-            released(ledger.decide("p", &rows, 20, Rules::Cells)),
+            released(ledger.decide("p", &rows, 20, Rules::Cells).unwrap()),
             vec![true, true]
         );
         let line = vec![
@@ -806,7 +927,9 @@ mod tests {
                 offered: false,
             },
         ];
-        let d = ReleaseLedger::default().decide("p", &line, 20, Rules::Cells);
+        let d = ReleaseLedger::default()
+            .decide("p", &line, 20, Rules::Cells)
+            .unwrap();
         assert_eq!(released(d.clone())[..3], [true, true, false]);
         assert_eq!(d[2], Decision::Complementary);
         // Overlapping parts that do not add up to the total reveal nothing.
@@ -816,7 +939,11 @@ mod tests {
             offered(set(30..90)),
         ];
         assert_eq!(
-            released(ReleaseLedger::default().decide("p", &overlapping, 20, Rules::Cells)),
+            released(
+                ReleaseLedger::default()
+                    .decide("p", &overlapping, 20, Rules::Cells)
+                    .unwrap()
+            ),
             vec![true, true, true]
         );
     }
@@ -828,16 +955,51 @@ mod tests {
         let a = set(0..100);
         let b = set(95..300);
         assert_eq!(
-            released(ledger.decide("p", &[offered(a.clone())], 20, Rules::Groups)),
+            released(
+                ledger
+                    .decide("p", &[offered(a.clone())], 20, Rules::Groups)
+                    .unwrap()
+            ),
             vec![true]
         );
         assert_eq!(
-            released(ledger.decide("p", &[offered(b.clone())], 20, Rules::Groups)),
+            released(
+                ledger
+                    .decide("p", &[offered(b.clone())], 20, Rules::Groups)
+                    .unwrap()
+            ),
             vec![true]
         );
         // |A| + |B| - |A ∪ B| = 5.
-        let d = ledger.decide("p", &[offered(&a | &b)], 20, Rules::Groups);
+        let d = ledger
+            .decide("p", &[offered(&a | &b)], 20, Rules::Groups)
+            .unwrap();
         assert_eq!(d, vec![Decision::Differencing]);
+    }
+
+    /// Past its budget a principal's protected results are refused, never decided against a
+    /// history with its oldest releases forgotten.
+    #[test]
+    fn a_full_ledger_refuses() {
+        let ledger = ReleaseLedger {
+            budget: 1,
+            ..ReleaseLedger::default()
+        };
+        assert!(
+            ledger
+                .decide("p", &[offered(set(0..1000))], 20, Rules::Groups)
+                .is_ok()
+        );
+        assert!(
+            ledger
+                .decide("p", &[offered(set(0..500))], 20, Rules::Groups)
+                .is_err()
+        );
+        assert!(
+            ledger
+                .decide("q", &[offered(set(0..500))], 20, Rules::Groups)
+                .is_ok()
+        );
     }
 
     fn released(d: Vec<Decision>) -> Vec<bool> {
@@ -870,7 +1032,11 @@ mod tests {
                 offered: i != 8,
             })
             .collect();
-        let d = released(ReleaseLedger::default().decide("p", &rows, 20, Rules::Groups));
+        let d = released(
+            ReleaseLedger::default()
+                .decide("p", &rows, 20, Rules::Groups)
+                .unwrap(),
+        );
         let shown = |i: usize| i != 8 && d[i];
         assert!(shown(0), "the grand total goes out");
         // Lines: (total, parts) by index.

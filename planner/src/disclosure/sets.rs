@@ -1,0 +1,125 @@
+//! Participant sets as the release ledger keeps them: the bitmap with what makes relations
+//! between sets cheap to rule out — its cardinality, range and a min-hash sketch. `R ⊆ S` implies
+//! `|R| <= |S|`, `min R >= min S`, `max R <= max S` and, for every hash, `min h(R) >= min h(S)`;
+//! unrelated sets fail one of these almost always, so the exact bitmap test runs rarely.
+
+use std::ops::Deref;
+
+use roaring::RoaringTreemap;
+
+/// Hashes in the sketch: a random pair of large unrelated sets passes all of them with
+/// probability about 2^-8.
+const HASHES: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct Set {
+    bits: RoaringTreemap,
+    len: u64,
+    lo: u64,
+    hi: u64,
+    sketch: [u64; HASHES],
+}
+
+fn mix(mut z: u64) -> u64 {
+    // SplitMix64's finalizer.
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+const SEEDS: [u64; HASHES] = [
+    0x9E37_79B9_7F4A_7C15,
+    0x3C6E_F372_FE94_F82A,
+    0xDAA6_6D2C_7DDF_743F,
+    0x78DD_E6E5_FD29_F054,
+    0x1715_609F_7C74_6C69,
+    0xB54C_DA58_FBBE_E87E,
+    0x5384_5412_7B09_6493,
+    0xF1BB_CDCB_FA53_E0A8,
+];
+
+impl Set {
+    pub fn new(bits: RoaringTreemap) -> Self {
+        let mut sketch = [u64::MAX; HASHES];
+        for x in bits.iter() {
+            for (s, seed) in sketch.iter_mut().zip(SEEDS) {
+                *s = (*s).min(mix(x ^ seed));
+            }
+        }
+        Set {
+            len: bits.len(),
+            lo: bits.min().unwrap_or(u64::MAX),
+            hi: bits.max().unwrap_or(0),
+            bits,
+            sketch,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn bits(&self) -> &RoaringTreemap {
+        &self.bits
+    }
+
+    /// `self ⊆ other`.
+    pub fn subset_of(&self, other: &Set) -> bool {
+        self.len <= other.len
+            && (self.len == 0
+                || (self.lo >= other.lo
+                    && self.hi <= other.hi
+                    && self.sketch.iter().zip(&other.sketch).all(|(a, b)| a >= b)
+                    && self.bits.is_subset(&other.bits)))
+    }
+
+    /// `self ⊊ other`.
+    pub fn strict_subset_of(&self, other: &Set) -> bool {
+        self.len < other.len && self.subset_of(other)
+    }
+
+    pub fn disjoint(&self, other: &Set) -> bool {
+        self.len == 0
+            || other.len == 0
+            || self.hi < other.lo
+            || other.hi < self.lo
+            || self.bits.is_disjoint(&other.bits)
+    }
+}
+
+impl Deref for Set {
+    type Target = RoaringTreemap;
+
+    fn deref(&self) -> &RoaringTreemap {
+        &self.bits
+    }
+}
+
+impl PartialEq for Set {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.sketch == other.sketch && self.bits == other.bits
+    }
+}
+
+impl Eq for Set {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_pass_and_unrelated_sets_fail() {
+        let s = Set::new((0..1000).collect());
+        let r = Set::new((100..200).collect());
+        let other = Set::new((500..1600).collect());
+        assert!(r.subset_of(&s) && r.strict_subset_of(&s) && !s.subset_of(&r));
+        assert!(!other.subset_of(&s) && !s.subset_of(&other));
+        assert!(s.subset_of(&s) && !s.strict_subset_of(&s));
+        assert!(Set::new(RoaringTreemap::new()).subset_of(&r));
+        assert!(r.disjoint(&Set::new((300..400).collect())) && !r.disjoint(&s));
+    }
+}
