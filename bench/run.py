@@ -6,8 +6,10 @@ DataFusion over the very same Parquet files, in one run.
 
 Prints, per query, the median of --runs timed runs (after one warm-up) for each engine, the ratios
 Strata/DuckDB and Strata/DataFusion, the cost of disclosure control (the same query with a
-controlled passport, protected, over the development server's unprotected operator: P/S), and the
-bytes Strata's scans read; then the median ratios.
+controlled passport, protected, over the development server's unprotected operator: P/S; and with
+an aggregates-only passport, a fresh principal for every run so that the release ledger decides
+every row: A/S), and the bytes Strata's scans read; then the median ratios, and the release
+ledger alone (bench/src/bin/ledger.rs) with an empty and a long history (--ledger-history).
 Results also go to bench/results/<persons>.json. Build: release (`cargo build --release`).
 """
 
@@ -60,13 +62,14 @@ def timed(fn, runs):
     return times
 
 
-def passport(bin_dir: Path, work: Path) -> tuple[list, str]:
+def passport(bin_dir: Path, work: Path, sub: str = "bench", egress: str = "rows") -> tuple[list, str]:
     """Server arguments and a controlled-tier passport: disclosure control on."""
     keys = work / "keys"
     if not (keys / "jwks.json").exists():
         subprocess.run([bin_dir / "strata", "keys", "--out", keys], check=True, capture_output=True)
     token = subprocess.run(
-        [bin_dir / "strata", "token", "--tier", "controlled", "--sub", "bench", "--ttl", "1d", "--keys", keys],
+        [bin_dir / "strata", "token", "--tier", "controlled", "--sub", sub, "--egress", egress, "--ttl", "1d",
+         "--keys", keys],
         check=True, capture_output=True, text=True,
     ).stdout.strip()
     config = work / "bench-server.toml"
@@ -124,6 +127,8 @@ def strata_times(bin_dir: Path, dataset: Path, runs: int, log: Path, protected: 
             times = timed(run, runs)
             out[q["name"]] = {"times_ms": times, "rows": run().num_rows}
         conn.close()
+        if protected:
+            out["aggregates_only"] = aggregates_only_times(bin_dir, port, runs)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -135,6 +140,43 @@ def strata_times(bin_dir: Path, dataset: Path, runs: int, log: Path, protected: 
             out[q["name"]]["bytes_scanned"] = mine[-1]["bytes_scanned"]
             out[q["name"]]["shards_scanned"] = f'{mine[-1]["shards_scanned"]}/{mine[-1]["shards_total"]}'
     return out
+
+
+def aggregates_only_times(bin_dir: Path, port: int, runs: int) -> dict:
+    """Each query with an aggregates-only passport of a fresh principal per run (its release
+    ledger is empty, so every row is decided); row-level queries are refused and left out."""
+    out = {}
+    for qi, q in enumerate(QUERIES):
+        times = []
+        for run in range(runs + 1):
+            _, token = passport(bin_dir, ROOT / "bench" / "data", sub=f"dash-{os.getpid()}-{qi}-{run}",
+                                egress="aggregates")
+            conn = flight_sql.connect(f"grpc://127.0.0.1:{port}",
+                                      db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {token}"})
+            try:
+                cur = conn.cursor()
+                start = time.perf_counter()
+                cur.execute(q["sql"])
+                cur.fetch_arrow_table()
+                took = (time.perf_counter() - start) * 1000
+                cur.close()
+            except Exception:  # row-level results are refused to aggregates-only principals
+                took = None
+            finally:
+                conn.close()
+            if took is None:
+                break
+            if run > 0:  # the first is the warm-up
+                times.append(took)
+        if times:
+            out[q["name"]] = times
+    return out
+
+
+def ledger_times(bin_dir: Path, history: int) -> list:
+    proc = subprocess.run([bin_dir / "ledger", "--history", str(history), "--runs", "3"], check=True,
+                          capture_output=True, text=True)
+    return json.loads(proc.stdout)
 
 
 def duckdb_times(dataset: Path, runs: int):
@@ -208,6 +250,8 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dataset", type=Path, help="use this dataset instead of generating one")
+    ap.add_argument("--ledger-history", type=int, default=20_000,
+                    help="released sets in the long history of the ledger microbench")
     args = ap.parse_args()
 
     bin_dir = build()
@@ -235,24 +279,34 @@ def main():
             print(f"warning: {n}: row counts differ: strata {strata[n]['rows']}, duckdb {duck[n]['rows']}, "
                   f"datafusion {fusion[n]['rows']}", file=sys.stderr)
         pr = statistics.median(protected[n]["times_ms"])
+        agg = protected["aggregates_only"].get(n)
+        agg = statistics.median(agg) if agg else None
         rows.append({"query": n, "strata_ms": s, "duckdb_ms": d, "datafusion_ms": f,
                      "strata_protected_ms": pr, "protected_over_open": pr / s,
+                     "strata_aggregates_only_ms": agg,
+                     "aggregates_only_over_open": agg / s if agg else None,
                      "strata_over_duckdb": s / d, "strata_over_datafusion": s / f,
                      "bytes_scanned": strata[n].get("bytes_scanned"),
                      "shards_scanned": strata[n].get("shards_scanned")})
 
     print(f"\npersons={args.persons} shards={args.shards} dataset={size / 1e6:.0f} MB runs={args.runs} (median ms)")
     print(f"{'query':28} {'strata':>9} {'protected':>9} {'duckdb':>9} {'datafusion':>10} {'S/duck':>7} {'S/DF':>6} "
-          f"{'P/S':>5} {'bytes scanned':>14} shards")
+          f"{'P/S':>5} {'A/S':>5} {'bytes scanned':>14} shards")
     for r in rows:
         print(f"{r['query']:28} {r['strata_ms']:9.1f} {r['strata_protected_ms']:9.1f} {r['duckdb_ms']:9.1f} "
               f"{r['datafusion_ms']:10.1f} {r['strata_over_duckdb']:7.2f} {r['strata_over_datafusion']:6.2f} "
-              f"{r['protected_over_open']:5.2f} {r['bytes_scanned'] or 0:14,} {r['shards_scanned'] or ''}")
+              f"{r['protected_over_open']:5.2f} "
+              f"{'' if r['aggregates_only_over_open'] is None else round(r['aggregates_only_over_open'], 2)!s:>5} "
+              f"{r['bytes_scanned'] or 0:14,} {r['shards_scanned'] or ''}")
     med_duck = statistics.median(r["strata_over_duckdb"] for r in rows)
     med_df = statistics.median(r["strata_over_datafusion"] for r in rows)
     med_prot = statistics.median(r["protected_over_open"] for r in rows)
     print(f"median ratio Strata/DuckDB {med_duck:.2f}, Strata/DataFusion {med_df:.2f}, "
           f"disclosure control overhead (protected/open) {med_prot:.2f}")
+    ledger = ledger_times(bin_dir, args.ledger_history)
+    print(f"\n{'release ledger alone':28} {'rows':>7} {'history':>9} {'median ms':>10}")
+    for t in ledger:
+        print(f"{'':28} {t['rows']:7} {t['history']:9,} {t['median_ms']:10.1f}")
     cohorts = cohort_times(bin_dir, dataset, args.runs, results_dir / f"server-{args.persons}-cohorts.log")
     print(f"\n{'cohort':28} {'rows':>7} {'strata':>9} {'duckdb SQL':>10} {'circepy':>9} {'S/duck':>7} {'S/circepy':>9}")
     for c in cohorts:
@@ -263,7 +317,7 @@ def main():
               f"{c['strata_ms'] / c['circepy_ms']:9.2f}")
     (results_dir / f"p{args.persons}.json").write_text(json.dumps(
         {"persons": args.persons, "shards": args.shards, "bytes": size, "runs": args.runs, "queries": rows,
-         "cohorts": cohorts,
+         "cohorts": cohorts, "ledger": ledger,
          "median_strata_over_duckdb": med_duck, "median_strata_over_datafusion": med_df,
          "median_protected_over_open": med_prot}, indent=2))
 

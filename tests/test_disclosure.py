@@ -773,3 +773,100 @@ def test_release_ledger_survives_a_restart(dc_server, dc_keys):
         "SELECT COUNT(*) FROM person p WHERE NOT EXISTS (SELECT 1 FROM condition_occurrence c "
         "WHERE c.person_id = p.person_id AND c.condition_concept_id = 441267)"
     ) is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Row-level principals: exact inside, every path of a small cell to the result masked
+# --------------------------------------------------------------------------------------------------
+
+FIVE = "SELECT COUNT(DISTINCT person_id) FROM condition_occurrence WHERE condition_concept_id = 441267"
+FIVE_T = f"(SELECT COUNT(DISTINCT person_id) AS v FROM condition_occurrence WHERE condition_concept_id = 441267) t"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # A scalar subquery's small count beside every row of a table.
+        f"SELECT person_id, ({FIVE}) AS v FROM person ORDER BY person_id LIMIT 20",
+        # The same through a join with a derived table.
+        f"SELECT p.person_id, t.v FROM person p CROSS JOIN {FIVE_T} ORDER BY 1 LIMIT 20",
+        # Arithmetic and CASE over the small cell.
+        f"SELECT v * 2 + 1 AS v FROM {FIVE_T}",
+        f"SELECT CASE WHEN v < 10 THEN 'small' ELSE 'big' END AS v FROM {FIVE_T}",
+        # A per-participant value computed from it.
+        f"SELECT c.person_id, MAX(t.v) AS v FROM condition_occurrence c CROSS JOIN {FIVE_T} "
+        "GROUP BY c.person_id ORDER BY 1 LIMIT 20",
+    ],
+    ids=["scalar-subquery", "join", "arithmetic", "case", "per-person"],
+)
+def test_row_level_small_cells_are_masked_on_every_path_to_the_result(caller, sql):
+    rows = caller.rows(sql)
+    assert rows and all(r["v"] is None for r in rows), rows[:3]
+
+
+def test_row_level_small_cells_are_masked_as_group_keys(caller, gen_duck):
+    """A histogram of per-concept participant counts: the keys are cells themselves."""
+    sql = (
+        "SELECT n, COUNT(*) AS concepts FROM (SELECT condition_concept_id, COUNT(DISTINCT person_id) AS n "
+        "FROM condition_occurrence GROUP BY 1) t GROUP BY n"
+    )
+    rows = caller.rows(sql)
+    keys = [r["n"] for r in rows]
+    assert not any(k is not None and 1 <= k <= T for k in keys), keys
+    true = {r["n"] for r in truth(gen_duck, sql)}
+    assert any(1 <= k <= T for k in true), "no small key to hide: the test proves nothing"
+    assert {k for k in keys if k is not None} == {k for k in true if k > T}
+
+
+def test_row_level_lag_of_a_small_cell_is_masked(caller, gen_duck):
+    sql = (
+        "SELECT c, n, LAG(n) OVER (ORDER BY c) AS prev FROM (SELECT condition_concept_id AS c, "
+        f"COUNT(DISTINCT person_id) AS n FROM condition_occurrence WHERE condition_concept_id IN ({PLANTED_IDS}) "
+        "GROUP BY 1) t ORDER BY c"
+    )
+    rows = caller.rows(sql)
+    want = truth(gen_duck, sql)
+    for i, (g, w) in enumerate(zip(rows, want)):
+        assert g["n"] == (w["n"] if w["n"] > T else None)
+        prev_small = i > 0 and want[i - 1]["n"] <= T
+        assert g["prev"] == (None if prev_small or w["prev"] is None else w["prev"]), (g, w)
+
+
+# --------------------------------------------------------------------------------------------------
+# Aggregates-only principals: per-participant intermediates stay inside
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT v, n FROM (SELECT person_id AS v, COUNT(*) AS n FROM condition_occurrence GROUP BY person_id) t",
+        "SELECT n FROM (SELECT person_id, COUNT(*) AS n FROM condition_occurrence GROUP BY person_id) t",
+        "SELECT n FROM (SELECT person_id, COUNT(*) OVER (PARTITION BY person_id) AS n FROM condition_occurrence) t",
+        "SELECT MIN(condition_start_date) AS d FROM condition_occurrence GROUP BY person_id",
+    ],
+    ids=["renamed-key", "values-only", "window", "key-dropped"],
+)
+def test_aggregates_only_per_person_rows_never_reach_the_result(dashboard, sql):
+    dashboard.refused(sql, status="")
+
+
+def test_aggregates_only_scalar_subqueries_see_protected_values(dashboard, gen_duck):
+    assert dashboard.value(f"SELECT ({FIVE}) AS v") is None
+    # A filter on the hidden value cannot probe it: it sees NULL.
+    assert dashboard.value(f"SELECT COUNT(*) FROM person WHERE ({FIVE}) = 5") == 0
+    total = truth(gen_duck, "SELECT COUNT(*) AS n FROM person")[0]["n"]
+    assert dashboard.value("SELECT (SELECT COUNT(*) FROM person) AS v") == ceil20(total)
+
+
+def test_registered_aggregates_only_principals_can_count(dc_server, dc_keys, gen_duck):
+    """A dashboard holding the registered tier reads the registered views, whose own functions
+    take the person key: that is the view's use of the key, not the caller's."""
+    c = Caller(dc_server, dc_keys, "registered-dashboard", tier="registered", egress="aggregates")
+    rows = c.rows("SELECT gender_concept_id AS g, COUNT(*) AS n FROM person GROUP BY 1")
+    assert rows and all(r["n"] is None or r["n"] % 20 == 0 for r in rows)
+    total = truth(gen_duck, "SELECT COUNT(*) AS n FROM person")[0]["n"]
+    # The 89+ are left out of the view; what is released is rounded up.
+    assert 0.8 * total < sum(r["n"] or 0 for r in rows) <= total + 20 * len(rows)
+    # The caller's own use of the key is still refused.
+    c.refused("SELECT COUNT(*) FROM person WHERE person_id < 100")

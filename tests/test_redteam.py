@@ -326,6 +326,9 @@ def test_tickets_and_handles_are_bound_to_their_principal(rt_server, rt_keys):
         info = client.get_flight_info(flight.FlightDescriptor.for_command(command), _options(alice))
         ticket = info.endpoints[0].ticket
         expect_refusal(rt_server, "notfound", lambda: client.do_get(ticket, _options(bob)).read_all(), "invalid")
+        # Nor alice with another passport: a lower tier, or aggregates-only egress.
+        for other in (mint(rt_keys, "registered", "alice"), mint(rt_keys, "controlled", "alice", "--egress", "aggregates")):
+            expect_refusal(rt_server, "notfound", lambda: client.do_get(ticket, _options(other)).read_all(), "invalid")
         # Alice still can (the failed replay did not consume it).
         assert client.do_get(ticket, _options(alice)).read_all().num_rows == 3
         # A ticket is single-use.
@@ -341,6 +344,10 @@ def test_tickets_and_handles_are_bound_to_their_principal(rt_server, rt_keys):
         prepared = _any("CommandPreparedStatementQuery", _field(1, handle))
         descriptor = flight.FlightDescriptor.for_command(prepared)
         expect_refusal(rt_server, "notfound", lambda: client.get_flight_info(descriptor, _options(bob)), "invalid")
+        registered_alice = mint(rt_keys, "registered", "alice")
+        expect_refusal(
+            rt_server, "notfound", lambda: client.get_flight_info(descriptor, _options(registered_alice)), "invalid"
+        )
         expect_refusal(
             rt_server, "notfound", lambda: client.do_get(flight.Ticket(prepared), _options(bob)).read_all(), "invalid"
         )

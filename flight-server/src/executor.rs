@@ -73,7 +73,8 @@ pub struct Prepared {
     pub query: PlannedQuery,
     pub schema: SchemaRef,
     pub parameters: Option<ParamValues>,
-    /// The principal that planned it; tickets and handles work for nobody else.
+    /// The principal that planned it, with its tier and egress; tickets and handles work for
+    /// nobody else.
     pub owner: String,
     /// `table:tier` of every table read, for the audit log.
     pub tables: Vec<String>,
@@ -96,7 +97,7 @@ impl Prepared {
             query,
             schema,
             parameters: None,
-            owner: principal.key(),
+            owner: principal.session_key(),
             tables,
             plan_sha256,
             results: None,

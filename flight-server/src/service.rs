@@ -90,7 +90,7 @@ impl StrataFlightSql {
     fn owned_prepared(&self, handle: &str, who: &Principal) -> Result<Arc<Prepared>, Status> {
         self.prepared
             .get(handle)
-            .filter(|p| p.owner == who.key())
+            .filter(|p| p.owner == who.session_key())
             .ok_or_else(|| Status::not_found("unknown or expired prepared statement"))
     }
 
@@ -311,7 +311,7 @@ impl FlightSqlService for StrataFlightSql {
             let prepared = self
                 .statements
                 .get(&handle)
-                .filter(|p| p.owner == who.key());
+                .filter(|p| p.owner == who.session_key());
             let record = audit_record(&request, "execute_statement");
             let Some(prepared) = prepared else {
                 let refused = Err(Status::not_found("unknown or expired statement ticket"));

@@ -80,6 +80,14 @@ impl Principal {
         format!("{}:{}{}", self.issuer.len(), self.issuer, self.sub)
     }
 
+    /// The principal as a statement was planned for: its identity with the tier and egress
+    /// mode of the passport it presented. Tickets and prepared-statement handles are bound to
+    /// it, so that a plan made under a higher tier (real dates, 89+ participants) or row-level
+    /// egress is never redeemed with another passport of the same subject.
+    pub fn session_key(&self) -> String {
+        format!("{}|{}|{:?}", self.key(), self.tier, self.egress)
+    }
+
     /// Whether this principal may read data of tier `tier`.
     pub fn may_read(&self, tier: Tier) -> bool {
         self.tier >= tier

@@ -18,6 +18,9 @@ pub struct Set {
     lo: u64,
     hi: u64,
     sketch: [u64; HASHES],
+    /// The elements that give the first two hashes their minimum: a superset holds both, and a
+    /// large unrelated set seldom does (the sketch alone passes a small set's supersets-by-size).
+    pivots: [u64; 2],
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -41,9 +44,16 @@ const SEEDS: [u64; HASHES] = [
 impl Set {
     pub fn new(bits: RoaringTreemap) -> Self {
         let mut sketch = [u64::MAX; HASHES];
+        let mut pivots = [0u64; 2];
         for x in bits.iter() {
-            for (s, seed) in sketch.iter_mut().zip(SEEDS) {
-                *s = (*s).min(mix(x ^ seed));
+            for (i, (s, seed)) in sketch.iter_mut().zip(SEEDS).enumerate() {
+                let h = mix(x ^ seed);
+                if h < *s {
+                    *s = h;
+                    if i < 2 {
+                        pivots[i] = x;
+                    }
+                }
             }
         }
         Set {
@@ -52,6 +62,7 @@ impl Set {
             hi: bits.max().unwrap_or(0),
             bits,
             sketch,
+            pivots,
         }
     }
 
@@ -74,6 +85,7 @@ impl Set {
                 || (self.lo >= other.lo
                     && self.hi <= other.hi
                     && self.sketch.iter().zip(&other.sketch).all(|(a, b)| a >= b)
+                    && self.pivots.iter().all(|&x| other.bits.contains(x))
                     && self.bits.is_subset(&other.bits)))
     }
 
