@@ -16,7 +16,6 @@ cd "$REPO"
 
 VENV="$REPO/.venv"
 REQS="$REPO/tests/requirements.txt"
-STAMP="$VENV/.requirements.sha256"
 PYTEST_LOG="$REPO/.test-work/pytest-output.txt"
 PYTHON="${PYTHON:-python3}"
 
@@ -55,11 +54,6 @@ summary() {
     printf "%-32s %5ds\n" "total" "$((SECONDS - SUITE_START))"
 }
 
-requirements_hash() {
-    # The interpreter's version is part of the stamp: a new Python needs a new install.
-    { cat "$REQS"; "$VENV/bin/python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1
-}
-
 setup_venv() {
     if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
         rm -rf "$VENV"
@@ -78,15 +72,20 @@ import sys
 if sys.version_info < (3, 11):
     sys.exit(f"Python 3.11 or newer is needed for the test suite, found {sys.version.split()[0]}")
 EOF
-    local want
-    want="$(requirements_hash)"
-    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
-        echo "requirements unchanged, skipping pip install"
+    install_requirements "$VENV" "$REQS"
+}
+
+install_requirements() { # VENV REQS: pip install REQS into VENV unless its stamp says it is done
+    local venv="$1" reqs="$2" want stamp="$1/.requirements.sha256"
+    # The interpreter's version is part of the stamp: a new Python needs a new install.
+    want="$({ cat "$reqs"; "$venv/bin/python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        echo "$(basename "$reqs") unchanged, skipping pip install"
         return 0
     fi
-    rm -f "$STAMP"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS"
-    echo "$want" > "$STAMP"
+    rm -f "$stamp"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$reqs"
+    echo "$want" > "$stamp"
 }
 
 # ACRO (the disclosure-control oracle of tests/test_dominance.py) pins pandas < 3: its own venv.
@@ -97,15 +96,7 @@ setup_acro_venv() {
         rm -rf "$ACRO_VENV"
         "$PYTHON" -m venv "$ACRO_VENV"
     fi
-    local want stamp="$ACRO_VENV/.requirements.sha256"
-    want="$({ cat "$ACRO_REQS"; "$ACRO_VENV/bin/python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-        echo "ACRO requirements unchanged, skipping pip install"
-        return 0
-    fi
-    rm -f "$stamp"
-    "$ACRO_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ACRO_REQS"
-    echo "$want" > "$stamp"
+    install_requirements "$ACRO_VENV" "$ACRO_REQS"
 }
 
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d "$HOME/.cache/strata-target" ]; then

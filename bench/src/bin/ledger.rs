@@ -98,6 +98,21 @@ fn history_file(s: &mut Stream, population: u64, n: usize) -> anyhow::Result<std
     Ok(path)
 }
 
+/// The median time of `runs` calls of `decide`.
+fn median_ms<E: std::error::Error + Send + Sync + 'static>(
+    runs: usize,
+    mut decide: impl FnMut() -> Result<(), E>,
+) -> anyhow::Result<f64> {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        decide()?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut s = Stream(20261206);
@@ -108,38 +123,30 @@ fn main() -> anyhow::Result<()> {
         let result = result_of(&mut s, args.population, rows);
         // A fresh principal each run: its own empty history.
         let mut n = 0;
-        let mut times: Vec<f64> = (0..args.runs)
-            .map(|_| {
-                n += 1;
-                let started = Instant::now();
-                ReleaseLedger::default()
-                    .decide(&format!("fresh-{n}"), &result, 20, Rules::Groups)
-                    .expect("within the budget");
-                started.elapsed().as_secs_f64() * 1000.0
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
+        let fresh = median_ms(args.runs, || {
+            n += 1;
+            ReleaseLedger::default()
+                .decide(&format!("fresh-{n}"), &result, 20, Rules::Groups)
+                .map(drop)
+        })?;
         timings.push(Timing {
             rows,
             history: 0,
-            median_ms: times[times.len() / 2],
+            median_ms: fresh,
         });
         // New results (new sets) against the long history: a repeated result would be found
         // released already.
-        let mut times: Vec<f64> = (0..args.runs)
-            .map(|_| {
-                let fresh = result_of(&mut s, args.population, rows);
-                let started = Instant::now();
-                long.decide("bench", &fresh, 20, Rules::Groups)
-                    .expect("within the budget");
-                started.elapsed().as_secs_f64() * 1000.0
-            })
+        let mut results: Vec<Vec<Row>> = (0..args.runs)
+            .map(|_| result_of(&mut s, args.population, rows))
             .collect();
-        times.sort_by(f64::total_cmp);
+        let against_history = median_ms(args.runs, || {
+            let next = results.pop().expect("one result per run");
+            long.decide("bench", &next, 20, Rules::Groups).map(drop)
+        })?;
         timings.push(Timing {
             rows,
             history: args.history,
-            median_ms: times[times.len() / 2],
+            median_ms: against_history,
         });
     }
     let _ = std::fs::remove_file(&path);

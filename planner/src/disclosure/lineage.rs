@@ -837,7 +837,15 @@ impl<'a> Rewriter<'a> {
         // Magnitude cells: whether a few contributors dominate them.
         let mut dominance: Vec<Option<Hidden>> = Vec::with_capacity(agg.aggr_expr.len());
         for e in &agg.aggr_expr {
-            let Some(f) = aggregate_of(e).filter(|f| is_magnitude(f.func.name())) else {
+            // Magnitudes are numbers; a SUM of intervals has no contributions to rank.
+            let numeric = |f: &AggregateFunction| {
+                f.params
+                    .args
+                    .first()
+                    .is_some_and(|a| a.get_type(agg.input.schema()).is_ok_and(|t| t.is_numeric()))
+            };
+            let Some(f) = aggregate_of(e).filter(|f| is_magnitude(f.func.name()) && numeric(f))
+            else {
                 dominance.push(None);
                 continue;
             };
