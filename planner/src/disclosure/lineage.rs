@@ -806,7 +806,7 @@ impl<'a> Rewriter<'a> {
         let mut condition_of = Vec::with_capacity(agg.aggr_expr.len());
         let input_schema = agg.input.schema().clone();
         for e in &agg.aggr_expr {
-            let c = contribution(e, &input_schema);
+            let c = contribution(e, &input_schema, &lineage);
             let i = conditions.iter().position(|x| *x == c).unwrap_or_else(|| {
                 conditions.push(c.clone());
                 conditions.len() - 1
@@ -1373,8 +1373,22 @@ fn window_function(e: &Expr) -> Option<&WindowFunction> {
 
 /// The rows an aggregate takes its value from: those its FILTER keeps whose arguments are not
 /// NULL (`None`: every row).
-fn contribution(e: &Expr, schema: &DFSchema) -> Option<Expr> {
-    aggregate_of(e).and_then(|f| condition(f.params.filter.as_deref(), &f.params.args, schema))
+fn contribution(e: &Expr, schema: &DFSchema, lineage: &[Hidden]) -> Option<Expr> {
+    let f = aggregate_of(e)?;
+    // COUNT(DISTINCT person_id) over rows whose only lineage is that very key: a NULL key is a
+    // NULL id, which contributes no one anyway, so the condition adds nothing (and would cost a
+    // second bitmap per group).
+    let args: Vec<Expr> = f
+        .params
+        .args
+        .iter()
+        .filter(|a| {
+            !matches!((a, lineage), (Expr::Column(c), [only])
+                if only.kind == Kind::Person && only.origin.as_ref() == Some(c))
+        })
+        .cloned()
+        .collect();
+    condition(f.params.filter.as_deref(), &args, schema)
 }
 
 fn contribution_window(wf: &WindowFunction, schema: &DFSchema) -> Option<Expr> {
