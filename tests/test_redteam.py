@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 
 import pyarrow.flight as flight
@@ -366,3 +367,24 @@ def test_error_messages_do_not_echo_values(rt_server, rt_keys):
         sql_attempt(rt_server, token, "SELECT CAST(person_source_value || 'zz' AS INT) FROM person")()
     text = str(err.value)
     assert "zz" not in text and "cast" in text.lower()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # DataFusion's own function errors quote the argument they failed on ("Month value '30'
+        # is out of range": month_of_birth + 20).
+        "SELECT make_date(2000, month_of_birth + 20, 1) FROM person",
+        "SELECT make_date(2000, 1, year_of_birth - 1860) FROM person",
+        "SELECT to_timestamp(CAST(year_of_birth AS VARCHAR) || '-99-99') FROM person",
+        "SELECT arrow_cast(CAST(year_of_birth AS VARCHAR) || 'x', 'Int32') FROM person",
+    ],
+    ids=["make_date-month", "make_date-day", "to_timestamp", "arrow_cast"],
+)
+def test_execution_errors_do_not_echo_participant_values(rt_server, rt_keys, sql):
+    token = mint(rt_keys, "controlled", "carol")
+    with pytest.raises(Exception) as err:
+        sql_attempt(rt_server, token, sql)()
+    text = str(err.value)
+    # No quoted number, no year of birth (19xx, 20xx) in the message.
+    assert not re.search(r"'\d+'|\b(19|20)\d\d\b", text), text

@@ -49,6 +49,19 @@ impl PlannerError {
             DataFusionError::NotImplemented(_) => PlannerError::Unsupported(clean(&e)),
             DataFusionError::ResourcesExhausted(_) => PlannerError::ResourcesExhausted(clean(&e)),
             DataFusionError::Internal(_) => PlannerError::Internal(clean(&e)),
+            // Kernels and functions quote the value they failed on ("Unable to parse date from
+            // …", "Cannot cast …"); it may be a participant's, so only Strata's own messages
+            // (which name a `strata_` function and carry no value) pass.
+            DataFusionError::Execution(m) if m.starts_with("strata_") => {
+                PlannerError::Execution(clean(&e))
+            }
+            DataFusionError::Execution(_) | DataFusionError::ArrowError(..) => {
+                PlannerError::Execution(
+                    "a function could not be computed for some value (the message is withheld: it \
+                 may quote participant data)"
+                        .into(),
+                )
+            }
             _ => PlannerError::Execution(clean(&e)),
         }
     }
