@@ -277,6 +277,14 @@ fn combined_codes(codes: &[ArrayRef], rows: usize) -> DfResult<Vec<u8>> {
     Ok(out)
 }
 
+/// `(value, code…)` arguments: the value, NULL where any code is set, and the combined codes.
+fn value_and_codes(args: ScalarFunctionArgs) -> DfResult<(ArrayRef, Vec<u8>)> {
+    let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+    let codes = combined_codes(&arrays[1..], args.number_rows)?;
+    let withhold: BooleanArray = codes.iter().map(|&c| Some(c != 0)).collect();
+    Ok((arrow::compute::nullif(&arrays[0], &withhold)?, codes))
+}
+
 /// `strata_protect(value, code)`: an aggregates-only principal's cell as every later use sees
 /// it: NULL unless releasable, counts rounded up.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -307,11 +315,7 @@ impl ScalarUDFImpl for Protect {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows;
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let codes = combined_codes(&arrays[1..], rows)?;
-        let withhold: BooleanArray = codes.iter().map(|&c| Some(c != 0)).collect();
-        let kept = arrow::compute::nullif(&arrays[0], &withhold)?;
+        let (kept, _) = value_and_codes(args)?;
         Ok(ColumnarValue::Array(match self.rounding {
             Some(base) => round_up(&kept, base)?,
             None => kept,
@@ -375,16 +379,11 @@ impl ScalarUDFImpl for Mask {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows;
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let codes = combined_codes(&arrays[1..], rows)?;
+        let (kept, codes) = value_and_codes(args)?;
         for &c in codes.iter().filter(|&&c| c != 0) {
             self.counter.count_code(c);
         }
-        let withhold: BooleanArray = codes.iter().map(|&c| Some(c != 0)).collect();
-        Ok(ColumnarValue::Array(arrow::compute::nullif(
-            &arrays[0], &withhold,
-        )?))
+        Ok(ColumnarValue::Array(kept))
     }
 }
 
