@@ -25,8 +25,6 @@ def normalize(v):
         return float(v)
     if isinstance(v, datetime.datetime):
         return v.replace(tzinfo=None)
-    if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
-        return v
     return v
 
 

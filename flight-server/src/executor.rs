@@ -24,9 +24,9 @@ use strata_engine::cache::CacheSnapshot;
 use strata_engine::table::ScanRecorder;
 use strata_planner::disclosure::{
     self, DisclosurePlanner, DisclosureReport, DisclosureSettings, Level, Protection,
-    release::{Decision, ReleaseLedger, Rules},
+    release::{ReleaseLedger, Rules},
 };
-use strata_planner::principal::{Egress, Principal};
+use strata_planner::principal::Principal;
 use strata_planner::registered::{self, RegisteredPolicy, shift_bounds::ShiftBounds};
 use strata_planner::tier_guard::{TierGuard, TierMap};
 
@@ -243,7 +243,7 @@ impl Executor {
         strata_planner::cohort::function::CohortFunction::register(&ctx);
         let guard = Arc::new(
             TierGuard::new(self.tiers.clone(), principal.tier)
-                .aggregates_only(principal.egress == Egress::Aggregates),
+                .aggregates_only(principal.aggregates_only()),
         );
         ctx.add_analyzer_rule(guard.clone());
         if registered {
@@ -264,7 +264,7 @@ impl Executor {
         if principal.operator {
             return None;
         }
-        let aggregates_only = principal.egress == Egress::Aggregates;
+        let aggregates_only = principal.aggregates_only();
         Some(Protection {
             threshold: self.disclosure.threshold,
             rounding: aggregates_only.then_some(self.disclosure.rounding),
@@ -523,12 +523,9 @@ fn release(
     for (i, column) in batch.columns()[..last].iter().enumerate() {
         if cells.contains(&i) {
             for (row, d) in decisions.iter().enumerate() {
-                let reason = match d {
-                    Decision::Release => continue,
-                    Decision::Complementary => "complementary",
-                    Decision::Differencing => "differencing",
-                };
-                if column.is_valid(row) {
+                if let Some(reason) = d.reason()
+                    && column.is_valid(row)
+                {
                     report.add_suppressed(reason, 1);
                 }
             }

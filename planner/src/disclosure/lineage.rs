@@ -511,10 +511,18 @@ impl<'a> Rewriter<'a> {
         let rebuild = |l: &LogicalPlan, r: &LogicalPlan| {
             df(plan.with_new_exprs(plan.expressions(), vec![l.clone(), r.clone()]))
         };
-        // The visible columns of the join's output, by side.
-        let marked = |mut cells: Vec<Vec<String>>| {
-            cells.push(vec![]);
-            cells
+        // Semi, anti and mark joins output one side's rows (and the mark column).
+        let keep = |side: Rel, joined: LogicalPlan| {
+            let mut cells = side.cells;
+            if matches!(join.join_type, JoinType::LeftMark | JoinType::RightMark) {
+                cells.push(vec![]);
+            }
+            Rel {
+                plan: joined,
+                hidden: side.hidden,
+                cells,
+                rows: side.rows,
+            }
         };
         let (hl, hr) = (left.has_lineage(), right.has_lineage());
         match join.join_type {
@@ -525,49 +533,23 @@ impl<'a> Rewriter<'a> {
                 rows,
             }),
             JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark if !hr => {
-                let cells = if join.join_type == JoinType::LeftMark {
-                    marked(left.cells)
-                } else {
-                    left.cells
-                };
-                Ok(Rel {
-                    plan: rebuild(&left.plan, &right.plan)?,
-                    hidden: left.hidden,
-                    cells,
-                    rows: left.rows,
-                })
+                let joined = rebuild(&left.plan, &right.plan)?;
+                Ok(keep(left, joined))
             }
             JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark if !hl => {
-                let cells = if join.join_type == JoinType::RightMark {
-                    marked(right.cells)
-                } else {
-                    right.cells
-                };
-                Ok(Rel {
-                    plan: rebuild(&left.plan, &right.plan)?,
-                    hidden: right.hidden,
-                    cells,
-                    rows: right.rows,
-                })
+                let joined = rebuild(&left.plan, &right.plan)?;
+                Ok(keep(right, joined))
             }
             // Correlated on the person key (`EXISTS (… WHERE c.person_id = p.person_id …)`): the
             // right rows that can match, or whose absence decides, are the left row's own
             // participant's, so the left lineage is the whole lineage.
             JoinType::LeftSemi | JoinType::LeftAnti if hl && self.correlated_on_person(join) => {
-                Ok(Rel {
-                    plan: rebuild(&left.plan, &right.plan)?,
-                    hidden: left.hidden,
-                    cells: left.cells,
-                    rows: left.rows,
-                })
+                let joined = rebuild(&left.plan, &right.plan)?;
+                Ok(keep(left, joined))
             }
             JoinType::RightSemi | JoinType::RightAnti if hr && self.correlated_on_person(join) => {
-                Ok(Rel {
-                    plan: rebuild(&left.plan, &right.plan)?,
-                    hidden: right.hidden,
-                    cells: right.cells,
-                    rows: right.rows,
-                })
+                let joined = rebuild(&left.plan, &right.plan)?;
+                Ok(keep(right, joined))
             }
             JoinType::RightAnti => {
                 let anti = rebuild(&left.plan, &right.plan)?;
@@ -737,11 +719,11 @@ impl<'a> Rewriter<'a> {
         agg: &Aggregate,
         outputs: impl Iterator<Item = (usize, Expr)>,
         input_cells: &[Vec<String>],
-    ) -> R<Vec<Inherited>> {
+    ) -> Vec<Inherited> {
         let mut out = Vec::new();
         if self.aggregates_only() {
             // Every value inside is already protected: nothing to inherit.
-            return Ok(out);
+            return out;
         }
         for (position, e) in outputs {
             let codes = Self::codes_of(&e, agg.input.schema(), input_cells);
@@ -754,7 +736,7 @@ impl<'a> Rewriter<'a> {
                 .collect();
             out.push((position, columns));
         }
-        Ok(out)
+        out
     }
 
     fn aggregate(&mut self, agg: &Aggregate) -> R<Rel> {
@@ -797,7 +779,7 @@ impl<'a> Rewriter<'a> {
                 agg,
                 agg.group_expr.iter().cloned().enumerate(),
                 &input.cells,
-            )?
+            )
         };
         // One participant set per distinct contribution condition: an aggregate ignores rows
         // its FILTER rejects and rows whose arguments are NULL, so those rows did not
@@ -1010,7 +992,7 @@ impl<'a> Rewriter<'a> {
                 .enumerate()
                 .map(|(k, e)| (n_group + k, e)),
         );
-        let inherited = self.inherited_codes(agg, outputs, &input.cells)?;
+        let inherited = self.inherited_codes(agg, outputs, &input.cells);
         self.keyed_by_person(agg, input.plan, person, inherited)
     }
 

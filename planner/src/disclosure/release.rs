@@ -122,6 +122,15 @@ impl Decision {
     pub fn released(self) -> bool {
         self == Decision::Release
     }
+
+    /// The reason a withheld row's cells are reported under (`cells::REASONS`).
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Decision::Release => None,
+            Decision::Complementary => Some("complementary"),
+            Decision::Differencing => Some("differencing"),
+        }
+    }
 }
 
 /// One row of a protected result.
