@@ -40,7 +40,7 @@ def target_dir() -> Path:
 def build() -> Path:
     env = dict(os.environ, CARGO_TARGET_DIR=str(target_dir()))
     subprocess.run(
-        ["cargo", "build", "--release", "-p", "strata-flight-server", "-p", "strata-bench"],
+        ["cargo", "build", "--release", "-p", "strata-cli", "-p", "strata-bench"],
         cwd=ROOT, env=env, check=True,
     )
     return target_dir() / "release"

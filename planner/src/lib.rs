@@ -5,8 +5,6 @@
 pub mod cohort;
 pub mod disclosure;
 pub mod error;
-pub mod passport;
-pub mod principal;
 pub mod registered;
 pub mod statements;
 pub mod tier_guard;

@@ -118,7 +118,7 @@ fn main() -> anyhow::Result<()> {
     let mut s = Stream(20261206);
     let mut timings = Vec::new();
     let path = history_file(&mut s, args.population, args.history)?;
-    let long = ReleaseLedger::open(&path, u64::MAX >> 20)?;
+    let long = strata_query::open_ledger(&path, u64::MAX >> 20)?;
     for &rows in &args.rows {
         let result = result_of(&mut s, args.population, rows);
         // A fresh principal each run: its own empty history.

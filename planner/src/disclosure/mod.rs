@@ -7,6 +7,7 @@ pub mod cells;
 pub mod lineage;
 pub mod participants;
 pub mod release;
+pub mod result;
 pub mod sets;
 
 use std::collections::HashMap;

@@ -18,7 +18,7 @@
 //! between unrelated sets are ruled out without bitmap work.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use roaring::RoaringTreemap;
 
@@ -30,9 +30,9 @@ pub const DEFAULT_BUDGET_BYTES: u64 = 512 << 20;
 #[derive(Debug)]
 pub struct ReleaseLedger {
     principals: Mutex<HashMap<String, History>>,
-    /// Append-only record of every decision, fsynced before the result is released, so that a
-    /// restart does not forget what a principal was given.
-    file: Option<Mutex<std::fs::File>>,
+    /// Where every decision is recorded before the result is released, so that a restart does
+    /// not forget what a principal was given (none: a ledger of one result).
+    journal: Option<Arc<dyn LedgerJournal>>,
     /// Bytes of sets a principal may accumulate; past it their protected queries are refused
     /// (forgetting old releases would reopen differencing against them).
     budget: u64,
@@ -42,20 +42,30 @@ impl Default for ReleaseLedger {
     fn default() -> Self {
         ReleaseLedger {
             principals: Mutex::default(),
-            file: None,
+            journal: None,
             budget: DEFAULT_BUDGET_BYTES,
         }
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Entry {
-    /// Principal key.
-    p: String,
-    /// `r`eleased or `w`ithheld.
-    k: char,
-    /// The participant set, serialized roaring bitmap, base64.
-    s: String,
+/// Durable storage of a ledger's decisions. The planner decides; where the decisions are kept
+/// is the query service's business (a file today).
+pub trait LedgerJournal: Send + Sync + std::fmt::Debug {
+    /// Records the sets released to and withheld from `principal`; returns only once they are
+    /// durable, because the result carrying them is released right after.
+    fn record(
+        &self,
+        principal: &str,
+        released: &[&RoaringTreemap],
+        withheld: &[&RoaringTreemap],
+    ) -> std::io::Result<()>;
+}
+
+/// One decision of the past, as a journal gives it back at start-up.
+pub struct Recorded {
+    pub principal: String,
+    pub released: bool,
+    pub set: RoaringTreemap,
 }
 
 /// What one principal was given, and what it was refused.
@@ -96,6 +106,17 @@ impl std::fmt::Display for LedgerFull {
 }
 
 impl std::error::Error for LedgerFull {}
+
+/// Why nothing of a result may be released.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("{0}")]
+    Full(LedgerFull),
+    /// The decisions could not be made durable: releasing anyway would let a restart forget
+    /// them.
+    #[error("the release ledger could not be written: {0}")]
+    Journal(std::io::Error),
+}
 
 /// What a release must prevent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,72 +163,24 @@ pub struct Row {
 }
 
 impl ReleaseLedger {
-    /// A ledger kept in `path` (created if absent, reloaded if present).
-    pub fn open(path: &std::path::Path, budget: u64) -> std::io::Result<Self> {
-        use base64::Engine;
-        use std::io::BufRead;
+    /// A ledger with `budget` bytes of sets per principal that starts from `history` and
+    /// records every decision in `journal`.
+    pub fn restored(
+        history: impl IntoIterator<Item = Recorded>,
+        journal: Arc<dyn LedgerJournal>,
+        budget: u64,
+    ) -> Self {
         let mut principals: HashMap<String, History> = HashMap::new();
-        if let Ok(f) = std::fs::File::open(path) {
-            for line in std::io::BufReader::new(f).lines() {
-                let line = line?;
-                // A torn last line (crash mid-append) was never acknowledged: skip it.
-                let Ok(e) = serde_json::from_str::<Entry>(&line) else {
-                    continue;
-                };
-                let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&e.s) else {
-                    continue;
-                };
-                let Ok(set) = RoaringTreemap::deserialize_from(&bytes[..]) else {
-                    continue;
-                };
-                principals
-                    .entry(e.p)
-                    .or_default()
-                    .add(Set::new(set), e.k == 'r');
-            }
+        for r in history {
+            principals
+                .entry(r.principal)
+                .or_default()
+                .add(Set::new(r.set), r.released);
         }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(ReleaseLedger {
+        ReleaseLedger {
             principals: Mutex::new(principals),
-            file: Some(Mutex::new(file)),
+            journal: Some(journal),
             budget,
-        })
-    }
-
-    fn persist(&self, principal: &str, released: &[Set], withheld: &[Set]) {
-        use base64::Engine;
-        use std::io::Write;
-        let Some(file) = &self.file else { return };
-        let mut text = String::new();
-        for (k, list) in [('r', released), ('w', withheld)] {
-            for set in list {
-                let mut bytes = Vec::with_capacity(set.serialized_size());
-                if set.bits().serialize_into(&mut bytes).is_err() {
-                    continue;
-                }
-                let entry = Entry {
-                    p: principal.to_string(),
-                    k,
-                    s: base64::engine::general_purpose::STANDARD.encode(bytes),
-                };
-                if let Ok(line) = serde_json::to_string(&entry) {
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            }
-        }
-        if text.is_empty() {
-            return;
-        }
-        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.sync_data()) {
-            tracing::error!(error = %e, "release ledger not written");
         }
     }
 
@@ -219,7 +192,7 @@ impl ReleaseLedger {
         rows: &[Row],
         threshold: u64,
         rules: Rules,
-    ) -> Result<Vec<Decision>, LedgerFull> {
+    ) -> Result<Vec<Decision>, LedgerError> {
         let sets: Vec<Option<Set>> = rows.iter().map(|r| r.set.clone().map(Set::new)).collect();
         let mut release = vec![Decision::Release; rows.len()];
         // Which rows take part: under the cell rules only the lines of the result's
@@ -234,10 +207,10 @@ impl ReleaseLedger {
         let mut ledger = self.principals.lock().unwrap_or_else(|p| p.into_inner());
         let history = ledger.entry(principal.to_string()).or_default();
         if history.bytes > self.budget {
-            return Err(LedgerFull {
+            return Err(LedgerError::Full(LedgerFull {
                 bytes: history.bytes,
                 budget: self.budget,
-            });
+            }));
         }
         let mut released = std::mem::take(&mut history.released);
         let mut withheld = std::mem::take(&mut history.withheld);
@@ -335,17 +308,27 @@ impl ReleaseLedger {
             }
             withheld.push(set);
         }
-        let new_released: Vec<Set> = released[first_new..].to_vec();
-        let new_withheld: Vec<Set> = withheld[first_withheld..].to_vec();
+        let (new_released, new_withheld) = (&released[first_new..], &withheld[first_withheld..]);
+        if let Some(journal) = &self.journal
+            && let Err(e) = journal.record(
+                principal,
+                &new_released.iter().map(Set::bits).collect::<Vec<_>>(),
+                &new_withheld.iter().map(Set::bits).collect::<Vec<_>>(),
+            )
+        {
+            released.truncate(first_new);
+            withheld.truncate(first_withheld);
+            history.released = released;
+            history.withheld = withheld;
+            return Err(LedgerError::Journal(e));
+        }
         history.bytes += new_released
             .iter()
-            .chain(&new_withheld)
+            .chain(new_withheld)
             .map(|s| s.serialized_size() as u64)
             .sum::<u64>();
         history.released = released;
         history.withheld = withheld;
-        drop(ledger);
-        self.persist(principal, &new_released, &new_withheld);
         Ok(release)
     }
 }
@@ -887,34 +870,6 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(d[..4], [true, true, false, false]);
-    }
-
-    #[test]
-    fn ledger_survives_a_restart() {
-        let dir = std::env::temp_dir().join(format!("strata-ledger-{}", std::process::id()));
-        let path = dir.join("released.jsonl");
-        let _ = std::fs::remove_file(&path);
-        {
-            let ledger = ReleaseLedger::open(&path, DEFAULT_BUDGET_BYTES).unwrap();
-            assert_eq!(
-                released(
-                    ledger
-                        .decide("p", &[offered(set(0..1000))], 20, Rules::Groups)
-                        .unwrap()
-                ),
-                vec![true]
-            );
-        }
-        let reopened = ReleaseLedger::open(&path, DEFAULT_BUDGET_BYTES).unwrap();
-        assert_eq!(
-            released(
-                reopened
-                    .decide("p", &[offered(set(5..1000))], 20, Rules::Groups)
-                    .unwrap()
-            ),
-            vec![false]
-        );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Row-level rules: two released sets a few participants apart reveal no suppressed cell of

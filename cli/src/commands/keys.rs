@@ -18,8 +18,8 @@ use anyhow::{Context, bail};
 use clap::ValueEnum;
 use serde_json::json;
 use strata_engine::Tier;
-use strata_planner::passport::Egress;
-use strata_planner::passport::dev::{
+use strata_passport::Egress;
+use strata_passport::dev::{
     DEFAULT_ISSUER, DevIssuer, PassportAlg, TokenSpec, VisaKind, mint_passport,
 };
 
@@ -187,11 +187,7 @@ pub fn run_token(args: &TokenArgs) -> anyhow::Result<()> {
         bail!("--visa-issuer must not be empty");
     }
     let issuer = load_issuer(&args.keys)?;
-    let mut spec = TokenSpec::new(
-        args.tier.into(),
-        &args.sub,
-        strata_planner::passport::now_unix(),
-    );
+    let mut spec = TokenSpec::new(args.tier.into(), &args.sub, strata_passport::now_unix());
     spec.egress = args.egress.map(|e| match e {
         EgressArg::Rows => Egress::Rows,
         EgressArg::Aggregates => Egress::Aggregates,
@@ -392,8 +388,7 @@ mod tests {
         assert!(write_keys(&dir, &issuer, false).is_err());
         write_keys(&dir, &DevIssuer::generate(DEFAULT_ISSUER), true).unwrap();
         let verifier =
-            strata_planner::passport::PassportVerifier::from_jwks_file(&dir.join(JWKS_FILE), false)
-                .unwrap();
+            strata_passport::PassportVerifier::from_jwks_file(&dir.join(JWKS_FILE), false).unwrap();
         assert_eq!(verifier.issuers(), vec![DEFAULT_ISSUER.to_string()]);
         let leftovers: Vec<_> = fs::read_dir(&dir)
             .unwrap()

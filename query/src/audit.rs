@@ -24,6 +24,9 @@ pub struct AuditRecord {
     pub phase: String,
     /// What was asked: `statement`, `prepare`, `execute`, `get_tables`, `authenticate`, …
     pub action: String,
+    /// The door the request came through: `flight`, `cohort`, `pg`.
+    #[serde(default)]
+    pub door: String,
     pub sub: String,
     pub issuer: String,
     pub tier: String,

@@ -1,25 +1,14 @@
-//! `strata`: the operator's command line — make and import data, serve it over Flight SQL.
+//! `strata`: the operator's command line — make and import data, serve it through every door.
+//! Each command is a file of `commands/`; this file parses and dispatches.
 
-mod audit;
-mod auth;
-mod cohort_service;
-mod cohorts;
-mod config;
-mod error;
-mod executor;
-mod keys;
-mod serve;
-mod service;
-mod xdbc;
+mod commands;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use strata_testdata::generate::{GenerateOptions, generate};
-use strata_testdata::import_omop::{OmopImportOptions, import_omop};
-use strata_testdata::import_vcf::{VcfImportOptions, import_vcf};
+use strata_query::audit::AuditQuery;
 
 #[derive(Parser)]
 #[command(
@@ -82,9 +71,9 @@ enum Command {
         json: bool,
     },
     /// Make a dev passport issuer key pair (issuer.pem, jwks.json, issuer.json).
-    Keys(keys::KeysArgs),
+    Keys(commands::keys::KeysArgs),
     /// Print a signed dev passport.
-    Token(keys::TokenArgs),
+    Token(commands::keys::TokenArgs),
     /// Create a small synthetic dataset under ./.strata/ (if absent) and serve it on localhost.
     Demo {
         #[arg(long, default_value_t = 5_000)]
@@ -232,58 +221,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             persons,
             shards,
             seed,
-        } => {
-            let opts = GenerateOptions {
-                out: out.clone(),
-                persons,
-                shards,
-                seed,
-                progress: true,
-            };
-            let summary = tokio::task::spawn_blocking(move || generate(&opts)).await??;
-            let rows: u64 = summary.tables.iter().map(|t| t.1).sum();
-            eprintln!(
-                "wrote {} ({} tables, {rows} rows)",
-                out.display(),
-                summary.tables.len()
-            );
-            Ok(())
-        }
+        } => commands::generate::run(out, persons, shards, seed).await,
         Command::Import {
             what: ImportCommand::Omop { from, out, shards },
-        } => {
-            let opts = OmopImportOptions {
-                from,
-                out: out.clone(),
-                shards,
-                progress: true,
-            };
-            let summary = import_omop(&opts).await?;
-            eprintln!(
-                "imported {} tables into {}",
-                summary.tables.len(),
-                out.display()
-            );
-            Ok(())
-        }
+        } => commands::import::omop(from, out, shards).await,
         Command::Import {
             what: ImportCommand::Vcf { from, out, samples },
-        } => {
-            let opts = VcfImportOptions {
-                from,
-                dataset: out.clone(),
-                samples,
-                progress: true,
-            };
-            let summary = tokio::task::spawn_blocking(move || import_vcf(&opts)).await??;
-            eprintln!(
-                "imported {} variants and {} genotypes into {}",
-                summary.variants,
-                summary.genotypes,
-                out.display()
-            );
-            Ok(())
-        }
+        } => commands::import::vcf(from, out, samples).await,
         Command::Audit {
             dataset,
             log,
@@ -293,25 +237,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             contains,
             json,
         } => {
-            let path = match (log, dataset) {
-                (Some(log), _) => log,
-                (None, Some(dataset)) => config::ServerConfig::default().audit_path(&dataset),
-                (None, None) => anyhow::bail!("give --dataset or --log"),
-            };
-            let query = audit::AuditQuery {
+            let query = AuditQuery {
                 sub,
                 outcome,
                 since,
                 contains,
                 json,
             };
-            let shown = audit::print(&path, &query)?;
-            eprintln!("{shown} request(s)");
-            Ok(())
+            commands::audit::run(dataset, log, query)
         }
-        Command::Keys(a) => keys::run_keys(&a),
-        Command::Token(a) => keys::run_token(&a),
-        Command::Serve { dataset, server } => serve::serve(&dataset, &server, None).await,
-        Command::Demo { persons, server } => serve::demo(persons, &server).await,
+        Command::Keys(a) => commands::keys::run_keys(&a),
+        Command::Token(a) => commands::keys::run_token(&a),
+        Command::Serve { dataset, server } => commands::serve::serve(&dataset, &server, None).await,
+        Command::Demo { persons, server } => commands::demo::demo(persons, &server).await,
     }
 }

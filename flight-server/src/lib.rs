@@ -1,0 +1,74 @@
+//! Strata's gRPC door: Arrow Flight SQL and the CohortService, with health and reflection.
+//! Every call is decoded into a query-service call, answered by `strata_query`, and encoded;
+//! errors become gRPC statuses in one place (`error.rs`). No policy lives here.
+
+mod auth;
+mod call;
+mod cohort_service;
+mod error;
+mod sql;
+mod xdbc;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow_flight::flight_service_server::FlightServiceServer;
+use strata_proto::strata::v1::cohort_service_server::CohortServiceServer;
+use strata_query::QueryService;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
+
+pub use cohort_service::Cohorts;
+pub use sql::StrataFlightSql;
+
+/// gRPC messages from clients (parameters, handshakes) are small; results stream out in chunks.
+const MAX_DECODING_MESSAGE: usize = 16 << 20;
+
+/// Serves Flight SQL and the CohortService on `listener` until `shutdown` completes.
+pub async fn serve(
+    query: Arc<QueryService>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let flight = FlightServiceServer::new(StrataFlightSql::new(query.clone()))
+        .max_decoding_message_size(MAX_DECODING_MESSAGE);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<FlightServiceServer<StrataFlightSql>>()
+        .await;
+    health_reporter
+        .set_serving::<CohortServiceServer<Cohorts>>()
+        .await;
+    let flight = InterceptedService::new(flight, auth::interceptor(query.clone(), "flight"));
+    let cohorts = InterceptedService::new(
+        CohortServiceServer::new(Cohorts::new(query.clone())),
+        auth::interceptor(query, "cohort"),
+    );
+    // Reflection lets generic clients (grpcurl, grpcio-reflection) discover the services.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    // v1alpha too: many clients (grpcio-reflection, older grpcurl) still speak only that.
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("cannot build the reflection service")?;
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(flight)
+        .add_service(cohorts)
+        // Nagle with delayed ACKs stalls small gRPC frames ~40 ms per round trip.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await
+        .context("server failed")
+}

@@ -1,0 +1,98 @@
+//! The one error type of the query service. Every door maps it once to its wire's status
+//! (gRPC codes, SQLSTATEs); messages are one line and never carry data values.
+
+use strata_engine::EngineError;
+use strata_planner::PlannerError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum QueryError {
+    /// No, a bad or an expired passport.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not do this: a table above their tier, a statement that writes, a row-level
+    /// result for an aggregates-only caller.
+    #[error("{0}")]
+    Denied(String),
+    /// A handle, ticket or named cohort that does not exist for this caller (another caller's
+    /// gets the same answer as one that never existed).
+    #[error("{0}")]
+    NotFound(String),
+    /// Malformed SQL, JSON or parameters; a reference that does not resolve.
+    #[error("{0}")]
+    Invalid(String),
+    /// Not implemented by Strata.
+    #[error("{0}")]
+    Unsupported(String),
+    /// An egress, memory or ledger limit: never a partial result.
+    #[error("resources exhausted: {0}")]
+    ResourcesExhausted(String),
+    /// The durable audit record could not be written, so nothing is released.
+    #[error("the audit log is unavailable; no results are released")]
+    AuditUnavailable,
+    #[error("cancelled by the client")]
+    Cancelled,
+    /// Failure while executing an accepted plan.
+    #[error("{0}")]
+    Execution(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl QueryError {
+    /// Writes are refused whatever the tier: Strata serves queries only.
+    pub fn read_only() -> Self {
+        QueryError::Denied(
+            "Strata is read-only: only queries (SELECT, WITH, VALUES, EXPLAIN) are accepted".into(),
+        )
+    }
+
+    pub fn no_substrait() -> Self {
+        QueryError::Unsupported("Substrait plans are not accepted; send SQL".into())
+    }
+
+    /// The audit record's `outcome` for a request that ended with this error.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            QueryError::Denied(_) => "denied",
+            QueryError::Unauthenticated(_) => "unauthenticated",
+            QueryError::Invalid(_) | QueryError::NotFound(_) => "invalid",
+            QueryError::Unsupported(_) => "unsupported",
+            QueryError::Cancelled => "cancelled",
+            _ => "error",
+        }
+    }
+
+    /// The message as it leaves the server: its first line.
+    pub fn message(&self) -> String {
+        strata_engine::error::first_line(&self.to_string())
+    }
+}
+
+impl From<PlannerError> for QueryError {
+    fn from(e: PlannerError) -> Self {
+        match e {
+            PlannerError::InvalidQuery(m) => QueryError::Invalid(m),
+            PlannerError::NotPermitted(m) => QueryError::Denied(m),
+            PlannerError::Unsupported(m) => QueryError::Unsupported(m),
+            PlannerError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m),
+            PlannerError::Execution(m) => QueryError::Execution(m),
+            PlannerError::Internal(m) => QueryError::Internal(m),
+        }
+    }
+}
+
+impl From<EngineError> for QueryError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::InvalidInput(m) => QueryError::Invalid(m),
+            other => QueryError::Internal(strata_engine::error::first_line(&other.to_string())),
+        }
+    }
+}
+
+impl From<arrow::error::ArrowError> for QueryError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        QueryError::Internal(strata_engine::error::first_line(&e.to_string()))
+    }
+}

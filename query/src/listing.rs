@@ -1,0 +1,69 @@
+//! What a caller may list: the tables of their tier — as they see them (registered views leave
+//! columns out) — and those tables' primary keys. A table above the caller's tier is not listed,
+//! the same as a table that does not exist.
+
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use strata_engine::Tier;
+use strata_passport::Principal;
+
+use crate::call::Call;
+use crate::error::QueryError;
+use crate::service::QueryService;
+
+/// One table as a caller may see it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub schema: SchemaRef,
+    /// The primary-key column, for tables that have one.
+    pub primary_key: Option<String>,
+}
+
+impl QueryService {
+    /// The tables the caller may query, by name; audited.
+    pub async fn list_tables(&self, call: &Call) -> Result<Vec<Listed>, QueryError> {
+        let listed = call.principal().map(|who| {
+            self.dataset
+                .tables()
+                .keys()
+                .filter_map(|name| self.listed(who, name))
+                .collect()
+        });
+        self.answer(call, "get_tables", listed).await
+    }
+
+    /// One table the caller may query (`None`: unknown or above their tier); audited.
+    pub async fn describe_table(
+        &self,
+        call: &Call,
+        action: &str,
+        table: &str,
+    ) -> Result<Option<Listed>, QueryError> {
+        let found = call.principal().map(|who| self.listed(who, table));
+        self.answer(call, action, found).await
+    }
+
+    fn listed(&self, who: &Principal, name: &str) -> Option<Listed> {
+        if !self.tiers.table_tier(name).is_some_and(|t| who.may_read(t)) {
+            return None;
+        }
+        let table = self.dataset.tables().get(name)?;
+        let schema = match self.registered_views.get(name) {
+            Some(view) if who.tier == Tier::Registered => view.schema(),
+            _ => TableProvider::schema(table.as_ref()),
+        };
+        Some(Listed {
+            primary_key: primary_key(name, &schema),
+            name: name.to_string(),
+            schema,
+        })
+    }
+}
+
+/// OMOP tables name their key `<table>_id` in the first column (`person.person_id`,
+/// `visit_occurrence.visit_occurrence_id`); vocabulary has `concept.concept_id`.
+fn primary_key(table: &str, schema: &arrow::datatypes::Schema) -> Option<String> {
+    let first = schema.fields().first()?.name();
+    (first == &format!("{table}_id")).then(|| first.clone())
+}

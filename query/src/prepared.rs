@@ -1,0 +1,74 @@
+//! A statement planned and checked for one principal, with what its audit records need.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ParamValues;
+use strata_passport::Principal;
+use strata_planner::PlannedQuery;
+use strata_planner::tier_guard::TierGuard;
+
+use crate::audit::sha256_hex;
+use crate::error::QueryError;
+
+/// A statement planned once (at describe or prepare time) and executed later.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub query: PlannedQuery,
+    pub schema: SchemaRef,
+    pub parameters: Option<ParamValues>,
+    /// The principal that planned it, with its tier and egress; handles work for nobody else.
+    pub(crate) owner: String,
+    /// `table:tier` of every table read, for the audit log.
+    pub tables: Vec<String>,
+    pub plan_sha256: String,
+    /// Results computed by `settle` (protected queries), released by the next run.
+    pub results: Option<Arc<Vec<RecordBatch>>>,
+}
+
+impl Prepared {
+    pub(crate) fn new(query: PlannedQuery, guard: &TierGuard, principal: &Principal) -> Self {
+        let schema = Arc::new(query.plan.schema().as_arrow().clone());
+        let tables = guard
+            .tables_touched(&query.plan)
+            .into_iter()
+            .map(|(t, tier)| format!("{t}:{tier}"))
+            .collect();
+        let plan_sha256 = sha256_hex(&query.plan.display_indent().to_string());
+        Prepared {
+            query,
+            schema,
+            parameters: None,
+            owner: principal.session_key(),
+            tables,
+            plan_sha256,
+            results: None,
+        }
+    }
+
+    pub(crate) fn owned_by(&self, principal: &Principal) -> bool {
+        self.owner == principal.session_key()
+    }
+
+    /// Parameters `$1..$n` in order, typed where DataFusion could infer a type.
+    pub fn parameter_schema(&self) -> Result<Schema, QueryError> {
+        let types = self
+            .query
+            .plan
+            .get_parameter_types()
+            .map_err(strata_planner::PlannerError::from_datafusion)?;
+        let mut names: Vec<_> = types.into_iter().collect();
+        names.sort_by_key(|(name, _)| {
+            name.trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        Ok(Schema::new(
+            names
+                .into_iter()
+                .map(|(name, t)| Field::new(name, t.unwrap_or(DataType::Null), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+}

@@ -1,0 +1,286 @@
+//! The query service: what every door calls. It authenticates, plans in the principal's
+//! session, writes the durable audit start record before anything executes, executes, protects
+//! and releases, and streams under the egress limits; a door only decodes and encodes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use datafusion::catalog::TableProvider;
+use strata_engine::Dataset;
+use strata_passport::Principal;
+use strata_planner::disclosure::{self, DisclosureSettings, release::ReleaseLedger};
+use strata_planner::registered::{self, RegisteredPolicy};
+use strata_planner::tier_guard::TierMap;
+
+use crate::audit::{AuditLog, AuditRecord, now_rfc3339, sha256_hex};
+use crate::auth::Authenticator;
+use crate::call::Call;
+use crate::cohorts::NamedCohorts;
+use crate::config::{EgressSettings, ServerConfig, date_shift_secret};
+use crate::error::QueryError;
+use crate::handles::Handles;
+use crate::ledger_file::open_ledger;
+use crate::prepared::Prepared;
+use crate::stream::QueryStream;
+
+pub struct QueryService {
+    pub(crate) dataset: Arc<Dataset>,
+    pub(crate) tiers: Arc<TierMap>,
+    /// Registered-tier views of the participant tables, built once.
+    pub(crate) registered_views: BTreeMap<String, Arc<dyn TableProvider>>,
+    pub(crate) audit: Arc<AuditLog>,
+    pub(crate) auth: Authenticator,
+    pub(crate) egress: EgressSettings,
+    pub(crate) egress_alerts: Arc<AtomicU64>,
+    pub(crate) disclosure: DisclosureSettings,
+    pub(crate) person_keys: Arc<std::collections::HashMap<String, String>>,
+    /// Participant sets released to each principal (complementary suppression across
+    /// queries).
+    pub(crate) ledger: Arc<ReleaseLedger>,
+    pub(crate) cohorts: NamedCohorts,
+    /// Named cohorts compiled once per principal and tier (their concept sets resolved), for
+    /// every later session of their owner. The dataset does not change while it is served.
+    pub(crate) compiled_cohorts: std::sync::Mutex<
+        std::collections::HashMap<(String, String), datafusion::logical_expr::LogicalPlan>,
+    >,
+    handles: Handles,
+}
+
+/// What a run hands the door: batches computed before the first one could leave (protected
+/// results, whose suppression report rides in the schema), or a live stream.
+pub enum Results {
+    Computed(
+        Arc<Vec<arrow::record_batch::RecordBatch>>,
+        arrow::datatypes::SchemaRef,
+    ),
+    Streaming(Box<QueryStream>),
+}
+
+impl QueryService {
+    pub async fn open(
+        dataset: Arc<Dataset>,
+        config: &ServerConfig,
+        auth: Authenticator,
+    ) -> anyhow::Result<Self> {
+        let tiers = Arc::new(TierMap::from_catalog(dataset.catalog()));
+        let secret = date_shift_secret(&config.state_dir(dataset.dir()))?;
+        let (raw, _) = dataset.session()?;
+        let year = chrono::Datelike::year(&chrono::Utc::now());
+        let policy = RegisteredPolicy::load(&raw, &secret, &config.registered, year)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot prepare the registered tier: {e}"))?;
+        tracing::info!(
+            left_out = policy.excluded_count(),
+            "registered tier: participants aged {}+ left out",
+            config.registered.max_age
+        );
+        let providers: BTreeMap<String, Arc<dyn TableProvider>> = dataset
+            .tables()
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone() as Arc<dyn TableProvider>))
+            .collect();
+        let registered_views =
+            registered::build_views(dataset.catalog(), &tiers, &providers, Arc::new(policy))?;
+        let audit = Arc::new(AuditLog::open(&config.audit_path(dataset.dir()))?);
+        tracing::info!(audit_log = %audit.path().display(), "audit log");
+        Ok(QueryService {
+            tiers,
+            registered_views,
+            audit,
+            auth,
+            egress: config.egress.clone(),
+            egress_alerts: Arc::new(AtomicU64::new(0)),
+            disclosure: config.disclosure.clone(),
+            person_keys: Arc::new(disclosure::person_keys(dataset.catalog())),
+            cohorts: NamedCohorts::open(&config.state_dir(dataset.dir()).join("cohorts.json"))?,
+            compiled_cohorts: Default::default(),
+            ledger: Arc::new(
+                open_ledger(
+                    &config.state_dir(dataset.dir()).join("released.jsonl"),
+                    config.disclosure.ledger_budget_mb << 20,
+                )
+                .map_err(|e| anyhow::anyhow!("cannot open the release ledger: {e}"))?,
+            ),
+            dataset,
+            handles: Handles::default(),
+        })
+    }
+
+    pub fn dataset(&self) -> &Arc<Dataset> {
+        &self.dataset
+    }
+
+    /// Planned statements waiting for their execution, each bound to the principal that
+    /// planned it.
+    pub fn handles(&self) -> &Handles {
+        &self.handles
+    }
+
+    /// The caller behind `authorization` (`Bearer <JWT>`, or `None`); a refusal leaves an audit
+    /// record (who the token claimed to be is not trusted, so not recorded).
+    pub fn authenticate(
+        &self,
+        call: &Call,
+        authorization: Option<&str>,
+    ) -> Result<Principal, QueryError> {
+        self.auth.authenticate(authorization).inspect_err(|e| {
+            let mut record = call.record("authenticate");
+            record.outcome = e.outcome().into();
+            record.error = Some(e.message());
+            self.audit.submit(&record);
+        })
+    }
+
+    /// Plans `sql` for the caller (statement policy, tier guard, registered views); audited.
+    pub async fn prepare(
+        &self,
+        call: &Call,
+        action: &str,
+        sql: &str,
+    ) -> Result<Prepared, QueryError> {
+        let mut record = call.record(action);
+        record.statement_sha256 = Some(sha256_hex(sql));
+        record.statement = Some(sql.to_string());
+        let result = async {
+            let principal = call.principal()?;
+            let session = self.session(principal).await?;
+            let query = strata_planner::plan_sql_guarded(&session.ctx, sql, &session.guard).await?;
+            Ok(Prepared::new(query, &session.guard, principal))
+        }
+        .await;
+        if let Ok(prepared) = &result {
+            record.tables = prepared.tables.clone();
+            record.plan_sha256 = Some(prepared.plan_sha256.clone());
+        }
+        self.audited(record, result).await
+    }
+
+    /// Protected results are computed before the door describes the result: the suppression
+    /// report rides in the schema, which goes out first (Flight clients check that the
+    /// FlightInfo schema and the stream's agree). The results wait in `prepared` for the
+    /// execution that releases them.
+    pub async fn settle(
+        &self,
+        call: &Call,
+        action: &str,
+        prepared: &mut Prepared,
+    ) -> Result<(), QueryError> {
+        prepared.results = None;
+        if !self.is_protected(prepared, call.principal()?) {
+            return Ok(());
+        }
+        let mut stream = self.start(call, action, prepared).await?;
+        let schema = stream.schema();
+        let mut batches = Vec::new();
+        while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+            batches.push(batch?);
+        }
+        prepared.schema = schema;
+        prepared.results = Some(Arc::new(batches));
+        Ok(())
+    }
+
+    /// Runs a planned statement: what `settle` computed, or a fresh execution whose start record
+    /// is on disk before anything executes and whose end record follows when the stream ends.
+    pub async fn run(
+        &self,
+        call: &Call,
+        action: &str,
+        prepared: &Prepared,
+    ) -> Result<Results, QueryError> {
+        if let Some(batches) = &prepared.results {
+            return Ok(Results::Computed(batches.clone(), prepared.schema.clone()));
+        }
+        let stream = self.start(call, action, prepared).await?;
+        Ok(Results::Streaming(Box::new(stream)))
+    }
+
+    /// Writes the durable start record, then starts executing.
+    pub(crate) async fn start(
+        &self,
+        call: &Call,
+        action: &str,
+        prepared: &Prepared,
+    ) -> Result<QueryStream, QueryError> {
+        let mut record = call.record(action);
+        record.statement_sha256 = Some(sha256_hex(&prepared.query.sql));
+        record.statement = Some(prepared.query.sql.clone());
+        record.plan_sha256 = Some(prepared.plan_sha256.clone());
+        record.tables = prepared.tables.clone();
+        record.phase = "start".into();
+        record.outcome = "started".into();
+        record.time = now_rfc3339();
+        self.audit.append(&record).await.map_err(|e| {
+            tracing::error!(error = %e, "audit log unavailable; refusing to stream");
+            QueryError::AuditUnavailable
+        })?;
+        match self
+            .execute(prepared, call.principal()?, record.clone())
+            .await
+        {
+            Ok(stream) => Ok(stream),
+            Err(e) => {
+                record.phase = "end".into();
+                self.audited(record, Err(e)).await
+            }
+        }
+    }
+
+    /// Writes the audit record of a request that answers in one call: refusals durably before
+    /// the refusal is sent, successes in the background.
+    pub async fn audited<R>(
+        &self,
+        mut record: AuditRecord,
+        result: Result<R, QueryError>,
+    ) -> Result<R, QueryError> {
+        record.time = now_rfc3339();
+        match &result {
+            Ok(_) => {
+                record.outcome = "ok".into();
+                self.audit.submit(&record);
+            }
+            Err(e) => {
+                record.outcome = e.outcome().into();
+                record.error = Some(e.message());
+                if let Err(e) = self.audit.append(&record).await {
+                    tracing::error!(error = %e, "audit record of a refusal not written");
+                }
+            }
+        }
+        result
+    }
+
+    /// A request answered in one call (a listing, a refusal), audited under `action`.
+    pub async fn answer<R>(
+        &self,
+        call: &Call,
+        action: &str,
+        result: Result<R, QueryError>,
+    ) -> Result<R, QueryError> {
+        self.audited(call.record(action), result).await
+    }
+
+    /// Whether disclosure control will protect cells of this statement's result: the principal
+    /// is protected and an aggregate or window reads participant data.
+    pub fn is_protected(&self, prepared: &Prepared, principal: &Principal) -> bool {
+        self.protection(principal).is_some()
+            && disclosure::aggregates_participants(&prepared.query.plan, &self.person_keys)
+    }
+}
+
+impl QueryService {
+    /// Audits `result` only when it is a refusal: a success is recorded by the execution that
+    /// follows it (its start and end records).
+    pub async fn answer_if_err<R>(
+        &self,
+        call: &Call,
+        action: &str,
+        result: Result<R, QueryError>,
+    ) -> Result<R, QueryError> {
+        match result {
+            Ok(r) => Ok(r),
+            Err(e) => self.answer(call, action, Err(e)).await,
+        }
+    }
+}

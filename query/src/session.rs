@@ -1,0 +1,146 @@
+//! A principal's session: only the tables the principal may read (registered views for the
+//! registered tier, their named cohorts as `cohort_<name>`), the tier guard as an analyzer rule
+//! so every plan DataFusion runs in it is checked again, and the disclosure planner sized to the
+//! principal.
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::execution::context::QueryPlanner;
+use datafusion::prelude::SessionContext;
+use strata_engine::Tier;
+use strata_engine::table::ScanRecorder;
+use strata_passport::Principal;
+use strata_planner::PlannerError;
+use strata_planner::disclosure::{DisclosurePlanner, DisclosureReport, Level, Protection};
+use strata_planner::registered::shift_bounds::ShiftBounds;
+use strata_planner::tier_guard::TierGuard;
+
+use crate::cohort::compile_cohort;
+use crate::error::QueryError;
+use crate::service::QueryService;
+
+/// Compiled named cohorts kept at most (then the cache starts over).
+const COMPILED_COHORTS: usize = 4096;
+
+/// A principal's session for one request.
+pub(crate) struct Session {
+    pub(crate) ctx: SessionContext,
+    pub(crate) recorder: Arc<ScanRecorder>,
+    pub(crate) guard: Arc<TierGuard>,
+    pub(crate) report: Arc<DisclosureReport>,
+    pub(crate) protection: Option<Protection>,
+}
+
+impl QueryService {
+    /// The principal's session, with its named cohorts as tables `cohort_<name>`.
+    pub(crate) async fn session(&self, principal: &Principal) -> Result<Session, QueryError> {
+        let session = self.base_session(principal)?;
+        for (name, saved) in self.cohorts.of(&principal.key()) {
+            let Ok(def) = serde_json::from_str::<serde_json::Value>(&saved.definition) else {
+                continue;
+            };
+            let key = (
+                format!("{}|{}", principal.key(), principal.tier),
+                saved.definition.clone(),
+            );
+            let cached = self
+                .compiled_cohorts
+                .lock()
+                .ok()
+                .and_then(|c| c.get(&key).cloned());
+            if let Some(plan) = cached {
+                let table =
+                    datafusion::dataframe::DataFrame::new(session.ctx.state(), plan).into_view();
+                session
+                    .ctx
+                    .register_table(format!("cohort_{name}").as_str(), table)
+                    .map_err(PlannerError::from_datafusion)?;
+                continue;
+            }
+            match compile_cohort(&session, &def).await.map(|df| {
+                if let Ok(mut cache) = self.compiled_cohorts.lock() {
+                    if cache.len() >= COMPILED_COHORTS {
+                        cache.clear();
+                    }
+                    cache.insert(key, df.logical_plan().clone());
+                }
+                df.into_view()
+            }) {
+                Ok(table) => {
+                    session
+                        .ctx
+                        .register_table(format!("cohort_{name}").as_str(), table)
+                        .map_err(PlannerError::from_datafusion)?;
+                }
+                Err(e) => tracing::warn!(cohort = %name, error = %e, "named cohort not available"),
+            }
+        }
+        Ok(session)
+    }
+
+    fn base_session(&self, principal: &Principal) -> Result<Session, QueryError> {
+        let tiers = self.tiers.clone();
+        let registered = principal.tier == Tier::Registered;
+        let report = Arc::new(DisclosureReport::default());
+        let protection = self.protection(principal);
+        let planner: Arc<dyn QueryPlanner + Send + Sync> = match protection {
+            Some(p) => Arc::new(DisclosurePlanner::new(
+                self.person_keys.clone(),
+                p,
+                report.clone(),
+            )),
+            None => Arc::new(strata_planner::cohort::boundary::PlainQueryPlanner),
+        };
+        let (ctx, recorder) = self.dataset.session_with(
+            |name, table| {
+                if !tiers
+                    .table_tier(name)
+                    .is_some_and(|t| principal.may_read(t))
+                {
+                    return None;
+                }
+                if registered && let Some(view) = self.registered_views.get(name) {
+                    return Some(view.clone());
+                }
+                Some(table.clone() as Arc<dyn TableProvider>)
+            },
+            Some(planner),
+        )?;
+        strata_planner::cohort::function::CohortFunction::register(&ctx);
+        let guard = Arc::new(
+            TierGuard::new(self.tiers.clone(), principal.tier)
+                .aggregates_only(principal.aggregates_only()),
+        );
+        ctx.add_analyzer_rule(guard.clone());
+        if registered {
+            ctx.add_optimizer_rule(Arc::new(ShiftBounds));
+        }
+        Ok(Session {
+            ctx,
+            recorder,
+            guard,
+            report,
+            protection,
+        })
+    }
+
+    /// How this principal's aggregate cells are released; `None` for the local operator of a
+    /// development server, who sees the data as stored.
+    pub(crate) fn protection(&self, principal: &Principal) -> Option<Protection> {
+        if principal.operator {
+            return None;
+        }
+        let aggregates_only = principal.aggregates_only();
+        Some(Protection {
+            threshold: self.disclosure.threshold,
+            rounding: aggregates_only.then_some(self.disclosure.rounding),
+            level: if aggregates_only {
+                Level::AggregatesOnly
+            } else {
+                Level::RowLevel
+            },
+            dominance: self.disclosure.dominance,
+        })
+    }
+}
