@@ -1,6 +1,23 @@
 use datafusion::error::DataFusionError;
 use thiserror::Error;
 
+/// Why the tier guard refused a plan; turned into a permission refusal at the edge. It travels
+/// through DataFusion as an external error (the guard also runs as an analyzer rule).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct TierDenied(pub String);
+
+/// A table a plan needs that its session does not hold, raised inside DataFusion (a cohort
+/// table function compiling its definition); becomes [`PlannerError::MissingTable`].
+#[derive(Debug, Error)]
+#[error("table '{0}' not found")]
+pub struct TableNotFound(pub String);
+
+/// A plan disclosure control cannot protect; refused as unsupported.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct NotProtectable(pub String);
+
 /// Planner errors, one line each. They never carry data values: messages come from the SQL text
 /// and the catalog, not from rows.
 #[derive(Debug, Error)]
@@ -8,6 +25,13 @@ pub enum PlannerError {
     /// Malformed SQL or a reference that does not resolve.
     #[error("{0}")]
     InvalidQuery(String),
+    /// A table the statement names that the session does not hold (unknown, or above the
+    /// caller's tier: the tier guard tells which).
+    #[error("table '{0}' not found")]
+    MissingTable(String),
+    /// A column reference that does not resolve (DataFusion's message, and the bare name).
+    #[error("{message}")]
+    MissingColumn { column: String, message: String },
     /// A statement kind the caller may not run.
     #[error("{0}")]
     NotPermitted(String),
@@ -35,12 +59,23 @@ impl PlannerError {
             return PlannerError::InvalidQuery(message.to_string());
         }
         if let DataFusionError::External(inner) = e.find_root() {
-            if let Some(d) = inner.downcast_ref::<crate::tier_guard::TierDenied>() {
+            if let Some(d) = inner.downcast_ref::<TierDenied>() {
                 return PlannerError::NotPermitted(d.0.clone());
             }
-            if let Some(n) = inner.downcast_ref::<crate::disclosure::NotProtectable>() {
+            if let Some(t) = inner.downcast_ref::<TableNotFound>() {
+                return PlannerError::MissingTable(t.0.clone());
+            }
+            if let Some(n) = inner.downcast_ref::<NotProtectable>() {
                 return PlannerError::Unsupported(format!("disclosure control: {}", n.0));
             }
+        }
+        if let DataFusionError::SchemaError(s, _) = e.find_root()
+            && let datafusion::common::SchemaError::FieldNotFound { field, .. } = s.as_ref()
+        {
+            return PlannerError::MissingColumn {
+                column: field.name.clone(),
+                message: clean(&e),
+            };
         }
         match e.find_root() {
             DataFusionError::SQL(..)

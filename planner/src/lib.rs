@@ -8,6 +8,7 @@ pub mod error;
 pub mod registered;
 pub mod statements;
 pub mod tier_guard;
+pub mod tiers;
 
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
@@ -52,11 +53,7 @@ pub async fn plan_sql_guarded(
     sql: &str,
     guard: &tier_guard::TierGuard,
 ) -> Result<PlannedQuery, PlannerError> {
-    let planned = match plan_sql(ctx, sql).await {
-        Ok(p) => p,
-        Err(PlannerError::InvalidQuery(m)) => return Err(guard.explain_missing_table(m)),
-        Err(e) => return Err(e),
-    };
+    let planned = plan_sql(ctx, sql).await.map_err(|e| guard.explain(e))?;
     guard
         .check(&planned.plan)
         .map_err(|d| PlannerError::NotPermitted(d.0))?;
@@ -71,6 +68,7 @@ pub async fn plan_sql(ctx: &SessionContext, sql: &str) -> Result<PlannedQuery, P
         .map_err(PlannerError::from_parse)?;
     statements::number_placeholders(&mut statement);
     statements::check_statement(&statement)?;
+    check_tables_exist(ctx, &statement)?;
     let plan = state
         .statement_to_plan(statement)
         .await
@@ -80,6 +78,30 @@ pub async fn plan_sql(ctx: &SessionContext, sql: &str) -> Result<PlannedQuery, P
         sql: sql.to_string(),
         plan,
     })
+}
+
+/// Every table the statement names (CTEs aside) is in the session or is a table function; a
+/// missing one is reported by name, typed, before DataFusion plans (and words) anything.
+fn check_tables_exist(
+    ctx: &SessionContext,
+    statement: &datafusion::sql::parser::Statement,
+) -> Result<(), PlannerError> {
+    let state = ctx.state();
+    let references = state
+        .resolve_table_references(statement)
+        .map_err(PlannerError::from_datafusion)?;
+    for reference in references {
+        if state.table_functions().contains_key(reference.table()) {
+            continue;
+        }
+        let exists = ctx
+            .table_exist(reference.clone())
+            .map_err(PlannerError::from_datafusion)?;
+        if !exists {
+            return Err(PlannerError::MissingTable(reference.table().to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// Binds positional parameters (`$1`, `?`) of a prepared statement.

@@ -5,7 +5,8 @@
 //! table.
 
 use crate::cohort::boundary::CohortBoundary;
-use std::collections::HashMap;
+use crate::error::{PlannerError, TierDenied};
+pub use crate::tiers::TierMap;
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
@@ -14,98 +15,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableScan};
 use datafusion::optimizer::AnalyzerRule;
-use strata_engine::{Catalog, Tier};
-
-/// Tiers of every table and of the columns that demand more than their table.
-#[derive(Debug, Default, Clone)]
-pub struct TierMap {
-    tables: HashMap<String, TableTiers>,
-}
-
-#[derive(Debug, Clone)]
-struct TableTiers {
-    tier: Tier,
-    columns: HashMap<String, Tier>,
-    /// Rows are participants' rows (the table has a person key).
-    participant: bool,
-    person_key: Option<String>,
-}
-
-impl TierMap {
-    pub fn from_catalog(catalog: &Catalog) -> Self {
-        let tables = catalog
-            .tables
-            .iter()
-            .map(|(name, t)| {
-                let columns = t
-                    .column_tiers
-                    .iter()
-                    .map(|(c, tier)| (c.clone(), *tier))
-                    .collect();
-                (
-                    name.clone(),
-                    TableTiers {
-                        tier: t.tier,
-                        columns,
-                        participant: t.person_key.is_some(),
-                        person_key: t.person_key.clone(),
-                    },
-                )
-            })
-            .collect();
-        TierMap { tables }
-    }
-
-    /// Adds a table that is not in the catalog (a named cohort, say) at a tier.
-    pub fn insert(&mut self, table: &str, tier: Tier, participant: bool) {
-        self.tables.insert(
-            table.to_string(),
-            TableTiers {
-                tier,
-                columns: HashMap::new(),
-                participant,
-                person_key: participant.then(|| "person_id".to_string()),
-            },
-        );
-    }
-
-    /// Person key column names of the participant tables.
-    pub fn person_keys(&self) -> impl Iterator<Item = &str> {
-        self.tables.values().filter_map(|t| t.person_key.as_deref())
-    }
-
-    /// Whether the table's rows belong to participants.
-    pub fn is_participant_table(&self, table: &str) -> bool {
-        // Unknown tables count as participant data: the safe assumption.
-        self.tables.get(table).is_none_or(|t| t.participant)
-    }
-
-    pub fn table_tier(&self, table: &str) -> Option<Tier> {
-        self.tables.get(table).map(|t| t.tier)
-    }
-
-    /// The tier a column demands: its own if higher than its table's.
-    pub fn column_tier(&self, table: &str, column: &str) -> Option<Tier> {
-        let t = self.tables.get(table)?;
-        Some(t.columns.get(column).copied().unwrap_or(t.tier).max(t.tier))
-    }
-
-    pub fn tables(&self) -> impl Iterator<Item = (&str, Tier)> {
-        self.tables.iter().map(|(n, t)| (n.as_str(), t.tier))
-    }
-}
-
-/// Why a plan was refused; turned into PERMISSION_DENIED at the edge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TierDenied(pub String);
-
-impl std::fmt::Display for TierDenied {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TierDenied {}
+use strata_engine::Tier;
 
 #[derive(Debug)]
 pub struct TierGuard {
@@ -305,32 +215,31 @@ impl TierGuard {
         }
     }
 
-    /// A "table not found" from planning: for a table above the tier it becomes a refusal
-    /// naming the tier needed; a table that does not exist at all gets the same refusal class
-    /// for principals below the top tier, so refusals do not reveal which names exist beyond
-    /// the published catalog.
-    pub fn explain_missing_table(&self, message: String) -> crate::PlannerError {
-        if let Some(column) = missing_column_name(&message)
-            && let Some((table, needed)) = self.hidden_column(&column)
-        {
-            // Registered views leave controlled columns out; naming one is a refusal, not a typo.
-            return crate::PlannerError::NotPermitted(format!(
-                "column {table}.{column} requires the {needed} tier (yours: {})",
-                self.tier
-            ));
-        }
-        let Some(name) = missing_table_name(&message) else {
-            return crate::PlannerError::InvalidQuery(message);
-        };
-        match self.tiers.table_tier(&name) {
-            Some(needed) if needed > self.tier => {
-                crate::PlannerError::NotPermitted(denied_table(&name, needed, self.tier).0)
-            }
-            None if self.tier < Tier::Controlled => crate::PlannerError::NotPermitted(format!(
-                "table '{name}' is not available at the {} tier",
-                self.tier
-            )),
-            _ => crate::PlannerError::InvalidQuery(message),
+    /// A table or column that did not resolve, explained for this principal: a table above the
+    /// tier becomes a refusal naming the tier needed; a table that does not exist at all gets
+    /// the same refusal class for principals below the top tier, so refusals do not reveal
+    /// which names exist beyond the published catalog; a column the registered views leave out
+    /// is a refusal, not a typo. Other errors pass unchanged.
+    pub fn explain(&self, error: PlannerError) -> PlannerError {
+        match error {
+            PlannerError::MissingColumn { column, message } => match self.hidden_column(&column) {
+                Some((table, needed)) => PlannerError::NotPermitted(format!(
+                    "column {table}.{column} requires the {needed} tier (yours: {})",
+                    self.tier
+                )),
+                None => PlannerError::InvalidQuery(message),
+            },
+            PlannerError::MissingTable(name) => match self.tiers.table_tier(&name) {
+                Some(needed) if needed > self.tier => {
+                    PlannerError::NotPermitted(denied_table(&name, needed, self.tier).0)
+                }
+                None if self.tier < Tier::Controlled => PlannerError::NotPermitted(format!(
+                    "table '{name}' is not available at the {} tier",
+                    self.tier
+                )),
+                _ => PlannerError::InvalidQuery(format!("table '{name}' not found")),
+            },
+            other => other,
         }
     }
 
@@ -430,27 +339,6 @@ pub fn denied_table(table: &str, needed: Tier, yours: Tier) -> TierDenied {
     TierDenied(format!(
         "table '{table}' requires the {needed} tier (yours: {yours})"
     ))
-}
-
-/// DataFusion's "table 'strata.public.x' not found" → `x`.
-fn missing_table_name(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("table '")?;
-    let (qualified, tail) = rest.split_once('\'')?;
-    tail.trim().starts_with("not found").then(|| {
-        qualified
-            .rsplit('.')
-            .next()
-            .unwrap_or(qualified)
-            .to_string()
-    })
-}
-
-/// DataFusion's "No field named p.birth_datetime. Valid fields are …" → `birth_datetime`.
-fn missing_column_name(message: &str) -> Option<String> {
-    let rest = message.split_once("No field named ")?.1;
-    let name = rest.split([' ', ',']).next()?.trim_end_matches('.');
-    let bare = name.rsplit('.').next()?.trim_matches('"');
-    (!bare.is_empty()).then(|| bare.to_string())
 }
 
 fn aggregate_function(e: &Expr) -> Option<&datafusion::logical_expr::expr::AggregateFunction> {

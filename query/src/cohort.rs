@@ -259,9 +259,10 @@ pub(crate) async fn compile_cohort(
     use strata_planner::cohort::CohortError;
     match strata_planner::cohort::compile(&session.ctx, def).await {
         Ok(df) => Ok(df),
-        Err(e @ CohortError::MissingTable(_)) => {
-            Err(session.guard.explain_missing_table(e.to_string()).into())
-        }
+        Err(CohortError::MissingTable(name)) => Err(session
+            .guard
+            .explain(PlannerError::MissingTable(name))
+            .into()),
         Err(e @ CohortError::Unsupported { .. }) => Err(QueryError::Unsupported(e.to_string())),
         Err(e) => Err(QueryError::Invalid(e.to_string())),
     }

@@ -73,6 +73,9 @@ impl From<PlannerError> for QueryError {
     fn from(e: PlannerError) -> Self {
         match e {
             PlannerError::InvalidQuery(m) => QueryError::Invalid(m),
+            e @ (PlannerError::MissingTable(_) | PlannerError::MissingColumn { .. }) => {
+                QueryError::Invalid(e.to_string())
+            }
             PlannerError::NotPermitted(m) => QueryError::Denied(m),
             PlannerError::Unsupported(m) => QueryError::Unsupported(m),
             PlannerError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m),

@@ -11,7 +11,7 @@ use strata_engine::Dataset;
 use strata_passport::Principal;
 use strata_planner::disclosure::{self, DisclosureSettings, release::ReleaseLedger};
 use strata_planner::registered::{self, RegisteredPolicy};
-use strata_planner::tier_guard::TierMap;
+use strata_planner::tiers::TierMap;
 
 use crate::audit::{AuditLog, AuditRecord, now_rfc3339, sha256_hex};
 use crate::auth::Authenticator;

@@ -88,6 +88,9 @@ impl TableFunctionImpl for CohortFunction {
 fn to_datafusion(e: CohortError) -> DataFusionError {
     match e {
         CohortError::Unsupported { .. } => DataFusionError::NotImplemented(e.to_string()),
+        CohortError::MissingTable(name) => {
+            DataFusionError::External(Box::new(crate::error::TableNotFound(name)))
+        }
         other => DataFusionError::Plan(other.to_string()),
     }
 }

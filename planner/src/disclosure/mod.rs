@@ -170,16 +170,7 @@ impl DisclosureReport {
 }
 
 /// Why a plan was refused by disclosure control.
-#[derive(Debug)]
-pub struct NotProtectable(pub String);
-
-impl std::fmt::Display for NotProtectable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NotProtectable {}
+pub use crate::error::NotProtectable;
 
 #[derive(Debug)]
 pub struct DisclosurePlanner {

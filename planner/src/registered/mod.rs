@@ -25,7 +25,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 use strata_engine::{Catalog, Tier};
 
-use crate::tier_guard::TierMap;
+use crate::tiers::TierMap;
 use policy::{Attribute, GENDER_QUESTION, RACE_QUESTION, SEX_QUESTION};
 pub use policy::{RegisteredPolicy, RegisteredSettings};
 use udfs::Kind;
