@@ -10,6 +10,13 @@ from pathlib import Path
 
 from helpers import dataset_table_dirs
 
+DEFINITIONS = Path(__file__).parent / "cohorts" / "circe"
+
+
+def load(name: str) -> dict:
+    """The Circe definition `tests/cohorts/circe/NAME.json`."""
+    return json.loads((DEFINITIONS / f"{name}.json").read_text())
+
 
 class _ArrowCompat:
     """DuckDB 2 renamed `fetch_arrow_table`/`arrow` to `to_arrow_table`; Ibis 12 still calls the

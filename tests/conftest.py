@@ -2,11 +2,17 @@
 
 Datasets and servers are built once per session under `<repo>/.test-work/` (git-ignored); the folder
 of a run is removed at the end unless STRATA_KEEP_TEST_WORK=1.
+
+Passports: one dev issuer for the session (`passport_keys`), `mint_token(tier, sub, *flags)` for
+tokens it signs, `start_passport_server(dataset, name, …)` for a `strata serve --jwks` of one's own
+(its own state: audit log, release ledger, named cohorts), and the shared passport servers of the
+synthetic and GiBleed datasets for tests whose principals keep to themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -21,6 +27,9 @@ from helpers import (
     StrataServer,
     duck_over,
     free_port,
+    make_keys,
+    mint,
+    passport_server,
     repo_root,
     run_strata,
     shared_data_dir,
@@ -221,3 +230,59 @@ def s3_client(moto_server):
         aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Passports: keys, tokens and passport servers
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def passport_keys(work_root) -> Path:
+    """The session's dev issuer (`strata keys`): every passport server of the suite trusts it."""
+    return make_keys(work_root / "passport-keys")
+
+
+@pytest.fixture(scope="session")
+def mint_token(passport_keys):
+    """`mint_token(tier="registered", sub="alice", *flags)`: a passport signed by the session's
+    issuer (`strata token … FLAGS`)."""
+    return functools.partial(mint, passport_keys)
+
+
+@pytest.fixture(scope="session")
+def start_passport_server(work_root, passport_keys, mint_token):
+    """`start_passport_server(dataset, name, config="", root=None)`: a started `strata serve --jwks`
+    trusting the session's issuer, with its own state folder, config and logs under `root`
+    (default: the session's work folder). Stopped at the end of the session, or earlier by
+    `srv.stop()`; a server that panicked fails the session."""
+    started = []
+
+    def start(dataset, name: str, config: str = "", root: Path | None = None) -> StrataServer:
+        token = mint_token("controlled", "ready", "--ttl", "1d")
+        srv = passport_server(dataset, passport_keys, root or work_root, name, token, config)
+        srv.start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+    for srv in started:
+        _assert_no_panic(srv)
+
+
+@pytest.fixture(scope="session")
+def gen_passport_server(gen_dataset, start_passport_server):
+    """The passport server of the synthetic dataset shared by the modules whose tests need no
+    server of their own (passports, tiers, disclosure, dominance, research SQL, Circe, the cohort
+    service, the red team): each test's principal (its `sub`) has its own release ledger and named
+    cohorts, and tests that read the audit log or the query log look only at the records after
+    their own start."""
+    return start_passport_server(gen_dataset, "passport-gen")
+
+
+@pytest.fixture(scope="session")
+def gibleed_passport_server(gibleed_dataset, start_passport_server):
+    """The passport server of the imported GiBleed dataset, shared like `gen_passport_server`."""
+    return start_passport_server(gibleed_dataset, "passport-gibleed")

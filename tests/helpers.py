@@ -3,8 +3,14 @@
 Everything here talks to the real `strata` binary (built by `cargo build --workspace --bins`) and to
 reference engines (DuckDB over the same Parquet files).  Other test modules import these names:
 
-    strata_bin, run_strata, StrataServer, duck_over, assert_tables_equal,
-    repo_root, shared_data_dir, free_port, one_line_error
+    strata_bin, run_strata, StrataServer, duck_over, assert_tables_equal, check,
+    repo_root, shared_data_dir, free_port, one_line_error,
+    make_keys, mint, passport_server, run_sql, Caller,
+    status_text, assert_unauthenticated, assert_permission_denied
+
+Test modules never import from each other: what two modules share lives here (functions) or in
+conftest.py (fixtures: the session's passport keys, `mint_token`, `start_passport_server` and the
+shared passport servers).
 """
 
 from __future__ import annotations
@@ -520,6 +526,95 @@ def passport_server(dataset, keys, root: Path, name: str, token: str, config: st
     return srv
 
 
+# --------------------------------------------------------------------------------------------------
+# Passports (DESIGN.md, "Passports"): dev keys, tokens, and callers
+# --------------------------------------------------------------------------------------------------
+
+
+def make_keys(out: Path, *extra) -> Path:
+    """`strata keys --out OUT`: a dev issuer (private key, jwks.json, issuer) in `out`."""
+    run_strata("keys", "--out", out, *extra, timeout=120)
+    return out
+
+
+def mint(keys: Path, tier: str = "registered", sub: str = "alice", *extra) -> str:
+    """`strata token`: a passport for `sub` at `tier` signed by the issuer in `keys`."""
+    proc = run_strata("token", "--tier", tier, "--sub", sub, "--keys", keys, *extra, timeout=120)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"`strata token` should print exactly one line, got:\n{proc.stdout}"
+    return lines[0].strip()
+
+
+def run_sql(server: StrataServer, token: str | None, sql: str):
+    """One statement on a fresh connection with `token` ("" = no authorization header)."""
+    conn = server.connect(token=token if token is not None else "")
+    try:
+        cur = conn.cursor()
+        try:
+            cur.execute(sql)
+            return cur.fetch_arrow_table()
+        finally:
+            with contextlib.suppress(Exception):
+                cur.close()
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def status_text(exc: BaseException) -> str:
+    """An error's text lower-cased without `_` and spaces: `PERMISSION_DENIED` → `permissiondenied`."""
+    return "".join(str(exc).lower().replace("_", "").split())
+
+
+def assert_unauthenticated(exc: BaseException, token: str | None = None) -> None:
+    text = str(exc)
+    assert "unauthenticated" in status_text(exc), f"expected UNAUTHENTICATED, got: {text}"
+    if token:
+        for part in token.split("."):
+            if len(part) > 8:
+                assert part not in text, "the error message echoes the token"
+
+
+def assert_permission_denied(exc: BaseException) -> None:
+    assert "permissiondenied" in status_text(exc), f"expected PERMISSION_DENIED, got: {exc}"
+
+
+class Caller:
+    """One principal: its own passport (from `mint`, the `mint_token` fixture), so its own
+    release history."""
+
+    def __init__(self, server, mint, sub, tier="controlled", egress=None):
+        extra = ["--egress", egress] if egress else []
+        self.server = server
+        self.token = mint(tier, sub, *extra, "--ttl", "1d")
+
+    def table(self, sql):
+        conn = self.server.connect(token=self.token)
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            return cur.fetch_arrow_table()
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def rows(self, sql):
+        return self.table(sql).to_pylist()
+
+    def value(self, sql):
+        rows = self.rows(sql)
+        assert len(rows) == 1, rows
+        return next(iter(rows[0].values()))
+
+    def refused(self, sql, status="permissiondenied"):
+        import pytest
+
+        with pytest.raises(Exception) as err:
+            self.rows(sql)
+        assert status in status_text(err.value), str(err.value)
+        return str(err.value)
+
+
 class _PortTaken(Exception):
     pass
 
@@ -742,6 +837,16 @@ def assert_tables_equal(a, b, sort_by=None, float_tol: float = 1e-9, check_names
     if mismatches:
         detail = "\n".join(f"  row {n}:\n    left:  {ra}\n    right: {rb}" for n, ra, rb in mismatches)
         raise AssertionError(f"results differ ({len(rows_a)} rows, columns {names_a}):\n{detail}")
+
+
+def check(server, duck, sql, params=None, sort_by=True, allow_empty=False, float_tol=1e-9):
+    """Run `sql` on Strata and on DuckDB; assert identical results; return Strata's table."""
+    expected = duck_query(duck, sql, params)
+    if not allow_empty:
+        assert expected.num_rows > 0, f"reference query returned no rows (test data too thin?):\n{sql}"
+    got = server.query(sql, params)
+    assert_tables_equal(got, expected, sort_by=sort_by, float_tol=float_tol)
+    return got
 
 
 # --------------------------------------------------------------------------------------------------

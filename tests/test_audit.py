@@ -7,28 +7,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import one_line_error, passport_server, run_strata, wait_for
-from test_passports import make_keys, mint, run_sql
-
-
-@pytest.fixture(scope="module")
-def audit_keys(work_root) -> Path:
-    out = work_root / "audit-keys"
-    if not (out / "jwks.json").exists():
-        make_keys(out)
-    return out
+from helpers import one_line_error, run_sql, run_strata, wait_for
 
 
 @pytest.fixture()
-def audit_server(gen_dataset, audit_keys, tmp_work):
-    token = mint(audit_keys, "controlled", "ready", "--ttl", "1d")
-    srv = passport_server(gen_dataset, audit_keys, tmp_work, "audit", token)
-    srv.start()
+def audit_server(gen_dataset, start_passport_server, tmp_work):
+    """A server of its own per test: its audit log holds that test's records only."""
+    srv = start_passport_server(gen_dataset, "audit", root=tmp_work)
     yield srv
     srv.stop()
 
@@ -50,9 +39,9 @@ def wait_records(path: Path, pred, what: str) -> list[dict]:
     return found
 
 
-def test_every_request_leaves_a_record(audit_server, audit_keys):
+def test_every_request_leaves_a_record(audit_server, mint_token):
     path = audit_server.audit_path
-    token = mint(audit_keys, "registered", "rita")
+    token = mint_token("registered", "rita")
     conn = audit_server.connect(
         token=token, **{"adbc.flight.sql.rpc.call_header.x-strata-workspace": "ws-cancer-42"}
     )
@@ -88,7 +77,7 @@ def test_every_request_leaves_a_record(audit_server, audit_keys):
 
     # An unauthenticated attempt: recorded without trusting the token's claims.
     with pytest.raises(Exception):
-        run_sql(audit_server, mint(audit_keys, "controlled", "mallory", "--forge"), "SELECT 1")
+        run_sql(audit_server, mint_token("controlled", "mallory", "--forge"), "SELECT 1")
     unauth = wait_records(path, lambda r: r["outcome"] == "unauthenticated", "unauthenticated record")
     assert unauth[-1]["sub"] == "" and unauth[-1]["action"] == "authenticate"
 
@@ -97,10 +86,10 @@ def test_every_request_leaves_a_record(audit_server, audit_keys):
     wait_records(path, lambda r: r["sub"] == "rita" and r["action"] == "get_tables", "get_tables record")
 
 
-def test_started_record_survives_a_crash(audit_server, audit_keys):
+def test_started_record_survives_a_crash(audit_server, mint_token):
     """The start record is on disk before the first batch; SIGKILL right after keeps it."""
     path = audit_server.audit_path
-    token = mint(audit_keys, "controlled", "crashy")
+    token = mint_token("controlled", "crashy")
     sql = "SELECT person_id FROM person ORDER BY person_id LIMIT 7"
     t = run_sql(audit_server, token, sql)
     assert t.num_rows == 7
@@ -114,9 +103,9 @@ def test_started_record_survives_a_crash(audit_server, audit_keys):
     audit_server.proc = None
 
 
-def test_strata_audit_prints_and_filters(audit_server, audit_keys):
+def test_strata_audit_prints_and_filters(audit_server, mint_token):
     path = audit_server.audit_path
-    ok_token = mint(audit_keys, "registered", "uma")
+    ok_token = mint_token("registered", "uma")
     run_sql(audit_server, ok_token, "SELECT COUNT(*) AS n FROM person")
     with pytest.raises(Exception):
         run_sql(audit_server, ok_token, "SELECT * FROM variant")

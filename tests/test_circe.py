@@ -6,20 +6,13 @@ definitions through tiers and disclosure control."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from circe_reference import CirceReference
-from helpers import duck_query, passport_server
-from test_passports import make_keys, mint
+from circe_reference import DEFINITIONS, CirceReference, load
+from helpers import duck_query
 
 T = 20
-DEFINITIONS = Path(__file__).parent / "cohorts" / "circe"
-
-
-def load(name: str) -> dict:
-    return json.loads((DEFINITIONS / f"{name}.json").read_text())
 
 
 def names(prefix: str) -> list[str]:
@@ -289,23 +282,6 @@ def test_cohort_function_needs_one_json_literal(gibleed_server):
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def circe_keys(work_root) -> Path:
-    out = work_root / "circe-keys"
-    if not (out / "jwks.json").exists():
-        make_keys(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def circe_server(gen_dataset, circe_keys, work_root):
-    srv = passport_server(gen_dataset, circe_keys, work_root, "circe",
-                          mint(circe_keys, "controlled", "ready", "--ttl", "1d"))
-    srv.start()
-    yield srv
-    srv.stop()
-
-
 def _query(server, token, sql):
     conn = server.connect(token=token)
     try:
@@ -316,12 +292,12 @@ def _query(server, token, sql):
         conn.close()
 
 
-def test_counts_over_a_cohort_are_protected(circe_server, circe_keys, gen_reference):
-    token = mint(circe_keys, "controlled", "circe-counts", "--ttl", "1d")
+def test_counts_over_a_cohort_are_protected(gen_passport_server, mint_token, gen_reference):
+    token = mint_token("controlled", "circe-counts", "--ttl", "1d")
     big = load("gen_t2d_confirmed")
     want = len({p for p, _, _ in gen_reference.rows(big)})
     assert want > T
-    rows = _query(circe_server, token, f"SELECT COUNT(DISTINCT person_id) AS n FROM cohort({sql_literal(big)})")
+    rows = _query(gen_passport_server, token, f"SELECT COUNT(DISTINCT person_id) AS n FROM cohort({sql_literal(big)})")
     assert rows == [{"n": want}]
     # Type 1 diabetes: a handful of participants, never released, even as a difference.
     small = load("gen_t2d_confirmed")
@@ -329,35 +305,35 @@ def test_counts_over_a_cohort_are_protected(circe_server, circe_keys, gen_refere
     small["InclusionRules"] = []
     truth = len({p for p, _, _ in gen_reference.rows(small)})
     assert 0 < truth <= T
-    rows = _query(circe_server, token, f"SELECT COUNT(*) AS n FROM cohort({sql_literal(small)})")
+    rows = _query(gen_passport_server, token, f"SELECT COUNT(*) AS n FROM cohort({sql_literal(small)})")
     assert rows == [{"n": None}]
     rows = _query(
-        circe_server, token,
+        gen_passport_server, token,
         f"SELECT p.gender_concept_id AS g, COUNT(*) AS n FROM cohort({sql_literal(big)}) c "
         "JOIN person p USING (person_id) GROUP BY 1",
     )
     assert all(r["n"] is None or r["n"] > T for r in rows) and any(r["n"] for r in rows)
 
 
-def test_cohort_rows_for_aggregates_only_are_refused_and_counts_rounded(circe_server, circe_keys, gen_reference):
-    token = mint(circe_keys, "controlled", "circe-dash", "--egress", "aggregates", "--ttl", "1d")
+def test_cohort_rows_for_aggregates_only_are_refused_and_counts_rounded(gen_passport_server, mint_token, gen_reference):
+    token = mint_token("controlled", "circe-dash", "--egress", "aggregates", "--ttl", "1d")
     d = load("gen_t2d_confirmed")
     with pytest.raises(Exception) as err:
-        _query(circe_server, token, f"SELECT * FROM cohort({sql_literal(d)})")
+        _query(gen_passport_server, token, f"SELECT * FROM cohort({sql_literal(d)})")
     assert "row-level" in str(err.value)
     want = len({p for p, _, _ in gen_reference.rows(d)})
-    rows = _query(circe_server, token, f"SELECT COUNT(*) AS n FROM cohort({sql_literal(d)})")
+    rows = _query(gen_passport_server, token, f"SELECT COUNT(*) AS n FROM cohort({sql_literal(d)})")
     assert rows == [{"n": -(-want // 20) * 20}]
 
 
-def test_registered_callers_get_cohort_dates_in_their_shifted_view(circe_server, circe_keys, gen_reference):
+def test_registered_callers_get_cohort_dates_in_their_shifted_view(gen_passport_server, mint_token, gen_reference):
     # First type 2 diabetes diagnosis until the end of observation: relative constructs only, so
     # the same events qualify in the shifted view.
     d = load("gen_t2d_confirmed")
     d["InclusionRules"] = []
     real = gen_reference.rows(d)
-    token = mint(circe_keys, "registered", "circe-registered", "--ttl", "1d")
-    shifted = _query(circe_server, token, f"SELECT person_id, cohort_start_date AS s FROM cohort({sql_literal(d)})")
+    token = mint_token("registered", "circe-registered", "--ttl", "1d")
+    shifted = _query(gen_passport_server, token, f"SELECT person_id, cohort_start_date AS s FROM cohort({sql_literal(d)})")
     assert shifted
     real_starts = {p: s for p, s, _ in real}
     # Each participant's cohort start is their real start moved back by their own offset (1..365
@@ -368,8 +344,8 @@ def test_registered_callers_get_cohort_dates_in_their_shifted_view(circe_server,
     assert len(shifted) > T and len(set(deltas)) > 10
 
 
-def test_aggregates_only_callers_cannot_single_out_cohort_members(circe_server, circe_keys):
-    token = mint(circe_keys, "controlled", "circe-dash-probe", "--egress", "aggregates", "--ttl", "1d")
+def test_aggregates_only_callers_cannot_single_out_cohort_members(gen_passport_server, mint_token):
+    token = mint_token("controlled", "circe-dash-probe", "--egress", "aggregates", "--ttl", "1d")
     c = f"cohort({sql_literal(load('gen_t2d_confirmed'))})"
     for sql in (
         f"SELECT person_id, COUNT(*) AS n FROM {c} GROUP BY person_id",
@@ -380,17 +356,17 @@ def test_aggregates_only_callers_cannot_single_out_cohort_members(circe_server, 
         f"SELECT COUNT(*) AS n FROM (SELECT * FROM {c} LIMIT 1) t",
     ):
         with pytest.raises(Exception) as err:
-            _query(circe_server, token, sql)
+            _query(gen_passport_server, token, sql)
         assert "PERMISSION" in str(err.value).upper().replace(" ", "_") or "permission" in str(err.value).lower(), (
             sql, str(err.value))
 
 
 @pytest.mark.parametrize("egress", ["aggregates", "rows"])
-def test_differencing_two_cohorts_is_refused(egress, circe_server, circe_keys, gen_reference, gen_duck):
+def test_differencing_two_cohorts_is_refused(egress, gen_passport_server, mint_token, gen_reference, gen_duck):
     """Two cohorts that differ by a few members: an aggregates-only principal gets the second
     count withheld; a row-level principal's results are checked alone (it can read the rows),
     so both counts are exact."""
-    token = mint(circe_keys, "controlled", f"circe-diff-{egress}", "--egress", egress, "--ttl", "1d")
+    token = mint_token("controlled", f"circe-diff-{egress}", "--egress", egress, "--ttl", "1d")
     whole = load("gen_t2d_confirmed")
     members = {p for p, _, _ in gen_reference.rows(whole)}
     # A condition a few members have: excluding it removes 1..20 of them.
@@ -407,8 +383,8 @@ def test_differencing_two_cohorts_is_refused(egress, circe_server, circe_keys, g
     less["InclusionRules"].append({"name": "probe", "expression": {"Type": "ALL", "CriteriaList": [
         {"Criteria": {"ConditionOccurrence": {"CodesetId": 99}}, "StartWindow": {"Start": {"Coeff": -1}, "End": {"Coeff": 1}},
          "IgnoreObservationPeriod": True, "Occurrence": {"Type": 0, "Count": 0}}]}})
-    first = _query(circe_server, token, f"SELECT COUNT(*) AS n FROM cohort({sql_literal(whole)})")
-    second = _query(circe_server, token, f"SELECT COUNT(*) AS n FROM cohort({sql_literal(less)})")
+    first = _query(gen_passport_server, token, f"SELECT COUNT(*) AS n FROM cohort({sql_literal(whole)})")
+    second = _query(gen_passport_server, token, f"SELECT COUNT(*) AS n FROM cohort({sql_literal(less)})")
     if egress == "aggregates":
         assert first == [{"n": -(-len(members) // 20) * 20}]
         assert second == [{"n": None}], (removed, second)

@@ -5,34 +5,17 @@ against DuckDB on the same files."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from helpers import duck_query, passport_server
-from test_passports import make_keys, mint
+from circe_reference import CirceReference, load
+from helpers import duck_query
 
 T = 20
 SERVICE = "strata.v1.CohortService"
-
-
-@pytest.fixture(scope="module")
-def cs_keys(work_root) -> Path:
-    out = work_root / "cs-keys"
-    if not (out / "jwks.json").exists():
-        make_keys(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def cs_server(gen_dataset, cs_keys, work_root):
-    srv = passport_server(gen_dataset, cs_keys, work_root, "cs", mint(cs_keys, "controlled", "ready", "--ttl", "1d"))
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 class ReflectedClient:
@@ -66,8 +49,8 @@ class ReflectedClient:
 
 
 @pytest.fixture(scope="module")
-def client(cs_server):
-    c = ReflectedClient(f"{cs_server.host}:{cs_server.port}")
+def client(gen_passport_server):
+    c = ReflectedClient(f"{gen_passport_server.host}:{gen_passport_server.port}")
     yield c
     c.channel.close()
 
@@ -102,8 +85,8 @@ def test_reflection_lists_the_services(client):
     assert set(client.service.methods_by_name) >= {"CountParticipants", "Breakdown"}
 
 
-def test_count_participants_is_protected(client, cs_keys, gen_duck):
-    token = mint(cs_keys, "controlled", "cs-count", "--ttl", "1d")
+def test_count_participants_is_protected(client, mint_token, gen_duck):
+    token = mint_token("controlled", "cs-count", "--ttl", "1d")
     for concept, persons in ((4310024, 40), (257628, 21), (441267, 5)):
         r = client.call("CountParticipants", token, definition_json=json.dumps(condition(concept)))
         assert r.threshold == T
@@ -113,8 +96,8 @@ def test_count_participants_is_protected(client, cs_keys, gen_duck):
             assert not r.suppressed and r.count == persons
 
 
-def test_descendants_includes_and_excludes_match_duckdb(client, cs_keys, gen_duck):
-    token = mint(cs_keys, "controlled", "cs-sets", "--ttl", "1d")
+def test_descendants_includes_and_excludes_match_duckdb(client, mint_token, gen_duck):
+    token = mint_token("controlled", "cs-sets", "--ttl", "1d")
     d = condition(201826, descendants=True)
     d["excludes"] = [condition(320128)["includes"][0]]
     d["includes"].append(
@@ -134,8 +117,8 @@ def test_descendants_includes_and_excludes_match_duckdb(client, cs_keys, gen_duc
     assert r.count == want
 
 
-def test_breakdown_by_sex_is_protected(client, cs_keys, gen_duck):
-    token = mint(cs_keys, "controlled", "cs-breakdown", "--ttl", "1d")
+def test_breakdown_by_sex_is_protected(client, mint_token, gen_duck):
+    token = mint_token("controlled", "cs-breakdown", "--ttl", "1d")
     r = client.call("Breakdown", token, definition_json=json.dumps(condition(4310024)), attribute="race")
     truth = {
         str(x["r"]): x["n"]
@@ -155,14 +138,14 @@ def test_breakdown_by_sex_is_protected(client, cs_keys, gen_duck):
     assert r.suppressed_cells == sum(1 for v in got.values() if v is None)
 
 
-def test_aggregates_only_counts_are_rounded(client, cs_keys):
-    token = mint(cs_keys, "controlled", "cs-dash", "--egress", "aggregates", "--ttl", "1d")
+def test_aggregates_only_counts_are_rounded(client, mint_token):
+    token = mint_token("controlled", "cs-dash", "--egress", "aggregates", "--ttl", "1d")
     r = client.call("CountParticipants", token, definition_json=json.dumps(condition(257628)))
     assert r.count == 40 and r.rounding == 20
 
 
-def test_errors_and_tiers(client, cs_keys):
-    token = mint(cs_keys, "registered", "cs-errors", "--ttl", "1d")
+def test_errors_and_tiers(client, mint_token):
+    token = mint_token("registered", "cs-errors", "--ttl", "1d")
     with pytest.raises(grpc.RpcError) as e:
         client.call("CountParticipants", None, definition_json=json.dumps(condition(201826)))
     assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -186,15 +169,15 @@ def test_errors_and_tiers(client, cs_keys):
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "SNP_INDEL_VARIANT" in e.value.details()
 
 
-def test_named_cohorts_in_sql(client, cs_server, cs_keys, gen_duck):
-    token = mint(cs_keys, "controlled", "cs-named", "--ttl", "1d")
+def test_named_cohorts_in_sql(client, gen_passport_server, mint_token, gen_duck):
+    token = mint_token("controlled", "cs-named", "--ttl", "1d")
     made = client.call("CreateCohort", token, name="cancer40", definition_json=json.dumps(condition(4310024)))
     assert made.table == "cohort_cancer40" and made.count == 40
     listed = client.call("ListCohorts", token)
     assert [c.name for c in listed.cohorts] == ["cancer40"]
     assert client.call("GetCohort", token, name="cancer40").count == 40
     # Usable as a table in SQL by its owner, with disclosure control on counts.
-    conn = cs_server.connect(token=token)
+    conn = gen_passport_server.connect(token=token)
     cur = conn.cursor()
     cur.execute("SELECT COUNT(*) AS n FROM cohort_cancer40")
     assert cur.fetch_arrow_table().to_pylist() == [{"n": 40}]
@@ -205,7 +188,7 @@ def test_named_cohorts_in_sql(client, cs_server, cs_keys, gen_duck):
     assert all(r["n"] is None or r["n"] > T for r in rows)
     cur.close()
     # Another principal does not see it.
-    other = mint(cs_keys, "controlled", "cs-other", "--ttl", "1d")
+    other = mint_token("controlled", "cs-other", "--ttl", "1d")
     assert list(client.call("ListCohorts", other).cohorts) == []
     with pytest.raises(grpc.RpcError) as e:
         client.call("GetCohort", other, name="cancer40")
@@ -228,8 +211,8 @@ T2D = "(SELECT descendant_concept_id FROM concept_ancestor WHERE ancestor_concep
     ],
     ids=["occurrences", "event-date", "age-at-event", "encounters"],
 )
-def test_modifiers_match_duckdb(client, cs_keys, gen_duck, modifier, where, having):
-    token = mint(cs_keys, "controlled", f"cs-mod-{modifier['name']}", "--ttl", "1d")
+def test_modifiers_match_duckdb(client, mint_token, gen_duck, modifier, where, having):
+    token = mint_token("controlled", f"cs-mod-{modifier['name']}", "--ttl", "1d")
     d = condition(201826, descendants=True)
     d["includes"][0]["items"][0]["modifiers"] = [modifier]
     group = f"GROUP BY c.person_id, c.condition_concept_id HAVING {having}" if having else ""
@@ -245,8 +228,8 @@ def test_modifiers_match_duckdb(client, cs_keys, gen_duck, modifier, where, havi
         assert r.count == want
 
 
-def test_data_filters_match_duckdb(client, cs_keys, gen_duck):
-    token = mint(cs_keys, "controlled", "cs-filters", "--ttl", "1d")
+def test_data_filters_match_duckdb(client, mint_token, gen_duck):
+    token = mint_token("controlled", "cs-filters", "--ttl", "1d")
     d = condition(201826, descendants=True)
     d["dataFilters"] = ["HAS_FITBIT_DATA", "HAS_PPI_SURVEY_DATA"]
     want = duck_query(
@@ -262,17 +245,14 @@ def test_data_filters_match_duckdb(client, cs_keys, gen_duck):
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "$.dataFilters[0]" in e.value.details()
     # Whole-genome data is controlled: a registered caller is refused.
     d["dataFilters"] = ["HAS_WHOLE_GENOME_VARIANT"]
-    registered = mint(cs_keys, "registered", "cs-filters-r", "--ttl", "1d")
+    registered = mint_token("registered", "cs-filters-r", "--ttl", "1d")
     with pytest.raises(grpc.RpcError) as e:
         client.call("CountParticipants", registered, definition_json=json.dumps(d))
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_circe_definitions_count_through_grpc(client, cs_keys, gen_dataset):
-    from circe_reference import CirceReference
-    from test_circe import load
-
-    token = mint(cs_keys, "controlled", "cs-circe", "--ttl", "1d")
+def test_circe_definitions_count_through_grpc(client, mint_token, gen_dataset):
+    token = mint_token("controlled", "cs-circe", "--ttl", "1d")
     d = load("gen_t2d_confirmed")
     want = len({p for p, _, _ in CirceReference(gen_dataset).rows(d)})
     assert want > T
@@ -404,13 +384,13 @@ def test_program_items_match_duckdb(gen_server, gen_duck, name):
     assert got == want
 
 
-def test_variant_items_need_the_controlled_tier(client, cs_keys, cs_server):
+def test_variant_items_need_the_controlled_tier(client, mint_token, gen_passport_server):
     definition, _ = PROGRAM_ITEMS["variant-by-gene-or-rsid"]
-    token = mint(cs_keys, "registered", "cs-variants", "--ttl", "1d")
+    token = mint_token("registered", "cs-variants", "--ttl", "1d")
     with pytest.raises(grpc.RpcError) as e:
         client.call("CountParticipants", token, definition_json=json.dumps(definition))
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and "controlled" in e.value.details()
-    conn = cs_server.connect(token=token)
+    conn = gen_passport_server.connect(token=token)
     try:
         cur = conn.cursor()
         with pytest.raises(Exception) as err:

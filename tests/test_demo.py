@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from helpers import free_port, strata_bin
-from test_passports import _status_text
+from helpers import free_port, status_text, strata_bin
 
 
 def connect(port: int, token: str | None):
@@ -60,10 +59,10 @@ def test_demo_serves_with_printed_tokens(tmp_work):
         assert run(port, tokens["controlled-aggregates"], "SELECT COUNT(*) AS n FROM person") == [{"n": 300}]
         with pytest.raises(Exception) as e:
             run(port, tokens["controlled-aggregates"], "SELECT person_id FROM person")
-        assert "permissiondenied" in _status_text(e.value)
+        assert "permissiondenied" in status_text(e.value)
         with pytest.raises(Exception) as e:
             run(port, None, "SELECT 1")
-        assert "unauthenticated" in _status_text(e.value)
+        assert "unauthenticated" in status_text(e.value)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

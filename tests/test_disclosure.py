@@ -9,14 +9,11 @@ released, so tests must not see each other's answers.
 
 from __future__ import annotations
 
-import contextlib
 import random
-from pathlib import Path
 
 import pytest
 
-from helpers import duck_query, passport_server
-from test_passports import _status_text, make_keys, mint
+from helpers import Caller, duck_query
 
 T = 20
 PLANTED = {4043241: 1, 441267: 5, 374919: 19, 76685: 20, 257628: 21, 4310024: 40}
@@ -27,75 +24,14 @@ def ceil20(n):
     return None if n is None else -(-n // 20) * 20
 
 
-@pytest.fixture(scope="module")
-def dc_keys(work_root) -> Path:
-    out = work_root / "dc-keys"
-    if not (out / "jwks.json").exists():
-        make_keys(out)
-    return out
-
-
-def _server(dataset, keys, work_root, name):
-    srv = passport_server(dataset, keys, work_root, name, mint(keys, "controlled", "ready", "--ttl", "1d"))
-    srv.start()
-    return srv
-
-
-@pytest.fixture(scope="module")
-def dc_server(gen_dataset, dc_keys, work_root):
-    srv = _server(gen_dataset, dc_keys, work_root, "dc")
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def dc_gibleed(gibleed_dataset, dc_keys, work_root):
-    srv = _server(gibleed_dataset, dc_keys, work_root, "dc-gibleed")
-    yield srv
-    srv.stop()
-
-
-class Caller:
-    """One principal: its own passport, so its own release history."""
-
-    def __init__(self, server, keys, sub, tier="controlled", egress=None):
-        extra = ["--egress", egress] if egress else []
-        self.server = server
-        self.token = mint(keys, tier, sub, *extra, "--ttl", "1d")
-
-    def table(self, sql):
-        conn = self.server.connect(token=self.token)
-        try:
-            cur = conn.cursor()
-            cur.execute(sql)
-            return cur.fetch_arrow_table()
-        finally:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    def rows(self, sql):
-        return self.table(sql).to_pylist()
-
-    def value(self, sql):
-        rows = self.rows(sql)
-        assert len(rows) == 1, rows
-        return next(iter(rows[0].values()))
-
-    def refused(self, sql, status="permissiondenied"):
-        with pytest.raises(Exception) as err:
-            self.rows(sql)
-        assert status in _status_text(err.value), str(err.value)
-        return str(err.value)
+@pytest.fixture()
+def caller(gen_passport_server, mint_token, request):
+    return Caller(gen_passport_server, mint_token, f"dc-{request.node.name}")
 
 
 @pytest.fixture()
-def caller(dc_server, dc_keys, request):
-    return Caller(dc_server, dc_keys, f"dc-{request.node.name}")
-
-
-@pytest.fixture()
-def dashboard(dc_server, dc_keys, request):
-    return Caller(dc_server, dc_keys, f"dash-{request.node.name}", egress="aggregates")
+def dashboard(gen_passport_server, mint_token, request):
+    return Caller(gen_passport_server, mint_token, f"dash-{request.node.name}", egress="aggregates")
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +53,8 @@ def truth(duck, sql):
 
 
 @pytest.mark.parametrize("concept,persons", sorted(PLANTED.items()))
-def test_direct_counts_of_planted_groups(dc_server, dc_keys, gen_duck, concept, persons):
-    c = Caller(dc_server, dc_keys, f"direct-{concept}")
+def test_direct_counts_of_planted_groups(gen_passport_server, mint_token, gen_duck, concept, persons):
+    c = Caller(gen_passport_server, mint_token, f"direct-{concept}")
     got = c.value(f"SELECT COUNT(DISTINCT person_id) FROM condition_occurrence WHERE condition_concept_id = {concept}")
     rows = c.value(f"SELECT COUNT(*) FROM condition_occurrence WHERE condition_concept_id = {concept}")
     true_rows = truth(gen_duck, f"SELECT COUNT(*) AS n FROM condition_occurrence WHERE condition_concept_id = {concept}")[0]["n"]
@@ -506,11 +442,11 @@ def test_aggregates_only_explain_shows_no_counts(dashboard):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_audit_records_suppressed_cells(dc_server, dc_keys):
+def test_audit_records_suppressed_cells(gen_passport_server, mint_token):
     import json
     import time
 
-    c = Caller(dc_server, dc_keys, "dc-audit-suppressed")
+    c = Caller(gen_passport_server, mint_token, "dc-audit-suppressed")
     t = c.table(
         f"SELECT condition_concept_id AS c, COUNT(*) AS n FROM condition_occurrence WHERE condition_concept_id IN ({PLANTED_IDS}) GROUP BY 1"
     )
@@ -519,7 +455,7 @@ def test_audit_records_suppressed_cells(dc_server, dc_keys):
     assert suppressed == sum(1 for r in t.to_pylist() if r["n"] is None) == 4
     assert int(md[b"strata.suppressed.threshold"]) == 4
     assert all(md[f"strata.suppressed.{r}".encode()] == b"0" for r in ("complementary", "dominance", "differencing"))
-    path = dc_server.state_dir / "audit.jsonl"
+    path = gen_passport_server.state_dir / "audit.jsonl"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         ends = [
@@ -540,8 +476,8 @@ def test_audit_records_suppressed_cells(dc_server, dc_keys):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_gibleed_condition_counts(dc_gibleed, dc_keys, gibleed_duck):
-    c = Caller(dc_gibleed, dc_keys, "gibleed-conditions")
+def test_gibleed_condition_counts(gibleed_passport_server, mint_token, gibleed_duck):
+    c = Caller(gibleed_passport_server, mint_token, "gibleed-conditions")
     got = {
         r["c"]: r["n"]
         for r in c.rows("SELECT condition_concept_id AS c, COUNT(DISTINCT person_id) AS n FROM condition_occurrence GROUP BY 1")
@@ -560,13 +496,13 @@ def test_gibleed_condition_counts(dc_gibleed, dc_keys, gibleed_duck):
             assert got[k] == v
 
 
-def test_gibleed_drug_users_after_bleeding(dc_gibleed, dc_keys, gibleed_duck):
+def test_gibleed_drug_users_after_bleeding(gibleed_passport_server, mint_token, gibleed_duck):
     sql = (
         "SELECT d.drug_concept_id AS d, COUNT(DISTINCT d.person_id) AS n FROM drug_exposure d "
         "JOIN condition_occurrence c ON c.person_id = d.person_id AND c.condition_concept_id = 192671 "
         "AND d.drug_exposure_start_date > c.condition_start_date GROUP BY 1"
     )
-    got = {r["d"]: r["n"] for r in Caller(dc_gibleed, dc_keys, "gibleed-drugs").rows(sql)}
+    got = {r["d"]: r["n"] for r in Caller(gibleed_passport_server, mint_token, "gibleed-drugs").rows(sql)}
     true = {r["d"]: r["n"] for r in truth(gibleed_duck, sql)}
     assert set(got) == set(true)
     for k, v in true.items():
@@ -610,12 +546,12 @@ def random_query(rng: random.Random) -> tuple[str, str]:
     return strata, oracle
 
 
-def test_property_no_small_cell_is_released(dc_server, dc_keys, gen_duck):
+def test_property_no_small_cell_is_released(gen_passport_server, mint_token, gen_duck):
     rng = random.Random(20261124)
     checked_small = 0
     for i in range(40):
         sql, oracle = random_query(rng)
-        c = Caller(dc_server, dc_keys, f"property-{i}")
+        c = Caller(gen_passport_server, mint_token, f"property-{i}")
         rows = c.rows(sql)
         # DuckDB's `/` is float division; DataFusion's on integers is integer division.
         truth_sql = oracle.replace("year_of_birth / 10", "year_of_birth // 10")
@@ -763,11 +699,11 @@ def test_cube_two_dimensional_margins(caller, gen_duck):
         assert connected(k, a, b), f"suppressed cell {a}/{b} is a bridge: solvable from the margins"
 
 
-def test_release_ledger_survives_a_restart(dc_server, dc_keys):
-    c = Caller(dc_server, dc_keys, "dc-restart", egress="aggregates")
+def test_release_ledger_survives_a_restart(gen_passport_server, mint_token):
+    c = Caller(gen_passport_server, mint_token, "dc-restart", egress="aggregates")
     assert c.value("SELECT COUNT(*) FROM person") is not None
-    dc_server.restart()
-    c = Caller(dc_server, dc_keys, "dc-restart", egress="aggregates")
+    gen_passport_server.restart()
+    c = Caller(gen_passport_server, mint_token, "dc-restart", egress="aggregates")
     # Everyone but the five planted participants: withheld against the pre-restart total.
     assert c.value(
         "SELECT COUNT(*) FROM person p WHERE NOT EXISTS (SELECT 1 FROM condition_occurrence c "
@@ -859,10 +795,10 @@ def test_aggregates_only_scalar_subqueries_see_protected_values(dashboard, gen_d
     assert dashboard.value("SELECT (SELECT COUNT(*) FROM person) AS v") == ceil20(total)
 
 
-def test_registered_aggregates_only_principals_can_count(dc_server, dc_keys, gen_duck):
+def test_registered_aggregates_only_principals_can_count(gen_passport_server, mint_token, gen_duck):
     """A dashboard holding the registered tier reads the registered views, whose own functions
     take the person key: that is the view's use of the key, not the caller's."""
-    c = Caller(dc_server, dc_keys, "registered-dashboard", tier="registered", egress="aggregates")
+    c = Caller(gen_passport_server, mint_token, "registered-dashboard", tier="registered", egress="aggregates")
     rows = c.rows("SELECT gender_concept_id AS g, COUNT(*) AS n FROM person GROUP BY 1")
     assert rows and all(r["n"] is None or r["n"] % 20 == 0 for r in rows)
     total = truth(gen_duck, "SELECT COUNT(*) AS n FROM person")[0]["n"]

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import duck_query, repo_root
-from test_disclosure import Caller, dc_keys, dc_server  # noqa: F401  (module fixtures)
+from helpers import Caller, duck_query, repo_root
 
 T = 20
 OMEPRAZOLE = 923645
@@ -95,9 +94,9 @@ def test_dominant_contributors_are_planted(gen_duck):
 
 @pytest.mark.parametrize("egress", ["rows", "aggregates"])
 def test_dominated_cells_are_suppressed_where_acro_says_they_are_disclosive(
-    egress, dc_server, dc_keys, oracle, truth  # noqa: F811
+    egress, gen_passport_server, mint_token, oracle, truth
 ):
-    c = Caller(dc_server, dc_keys, f"dominance-{egress}", egress=None if egress == "rows" else egress)
+    c = Caller(gen_passport_server, mint_token, f"dominance-{egress}", egress=None if egress == "rows" else egress)
     t = c.table(STRATA_SQL)
     got = {(str(r["r"]), str(r["c"])): r for r in t.to_pylist()}
     assert set(got) == set(truth)
@@ -134,28 +133,28 @@ def test_dominated_cells_are_suppressed_where_acro_says_they_are_disclosive(
     assert int(md[b"strata.suppressed_cells"]) == 3 * dominance_only + 4 * threshold
 
 
-def test_a_large_total_holding_the_dominant_contributors_is_released(dc_server, dc_keys, gen_duck):  # noqa: F811
-    c = Caller(dc_server, dc_keys, "dominance-total")
+def test_a_large_total_holding_the_dominant_contributors_is_released(gen_passport_server, mint_token, gen_duck):
+    c = Caller(gen_passport_server, mint_token, "dominance-total")
     sql = f"SELECT SUM(quantity) AS q, AVG(quantity) AS a FROM drug_exposure WHERE drug_concept_id = {OMEPRAZOLE}"
     got = c.rows(sql)[0]
     want = duck_query(gen_duck, sql).to_pylist()[0]
     assert got["q"] == pytest.approx(want["q"]) and got["a"] == pytest.approx(want["a"])
 
 
-def test_dominated_values_do_not_leak_through_outer_queries(dc_server, dc_keys):  # noqa: F811
+def test_dominated_values_do_not_leak_through_outer_queries(gen_passport_server, mint_token):
     """A dominated cell used by an outer query of an aggregates-only principal is seen
     suppressed; a row-level principal's outer expression over it is masked at the output."""
     inner = STRATA_SQL
     released = [
         r["total"]
-        for r in Caller(dc_server, dc_keys, "dominance-outer-dash-1", egress="aggregates").rows(inner)
+        for r in Caller(gen_passport_server, mint_token, "dominance-outer-dash-1", egress="aggregates").rows(inner)
         if r["total"] is not None
     ]
-    dash = Caller(dc_server, dc_keys, "dominance-outer-dash-2", egress="aggregates")
+    dash = Caller(gen_passport_server, mint_token, "dominance-outer-dash-2", egress="aggregates")
     # The largest total the dashboard can see is never a dominated one.
     best = dash.rows(f"SELECT MAX(total) AS m FROM ({inner}) t")[0]["m"]
     assert best == pytest.approx(max(released))
-    rows = Caller(dc_server, dc_keys, "dominance-outer-rows")
+    rows = Caller(gen_passport_server, mint_token, "dominance-outer-rows")
     doubled = {(str(r["r"]), str(r["c"])): r["x"] for r in rows.rows(f"SELECT r, c, total * 2 AS x FROM ({inner}) t")}
     direct = {(str(r["r"]), str(r["c"])): r["total"] for r in rows.rows(inner)}
     assert any(v is None for v in direct.values())

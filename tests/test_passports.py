@@ -4,8 +4,8 @@
 Part 1 runs `strata keys` / `strata token` and decodes the printed JWTs here (base64url + JSON, no JWT
 library), checking header, claims, visas and signatures for every flag, broken variants included.
 
-Part 2 ("server") serves a small dataset with `--jwks DIR/jwks.json` and checks, with the ADBC
-driver, that no token and every broken token get UNAUTHENTICATED, that passports lacking a visa get
+Part 2 ("server") uses the suite's passport server of the synthetic dataset (`--jwks DIR/jwks.json`,
+conftest.py `gen_passport_server`) and checks, with the ADBC driver, that no token and every broken token get UNAUTHENTICATED, that passports lacking a visa get
 a lower tier (PERMISSION_DENIED on registered data), and that valid passports work.
 """
 
@@ -22,7 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers import StrataServer, one_line_error, run_strata
+from helpers import (
+    assert_permission_denied,
+    assert_unauthenticated,
+    make_keys,
+    mint,
+    one_line_error,
+    run_sql,
+    run_strata,
+)
 
 ISSUER = "https://dev.strata.local/issuer"
 PASSPORT_TYP = "vnd.ga4gh.passport+jwt"
@@ -108,18 +116,6 @@ def public_key_pem(jwk: dict) -> bytes:
 # --------------------------------------------------------------------------------------------------
 
 
-def make_keys(out: Path, *extra) -> Path:
-    run_strata("keys", "--out", out, *extra, timeout=120)
-    return out
-
-
-def mint(keys: Path, tier: str = "registered", sub: str = "alice", *extra) -> str:
-    proc = run_strata("token", "--tier", tier, "--sub", sub, "--keys", keys, *extra, timeout=120)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    assert len(lines) == 1, f"`strata token` should print exactly one line, got:\n{proc.stdout}"
-    return lines[0].strip()
-
-
 def jwk_of(keys: Path) -> dict:
     jwks = json.loads((keys / "jwks.json").read_text())
     assert len(jwks["keys"]) == 1
@@ -127,13 +123,8 @@ def jwk_of(keys: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def keys_dir(work_root) -> Path:
-    return make_keys(work_root / "passport-keys")
-
-
-@pytest.fixture(scope="module")
-def jwk(keys_dir) -> dict:
-    return jwk_of(keys_dir)
+def jwk(passport_keys) -> dict:
+    return jwk_of(passport_keys)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -141,13 +132,13 @@ def jwk(keys_dir) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_keys_writes_private_key_jwks_and_issuer(keys_dir, jwk):
-    pem = keys_dir / "issuer.pem"
+def test_keys_writes_private_key_jwks_and_issuer(passport_keys, jwk):
+    pem = passport_keys / "issuer.pem"
     assert pem.is_file()
     assert stat.S_IMODE(pem.stat().st_mode) == 0o600, oct(pem.stat().st_mode)
     text = pem.read_text()
     assert text.startswith("-----BEGIN PRIVATE KEY-----"), text[:40]
-    assert "PRIVATE KEY" not in (keys_dir / "jwks.json").read_text()
+    assert "PRIVATE KEY" not in (passport_keys / "jwks.json").read_text()
 
     assert jwk["kty"] == "EC" and jwk["crv"] == "P-256"
     assert jwk["alg"] == "ES256" and jwk["use"] == "sig"
@@ -156,10 +147,10 @@ def test_keys_writes_private_key_jwks_and_issuer(keys_dir, jwk):
     assert "d" not in jwk, "the JWKS must not hold the private key"
     assert len(b64url_decode(jwk["x"])) == 32 and len(b64url_decode(jwk["y"])) == 32
 
-    meta = json.loads((keys_dir / "issuer.json").read_text())
+    meta = json.loads((passport_keys / "issuer.json").read_text())
     assert meta["issuer"] == ISSUER
     assert meta["kid"] == jwk["kid"]
-    assert not [p.name for p in keys_dir.iterdir() if ".tmp" in p.name]
+    assert not [p.name for p in passport_keys.iterdir() if ".tmp" in p.name]
 
 
 def test_keys_kid_is_the_rfc7638_thumbprint(jwk):
@@ -200,8 +191,8 @@ def test_keys_default_folder(tmp_work):
 
 
 @pytest.mark.parametrize("tier", ["public", "registered", "controlled"])
-def test_token_structure_per_tier(keys_dir, jwk, tier):
-    t = Jwt(mint(keys_dir, tier, "alice"))
+def test_token_structure_per_tier(passport_keys, jwk, tier):
+    t = Jwt(mint(passport_keys, tier, "alice"))
     assert t.header == {"typ": PASSPORT_TYP, "alg": "ES256", "kid": jwk["kid"]}
     assert t.claims["iss"] == ISSUER
     assert t.claims["sub"] == "alice"
@@ -225,28 +216,28 @@ def test_token_structure_per_tier(keys_dir, jwk, tier):
         assert es256_valid(jwk, v) in (True, None)
 
 
-def test_token_ids_are_unique(keys_dir):
-    a, b = Jwt(mint(keys_dir, "controlled")), Jwt(mint(keys_dir, "controlled"))
+def test_token_ids_are_unique(passport_keys):
+    a, b = Jwt(mint(passport_keys, "controlled")), Jwt(mint(passport_keys, "controlled"))
     assert a.claims["jti"] != b.claims["jti"]
     ids = [v.claims["jti"] for v in a.visas() + b.visas()]
     assert len(set(ids)) == len(ids)
 
 
 @pytest.mark.parametrize("egress", ["rows", "aggregates"])
-def test_token_egress(keys_dir, egress):
-    t = Jwt(mint(keys_dir, "controlled", "svc", "--egress", egress))
+def test_token_egress(passport_keys, egress):
+    t = Jwt(mint(passport_keys, "controlled", "svc", "--egress", egress))
     assert t.claims["strata_egress"] == egress
 
 
 @pytest.mark.parametrize("ttl,secs", [("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400)])
-def test_token_ttl(keys_dir, ttl, secs):
-    t = Jwt(mint(keys_dir, "registered", "alice", "--ttl", ttl))
+def test_token_ttl(passport_keys, ttl, secs):
+    t = Jwt(mint(passport_keys, "registered", "alice", "--ttl", ttl))
     assert t.claims["exp"] - t.claims["iat"] == secs
     assert all(v.claims["exp"] == t.claims["exp"] for v in t.visas())
 
 
-def test_token_expired(keys_dir, jwk):
-    t = Jwt(mint(keys_dir, "controlled", "alice", "--expired"))
+def test_token_expired(passport_keys, jwk):
+    t = Jwt(mint(passport_keys, "controlled", "alice", "--expired"))
     now = time.time()
     assert t.claims["exp"] < now - 60, "--expired passport must have exp in the past"
     assert t.claims["iat"] < t.claims["exp"]
@@ -256,19 +247,19 @@ def test_token_expired(keys_dir, jwk):
 
 
 @pytest.mark.parametrize("missing", sorted(MISSING_FLAG))
-def test_token_missing_visa(keys_dir, jwk, missing):
-    t = Jwt(mint(keys_dir, "controlled", "alice", "--missing-visa", missing))
+def test_token_missing_visa(passport_keys, jwk, missing):
+    t = Jwt(mint(passport_keys, "controlled", "alice", "--missing-visa", missing))
     assert t.visa_set() == TIER_VISAS["controlled"] - {MISSING_FLAG[missing]}
     assert es256_valid(jwk, t) in (True, None)
 
 
-def test_token_missing_visa_repeatable(keys_dir):
-    t = Jwt(mint(keys_dir, "controlled", "alice", "--missing-visa", "ducc", "--missing-visa", "rcr-training"))
+def test_token_missing_visa_repeatable(passport_keys):
+    t = Jwt(mint(passport_keys, "controlled", "alice", "--missing-visa", "ducc", "--missing-visa", "rcr-training"))
     assert t.visa_set() == {RESEARCHER, CONTROLLED}
 
 
-def test_token_alg_none(keys_dir, jwk):
-    token = mint(keys_dir, "controlled", "alice", "--alg", "none")
+def test_token_alg_none(passport_keys, jwk):
+    token = mint(passport_keys, "controlled", "alice", "--alg", "none")
     assert token.endswith("."), "alg none carries an empty signature"
     t = Jwt(token)
     assert t.header["alg"] == "none"
@@ -277,8 +268,8 @@ def test_token_alg_none(keys_dir, jwk):
     assert t.visa_set() == TIER_VISAS["controlled"]
 
 
-def test_token_alg_hs256_uses_public_key_as_secret(keys_dir, jwk):
-    t = Jwt(mint(keys_dir, "controlled", "alice", "--alg", "hs256"))
+def test_token_alg_hs256_uses_public_key_as_secret(passport_keys, jwk):
+    t = Jwt(mint(passport_keys, "controlled", "alice", "--alg", "hs256"))
     assert t.header["alg"] == "HS256"
     assert t.header["kid"] == jwk["kid"]
     expected = hmac.new(public_key_pem(jwk), t.signing_input, hashlib.sha256).digest()
@@ -286,16 +277,16 @@ def test_token_alg_hs256_uses_public_key_as_secret(keys_dir, jwk):
     assert t.visa_set() == TIER_VISAS["controlled"]
 
 
-def test_token_visa_sub(keys_dir, jwk):
-    t = Jwt(mint(keys_dir, "controlled", "alice", "--visa-sub", "mallory"))
+def test_token_visa_sub(passport_keys, jwk):
+    t = Jwt(mint(passport_keys, "controlled", "alice", "--visa-sub", "mallory"))
     assert t.claims["sub"] == "alice"
     assert t.visa_set() == TIER_VISAS["controlled"]
     assert all(v.claims["sub"] == "mallory" for v in t.visas())
     assert all(es256_valid(jwk, v) in (True, None) for v in t.visas())
 
 
-def test_token_visa_issuer(keys_dir, jwk):
-    t = Jwt(mint(keys_dir, "controlled", "alice", "--visa-issuer", "https://evil.example/"))
+def test_token_visa_issuer(passport_keys, jwk):
+    t = Jwt(mint(passport_keys, "controlled", "alice", "--visa-issuer", "https://evil.example/"))
     assert t.claims["iss"] == ISSUER
     assert es256_valid(jwk, t) in (True, None)
     visas = t.visas()
@@ -307,8 +298,8 @@ def test_token_visa_issuer(keys_dir, jwk):
         assert es256_valid(jwk, v) in (False, None)
 
 
-def test_token_forge(keys_dir, jwk):
-    t = Jwt(mint(keys_dir, "controlled", "alice", "--forge"))
+def test_token_forge(passport_keys, jwk):
+    t = Jwt(mint(passport_keys, "controlled", "alice", "--forge"))
     assert t.header["alg"] == "ES256"
     assert len(t.signature) == 64
     assert es256_valid(jwk, t) in (False, None), "--forge must break the signature"
@@ -322,8 +313,8 @@ def test_token_without_keys_is_one_line_error(tmp_work):
     assert proc.stdout == ""
 
 
-def test_token_empty_sub_is_one_line_error(keys_dir):
-    proc = run_strata("token", "--tier", "registered", "--sub", "", "--keys", keys_dir, check=False, timeout=120)
+def test_token_empty_sub_is_one_line_error(passport_keys):
+    proc = run_strata("token", "--tier", "registered", "--sub", "", "--keys", passport_keys, check=False, timeout=120)
     one_line_error(proc, "sub")
     assert proc.stdout == ""
 
@@ -339,8 +330,8 @@ def test_token_empty_sub_is_one_line_error(keys_dir):
     ],
     ids=["tier", "ttl", "visa-case", "alg", "no-tier"],
 )
-def test_token_bad_flags(keys_dir, args):
-    proc = run_strata("token", *args, "--keys", keys_dir, check=False, timeout=120)
+def test_token_bad_flags(passport_keys, args):
+    proc = run_strata("token", *args, "--keys", passport_keys, check=False, timeout=120)
     assert proc.returncode != 0
     assert "panicked" not in proc.stderr
     assert proc.stdout == ""
@@ -352,65 +343,9 @@ def test_token_bad_flags(keys_dir, args):
 # --------------------------------------------------------------------------------------------------
 
 
-def _status_text(exc: BaseException) -> str:
-    return "".join(str(exc).lower().replace("_", "").split())
-
-
-def assert_unauthenticated(exc: BaseException, token: str | None = None) -> None:
-    text = str(exc)
-    assert "unauthenticated" in _status_text(exc), f"expected UNAUTHENTICATED, got: {text}"
-    if token:
-        for part in token.split("."):
-            if len(part) > 8:
-                assert part not in text, "the error message echoes the token"
-
-
-def assert_permission_denied(exc: BaseException) -> None:
-    assert "permissiondenied" in _status_text(exc), f"expected PERMISSION_DENIED, got: {exc}"
-
-
-def run_sql(server: StrataServer, token: str | None, sql: str):
-    """One statement on a fresh connection with `token` ("" = no authorization header)."""
-    conn = server.connect(token=token if token is not None else "")
-    try:
-        cur = conn.cursor()
-        try:
-            cur.execute(sql)
-            return cur.fetch_arrow_table()
-        finally:
-            with contextlib.suppress(Exception):
-                cur.close()
-    finally:
-        with contextlib.suppress(Exception):
-            conn.close()
-
-
-@pytest.fixture(scope="module")
-def auth_dataset(work_root) -> Path:
-    out = work_root / "passport-ds"
-    if not (out / "catalog.toml").exists():
-        run_strata("generate", "--out", out, "--persons", 200, "--shards", 2, "--seed", 11)
-    return out
-
-
-@pytest.fixture(scope="module")
-def auth_server(auth_dataset, keys_dir, work_root):
-    """`strata serve --jwks`; its readiness check (SELECT 1) runs with a registered passport."""
-    token = mint(keys_dir, "registered", "ready-check", "--ttl", "1d")
-    srv = StrataServer(
-        auth_dataset,
-        extra_args=["--jwks", keys_dir / "jwks.json"],
-        token=token,
-        log_dir=work_root / "logs-passport-server",
-    )
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-def test_server_no_token_is_unauthenticated(auth_server):
+def test_server_no_token_is_unauthenticated(gen_passport_server):
     with pytest.raises(Exception) as err:
-        run_sql(auth_server, "", "SELECT 1")
+        run_sql(gen_passport_server, "", "SELECT 1")
     assert_unauthenticated(err.value)
 
 
@@ -419,19 +354,19 @@ def test_server_no_token_is_unauthenticated(auth_server):
     [["--expired"], ["--alg", "none"], ["--alg", "hs256"], ["--forge"]],
     ids=["expired", "alg-none", "hs256-public-key", "forged"],
 )
-def test_server_broken_token_is_unauthenticated(auth_server, keys_dir, flags):
-    token = mint(keys_dir, "controlled", "mallory", *flags)
+def test_server_broken_token_is_unauthenticated(gen_passport_server, passport_keys, flags):
+    token = mint(passport_keys, "controlled", "mallory", *flags)
     with pytest.raises(Exception) as err:
-        run_sql(auth_server, token, "SELECT 1")
+        run_sql(gen_passport_server, token, "SELECT 1")
     assert_unauthenticated(err.value, token)
 
 
-def test_server_untrusted_issuer_key_is_unauthenticated(auth_server, tmp_work):
+def test_server_untrusted_issuer_key_is_unauthenticated(gen_passport_server, tmp_work):
     """A passport for the same issuer URL signed by a key the server does not trust."""
     rogue = make_keys(tmp_work / "rogue")
     token = mint(rogue, "controlled", "mallory")
     with pytest.raises(Exception) as err:
-        run_sql(auth_server, token, "SELECT 1")
+        run_sql(gen_passport_server, token, "SELECT 1")
     assert_unauthenticated(err.value, token)
 
 
@@ -440,35 +375,35 @@ def test_server_untrusted_issuer_key_is_unauthenticated(auth_server, tmp_work):
     ["not-a-jwt", "a.b.c", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."],
     ids=["garbage", "three-parts", "unsigned-json"],
 )
-def test_server_malformed_token_is_unauthenticated(auth_server, token):
+def test_server_malformed_token_is_unauthenticated(gen_passport_server, token):
     with pytest.raises(Exception) as err:
-        run_sql(auth_server, token, "SELECT 1")
+        run_sql(gen_passport_server, token, "SELECT 1")
     assert_unauthenticated(err.value)
 
 
 @pytest.mark.parametrize("tier", ["registered", "controlled"])
-def test_server_valid_token_works(auth_server, keys_dir, tier):
-    token = mint(keys_dir, tier, "alice")
-    t = run_sql(auth_server, token, "SELECT 1 AS one")
+def test_server_valid_token_works(gen_passport_server, passport_keys, tier):
+    token = mint(passport_keys, tier, "alice")
+    t = run_sql(gen_passport_server, token, "SELECT 1 AS one")
     assert t.num_rows == 1 and t.column(0).to_pylist() == [1]
 
 
-def test_server_controlled_token_reads_participant_data(auth_server, keys_dir):
-    token = mint(keys_dir, "controlled", "alice")
-    t = run_sql(auth_server, token, "SELECT person_id FROM person LIMIT 5")
+def test_server_controlled_token_reads_participant_data(gen_passport_server, passport_keys):
+    token = mint(passport_keys, "controlled", "alice")
+    t = run_sql(gen_passport_server, token, "SELECT person_id FROM person LIMIT 5")
     assert t.num_rows == 5
 
 
-def test_server_registered_token_reads_vocabulary(auth_server, keys_dir):
-    token = mint(keys_dir, "registered", "alice")
-    t = run_sql(auth_server, token, "SELECT concept_id FROM concept LIMIT 5")
+def test_server_registered_token_reads_vocabulary(gen_passport_server, passport_keys):
+    token = mint(passport_keys, "registered", "alice")
+    t = run_sql(gen_passport_server, token, "SELECT concept_id FROM concept LIMIT 5")
     assert t.num_rows == 5
 
 
-def test_server_registered_token_reads_participant_data_through_views(auth_server, keys_dir):
+def test_server_registered_token_reads_participant_data_through_views(gen_passport_server, passport_keys):
     """Registered callers read participant tables (as registered views, see test_tiers.py)."""
-    token = mint(keys_dir, "registered", "alice")
-    t = run_sql(auth_server, token, "SELECT person_id, year_of_birth FROM person LIMIT 5")
+    token = mint(passport_keys, "registered", "alice")
+    t = run_sql(gen_passport_server, token, "SELECT person_id, year_of_birth FROM person LIMIT 5")
     assert t.num_rows == 5
 
 
@@ -483,10 +418,10 @@ def test_server_registered_token_reads_participant_data_through_views(auth_serve
     ],
     ids=["table", "exists", "cte", "column", "column-in-filter"],
 )
-def test_server_registered_token_is_refused_controlled_data(auth_server, keys_dir, sql):
-    token = mint(keys_dir, "registered", "alice")
+def test_server_registered_token_is_refused_controlled_data(gen_passport_server, passport_keys, sql):
+    token = mint(passport_keys, "registered", "alice")
     with pytest.raises(Exception) as err:
-        run_sql(auth_server, token, sql)
+        run_sql(gen_passport_server, token, sql)
     assert_permission_denied(err.value)
     assert "controlled" in str(err.value)
 
@@ -502,18 +437,18 @@ def test_server_registered_token_is_refused_controlled_data(auth_server, keys_di
     ],
     ids=["no-ducc", "no-rcr-training", "no-researcher", "visa-sub", "visa-issuer"],
 )
-def test_server_passport_lacking_visas_is_public_tier(auth_server, keys_dir, flags):
+def test_server_passport_lacking_visas_is_public_tier(gen_passport_server, passport_keys, flags):
     """Authenticated, but without valid registered visas: registered data is PERMISSION_DENIED."""
-    token = mint(keys_dir, "controlled", "alice", *flags)
+    token = mint(passport_keys, "controlled", "alice", *flags)
     with pytest.raises(Exception) as err:
-        run_sql(auth_server, token, "SELECT person_id FROM person LIMIT 5")
+        run_sql(gen_passport_server, token, "SELECT person_id FROM person LIMIT 5")
     assert_permission_denied(err.value)
 
 
-def test_server_expiry_is_checked_on_every_call(auth_server, keys_dir):
+def test_server_expiry_is_checked_on_every_call(gen_passport_server, passport_keys):
     """A connection whose passport expires mid-session is refused on its next call (30 s leeway)."""
-    token = mint(keys_dir, "registered", "alice", "--ttl", "2s")
-    conn = auth_server.connect(token=token)  # closed by the server fixture's stop()
+    token = mint(passport_keys, "registered", "alice", "--ttl", "2s")
+    conn = gen_passport_server.connect(token=token)  # closed by the server fixture's stop()
     cur = conn.cursor()
     cur.execute("SELECT 1 AS one")
     assert cur.fetch_arrow_table().num_rows == 1

@@ -13,27 +13,9 @@ from pathlib import Path
 import pyarrow.flight as flight
 import pytest
 
-from helpers import passport_server, wait_for
-from test_passports import _status_text, make_keys, mint
+from helpers import make_keys, mint, status_text, wait_for
 
 SQL_NS = "type.googleapis.com/arrow.flight.protocol.sql."
-
-
-@pytest.fixture(scope="module")
-def rt_keys(work_root) -> Path:
-    out = work_root / "redteam-keys"
-    if not (out / "jwks.json").exists():
-        make_keys(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def rt_server(gen_dataset, rt_keys, work_root):
-    token = mint(rt_keys, "controlled", "ready", "--ttl", "1d")
-    srv = passport_server(gen_dataset, rt_keys, work_root, "redteam", token)
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def audit_count(srv) -> int:
@@ -53,7 +35,7 @@ def expect_refusal(srv, status: str, attempt, outcome: str | None = None) -> Non
         result = attempt()
         # Some drivers defer the error to the fetch; a result reaching here is a leak.
         pytest.fail(f"attempt returned data: {result!r}"[:500])
-    assert status in _status_text(err.value), f"expected {status}, got: {err.value}"
+    assert status in status_text(err.value), f"expected {status}, got: {err.value}"
     outcome = outcome or {"permissiondenied": "denied", "unauthenticated": "unauthenticated"}.get(status, None)
     if outcome:
         wait_for(
@@ -122,16 +104,16 @@ def commands(srv, token):
 @pytest.mark.parametrize(
     "command", ["statement", "prepared", "get_objects", "get_table_schema", "get_table_types", "get_info"]
 )
-def test_broken_passports_get_nothing_from_any_command(rt_server, rt_keys, broken, command):
-    token = mint(rt_keys, "controlled", "mallory", *BROKEN[broken])
-    expect_refusal(rt_server, "unauthenticated", commands(rt_server, token)[command])
+def test_broken_passports_get_nothing_from_any_command(gen_passport_server, mint_token, broken, command):
+    token = mint_token("controlled", "mallory", *BROKEN[broken])
+    expect_refusal(gen_passport_server, "unauthenticated", commands(gen_passport_server, token)[command])
 
 
-def test_untrusted_key_and_no_token_get_nothing(rt_server, tmp_work):
+def test_untrusted_key_and_no_token_get_nothing(gen_passport_server, tmp_work):
     rogue = make_keys(tmp_work / "rogue")
     for token in (mint(rogue, "controlled", "mallory"), ""):
-        for name, attempt in commands(rt_server, token).items():
-            expect_refusal(rt_server, "unauthenticated", attempt)
+        for name, attempt in commands(gen_passport_server, token).items():
+            expect_refusal(gen_passport_server, "unauthenticated", attempt)
 
 
 @pytest.mark.parametrize(
@@ -139,15 +121,15 @@ def test_untrusted_key_and_no_token_get_nothing(rt_server, tmp_work):
     [["--visa-sub", "someone-else"], ["--visa-issuer", "https://evil.example/"], ["--missing-visa", "ducc"]],
     ids=["wrong-subject-visas", "wrong-issuer-visas", "missing-visa"],
 )
-def test_passports_with_unusable_visas_are_public(rt_server, rt_keys, flags):
-    token = mint(rt_keys, "controlled", "mallory", *flags)
-    expect_refusal(rt_server, "permissiondenied", sql_attempt(rt_server, token, "SELECT COUNT(*) FROM person"))
-    expect_refusal(rt_server, "permissiondenied", sql_attempt(rt_server, token, "SELECT COUNT(*) FROM genotype"))
+def test_passports_with_unusable_visas_are_public(gen_passport_server, mint_token, flags):
+    token = mint_token("controlled", "mallory", *flags)
+    expect_refusal(gen_passport_server, "permissiondenied", sql_attempt(gen_passport_server, token, "SELECT COUNT(*) FROM person"))
+    expect_refusal(gen_passport_server, "permissiondenied", sql_attempt(gen_passport_server, token, "SELECT COUNT(*) FROM genotype"))
 
 
-def test_controlled_visa_without_registered_visas_is_not_controlled(rt_server, rt_keys):
-    token = mint(rt_keys, "controlled", "mallory", "--missing-visa", "rcr-training")
-    expect_refusal(rt_server, "permissiondenied", sql_attempt(rt_server, token, "SELECT COUNT(*) FROM variant"))
+def test_controlled_visa_without_registered_visas_is_not_controlled(gen_passport_server, mint_token):
+    token = mint_token("controlled", "mallory", "--missing-visa", "rcr-training")
+    expect_refusal(gen_passport_server, "permissiondenied", sql_attempt(gen_passport_server, token, "SELECT COUNT(*) FROM variant"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,9 +158,9 @@ ABOVE_REGISTERED = {
 
 
 @pytest.mark.parametrize("path", list(ABOVE_REGISTERED))
-def test_registered_never_reaches_controlled_data(rt_server, rt_keys, path):
-    token = mint(rt_keys, "registered", "rita")
-    expect_refusal(rt_server, "permissiondenied", sql_attempt(rt_server, token, ABOVE_REGISTERED[path]))
+def test_registered_never_reaches_controlled_data(gen_passport_server, mint_token, path):
+    token = mint_token("registered", "rita")
+    expect_refusal(gen_passport_server, "permissiondenied", sql_attempt(gen_passport_server, token, ABOVE_REGISTERED[path]))
 
 
 @pytest.mark.parametrize(
@@ -191,18 +173,18 @@ def test_registered_never_reaches_controlled_data(rt_server, rt_keys, path):
     ],
     ids=["direct", "subquery", "information-schema", "explain"],
 )
-def test_public_never_reaches_registered_data(rt_server, rt_keys, sql):
-    token = mint(rt_keys, "public", "pat")
-    attempt = sql_attempt(rt_server, token, sql)
+def test_public_never_reaches_registered_data(gen_passport_server, mint_token, sql):
+    token = mint_token("public", "pat")
+    attempt = sql_attempt(gen_passport_server, token, sql)
     if "information_schema" in sql:
         # information_schema lists only what the caller may read: nothing about person.
         assert attempt() == [{"count(*)": 0}]
         return
-    expect_refusal(rt_server, "permissiondenied", attempt)
+    expect_refusal(gen_passport_server, "permissiondenied", attempt)
 
 
-def test_information_schema_lists_only_the_tier(rt_server, rt_keys):
-    conn = rt_server.connect(token=mint(rt_keys, "registered", "rita"))
+def test_information_schema_lists_only_the_tier(gen_passport_server, mint_token):
+    conn = gen_passport_server.connect(token=mint_token("registered", "rita"))
     cur = conn.cursor()
     cur.execute("SELECT DISTINCT table_name FROM information_schema.tables WHERE table_schema = 'public'")
     names = {r["table_name"] for r in cur.fetch_arrow_table().to_pylist()}
@@ -231,15 +213,15 @@ NOT_QUERIES = {
 
 
 @pytest.mark.parametrize("kind", list(NOT_QUERIES))
-def test_statements_other_than_queries_are_refused(rt_server, rt_keys, kind):
-    token = mint(rt_keys, "controlled", "carol")
-    expect_refusal(rt_server, "permissiondenied", sql_attempt(rt_server, token, NOT_QUERIES[kind]))
+def test_statements_other_than_queries_are_refused(gen_passport_server, mint_token, kind):
+    token = mint_token("controlled", "carol")
+    expect_refusal(gen_passport_server, "permissiondenied", sql_attempt(gen_passport_server, token, NOT_QUERIES[kind]))
     assert not Path("/tmp/leak.parquet").exists()
 
 
-def test_update_command_is_refused(rt_server, rt_keys):
+def test_update_command_is_refused(gen_passport_server, mint_token):
     def attempt():
-        conn = rt_server.connect(token=mint(rt_keys, "controlled", "carol"))
+        conn = gen_passport_server.connect(token=mint_token("controlled", "carol"))
         try:
             cur = conn.cursor()
             stmt = cur.adbc_statement
@@ -248,12 +230,12 @@ def test_update_command_is_refused(rt_server, rt_keys):
         finally:
             conn.close()
 
-    expect_refusal(rt_server, "permissiondenied", attempt)
+    expect_refusal(gen_passport_server, "permissiondenied", attempt)
 
 
-def test_substrait_plans_are_refused(rt_server, rt_keys):
+def test_substrait_plans_are_refused(gen_passport_server, mint_token):
     def attempt():
-        conn = rt_server.connect(token=mint(rt_keys, "controlled", "carol"))
+        conn = gen_passport_server.connect(token=mint_token("controlled", "carol"))
         try:
             cur = conn.cursor()
             stmt = cur.adbc_statement
@@ -262,7 +244,7 @@ def test_substrait_plans_are_refused(rt_server, rt_keys):
         finally:
             conn.close()
 
-    expect_refusal(rt_server, "unimplemented", attempt, outcome="unsupported")
+    expect_refusal(gen_passport_server, "unimplemented", attempt, outcome="unsupported")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -317,23 +299,23 @@ def _options(token: str) -> flight.FlightCallOptions:
     return flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
 
 
-def test_tickets_and_handles_are_bound_to_their_principal(rt_server, rt_keys):
-    alice = mint(rt_keys, "controlled", "alice")
-    bob = mint(rt_keys, "controlled", "bob")
-    client = flight.connect(rt_server.uri)
+def test_tickets_and_handles_are_bound_to_their_principal(gen_passport_server, mint_token):
+    alice = mint_token("controlled", "alice")
+    bob = mint_token("controlled", "bob")
+    client = flight.connect(gen_passport_server.uri)
     try:
         # A statement ticket made by alice.
         command = _any("CommandStatementQuery", _field(1, b"SELECT person_id FROM person LIMIT 3"))
         info = client.get_flight_info(flight.FlightDescriptor.for_command(command), _options(alice))
         ticket = info.endpoints[0].ticket
-        expect_refusal(rt_server, "notfound", lambda: client.do_get(ticket, _options(bob)).read_all(), "invalid")
+        expect_refusal(gen_passport_server, "notfound", lambda: client.do_get(ticket, _options(bob)).read_all(), "invalid")
         # Nor alice with another passport: a lower tier, or aggregates-only egress.
-        for other in (mint(rt_keys, "registered", "alice"), mint(rt_keys, "controlled", "alice", "--egress", "aggregates")):
-            expect_refusal(rt_server, "notfound", lambda: client.do_get(ticket, _options(other)).read_all(), "invalid")
+        for other in (mint_token("registered", "alice"), mint_token("controlled", "alice", "--egress", "aggregates")):
+            expect_refusal(gen_passport_server, "notfound", lambda: client.do_get(ticket, _options(other)).read_all(), "invalid")
         # Alice still can (the failed replay did not consume it).
         assert client.do_get(ticket, _options(alice)).read_all().num_rows == 3
         # A ticket is single-use.
-        expect_refusal(rt_server, "notfound", lambda: client.do_get(ticket, _options(alice)).read_all(), "invalid")
+        expect_refusal(gen_passport_server, "notfound", lambda: client.do_get(ticket, _options(alice)).read_all(), "invalid")
 
         # A prepared statement made by alice.
         action = flight.Action(
@@ -344,16 +326,16 @@ def test_tickets_and_handles_are_bound_to_their_principal(rt_server, rt_keys):
         handle = _fields(_fields(result[0].body.to_pybytes())[2])[1]
         prepared = _any("CommandPreparedStatementQuery", _field(1, handle))
         descriptor = flight.FlightDescriptor.for_command(prepared)
-        expect_refusal(rt_server, "notfound", lambda: client.get_flight_info(descriptor, _options(bob)), "invalid")
-        registered_alice = mint(rt_keys, "registered", "alice")
+        expect_refusal(gen_passport_server, "notfound", lambda: client.get_flight_info(descriptor, _options(bob)), "invalid")
+        registered_alice = mint_token("registered", "alice")
         expect_refusal(
-            rt_server, "notfound", lambda: client.get_flight_info(descriptor, _options(registered_alice)), "invalid"
+            gen_passport_server, "notfound", lambda: client.get_flight_info(descriptor, _options(registered_alice)), "invalid"
         )
         expect_refusal(
-            rt_server, "notfound", lambda: client.do_get(flight.Ticket(prepared), _options(bob)).read_all(), "invalid"
+            gen_passport_server, "notfound", lambda: client.do_get(flight.Ticket(prepared), _options(bob)).read_all(), "invalid"
         )
         close = flight.Action("ClosePreparedStatement", _any("ActionClosePreparedStatementRequest", _field(1, handle)))
-        expect_refusal(rt_server, "notfound", lambda: list(client.do_action(close, _options(bob))), "invalid")
+        expect_refusal(gen_passport_server, "notfound", lambda: list(client.do_action(close, _options(bob))), "invalid")
         # Alice's handle still works.
         info = client.get_flight_info(descriptor, _options(alice))
         assert client.do_get(info.endpoints[0].ticket, _options(alice)).read_all().num_rows == 2
@@ -361,10 +343,10 @@ def test_tickets_and_handles_are_bound_to_their_principal(rt_server, rt_keys):
         client.close()
 
 
-def test_error_messages_do_not_echo_values(rt_server, rt_keys):
-    token = mint(rt_keys, "controlled", "carol")
+def test_error_messages_do_not_echo_values(gen_passport_server, mint_token):
+    token = mint_token("controlled", "carol")
     with pytest.raises(Exception) as err:
-        sql_attempt(rt_server, token, "SELECT CAST(person_source_value || 'zz' AS INT) FROM person")()
+        sql_attempt(gen_passport_server, token, "SELECT CAST(person_source_value || 'zz' AS INT) FROM person")()
     text = str(err.value)
     assert "zz" not in text and "cast" in text.lower()
 
@@ -381,10 +363,10 @@ def test_error_messages_do_not_echo_values(rt_server, rt_keys):
     ],
     ids=["make_date-month", "make_date-day", "to_timestamp", "arrow_cast"],
 )
-def test_execution_errors_do_not_echo_participant_values(rt_server, rt_keys, sql):
-    token = mint(rt_keys, "controlled", "carol")
+def test_execution_errors_do_not_echo_participant_values(gen_passport_server, mint_token, sql):
+    token = mint_token("controlled", "carol")
     with pytest.raises(Exception) as err:
-        sql_attempt(rt_server, token, sql)()
+        sql_attempt(gen_passport_server, token, sql)()
     text = str(err.value)
     # No quoted number, no year of birth (19xx, 20xx) in the message.
     assert not re.search(r"'\d+'|\b(19|20)\d\d\b", text), text

@@ -13,9 +13,8 @@ import math
 
 import pytest
 
-from helpers import duck_query
+from helpers import Caller, duck_query
 from research_queries import GENERATED, GIBLEED, Query
-from test_disclosure import Caller, dc_gibleed, dc_keys, dc_server  # noqa: F401  (module fixtures)
 
 T = 20
 
@@ -86,13 +85,13 @@ def check(q: Query, caller: Caller, duck) -> None:
 
 
 @pytest.fixture(scope="module")
-def researcher(dc_server, dc_keys):  # noqa: F811
-    return Caller(dc_server, dc_keys, "researcher")
+def researcher(gen_passport_server, mint_token):
+    return Caller(gen_passport_server, mint_token, "researcher")
 
 
 @pytest.fixture(scope="module")
-def gibleed_researcher(dc_gibleed, dc_keys):  # noqa: F811
-    return Caller(dc_gibleed, dc_keys, "gibleed-researcher")
+def gibleed_researcher(gibleed_passport_server, mint_token):
+    return Caller(gibleed_passport_server, mint_token, "gibleed-researcher")
 
 
 @pytest.mark.parametrize("q", GENERATED, ids=[q.name for q in GENERATED])

@@ -13,8 +13,8 @@ import pytest
 import tomli_w
 
 from conftest import GEN_SHARDS
-from helpers import StrataServer, assert_tables_equal, duck_query, one_line_error
-from test_queries import GEN_QUERIES, check
+from generated_queries import GEN_QUERIES
+from helpers import StrataServer, assert_tables_equal, check, duck_query, one_line_error
 
 BUCKET = "strata-test"
 PREFIX = "ds"

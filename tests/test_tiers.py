@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
-from helpers import duck_over, duck_query, passport_server
-from test_passports import assert_permission_denied, make_keys, mint, run_sql
+from helpers import assert_permission_denied, duck_query, one_line_error, run_sql, run_strata
 
 NOT_A_RACE = (0, 903096, 903079, 1586147)
 RACE_QUESTION = 1586140
@@ -27,36 +25,13 @@ MIN_RACE_GROUP = 200
 
 
 @pytest.fixture(scope="module")
-def tier_keys(work_root) -> Path:
-    out = work_root / "tier-keys"
-    if not (out / "jwks.json").exists():
-        make_keys(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def tokens(tier_keys) -> dict[str, str]:
+def tokens(mint_token) -> dict[str, str]:
     return {
-        "controlled": mint(tier_keys, "controlled", "carol", "--ttl", "1d"),
-        "registered": mint(tier_keys, "registered", "rita", "--ttl", "1d"),
-        "public": mint(tier_keys, "public", "pat", "--ttl", "1d"),
-        "dashboard": mint(tier_keys, "controlled", "dash", "--egress", "aggregates", "--ttl", "1d"),
+        "controlled": mint_token("controlled", "carol", "--ttl", "1d"),
+        "registered": mint_token("registered", "rita", "--ttl", "1d"),
+        "public": mint_token("public", "pat", "--ttl", "1d"),
+        "dashboard": mint_token("controlled", "dash", "--egress", "aggregates", "--ttl", "1d"),
     }
-
-
-@pytest.fixture(scope="module")
-def tier_server(gen_dataset, tier_keys, tokens, work_root):
-    srv = passport_server(gen_dataset, tier_keys, work_root, "tier", tokens["controlled"])
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def duck(gen_dataset):
-    con = duck_over(gen_dataset)
-    yield con
-    con.close()
 
 
 def q(server, token, sql) -> list[dict]:
@@ -92,14 +67,14 @@ def offsets(server, tokens, table, key, column) -> dict[int, set[int]]:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_registered_dates_shift_by_one_offset_per_person_across_tables(tier_server, tokens):
+def test_registered_dates_shift_by_one_offset_per_person_across_tables(gen_passport_server, tokens):
     per_table = {
-        "condition_start_date": offsets(tier_server, tokens, "condition_occurrence", "condition_occurrence_id", "condition_start_date"),
-        "condition_start_datetime": offsets(tier_server, tokens, "condition_occurrence", "condition_occurrence_id", "condition_start_datetime"),
-        "measurement_date": offsets(tier_server, tokens, "measurement", "measurement_id", "measurement_date"),
-        "visit_start_date": offsets(tier_server, tokens, "visit_occurrence", "visit_occurrence_id", "visit_start_date"),
-        "observation_period_end_date": offsets(tier_server, tokens, "observation_period", "observation_period_id", "observation_period_end_date"),
-        "death_date": offsets(tier_server, tokens, "death", "person_id", "death_date"),
+        "condition_start_date": offsets(gen_passport_server, tokens, "condition_occurrence", "condition_occurrence_id", "condition_start_date"),
+        "condition_start_datetime": offsets(gen_passport_server, tokens, "condition_occurrence", "condition_occurrence_id", "condition_start_datetime"),
+        "measurement_date": offsets(gen_passport_server, tokens, "measurement", "measurement_id", "measurement_date"),
+        "visit_start_date": offsets(gen_passport_server, tokens, "visit_occurrence", "visit_occurrence_id", "visit_start_date"),
+        "observation_period_end_date": offsets(gen_passport_server, tokens, "observation_period", "observation_period_id", "observation_period_end_date"),
+        "death_date": offsets(gen_passport_server, tokens, "death", "person_id", "death_date"),
     }
     person_offset: dict[int, int] = {}
     for column, by_person in per_table.items():
@@ -112,7 +87,7 @@ def test_registered_dates_shift_by_one_offset_per_person_across_tables(tier_serv
     assert len(set(person_offset.values())) > 100
 
 
-def test_registered_intervals_within_a_person_are_preserved(tier_server, tokens):
+def test_registered_intervals_within_a_person_are_preserved(gen_passport_server, tokens):
     sql = "SELECT person_id, condition_start_date AS d FROM condition_occurrence"
 
     def spans(rows):
@@ -123,47 +98,47 @@ def test_registered_intervals_within_a_person_are_preserved(tier_server, tokens)
             hi[p] = max(hi.get(p, r["d"]), r["d"])
         return {p: hi[p] - lo[p] for p in lo}
 
-    real = spans(q(tier_server, tokens["controlled"], sql))
-    shifted = spans(q(tier_server, tokens["registered"], sql))
+    real = spans(q(gen_passport_server, tokens["controlled"], sql))
+    shifted = spans(q(gen_passport_server, tokens["registered"], sql))
     assert shifted and any(v.days > 0 for v in shifted.values())
     for p, span in shifted.items():
         assert span == real[p]
 
 
-def test_registered_offsets_survive_a_restart(tier_server, tokens):
+def test_registered_offsets_survive_a_restart(gen_passport_server, tokens):
     sql = "SELECT condition_occurrence_id, condition_start_date FROM condition_occurrence ORDER BY 1 LIMIT 500"
-    before = q(tier_server, tokens["registered"], sql)
-    tier_server.restart()
-    after = q(tier_server, tokens["registered"], sql)
+    before = q(gen_passport_server, tokens["registered"], sql)
+    gen_passport_server.restart()
+    after = q(gen_passport_server, tokens["registered"], sql)
     assert before == after and len(before) == 500
 
 
-def test_registered_date_filter_is_exact_and_prunes(tier_server, tokens):
+def test_registered_date_filter_is_exact_and_prunes(gen_passport_server, tokens):
     all_dates = [
         r["d"]
-        for r in q(tier_server, tokens["registered"], "SELECT condition_start_date AS d FROM condition_occurrence")
+        for r in q(gen_passport_server, tokens["registered"], "SELECT condition_start_date AS d FROM condition_occurrence")
     ]
     cut = sorted(all_dates)[len(all_dates) // 2]
     for op, pred in ((">=", lambda d: d >= cut), ("<", lambda d: d < cut), ("=", lambda d: d == cut)):
         got = len(
             q(
-                tier_server,
+                gen_passport_server,
                 tokens["registered"],
                 f"SELECT condition_occurrence_id FROM condition_occurrence WHERE condition_start_date {op} DATE '{cut}'",
             )
         )
         assert got == sum(1 for d in all_dates if pred(d)), op
     # A range past every real date: every row group is pruned by statistics, as for controlled.
-    conn = tier_server.connect(token=tokens["registered"])
+    conn = gen_passport_server.connect(token=tokens["registered"])
     cur = conn.cursor()
     sql = "SELECT COUNT(*) AS n FROM condition_occurrence WHERE condition_start_date >= DATE '2031-01-01'"
-    before = len(tier_server.query_records())
+    before = len(gen_passport_server.query_records())
     cur.execute(sql)
     assert cur.fetch_arrow_table().to_pylist() == [{"n": 0}]
     cur.close()
     rec = None
     for _ in range(100):
-        recs = [r for r in tier_server.query_records()[before:] if r.get("statement") == sql]
+        recs = [r for r in gen_passport_server.query_records()[before:] if r.get("statement") == sql]
         if recs:
             rec = recs[-1]
             break
@@ -181,27 +156,27 @@ def test_registered_date_filter_is_exact_and_prunes(tier_server, tokens):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_registered_leaves_out_participants_aged_89_or_more(tier_server, tokens, duck):
+def test_registered_leaves_out_participants_aged_89_or_more(gen_passport_server, tokens, gen_duck):
     oldest = dt.date.today().year - 89
-    excluded = {r["person_id"] for r in duck_query(duck, f"SELECT person_id FROM person WHERE year_of_birth <= {oldest}").to_pylist()}
-    everyone = {r["person_id"] for r in duck_query(duck, "SELECT person_id FROM person").to_pylist()}
+    excluded = {r["person_id"] for r in duck_query(gen_duck, f"SELECT person_id FROM person WHERE year_of_birth <= {oldest}").to_pylist()}
+    everyone = {r["person_id"] for r in duck_query(gen_duck, "SELECT person_id FROM person").to_pylist()}
     assert excluded, "the dataset has nobody aged 89+: the test would prove nothing"
-    seen = {r["person_id"] for r in q(tier_server, tokens["registered"], "SELECT person_id FROM person")}
+    seen = {r["person_id"] for r in q(gen_passport_server, tokens["registered"], "SELECT person_id FROM person")}
     assert seen == everyone - excluded
     for table in ("condition_occurrence", "measurement", "observation", "ds_survey", "visit_occurrence"):
-        rows = q(tier_server, tokens["registered"], f"SELECT DISTINCT person_id FROM {table}")
+        rows = q(gen_passport_server, tokens["registered"], f"SELECT DISTINCT person_id FROM {table}")
         assert rows and not ({r["person_id"] for r in rows} & excluded), table
     # Controlled sees everyone.
-    n = q(tier_server, tokens["controlled"], "SELECT COUNT(*) AS n FROM person")[0]["n"]
+    n = q(gen_passport_server, tokens["controlled"], "SELECT COUNT(*) AS n FROM person")[0]["n"]
     assert n == len(everyone)
 
 
-def test_registered_demographics_are_generalized(tier_server, tokens, duck):
+def test_registered_demographics_are_generalized(gen_passport_server, tokens, gen_duck):
     not_race = ",".join(map(str, NOT_A_RACE))
     multi = {
         r["person_id"]
         for r in duck_query(
-            duck,
+            gen_duck,
             f"SELECT person_id FROM ds_survey WHERE question_concept_id = {RACE_QUESTION} "
             f"AND answer_concept_id NOT IN ({not_race}) GROUP BY person_id "
             "HAVING COUNT(DISTINCT answer_concept_id) > 1",
@@ -209,12 +184,12 @@ def test_registered_demographics_are_generalized(tier_server, tokens, duck):
     }
     counts = {
         r["race_concept_id"]: r["n"]
-        for r in duck_query(duck, "SELECT race_concept_id, COUNT(DISTINCT person_id) AS n FROM person GROUP BY 1").to_pylist()
+        for r in duck_query(gen_duck, "SELECT race_concept_id, COUNT(DISTINCT person_id) AS n FROM person GROUP BY 1").to_pylist()
     }
     rare = {c for c, n in counts.items() if c not in NOT_A_RACE and n < MIN_RACE_GROUP}
     assert multi and rare, "the dataset exercises neither rule"
-    real = {r["person_id"]: r for r in duck_query(duck, "SELECT person_id, race_concept_id, gender_concept_id FROM person").to_pylist()}
-    got = q(tier_server, tokens["registered"], "SELECT person_id, race_concept_id, gender_concept_id FROM person")
+    real = {r["person_id"]: r for r in duck_query(gen_duck, "SELECT person_id, race_concept_id, gender_concept_id FROM person").to_pylist()}
+    got = q(gen_passport_server, tokens["registered"], "SELECT person_id, race_concept_id, gender_concept_id FROM person")
     for r in got:
         race = real[r["person_id"]]["race_concept_id"]
         if race in NOT_A_RACE:
@@ -231,7 +206,7 @@ def test_registered_demographics_are_generalized(tier_server, tokens, duck):
     assert not (values & rare), "a rare race is still visible"
     # Survey answers: one generalized race row per participant of more than one race.
     rows = q(
-        tier_server,
+        gen_passport_server,
         tokens["registered"],
         f"SELECT person_id, answer_concept_id, answer FROM ds_survey WHERE question_concept_id = {RACE_QUESTION} "
         f"AND answer_concept_id NOT IN ({not_race})",
@@ -245,12 +220,12 @@ def test_registered_demographics_are_generalized(tier_server, tokens, duck):
         assert per_person[p][0]["answer"] == "More than one population"
 
 
-def test_registered_person_has_no_controlled_columns(tier_server, tokens):
-    t = run_sql(tier_server, tokens["registered"], "SELECT * FROM person LIMIT 3")
+def test_registered_person_has_no_controlled_columns(gen_passport_server, tokens):
+    t = run_sql(gen_passport_server, tokens["registered"], "SELECT * FROM person LIMIT 3")
     for hidden in ("birth_datetime", "month_of_birth", "day_of_birth", "location_id"):
         assert hidden not in t.column_names
     assert "year_of_birth" in t.column_names
-    controlled = run_sql(tier_server, tokens["controlled"], "SELECT * FROM person LIMIT 3")
+    controlled = run_sql(gen_passport_server, tokens["controlled"], "SELECT * FROM person LIMIT 3")
     assert "birth_datetime" in controlled.column_names
 
 
@@ -263,15 +238,15 @@ def test_registered_person_has_no_controlled_columns(tier_server, tokens):
         "SELECT COUNT(*) FROM condition_occurrence c JOIN person p USING (person_id) WHERE p.location_id IS NULL",
     ],
 )
-def test_registered_naming_a_controlled_column_is_denied(tier_server, tokens, sql):
+def test_registered_naming_a_controlled_column_is_denied(gen_passport_server, tokens, sql):
     with pytest.raises(Exception) as err:
-        run_sql(tier_server, tokens["registered"], sql)
+        run_sql(gen_passport_server, tokens["registered"], sql)
     assert_permission_denied(err.value)
     assert "controlled" in str(err.value)
 
 
-def test_get_tables_shows_the_registered_schema(tier_server, tokens):
-    conn = tier_server.connect(token=tokens["registered"])
+def test_get_tables_shows_the_registered_schema(gen_passport_server, tokens):
+    conn = gen_passport_server.connect(token=tokens["registered"])
     schema = conn.adbc_get_table_schema("person")
     assert "birth_datetime" not in schema.names and "person_id" in schema.names
     objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
@@ -299,31 +274,31 @@ def test_get_tables_shows_the_registered_schema(tier_server, tokens):
     ],
     ids=["column", "star", "distinct", "in-subquery", "exists", "scalar-subquery", "window", "union"],
 )
-def test_aggregates_only_principals_get_no_row_level_results(tier_server, tokens, who, sql):
+def test_aggregates_only_principals_get_no_row_level_results(gen_passport_server, tokens, who, sql):
     with pytest.raises(Exception) as err:
-        run_sql(tier_server, tokens[who], sql)
+        run_sql(gen_passport_server, tokens[who], sql)
     assert_permission_denied(err.value)
     text = str(err.value)
     if who == "dashboard":  # the public tier is refused earlier, on the table's tier
         assert "aggregates-only" in text
 
 
-def test_aggregates_only_principal_gets_aggregates(tier_server, tokens, duck):
-    got = q(tier_server, tokens["dashboard"], "SELECT gender_concept_id, COUNT(*) AS n FROM person GROUP BY 1 ORDER BY 1")
-    want = duck_query(duck, "SELECT gender_concept_id, COUNT(*) AS n FROM person GROUP BY 1 ORDER BY 1").to_pylist()
+def test_aggregates_only_principal_gets_aggregates(gen_passport_server, tokens, gen_duck):
+    got = q(gen_passport_server, tokens["dashboard"], "SELECT gender_concept_id, COUNT(*) AS n FROM person GROUP BY 1 ORDER BY 1")
+    want = duck_query(gen_duck, "SELECT gender_concept_id, COUNT(*) AS n FROM person GROUP BY 1 ORDER BY 1").to_pylist()
     # Aggregates-only principals get counts rounded up to a multiple of 20.
     assert got == [{**w, "n": -(-w["n"] // 20) * 20} for w in want]
     # Public vocabulary rows are not participant data.
-    assert q(tier_server, tokens["public"], "SELECT concept_id FROM concept WHERE concept_id = 201826") == [
+    assert q(gen_passport_server, tokens["public"], "SELECT concept_id FROM concept WHERE concept_id = 201826") == [
         {"concept_id": 201826}
     ]
 
 
 @pytest.fixture(scope="module")
-def capped_server(gen_dataset, tier_keys, tokens, work_root):
+def capped_server(gen_dataset, start_passport_server):
+    """A server of its own: its egress caps and alerts are in its config."""
     egress = "[egress]\nalert_rows = 100\nalert_bytes = 100000000\nmax_rows = 1000\nmax_bytes = 1000000000\n"
-    srv = passport_server(gen_dataset, tier_keys, work_root, "capped", tokens["controlled"], egress)
-    srv.start()
+    srv = start_passport_server(gen_dataset, "capped", egress)
     yield srv
     srv.stop()
 
@@ -349,8 +324,6 @@ def test_egress_cap_stops_the_stream(capped_server, tokens):
 
 
 def test_bad_config_is_a_one_line_error(gen_dataset, tmp_work):
-    from helpers import one_line_error, run_strata
-
     bad = tmp_work / "bad.toml"
     bad.write_text("[egress]\nalert_rows = 10\nmax_rows = 5\n")
     proc = run_strata("serve", "--dataset", gen_dataset, "--config", bad, "--listen", "127.0.0.1:0", check=False)
