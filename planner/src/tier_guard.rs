@@ -6,7 +6,7 @@
 
 use crate::cohort::boundary::CohortBoundary;
 use crate::error::{PlannerError, TierDenied};
-pub use crate::tiers::TierMap;
+use crate::tiers::TierMap;
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;

@@ -29,7 +29,8 @@ use strata_planner::disclosure::{
     self, DisclosurePlanner, DisclosureReport, Dominance, Level, Protection,
 };
 use strata_planner::registered::{self, RegisteredPolicy, RegisteredSettings};
-use strata_planner::tier_guard::{TierGuard, TierMap};
+use strata_planner::tier_guard::TierGuard;
+use strata_planner::tiers::TierMap;
 
 pub const MEN: i64 = 30;
 pub const WOMEN: i64 = 25;
