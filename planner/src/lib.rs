@@ -5,8 +5,10 @@
 pub mod cohort;
 pub mod disclosure;
 pub mod error;
+pub mod participants;
 pub mod registered;
 pub mod statements;
+mod subqueries;
 pub mod tier_guard;
 pub mod tiers;
 
@@ -15,29 +17,6 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
 pub use error::PlannerError;
-
-/// Whether any subquery in the expressions of `node` (scalar, EXISTS, IN) satisfies `pred`.
-pub(crate) fn any_subquery(node: &LogicalPlan, pred: impl Fn(&LogicalPlan) -> bool) -> bool {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    use datafusion::logical_expr::Expr;
-    let mut found = false;
-    let _ = node.apply_expressions(|e| {
-        e.apply(|e| {
-            let sub = match e {
-                Expr::ScalarSubquery(s) => Some(&s.subquery),
-                Expr::Exists(x) => Some(&x.subquery.subquery),
-                Expr::InSubquery(x) => Some(&x.subquery.subquery),
-                _ => None,
-            };
-            if sub.is_some_and(|s| pred(s)) {
-                found = true;
-                return Ok(TreeNodeRecursion::Stop);
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })
-    });
-    found
-}
 
 /// A statement planned and checked, ready to execute (after binding parameters, if any).
 #[derive(Debug, Clone)]

@@ -209,7 +209,8 @@ impl TierGuard {
             _ => {
                 // A subquery above every aggregate decides, row by row, what is emitted
                 // (`concept_id IN (SELECT … WHERE person_id = 42)` lists a person's rows).
-                let emits = crate::any_subquery(plan, |sub| self.emits_participant_rows(sub));
+                let emits =
+                    crate::subqueries::any_subquery(plan, |sub| self.emits_participant_rows(sub));
                 emits || plan.inputs().iter().any(|i| self.emits_participant_rows(i))
             }
         }

@@ -18,7 +18,6 @@ use crate::cohorts::{SavedCohort, valid_name};
 use crate::error::QueryError;
 use crate::prepared::Prepared;
 use crate::service::QueryService;
-use crate::session::Session;
 
 /// A protected participant count.
 #[derive(Debug, Clone)]
@@ -200,7 +199,7 @@ impl QueryService {
         let def: serde_json::Value = serde_json::from_str(definition)
             .map_err(|e| QueryError::Invalid(format!("the cohort definition is not JSON: {e}")))?;
         let session = self.session(principal).await?;
-        let persons = compile_cohort(&session, &def).await?;
+        let persons = session.compile_cohort(&def).await?;
         let df = match query {
             CohortQuery::Count => persons
                 .aggregate(
@@ -247,24 +246,6 @@ impl QueryService {
             plan,
         };
         Ok(Prepared::new(query, &session.guard, principal))
-    }
-}
-
-/// A cohort definition compiled in the principal's session; a table the definition needs that
-/// is above the principal's tier is refused as in SQL.
-pub(crate) async fn compile_cohort(
-    session: &Session,
-    def: &serde_json::Value,
-) -> Result<datafusion::dataframe::DataFrame, QueryError> {
-    use strata_planner::cohort::CohortError;
-    match strata_planner::cohort::compile(&session.ctx, def).await {
-        Ok(df) => Ok(df),
-        Err(CohortError::MissingTable(name)) => Err(session
-            .guard
-            .explain(PlannerError::MissingTable(name))
-            .into()),
-        Err(e @ CohortError::Unsupported { .. }) => Err(QueryError::Unsupported(e.to_string())),
-        Err(e) => Err(QueryError::Invalid(e.to_string())),
     }
 }
 

@@ -9,8 +9,10 @@ use std::sync::atomic::AtomicU64;
 use datafusion::catalog::TableProvider;
 use strata_engine::Dataset;
 use strata_passport::Principal;
+use strata_planner::PlannerError;
 use strata_planner::disclosure::{self, DisclosureSettings, release::ReleaseLedger};
-use strata_planner::registered::{self, RegisteredPolicy};
+use strata_planner::registered::policy::fact_rows;
+use strata_planner::registered::{self, RegisteredPolicy, RegisteredSettings};
 use strata_planner::tiers::TierMap;
 
 use crate::audit::{AuditLog, AuditRecord, now_rfc3339, sha256_hex};
@@ -57,6 +59,28 @@ pub enum Results {
     Streaming(Box<QueryStream>),
 }
 
+/// Runs the registered views' fact queries over the unrestricted session of the dataset.
+async fn registered_policy(
+    raw: &datafusion::prelude::SessionContext,
+    secret: &[u8; 32],
+    settings: &RegisteredSettings,
+    year: i32,
+) -> Result<RegisteredPolicy, QueryError> {
+    let has = |t: &str| raw.table_exist(t).unwrap_or(false);
+    let mut facts = Vec::new();
+    for (fact, sql) in RegisteredPolicy::fact_queries(settings, year, has) {
+        let batches = raw
+            .sql(&sql)
+            .await
+            .map_err(PlannerError::from_datafusion)?
+            .collect()
+            .await
+            .map_err(PlannerError::from_datafusion)?;
+        facts.push((fact, fact_rows(&batches)?));
+    }
+    Ok(RegisteredPolicy::from_facts(secret, settings, facts))
+}
+
 impl QueryService {
     pub async fn open(
         dataset: Arc<Dataset>,
@@ -67,7 +91,7 @@ impl QueryService {
         let secret = date_shift_secret(&config.state_dir(dataset.dir()))?;
         let (raw, _) = dataset.session()?;
         let year = chrono::Datelike::year(&chrono::Utc::now());
-        let policy = RegisteredPolicy::load(&raw, &secret, &config.registered, year)
+        let policy = registered_policy(&raw, &secret, &config.registered, year)
             .await
             .map_err(|e| anyhow::anyhow!("cannot prepare the registered tier: {e}"))?;
         tracing::info!(

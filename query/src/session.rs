@@ -16,7 +16,6 @@ use strata_planner::disclosure::{DisclosurePlanner, DisclosureReport, Level, Pro
 use strata_planner::registered::shift_bounds::ShiftBounds;
 use strata_planner::tier_guard::TierGuard;
 
-use crate::cohort::compile_cohort;
 use crate::error::QueryError;
 use crate::service::QueryService;
 
@@ -30,6 +29,25 @@ pub(crate) struct Session {
     pub(crate) guard: Arc<TierGuard>,
     pub(crate) report: Arc<DisclosureReport>,
     pub(crate) protection: Option<Protection>,
+}
+
+impl Session {
+    /// A cohort definition compiled in the principal's session; a table the definition needs that
+    /// is above the principal's tier is refused as in SQL.
+    pub(crate) async fn compile_cohort(
+        &self,
+        def: &serde_json::Value,
+    ) -> Result<datafusion::dataframe::DataFrame, QueryError> {
+        use strata_planner::cohort::CohortError;
+        match strata_planner::cohort::compile(&self.ctx, def).await {
+            Ok(df) => Ok(df),
+            Err(CohortError::MissingTable(name)) => {
+                Err(self.guard.explain(PlannerError::MissingTable(name)).into())
+            }
+            Err(e @ CohortError::Unsupported { .. }) => Err(QueryError::Unsupported(e.to_string())),
+            Err(e) => Err(QueryError::Invalid(e.to_string())),
+        }
+    }
 }
 
 impl QueryService {
@@ -58,7 +76,7 @@ impl QueryService {
                     .map_err(PlannerError::from_datafusion)?;
                 continue;
             }
-            match compile_cohort(&session, &def).await.map(|df| {
+            match session.compile_cohort(&def).await.map(|df| {
                 if let Ok(mut cache) = self.compiled_cohorts.lock() {
                     if cache.len() >= COMPILED_COHORTS {
                         cache.clear();

@@ -110,7 +110,9 @@ impl ExtensionPlanner for BoundaryPlanner {
 pub fn physical_planner() -> DefaultPhysicalPlanner {
     DefaultPhysicalPlanner::with_extension_planners(vec![
         Arc::new(BoundaryPlanner),
-        Arc::new(super::spool::SpoolPlanner),
+        Arc::new(super::spool::SpoolPlanner {
+            physical: physical_planner,
+        }),
     ])
 }
 

@@ -643,7 +643,7 @@ async fn modified(
     // server, so counted with the planner's internal function.
     let dates =
         Expr::AggregateFunction(datafusion::logical_expr::expr::AggregateFunction::new_udf(
-            crate::disclosure::participants::internal_distinct_count(),
+            crate::participants::internal_distinct_count(),
             vec![cast(col(ENTRY_DATE), DataType::Int64)],
             false,
             None,

@@ -36,7 +36,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
-use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
+use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -229,6 +229,7 @@ pub struct SpoolExec {
 struct Fallback {
     state: Arc<datafusion::execution::context::SessionState>,
     plan: LogicalPlan,
+    physical: fn() -> DefaultPhysicalPlanner,
 }
 
 impl fmt::Debug for Fallback {
@@ -249,7 +250,7 @@ impl Fallback {
             |_, _| {},
         )?;
         let optimized = state.optimizer().optimize(analyzed, state, |_, _| {})?;
-        super::boundary::physical_planner()
+        (self.physical)()
             .create_physical_plan(&optimized, state)
             .await
     }
@@ -378,9 +379,14 @@ impl ExecutionPlan for SpoolExec {
     }
 }
 
-/// Plans a spool's occurrences with one shared state.
-#[derive(Debug, Default)]
-pub struct SpoolPlanner;
+/// Plans a spool's occurrences with one shared state. A placeholder whose exposed occurrence
+/// the optimizer removed plans the hidden input itself, with `physical` — the session's full
+/// physical planner, handed in by whoever assembles it (so that this module does not depend on
+/// the planners of the other extension nodes).
+#[derive(Debug)]
+pub struct SpoolPlanner {
+    pub physical: fn() -> DefaultPhysicalPlanner,
+}
 
 #[async_trait]
 impl ExtensionPlanner for SpoolPlanner {
@@ -418,6 +424,7 @@ impl ExtensionPlanner for SpoolPlanner {
         exec.fallback = Some(Fallback {
             state: Arc::new(state.clone()),
             plan: spool.input.clone(),
+            physical: self.physical,
         });
         return Ok(Some(Arc::new(exec)));
     }

@@ -19,7 +19,7 @@ use datafusion::logical_expr::{
 };
 use serde::Deserialize;
 
-use super::participants::deserialize;
+use crate::participants::deserialize;
 
 /// Why a cell is suppressed: bits of a cell's reason code (0: it may be released).
 pub mod reason {

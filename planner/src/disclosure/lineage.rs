@@ -36,7 +36,7 @@ use super::cells::{
     Level, Protection, SuppressionCounter, cell_check_udf, dominance_udaf, mask_udf, protect_udf,
     reason,
 };
-use super::participants::{Output, participants_udaf};
+use crate::participants::{Output, participants_udaf};
 
 /// Why a plan cannot be protected; becomes an "unsupported" refusal.
 #[derive(Debug, Clone)]
@@ -237,7 +237,7 @@ impl<'a> Rewriter<'a> {
         let lineage = rel.lineage();
         if !self.output_cells.is_empty() && !lineage.is_empty() {
             exprs.push(
-                super::participants::cell_set_udf()
+                crate::participants::cell_set_udf()
                     .call(lineage.iter().map(Hidden::expr).collect())
                     .alias(CELL_SET_COLUMN),
             );
@@ -422,7 +422,7 @@ impl<'a> Rewriter<'a> {
     /// Subqueries left in expressions after decorrelation are not rewritten: refuse those that
     /// read participant data.
     fn no_participant_subqueries(&self, plan: &LogicalPlan) -> R<()> {
-        let bad = crate::any_subquery(plan, |sub| self.reads_participants(sub));
+        let bad = crate::subqueries::any_subquery(plan, |sub| self.reads_participants(sub));
         if bad {
             return refuse(
                 "this subquery over participant data cannot be protected; write it as a join",
@@ -754,7 +754,7 @@ impl<'a> Rewriter<'a> {
             && agg
                 .aggr_expr
                 .iter()
-                .all(|e| aggregate_of(e).is_some_and(|f| super::participants::is_internal(&f.func)))
+                .all(|e| aggregate_of(e).is_some_and(|f| crate::participants::is_internal(&f.func)))
         {
             return self.internal_aggregate(agg, input.plan, lineage);
         }

@@ -5,7 +5,7 @@
 
 pub mod cells;
 pub mod lineage;
-pub mod participants;
+
 pub mod release;
 pub mod result;
 pub mod sets;

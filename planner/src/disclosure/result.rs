@@ -12,11 +12,12 @@ use arrow::array::{Array, AsArray, BinaryArray, BooleanArray};
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 
+use super::DisclosureReport;
 use super::cells::{Protection, REASONS};
 use super::lineage::CELL_SET_COLUMN;
 use super::release::{ReleaseLedger, Row, Rules};
-use super::{DisclosureReport, participants};
 use crate::PlannerError;
+use crate::participants;
 
 /// A whole protected result as executed: visible columns, then the hidden participant sets.
 pub struct ProtectedResult {

@@ -9,7 +9,7 @@ use std::hash::Hasher;
 use arrow::array::{Array, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
-use datafusion::prelude::SessionContext;
+use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 use siphasher::sip::SipHasher24;
 
@@ -81,6 +81,42 @@ pub enum Decision {
     Replace { code: i64, label: &'static str },
 }
 
+/// A fact query's answer as rows of integers (every column cast to Int64, rows with a NULL
+/// left out).
+pub fn fact_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<i64>>, PlannerError> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let columns: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| cast(c, &DataType::Int64).map_err(|e| PlannerError::Internal(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        for i in 0..batch.num_rows() {
+            if columns.iter().any(|c| c.is_null(i)) {
+                continue;
+            }
+            rows.push(
+                columns
+                    .iter()
+                    .map(|c| c.as_primitive::<Int64Type>().value(i))
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+/// What a fact query asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fact {
+    /// `person_id`: participants left out (aged `max_age` or older).
+    Excluded,
+    /// `person_id, race answer kept`: participants who answered more than one race.
+    MultiRace,
+    /// `race, participants`: how many hold each race concept or race answer.
+    RaceCounts,
+}
+
 pub struct RegisteredPolicy {
     key: (u64, u64),
     /// Participants left out (aged `max_age` or older).
@@ -103,60 +139,66 @@ impl std::fmt::Debug for RegisteredPolicy {
 }
 
 impl RegisteredPolicy {
-    /// Reads the facts the views need from the unrestricted session `ctx` of the dataset.
-    pub async fn load(
-        ctx: &SessionContext,
-        secret: &[u8; 32],
+    /// The questions the views ask of the data once, at start-up, as SQL over the unrestricted
+    /// dataset (`has_table` says which tables it holds). The query service runs them — the
+    /// planner does no I/O — and hands the answers to [`RegisteredPolicy::from_facts`].
+    pub fn fact_queries(
         settings: &RegisteredSettings,
         current_year: i32,
-    ) -> Result<Self, PlannerError> {
-        let has = |t: &str| ctx.table_exist(t).unwrap_or(false);
+        has_table: impl Fn(&str) -> bool,
+    ) -> Vec<(Fact, String)> {
         let year = settings.reference_year.unwrap_or(current_year);
-        let mut policy = RegisteredPolicy::with_secret(secret);
-        if has("person") {
+        let not_a_race = list(NOT_A_RACE);
+        let mut queries = Vec::new();
+        if has_table("person") {
             let oldest = year - settings.max_age;
-            policy.excluded = int_column(
-                ctx,
-                &format!("SELECT person_id FROM person WHERE year_of_birth <= {oldest}"),
-            )
-            .await?
-            .into_iter()
-            .map(|r| r[0])
-            .collect();
+            queries.push((
+                Fact::Excluded,
+                format!("SELECT person_id FROM person WHERE year_of_birth <= {oldest}"),
+            ));
+            queries.push((
+                Fact::RaceCounts,
+                "SELECT race_concept_id, COUNT(DISTINCT person_id) FROM person GROUP BY 1".into(),
+            ));
         }
-        if has("ds_survey") {
-            let not_a_race = list(NOT_A_RACE);
-            let rows = int_column(
-                ctx,
-                &format!(
+        if has_table("ds_survey") {
+            queries.push((
+                Fact::MultiRace,
+                format!(
                     "SELECT person_id, MIN(answer_concept_id) FROM ds_survey \
                      WHERE question_concept_id = {RACE_QUESTION} \
                        AND answer_concept_id NOT IN ({not_a_race}) \
                      GROUP BY person_id HAVING COUNT(DISTINCT answer_concept_id) > 1"
                 ),
-            )
-            .await?;
-            policy.multi_race = rows.into_iter().map(|r| (r[0], r[1])).collect();
-            let counts = int_column(
-                ctx,
-                &format!(
+            ));
+            queries.push((
+                Fact::RaceCounts,
+                format!(
                     "SELECT answer_concept_id, COUNT(DISTINCT person_id) FROM ds_survey \
                      WHERE question_concept_id = {RACE_QUESTION} \
                        AND answer_concept_id NOT IN ({not_a_race}) GROUP BY 1"
                 ),
-            )
-            .await?;
-            policy.add_rare(counts, settings.min_race_group);
+            ));
         }
-        if has("person") {
-            let counts = int_column(
-                ctx,
-                "SELECT race_concept_id, COUNT(DISTINCT person_id) FROM person GROUP BY 1",
-            )
-            .await?;
-            policy.add_rare(counts, settings.min_race_group);
+        queries
+    }
+
+    /// The policy from the answers to [`RegisteredPolicy::fact_queries`] (rows of integers,
+    /// rows with a NULL left out).
+    pub fn from_facts(
+        secret: &[u8; 32],
+        settings: &RegisteredSettings,
+        facts: impl IntoIterator<Item = (Fact, Vec<Vec<i64>>)>,
+    ) -> Self {
+        let mut policy = RegisteredPolicy::with_secret(secret);
+        for (fact, rows) in facts {
+            match fact {
+                Fact::Excluded => policy.excluded.extend(rows.iter().map(|r| r[0])),
+                Fact::MultiRace => policy.multi_race.extend(rows.iter().map(|r| (r[0], r[1]))),
+                Fact::RaceCounts => policy.add_rare(rows, settings.min_race_group),
+            }
         }
-        Ok(policy)
+        policy
     }
 
     fn with_secret(secret: &[u8; 32]) -> Self {
@@ -266,37 +308,6 @@ fn list(values: &[i64]) -> String {
         .map(|v| v.to_string())
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// Runs `sql` and returns its rows as integers (every column cast to Int64).
-async fn int_column(ctx: &SessionContext, sql: &str) -> Result<Vec<Vec<i64>>, PlannerError> {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .map_err(PlannerError::from_datafusion)?
-        .collect()
-        .await
-        .map_err(PlannerError::from_datafusion)?;
-    let mut rows = Vec::new();
-    for batch in batches {
-        let columns: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| cast(c, &DataType::Int64).map_err(|e| PlannerError::Internal(e.to_string())))
-            .collect::<Result<_, _>>()?;
-        for i in 0..batch.num_rows() {
-            if columns.iter().any(|c| c.is_null(i)) {
-                continue;
-            }
-            rows.push(
-                columns
-                    .iter()
-                    .map(|c| c.as_primitive::<Int64Type>().value(i))
-                    .collect(),
-            );
-        }
-    }
-    Ok(rows)
 }
 
 #[cfg(test)]
