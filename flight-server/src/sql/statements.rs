@@ -13,7 +13,9 @@ use arrow_flight::{FlightDescriptor, FlightInfo, IpcMessage, SchemaAsIpc, Ticket
 use datafusion::common::{ParamValues, ScalarValue};
 use futures::TryStreamExt;
 use prost::Message;
-use strata_query::{Call, Prepared, QueryError, Results};
+use std::sync::Arc;
+
+use strata_query::{Call, Prepared, Principal, QueryError, Results};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span};
 
@@ -54,21 +56,11 @@ impl StrataFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let call = flight(&request);
-        async {
-            let handle = handle_text(&ticket.statement_handle);
-            let taken = call
-                .principal()
-                .and_then(|who| self.query.handles().take_ticket(&handle, who));
-            let prepared = self
-                .query
-                .answer_if_err(&call, "execute_statement", taken)
-                .await?;
-            self.run(&call, "execute_statement", &prepared).await
-        }
-        .instrument(info_span!("do_get_statement"))
-        .await
-        .map_err(status)
+        let handle = handle_text(&ticket.statement_handle);
+        let lookup = |who: &Principal| self.query.handles().take_ticket(&handle, who);
+        self.execute(&request, "execute_statement", lookup)
+            .instrument(info_span!("do_get_statement"))
+            .await
     }
 
     pub(super) async fn create_prepared(
@@ -174,21 +166,29 @@ impl StrataFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let call = flight(&request);
-        async {
-            let handle = handle_text(&query.prepared_statement_handle);
-            let found = call
-                .principal()
-                .and_then(|who| self.query.handles().prepared_for_run(&handle, who));
-            let prepared = self
-                .query
-                .answer_if_err(&call, "execute_prepared", found)
-                .await?;
-            self.run(&call, "execute_prepared", &prepared).await
-        }
-        .instrument(info_span!("do_get_prepared_statement"))
-        .await
-        .map_err(status)
+        let handle = handle_text(&query.prepared_statement_handle);
+        let lookup = |who: &Principal| self.query.handles().prepared_for_run(&handle, who);
+        self.execute(&request, "execute_prepared", lookup)
+            .instrument(info_span!("do_get_prepared_statement"))
+            .await
+    }
+
+    /// Executes the statement a handle holds for the caller (an unknown handle is refused and
+    /// audited) and streams its results.
+    async fn execute(
+        &self,
+        request: &Request<Ticket>,
+        action: &str,
+        lookup: impl FnOnce(&Principal) -> Result<Arc<Prepared>, QueryError>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let call = flight(request);
+        let found = call.principal().and_then(lookup);
+        let prepared = self.query.answer_if_err(&call, action, found).await;
+        let run = match prepared {
+            Ok(prepared) => self.run(&call, action, &prepared).await,
+            Err(e) => Err(e),
+        };
+        run.map_err(status)
     }
 
     pub(super) async fn close_prepared(

@@ -817,36 +817,7 @@ impl<'a> Rewriter<'a> {
             }
         }
         // Magnitude cells: whether a few contributors dominate them.
-        let mut dominance: Vec<Option<Hidden>> = Vec::with_capacity(agg.aggr_expr.len());
-        for e in &agg.aggr_expr {
-            // Magnitudes are numbers; a SUM of intervals has no contributions to rank.
-            let numeric = |f: &AggregateFunction| {
-                f.params
-                    .args
-                    .first()
-                    .is_some_and(|a| a.get_type(agg.input.schema()).is_ok_and(|t| t.is_numeric()))
-            };
-            let Some(f) = aggregate_of(e).filter(|f| is_magnitude(f.func.name()) && numeric(f))
-            else {
-                dominance.push(None);
-                continue;
-            };
-            let h = self.hidden(Kind::Bitmap);
-            let mut args = vec![f.params.args[0].clone()];
-            args.extend(lineage.iter().map(Hidden::expr));
-            aggr.push(
-                Expr::AggregateFunction(AggregateFunction::new_udf(
-                    dominance_udaf(self.protection.dominance),
-                    args,
-                    false,
-                    f.params.filter.clone(),
-                    vec![],
-                    None,
-                ))
-                .alias(&h.name),
-            );
-            dominance.push(Some(h));
-        }
+        let dominance = self.dominance_checks(agg, &lineage, &mut aggr);
         for (_, columns) in &key_codes {
             for (e, h) in columns {
                 aggr.push(e.clone().alias(&h.name));
@@ -1057,6 +1028,47 @@ impl<'a> Rewriter<'a> {
             })
     }
 
+    /// For each aggregate of `agg` that is a magnitude (SUM, AVG … of numbers), a hidden
+    /// column of the dominance aggregate over the same rows, added to `aggr`.
+    fn dominance_checks(
+        &mut self,
+        agg: &Aggregate,
+        lineage: &[Hidden],
+        aggr: &mut Vec<Expr>,
+    ) -> Vec<Option<Hidden>> {
+        let mut dominance: Vec<Option<Hidden>> = Vec::with_capacity(agg.aggr_expr.len());
+        for e in &agg.aggr_expr {
+            // Magnitudes are numbers; a SUM of intervals has no contributions to rank.
+            let numeric = |f: &AggregateFunction| {
+                f.params
+                    .args
+                    .first()
+                    .is_some_and(|a| a.get_type(agg.input.schema()).is_ok_and(|t| t.is_numeric()))
+            };
+            let Some(f) = aggregate_of(e).filter(|f| is_magnitude(f.func.name()) && numeric(f))
+            else {
+                dominance.push(None);
+                continue;
+            };
+            let h = self.hidden(Kind::Bitmap);
+            let mut args = vec![f.params.args[0].clone()];
+            args.extend(lineage.iter().map(Hidden::expr));
+            aggr.push(
+                Expr::AggregateFunction(AggregateFunction::new_udf(
+                    dominance_udaf(self.protection.dominance),
+                    args,
+                    false,
+                    f.params.filter.clone(),
+                    vec![],
+                    None,
+                ))
+                .alias(&h.name),
+            );
+            dominance.push(Some(h));
+        }
+        dominance
+    }
+
     fn window(&mut self, w: &Window) -> R<Rel> {
         let input = self.node(&w.input)?;
         if !input.has_lineage() {
@@ -1109,56 +1121,7 @@ impl<'a> Rewriter<'a> {
             };
             for code in read {
                 let name = self.hidden(Kind::Code).name;
-                let value_of_another_row = matches!(
-                    wf.fun.name(),
-                    "lag" | "lead" | "first_value" | "last_value" | "nth_value"
-                );
-                let (fun, params) = if value_of_another_row {
-                    // The code of the row whose value it returns: the same function over the
-                    // code column (a default value is releasable: code 0).
-                    let mut args = wf.params.args.clone();
-                    args[0] = col(&code);
-                    if matches!(wf.fun.name(), "lag" | "lead") && args.len() > 2 {
-                        args[2] = lit(0u8);
-                    }
-                    (
-                        wf.fun.clone(),
-                        WindowFunctionParams {
-                            args,
-                            ..wf.params.clone()
-                        },
-                    )
-                } else if is_aggregate {
-                    (
-                        WindowFunctionDefinition::AggregateUDF(bit_or_udaf()),
-                        WindowFunctionParams {
-                            args: vec![col(&code)],
-                            distinct: false,
-                            filter: None,
-                            null_treatment: None,
-                            ..wf.params.clone()
-                        },
-                    )
-                } else {
-                    // The whole partition, under the same sort keys (a Window node's
-                    // expressions share them).
-                    (
-                        WindowFunctionDefinition::AggregateUDF(bit_or_udaf()),
-                        WindowFunctionParams {
-                            args: vec![col(&code)],
-                            partition_by: wf.params.partition_by.clone(),
-                            order_by: wf.params.order_by.clone(),
-                            window_frame: WindowFrame::new_bounds(
-                                WindowFrameUnits::Rows,
-                                WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
-                                WindowFrameBound::Following(ScalarValue::UInt64(None)),
-                            ),
-                            filter: None,
-                            null_treatment: None,
-                            distinct: false,
-                        },
-                    )
-                };
+                let (fun, params) = code_window(wf, &code, is_aggregate);
                 exprs.push(
                     Expr::WindowFunction(Box::new(WindowFunction { fun, params })).alias(&name),
                 );
@@ -1388,4 +1351,63 @@ fn condition(filter: Option<&Expr>, args: &[Expr], schema: &DFSchema) -> Option<
         }
     }
     parts.into_iter().reduce(|a, b| a.and(b))
+}
+/// The window expression that carries a code column along with a window expression over cells:
+/// the code of the row read (LAG, LEAD, FIRST_VALUE and the like), the codes of the frame (an
+/// aggregate), or of the whole partition (a rank).
+fn code_window(
+    wf: &WindowFunction,
+    code: &str,
+    is_aggregate: bool,
+) -> (WindowFunctionDefinition, WindowFunctionParams) {
+    let value_of_another_row = matches!(
+        wf.fun.name(),
+        "lag" | "lead" | "first_value" | "last_value" | "nth_value"
+    );
+    if value_of_another_row {
+        // The code of the row whose value it returns: the same function over the
+        // code column (a default value is releasable: code 0).
+        let mut args = wf.params.args.clone();
+        args[0] = col(code);
+        if matches!(wf.fun.name(), "lag" | "lead") && args.len() > 2 {
+            args[2] = lit(0u8);
+        }
+        (
+            wf.fun.clone(),
+            WindowFunctionParams {
+                args,
+                ..wf.params.clone()
+            },
+        )
+    } else if is_aggregate {
+        (
+            WindowFunctionDefinition::AggregateUDF(bit_or_udaf()),
+            WindowFunctionParams {
+                args: vec![col(code)],
+                distinct: false,
+                filter: None,
+                null_treatment: None,
+                ..wf.params.clone()
+            },
+        )
+    } else {
+        // The whole partition, under the same sort keys (a Window node's
+        // expressions share them).
+        (
+            WindowFunctionDefinition::AggregateUDF(bit_or_udaf()),
+            WindowFunctionParams {
+                args: vec![col(code)],
+                partition_by: wf.params.partition_by.clone(),
+                order_by: wf.params.order_by.clone(),
+                window_frame: WindowFrame::new_bounds(
+                    WindowFrameUnits::Rows,
+                    WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+                    WindowFrameBound::Following(ScalarValue::UInt64(None)),
+                ),
+                filter: None,
+                null_treatment: None,
+                distinct: false,
+            },
+        )
+    }
 }
