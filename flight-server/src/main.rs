@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use strata_ingest::import_omop::{OmopImportOptions, import_omop};
+use strata_ingest::import_vcf::{VcfImportOptions, import_vcf};
 use strata_testdata::generate::{GenerateOptions, generate};
-use strata_testdata::import_omop::{OmopImportOptions, import_omop};
-use strata_testdata::import_vcf::{VcfImportOptions, import_vcf};
 
 #[derive(Parser)]
 #[command(

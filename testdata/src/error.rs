@@ -1,7 +1,7 @@
 use strata_engine::EngineError;
 use thiserror::Error;
 
-/// Errors of generating and importing data; one line each, naming the input that is wrong.
+/// Errors of generating data; one line each, naming the input that is wrong.
 #[derive(Debug, Error)]
 pub enum TestdataError {
     #[error(transparent)]
@@ -23,12 +23,6 @@ impl TestdataError {
 
 impl From<arrow::error::ArrowError> for TestdataError {
     fn from(e: arrow::error::ArrowError) -> Self {
-        TestdataError::Engine(e.into())
-    }
-}
-
-impl From<datafusion::error::DataFusionError> for TestdataError {
-    fn from(e: datafusion::error::DataFusionError) -> Self {
         TestdataError::Engine(e.into())
     }
 }
