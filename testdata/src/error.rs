@@ -8,17 +8,6 @@ pub enum TestdataError {
     Engine(#[from] EngineError),
     #[error("{0}")]
     Input(String),
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
-}
-
-impl TestdataError {
-    pub fn io(path: &std::path::Path, err: std::io::Error) -> Self {
-        TestdataError::Io {
-            path: path.display().to_string(),
-            message: err.to_string(),
-        }
-    }
 }
 
 impl From<arrow::error::ArrowError> for TestdataError {
