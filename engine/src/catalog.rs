@@ -131,7 +131,7 @@ impl Catalog {
                 name: name.into(),
                 format_version: FORMAT_VERSION,
                 source: source.into(),
-                person_key: "person_id".into(),
+                person_key: crate::layout::PERSON_KEY.into(),
             },
             stores: BTreeMap::new(),
             tables: BTreeMap::new(),
@@ -227,85 +227,6 @@ impl Catalog {
     }
 }
 
-/// The program's default tier and domain for a table name; unknown tables are kept at the
-/// registered tier (never public) so an imported table cannot widen access by accident.
-pub fn default_placement(table: &str, has_person_key: bool) -> (&'static str, Tier) {
-    match table {
-        "concept"
-        | "concept_ancestor"
-        | "concept_relationship"
-        | "concept_synonym"
-        | "concept_class"
-        | "vocabulary"
-        | "domain"
-        | "relationship"
-        | "drug_strength"
-        | "source_to_concept_map" => ("vocabulary", Tier::Public),
-        "person"
-        | "observation_period"
-        | "visit_occurrence"
-        | "visit_detail"
-        | "condition_occurrence"
-        | "drug_exposure"
-        | "procedure_occurrence"
-        | "measurement"
-        | "observation"
-        | "death"
-        | "device_exposure"
-        | "specimen"
-        | "note"
-        | "note_nlp"
-        | "condition_era"
-        | "drug_era"
-        | "dose_era"
-        | "payer_plan_period"
-        | "cost"
-        | "location"
-        | "care_site"
-        | "provider"
-        | "fact_relationship"
-        | "cdm_source"
-        | "metadata"
-        | "episode"
-        | "episode_event" => ("ehr", Tier::Registered),
-        "ds_survey" => ("survey", Tier::Registered),
-        "activity_summary"
-        | "heart_rate_minute_level"
-        | "heart_rate_summary"
-        | "steps_intraday"
-        | "sleep_daily_summary"
-        | "sleep_level" => ("wearable", Tier::Registered),
-        "variant" | "genotype" => ("genomics", Tier::Controlled),
-        _ if has_person_key => ("other", Tier::Registered),
-        _ => ("other", Tier::Registered),
-    }
-}
-
-/// Columns that demand the controlled tier even inside a registered table.
-pub fn default_column_tiers(table: &str) -> BTreeMap<String, Tier> {
-    let cols: &[&str] = match table {
-        "person" => &[
-            "birth_datetime",
-            "day_of_birth",
-            "month_of_birth",
-            "location_id",
-        ],
-        "location" => &[
-            "zip",
-            "address_1",
-            "address_2",
-            "county",
-            "latitude",
-            "longitude",
-        ],
-        "note" => &["note_text"],
-        _ => &[],
-    };
-    cols.iter()
-        .map(|c| (c.to_string(), Tier::Controlled))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,7 +243,7 @@ mod tests {
                 store: LOCAL_STORE.into(),
                 path: None,
                 shard_locations: BTreeMap::new(),
-                column_tiers: default_column_tiers("person"),
+                column_tiers: crate::tables::column_tiers("person"),
                 rows: 10,
             },
         );

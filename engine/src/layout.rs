@@ -1,5 +1,8 @@
 //! The dataset layout contract: which shard a participant lives in and where a shard's files are.
 
+/// The participant column of every person-keyed table, and the shard key.
+pub const PERSON_KEY: &str = "person_id";
+
 /// Shard of a participant: `hash(person_id) mod shards`, with the SplitMix64 finalizer as the
 /// hash. It is fixed forever: datasets written by one build are read by every later one, and the
 /// planner computes the same function to prune shards.

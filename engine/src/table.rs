@@ -73,7 +73,11 @@ impl ShardedTable {
     pub fn select_shards(&self, filters: &[Expr]) -> Vec<&Shard> {
         let keys: KeySet<String> = match &self.entry.partitioning {
             Partitioning::Person { shards } => {
-                let key = self.entry.person_key.as_deref().unwrap_or("person_id");
+                let key = self
+                    .entry
+                    .person_key
+                    .as_deref()
+                    .unwrap_or(crate::layout::PERSON_KEY);
                 match person_shards(filters, key, *shards) {
                     KeySet::Any => KeySet::Any,
                     KeySet::Only(s) => KeySet::Only(s.into_iter().map(|k| k.to_string()).collect()),

@@ -14,12 +14,12 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use crate::catalog::{
-    Catalog, LOCAL_STORE, Partitioning, TableEntry, Tier, default_column_tiers, default_placement,
-};
+use crate::catalog::{Catalog, LOCAL_STORE, Partitioning, TableEntry, Tier};
 use crate::error::{EngineError, Result};
 use crate::fsutil::StagingDir;
-use crate::layout::{contig_dir, part_file, shard_dir, shard_of};
+use crate::layout::{PERSON_KEY, contig_dir, part_file, shard_dir, shard_of};
+use crate::tables;
+pub use crate::tables::Layout;
 
 /// Rows per row group: small enough that a point lookup reads little, large enough to scan fast.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -39,31 +39,19 @@ pub struct TableSpec {
     pub bloom_columns: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// Route rows by the person key into `shards` shards.
-    Person,
-    /// Route rows by the `contig` column.
-    Contig,
-    /// One folder, no routing.
-    Single,
-}
-
 impl TableSpec {
-    /// The program's placement for a known table name (domain, tier, controlled columns), with
-    /// a person-keyed layout when the table has a `person_id` column.
+    /// A table's placement by the Tables contract (group, tier, layout, person key, controlled
+    /// columns); a table outside it is registered, and person-keyed when it has a `person_id`.
     pub fn standard(name: &str, schema: &SchemaRef) -> Self {
-        let has_person = schema.column_with_name("person_id").is_some();
-        let (domain, tier) = default_placement(name, has_person);
-        let layout = if name == "variant" || name == "genotype" {
-            Layout::Contig
-        } else if has_person {
-            Layout::Person
-        } else {
-            Layout::Single
+        let has_person = schema.column_with_name(PERSON_KEY).is_some();
+        let (domain, tier) = tables::placement(name);
+        let (layout, person_key) = match tables::table(name) {
+            Some(def) => (def.layout, def.person_key),
+            None if has_person => (Layout::Person, Some(PERSON_KEY)),
+            None => (Layout::Single, None),
         };
         let mut bloom_columns = Vec::new();
-        for c in ["person_id", "vid"] {
+        for c in [PERSON_KEY, "vid"] {
             if schema.column_with_name(c).is_some() {
                 bloom_columns.push(c.to_string());
             }
@@ -72,9 +60,9 @@ impl TableSpec {
             name: name.to_string(),
             domain: domain.to_string(),
             tier,
-            person_key: has_person.then(|| "person_id".to_string()),
+            person_key: person_key.map(str::to_string),
             layout,
-            column_tiers: default_column_tiers(name),
+            column_tiers: tables::column_tiers(name),
             bloom_columns,
         }
     }
@@ -260,7 +248,7 @@ impl TableWriter {
         match self.spec.layout {
             Layout::Single => self.write_to(String::new(), &batch),
             Layout::Person => {
-                let key = self.spec.person_key.as_deref().unwrap_or("person_id");
+                let key = self.spec.person_key.as_deref().unwrap_or(PERSON_KEY);
                 let column = batch.column_by_name(key).expect("checked at open");
                 let shards = self.shards;
                 let routes = route(column, |pid| shard_of(pid, shards).to_string())?;

@@ -1,34 +1,17 @@
 use strata_engine::EngineError;
 use thiserror::Error;
 
-/// Errors of generating and importing data; one line each, naming the input that is wrong.
+/// Errors of generating data; one line each, naming the input that is wrong.
 #[derive(Debug, Error)]
 pub enum TestdataError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("{0}")]
     Input(String),
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
-}
-
-impl TestdataError {
-    pub fn io(path: &std::path::Path, err: std::io::Error) -> Self {
-        TestdataError::Io {
-            path: path.display().to_string(),
-            message: err.to_string(),
-        }
-    }
 }
 
 impl From<arrow::error::ArrowError> for TestdataError {
     fn from(e: arrow::error::ArrowError) -> Self {
-        TestdataError::Engine(e.into())
-    }
-}
-
-impl From<datafusion::error::DataFusionError> for TestdataError {
-    fn from(e: datafusion::error::DataFusionError) -> Self {
         TestdataError::Engine(e.into())
     }
 }

@@ -1,9 +1,8 @@
-//! Data for Strata: the deterministic synthetic research-program generator and the importers of
-//! real OMOP CDM exports and VCF files, all writing the dataset layout of `strata-engine`.
+//! Synthetic data for Strata: the deterministic research-program generator, writing the dataset
+//! layout and the Tables contract of `strata-engine`. (The importers of real data are the
+//! `strata-ingest` crate.)
 
 pub mod error;
 pub mod generate;
-pub mod import_omop;
-pub mod import_vcf;
 
 pub use error::TestdataError;

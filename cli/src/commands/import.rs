@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use strata_testdata::import_omop::{OmopImportOptions, import_omop};
-use strata_testdata::import_vcf::{VcfImportOptions, import_vcf};
+use strata_ingest::import_omop::{OmopImportOptions, import_omop};
+use strata_ingest::import_vcf::{VcfImportOptions, import_vcf};
 
 pub async fn omop(from: PathBuf, out: PathBuf, shards: u32) -> anyhow::Result<()> {
     let opts = OmopImportOptions {

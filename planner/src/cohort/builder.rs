@@ -15,6 +15,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::prelude::SessionContext;
 use serde_json::Value;
+use strata_engine::tables::events::{EventDomain, cohort_builder_domain};
 
 use super::CohortError;
 
@@ -198,51 +199,6 @@ async fn group(
     Ok(out.expect("non-empty items"))
 }
 
-/// The event date column of a domain's table.
-fn event_date(table: &str) -> &'static str {
-    match table {
-        "condition_occurrence" => "condition_start_date",
-        "drug_exposure" => "drug_exposure_start_date",
-        "measurement" => "measurement_date",
-        "procedure_occurrence" => "procedure_date",
-        "observation" => "observation_date",
-        _ => "visit_start_date",
-    }
-}
-
-/// The table, standard and source concept columns of a domain item kind.
-fn domain(kind: &str) -> Option<(&'static str, &'static str, Option<&'static str>)> {
-    Some(match kind {
-        "CONDITION" => (
-            "condition_occurrence",
-            "condition_concept_id",
-            Some("condition_source_concept_id"),
-        ),
-        "DRUG" => (
-            "drug_exposure",
-            "drug_concept_id",
-            Some("drug_source_concept_id"),
-        ),
-        "MEASUREMENT" => (
-            "measurement",
-            "measurement_concept_id",
-            Some("measurement_source_concept_id"),
-        ),
-        "PROCEDURE" => (
-            "procedure_occurrence",
-            "procedure_concept_id",
-            Some("procedure_source_concept_id"),
-        ),
-        "OBSERVATION" => (
-            "observation",
-            "observation_concept_id",
-            Some("observation_source_concept_id"),
-        ),
-        "VISIT" => ("visit_occurrence", "visit_concept_id", None),
-        _ => return None,
-    })
-}
-
 /// The columns of an item's events (`item_events`).
 const ENTRY_DATE: &str = "__entry_date";
 const VISIT: &str = "__visit_id";
@@ -421,12 +377,15 @@ async fn item_events(
         }
         return Ok(events);
     }
-    let Some((table, standard, source)) = domain(kind) else {
+    let Some((domain, standard)) = cohort_builder_domain(kind).and_then(|d| Some((d, d.concept?)))
+    else {
         return Err(unsupported(
             &format!("{path}.type"),
             &format!("criteria kind {kind}"),
         ));
     };
+    // The Cohort Builder searches visits by their standard concept only.
+    let source = domain.source_concept.filter(|_| kind != "VISIT");
     let mut conditions = Vec::new();
     for (i, p) in params.iter().enumerate() {
         let ppath = format!("{path}.searchParameters[{i}]");
@@ -463,11 +422,11 @@ async fn item_events(
         .into_iter()
         .reduce(|a, b| a.or(b))
         .expect("non-empty parameters");
-    let events = ctx.table(table).await?.filter(any)?;
+    let events = ctx.table(domain.table).await?.filter(any)?;
     modified(
         ctx,
         events,
-        table,
+        domain,
         standard,
         &modifiers,
         &format!("{path}.modifiers"),
@@ -481,14 +440,14 @@ async fn item_events(
 async fn modified(
     ctx: &SessionContext,
     events: DataFrame,
-    table: &str,
+    domain: &EventDomain,
     concept: &str,
     modifiers: &[&Value],
     path: &str,
 ) -> Result<DataFrame, CohortError> {
     use arrow::datatypes::DataType;
     use datafusion::logical_expr::cast;
-    let date = event_date(table);
+    let (table, date) = (domain.table, domain.start);
     let mut events = events;
     let mut occurrences: Option<(String, Vec<f64>, String)> = None;
     for (i, m) in modifiers.iter().enumerate() {
@@ -685,217 +644,241 @@ async fn program_item(
     params: &[Value],
     path: &str,
 ) -> Result<Option<DataFrame>, CohortError> {
+    let fitbit = |table: &'static str, date: &'static str| async move {
+        events(ctx.table(table).await?, col(date), false)
+    };
+    Ok(Some(match kind {
+        "SURVEY" => survey_item(ctx, params, path).await?,
+        "PHYSICAL_MEASUREMENT" => physical_measurement_item(ctx, params, path).await?,
+        "FITBIT" | "FITBIT_ACTIVITY" => fitbit("activity_summary", "date").await?,
+        "FITBIT_HEART_RATE_SUMMARY" => fitbit("heart_rate_summary", "date").await?,
+        "FITBIT_HEART_RATE_LEVEL" => fitbit("heart_rate_minute_level", "datetime").await?,
+        "FITBIT_INTRADAY_STEPS" => fitbit("steps_intraday", "datetime").await?,
+        "FITBIT_SLEEP_DAILY_SUMMARY" => fitbit("sleep_daily_summary", "sleep_date").await?,
+        "FITBIT_SLEEP_LEVEL" => fitbit("sleep_level", "sleep_date").await?,
+        "SNP_INDEL_VARIANT" => variant_item(ctx, params, path).await?,
+        _ => return Ok(None),
+    }))
+}
+
+/// Rows as item events: `person_id`, `date` as `__entry_date`, and their visit if they have one.
+fn events(df: DataFrame, date: Expr, visit: bool) -> Result<DataFrame, CohortError> {
     use arrow::datatypes::DataType;
     use datafusion::logical_expr::cast;
-    let events = |df: DataFrame, date: Expr, visit: bool| -> Result<DataFrame, CohortError> {
-        Ok(df.select(vec![
-            cast(col("person_id"), DataType::Int64).alias("person_id"),
-            cast(date, DataType::Date32).alias(ENTRY_DATE),
-            if visit {
-                cast(col("visit_occurrence_id"), DataType::Int64)
-            } else {
-                cast(lit(datafusion::common::ScalarValue::Null), DataType::Int64)
+    Ok(df.select(vec![
+        cast(col("person_id"), DataType::Int64).alias("person_id"),
+        cast(date, DataType::Date32).alias(ENTRY_DATE),
+        if visit {
+            cast(col("visit_occurrence_id"), DataType::Int64)
+        } else {
+            cast(lit(datafusion::common::ScalarValue::Null), DataType::Int64)
+        }
+        .alias(VISIT),
+    ])?)
+}
+
+fn any_of(conds: Vec<Expr>) -> Expr {
+    conds
+        .into_iter()
+        .reduce(|a, b| a.or(b))
+        .unwrap_or(lit(true))
+}
+
+/// The `conceptId` of search parameter `i`.
+fn concept_id(p: &Value, path: &str, i: usize) -> Result<i64, CohortError> {
+    p.get("conceptId").and_then(Value::as_i64).ok_or_else(|| {
+        CohortError::Invalid(format!(
+            "{path}.searchParameters[{i}].conceptId: a number is needed"
+        ))
+    })
+}
+
+/// All attributes of search parameter `i`, each made a condition by `on`.
+fn attributes(
+    p: &Value,
+    path: &str,
+    i: usize,
+    on: &dyn Fn(&Value, &str) -> Result<Expr, CohortError>,
+) -> Result<Expr, CohortError> {
+    let mut cond = lit(true);
+    for (k, a) in p
+        .get("attributes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        cond = cond.and(on(
+            a,
+            &format!("{path}.searchParameters[{i}].attributes[{k}]"),
+        )?);
+    }
+    Ok(cond)
+}
+
+/// A question (participants who answered it, CAT attributes picking answers), an answer, or a
+/// whole survey by name (`subtype` SURVEY).
+async fn survey_item(
+    ctx: &SessionContext,
+    params: &[Value],
+    path: &str,
+) -> Result<DataFrame, CohortError> {
+    use arrow::datatypes::DataType;
+    use datafusion::logical_expr::cast;
+    let mut conds = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        if p.get("subtype").and_then(Value::as_str) == Some("SURVEY") {
+            let name = p.get("name").and_then(Value::as_str).ok_or_else(|| {
+                CohortError::Invalid(format!(
+                    "{path}.searchParameters[{i}].name: the survey's name is needed"
+                ))
+            })?;
+            conds.push(col("survey").eq(lit(name.to_string())));
+            continue;
+        }
+        let id = lit(concept_id(p, path, i)?);
+        let int = |c: &str| cast(col(c), DataType::Int64);
+        let answered = int("question_concept_id")
+            .eq(id.clone())
+            .or(int("answer_concept_id").eq(id));
+        let answers = attributes(p, path, i, &|a, apath| {
+            if a.get("name").and_then(Value::as_str) != Some("CAT") {
+                return Err(unsupported(
+                    &format!("{apath}.name"),
+                    "survey attributes other than CAT",
+                ));
             }
-            .alias(VISIT),
-        ])?)
-    };
-    let any_of = |conds: Vec<Expr>| {
-        conds
-            .into_iter()
-            .reduce(|a, b| a.or(b))
-            .unwrap_or(lit(true))
-    };
-    let concept = |p: &Value, i: usize| {
-        p.get("conceptId").and_then(Value::as_i64).ok_or_else(|| {
-            CohortError::Invalid(format!(
-                "{path}.searchParameters[{i}].conceptId: a number is needed"
-            ))
-        })
-    };
-    let attributes =
-        |p: &Value, i: usize, on: &dyn Fn(&Value, &str) -> Result<Expr, CohortError>| {
-            let mut cond = lit(true);
-            for (k, a) in p
-                .get("attributes")
+            let ids = a
+                .get("operands")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-                .enumerate()
-            {
-                cond = cond.and(on(
-                    a,
-                    &format!("{path}.searchParameters[{i}].attributes[{k}]"),
-                )?);
-            }
-            Ok::<_, CohortError>(cond)
-        };
-    Ok(Some(match kind {
-        // A question (participants who answered it, CAT attributes picking answers), an answer,
-        // or a whole survey by name (`subtype` SURVEY).
-        "SURVEY" => {
-            let mut conds = Vec::new();
-            for (i, p) in params.iter().enumerate() {
-                if p.get("subtype").and_then(Value::as_str) == Some("SURVEY") {
-                    let name = p.get("name").and_then(Value::as_str).ok_or_else(|| {
-                        CohortError::Invalid(format!(
-                            "{path}.searchParameters[{i}].name: the survey's name is needed"
-                        ))
-                    })?;
-                    conds.push(col("survey").eq(lit(name.to_string())));
-                    continue;
-                }
-                let id = lit(concept(p, i)?);
-                let int = |c: &str| cast(col(c), DataType::Int64);
-                let answered = int("question_concept_id")
-                    .eq(id.clone())
-                    .or(int("answer_concept_id").eq(id));
-                let answers = attributes(p, i, &|a, apath| {
-                    if a.get("name").and_then(Value::as_str) != Some("CAT") {
-                        return Err(unsupported(
-                            &format!("{apath}.name"),
-                            "survey attributes other than CAT",
-                        ));
-                    }
-                    let ids = a
-                        .get("operands")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .map(|o| {
-                            o.as_str()
-                                .and_then(|s| s.parse::<i64>().ok())
-                                .or_else(|| o.as_i64())
-                                .map(lit)
-                                .ok_or_else(|| {
-                                    CohortError::Invalid(format!(
-                                        "{apath}.operands: concept ids are needed"
-                                    ))
-                                })
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Ok(int("answer_concept_id").in_list(ids, false))
-                })?;
-                conds.push(answered.and(answers));
-            }
-            let df = ctx.table("ds_survey").await?.filter(any_of(conds))?;
-            events(df, col("survey_datetime"), false)?
-        }
-        // Physical measurements: measurements recorded by physical examination.
-        "PHYSICAL_MEASUREMENT" => {
-            let mut conds = Vec::new();
-            for (i, p) in params.iter().enumerate() {
-                let id = concept(p, i)?;
-                conds.push(
-                    cast(col("measurement_concept_id"), DataType::Int64)
-                        .eq(lit(id))
-                        .and(attributes(p, i, &|a, apath| attribute(a, apath))?),
-                );
-            }
-            let df = ctx.table("measurement").await?.filter(
-                cast(col("measurement_type_concept_id"), DataType::Int64)
-                    .eq(lit(44_818_701_i64))
-                    .and(any_of(conds)),
-            )?;
-            events(df, col("measurement_date"), true)?
-        }
-        "FITBIT" | "FITBIT_ACTIVITY" => {
-            events(ctx.table("activity_summary").await?, col("date"), false)?
-        }
-        "FITBIT_HEART_RATE_SUMMARY" => {
-            events(ctx.table("heart_rate_summary").await?, col("date"), false)?
-        }
-        "FITBIT_HEART_RATE_LEVEL" => events(
-            ctx.table("heart_rate_minute_level").await?,
-            col("datetime"),
-            false,
-        )?,
-        "FITBIT_INTRADAY_STEPS" => {
-            events(ctx.table("steps_intraday").await?, col("datetime"), false)?
-        }
-        "FITBIT_SLEEP_DAILY_SUMMARY" => events(
-            ctx.table("sleep_daily_summary").await?,
-            col("sleep_date"),
-            false,
-        )?,
-        "FITBIT_SLEEP_LEVEL" => events(ctx.table("sleep_level").await?, col("sleep_date"), false)?,
-        // Carriers of a variant, chosen by `variantId` (vid), or by `type` RSID / GENE / REGION
-        // with the value in `name` (`rs123`, `BRCA1`, `chr13:32315000-32400000`).
-        "SNP_INDEL_VARIANT" => {
-            let mut by_vid = Vec::new();
-            let mut by_annotation = Vec::new();
-            for (i, p) in params.iter().enumerate() {
-                let ppath = format!("{path}.searchParameters[{i}]");
-                if let Some(vid) = p.get("variantId").and_then(Value::as_str) {
-                    by_vid.push(col("vid").eq(lit(vid.to_string())));
-                    continue;
-                }
-                let value = p.get("name").and_then(Value::as_str).ok_or_else(|| {
-                    CohortError::Invalid(format!(
-                        "{ppath}: variantId, or name with type RSID, GENE or REGION"
-                    ))
-                })?;
-                by_annotation.push(match p.get("type").and_then(Value::as_str) {
-                    Some("RSID") => col("dbsnp_rsid").eq(lit(value.to_string())),
-                    Some("GENE") => col("gene_symbol").eq(lit(value.to_string())),
-                    Some("REGION") => {
-                        let bad = || {
+                .map(|o| {
+                    o.as_str()
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .or_else(|| o.as_i64())
+                        .map(lit)
+                        .ok_or_else(|| {
                             CohortError::Invalid(format!(
-                                "{ppath}.name: a region contig:start-end is needed"
+                                "{apath}.operands: concept ids are needed"
                             ))
-                        };
-                        let (contig, range) = value.split_once(':').ok_or_else(bad)?;
-                        let (a, b) = range.split_once('-').ok_or_else(bad)?;
-                        let a: i64 = a.replace(',', "").parse().map_err(|_| bad())?;
-                        let b: i64 = b.replace(',', "").parse().map_err(|_| bad())?;
-                        col("contig")
-                            .eq(lit(contig.to_string()))
-                            .and(col("position").between(lit(a), lit(b)))
-                    }
-                    _ => {
-                        return Err(unsupported(
-                            &format!("{ppath}.type"),
-                            "variant searches other than variantId, RSID, GENE, REGION",
-                        ));
-                    }
-                });
-            }
-            let mut calls: Option<DataFrame> = None;
-            if !by_vid.is_empty() {
-                calls = Some(ctx.table("genotype").await?.filter(any_of(by_vid))?);
-            }
-            if !by_annotation.is_empty() {
-                let variants = ctx
-                    .table("variant")
-                    .await?
-                    .filter(any_of(by_annotation))?
-                    .select(vec![col("vid").alias("__vid")])?;
-                let annotated = ctx.table("genotype").await?.join(
-                    variants,
-                    datafusion::common::JoinType::LeftSemi,
-                    &["vid"],
-                    &["__vid"],
-                    None,
-                )?;
-                calls = Some(match calls {
-                    None => annotated,
-                    Some(c) => c.union(annotated)?,
-                });
-            }
-            let calls = calls.expect("non-empty search parameters");
-            // Called genotypes with an alternate allele.
-            let carriers = calls.filter(
-                col("gt").in_list(
-                    ["0/0", "0|0", "./.", ".|.", "."]
-                        .into_iter()
-                        .map(|g| lit(g.to_string()))
-                        .collect(),
-                    true,
-                ),
-            )?;
-            events(carriers, lit(datafusion::common::ScalarValue::Null), false)?
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(int("answer_concept_id").in_list(ids, false))
+        })?;
+        conds.push(answered.and(answers));
+    }
+    let df = ctx.table("ds_survey").await?.filter(any_of(conds))?;
+    events(df, col("survey_datetime"), false)
+}
+
+/// Physical measurements: measurements recorded by physical examination.
+async fn physical_measurement_item(
+    ctx: &SessionContext,
+    params: &[Value],
+    path: &str,
+) -> Result<DataFrame, CohortError> {
+    use arrow::datatypes::DataType;
+    use datafusion::logical_expr::cast;
+    let mut conds = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        let id = concept_id(p, path, i)?;
+        conds.push(
+            cast(col("measurement_concept_id"), DataType::Int64)
+                .eq(lit(id))
+                .and(attributes(p, path, i, &|a, apath| attribute(a, apath))?),
+        );
+    }
+    let df = ctx.table("measurement").await?.filter(
+        cast(col("measurement_type_concept_id"), DataType::Int64)
+            .eq(lit(44_818_701_i64))
+            .and(any_of(conds)),
+    )?;
+    events(df, col("measurement_date"), true)
+}
+
+/// Carriers of a variant, chosen by `variantId` (vid), or by `type` RSID / GENE / REGION with
+/// the value in `name` (`rs123`, `BRCA1`, `chr13:32315000-32400000`).
+async fn variant_item(
+    ctx: &SessionContext,
+    params: &[Value],
+    path: &str,
+) -> Result<DataFrame, CohortError> {
+    let mut by_vid = Vec::new();
+    let mut by_annotation = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        let ppath = format!("{path}.searchParameters[{i}]");
+        match p.get("variantId").and_then(Value::as_str) {
+            Some(vid) => by_vid.push(col("vid").eq(lit(vid.to_string()))),
+            None => by_annotation.push(variant_annotation(p, &ppath)?),
         }
-        _ => return Ok(None),
-    }))
+    }
+    let mut calls: Option<DataFrame> = None;
+    if !by_vid.is_empty() {
+        calls = Some(ctx.table("genotype").await?.filter(any_of(by_vid))?);
+    }
+    if !by_annotation.is_empty() {
+        let variants = ctx
+            .table("variant")
+            .await?
+            .filter(any_of(by_annotation))?
+            .select(vec![col("vid").alias("__vid")])?;
+        let annotated = ctx.table("genotype").await?.join(
+            variants,
+            datafusion::common::JoinType::LeftSemi,
+            &["vid"],
+            &["__vid"],
+            None,
+        )?;
+        calls = Some(match calls {
+            None => annotated,
+            Some(c) => c.union(annotated)?,
+        });
+    }
+    let calls = calls.expect("non-empty search parameters");
+    // Called genotypes with an alternate allele.
+    let carriers = calls.filter(
+        col("gt").in_list(
+            ["0/0", "0|0", "./.", ".|.", "."]
+                .into_iter()
+                .map(|g| lit(g.to_string()))
+                .collect(),
+            true,
+        ),
+    )?;
+    events(carriers, lit(datafusion::common::ScalarValue::Null), false)
+}
+
+/// The `variant` filter of a search by `type` RSID, GENE or REGION.
+fn variant_annotation(p: &Value, ppath: &str) -> Result<Expr, CohortError> {
+    let value = p.get("name").and_then(Value::as_str).ok_or_else(|| {
+        CohortError::Invalid(format!(
+            "{ppath}: variantId, or name with type RSID, GENE or REGION"
+        ))
+    })?;
+    Ok(match p.get("type").and_then(Value::as_str) {
+        Some("RSID") => col("dbsnp_rsid").eq(lit(value.to_string())),
+        Some("GENE") => col("gene_symbol").eq(lit(value.to_string())),
+        Some("REGION") => {
+            let bad = || {
+                CohortError::Invalid(format!("{ppath}.name: a region contig:start-end is needed"))
+            };
+            let (contig, range) = value.split_once(':').ok_or_else(bad)?;
+            let (a, b) = range.split_once('-').ok_or_else(bad)?;
+            let a: i64 = a.replace(',', "").parse().map_err(|_| bad())?;
+            let b: i64 = b.replace(',', "").parse().map_err(|_| bad())?;
+            col("contig")
+                .eq(lit(contig.to_string()))
+                .and(col("position").between(lit(a), lit(b)))
+        }
+        _ => {
+            return Err(unsupported(
+                &format!("{ppath}.type"),
+                "variant searches other than variantId, RSID, GENE, REGION",
+            ));
+        }
+    })
 }
 
 /// A value attribute of a measurement or observation parameter.

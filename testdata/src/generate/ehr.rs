@@ -429,27 +429,102 @@ pub fn draw_health(
     planted: &[usize],
     window: Option<(i32, i32)>,
 ) -> Health {
-    let age = d.age_on(d.last_day()) as f64;
-    let male = if d.female { 0.0 } else { 1.0 };
-    let female = 1.0 - male;
-    let black = if d.race == Race::Black { 1.0 } else { 0.0 };
-    let hisp = if d.hispanic == Some(true) { 1.0 } else { 0.0 };
-    let asian = if d.race == Race::Asian { 1.0 } else { 0.0 };
-    let smoker = match d.smoking {
-        Smoking::Never => 0.0,
-        Smoking::Former => 0.7,
-        Smoking::Current => 1.0,
-    };
-    let frail = d.frailty.ln() + if d.death.is_some() { 0.6 } else { 0.0 };
-    let bmi = t.bmi - 27.0;
+    let r = Risk::of(d, t);
     let mut c: Vec<Chronic> = Vec::new();
-    use FirstSeen::{Inpatient as IP, Outpatient as OP};
+    // One draw after another in a fixed order: the order is part of the generator's output.
+    let m = metabolic(rng, d, t, g, &r, &mut c);
+    common_conditions(rng, d, &r, &mut c);
+    cardiovascular(rng, d, g, &r, &m, &mut c);
+    other_conditions(rng, d, g, &r, &mut c);
+    // Planted rare conditions: diagnosed inside the EHR window (planted participants have one).
+    plant(rng, planted, window, &mut c);
+    c.sort_by_key(|x| (x.onset, x.concept));
+    plan_treatments(rng, d, window, &mut c);
+    let events = match window {
+        Some(window) => hospital_events(rng, &r, window, &mut c),
+        None => Vec::new(),
+    };
+    Health { chronic: c, events }
+}
 
+/// The risk factors of a participant, as the condition models use them.
+#[derive(Clone, Copy)]
+struct Risk {
+    age: f64,
+    male: f64,
+    female: f64,
+    black: f64,
+    hisp: f64,
+    asian: f64,
+    smoker: f64,
+    frail: f64,
+    /// BMI above 27.
+    bmi: f64,
+}
+
+impl Risk {
+    fn of(d: &Demographics, t: &Traits) -> Risk {
+        let age = d.age_on(d.last_day()) as f64;
+        let male = if d.female { 0.0 } else { 1.0 };
+        let female = 1.0 - male;
+        let black = if d.race == Race::Black { 1.0 } else { 0.0 };
+        let hisp = if d.hispanic == Some(true) { 1.0 } else { 0.0 };
+        let asian = if d.race == Race::Asian { 1.0 } else { 0.0 };
+        let smoker = match d.smoking {
+            Smoking::Never => 0.0,
+            Smoking::Former => 0.7,
+            Smoking::Current => 1.0,
+        };
+        let frail = d.frailty.ln() + if d.death.is_some() { 0.6 } else { 0.0 };
+        let bmi = t.bmi - 27.0;
+        Risk {
+            age,
+            male,
+            female,
+            black,
+            hisp,
+            asian,
+            smoker,
+            frail,
+            bmi,
+        }
+    }
+}
+
+/// What the cardiovascular models need to know of the metabolic conditions.
+struct Metabolic {
+    htn: bool,
+    dm: bool,
+    hld: bool,
+    /// 1 for a carrier of familial hypercholesterolemia, else 0.
+    fh: f64,
+}
+
+/// Obesity, hypertension, diabetes and hyperlipidemia.
+fn metabolic(
+    rng: &mut Rand,
+    d: &Demographics,
+    t: &Traits,
+    g: &Genome,
+    r: &Risk,
+    c: &mut Vec<Chronic>,
+) -> Metabolic {
+    use FirstSeen::Outpatient as OP;
+    let Risk {
+        age,
+        male,
+        black,
+        hisp,
+        asian,
+        frail,
+        bmi,
+        ..
+    } = *r;
     let obese = t.bmi >= 30.0;
     if obese {
         let logit = 0.1 + 0.15 * (t.bmi - 30.0);
         add(
-            &mut c,
+            c,
             OBESITY,
             "E66.9",
             onset(rng, d, logit, 18.0, 25.0),
@@ -458,7 +533,7 @@ pub fn draw_health(
         );
     }
     let htn = add(
-        &mut c,
+        c,
         ESSENTIAL_HYPERTENSION,
         "I10",
         onset(
@@ -478,7 +553,7 @@ pub fn draw_health(
         + 0.35 * g.count(genomics::TCF7L2) as f64
         + 0.3 * frail;
     let t2d = add(
-        &mut c,
+        c,
         T2DM,
         "E11.9",
         onset(rng, d, t2d_logit, 30.0, 25.0),
@@ -486,14 +561,7 @@ pub fn draw_health(
         OP,
     );
     if t2d.is_none() {
-        add(
-            &mut c,
-            T1DM,
-            "E10.9",
-            onset(rng, d, -5.3, 5.0, 60.0),
-            0.6,
-            OP,
-        );
+        add(c, T1DM, "E10.9", onset(rng, d, -5.3, 5.0, 60.0), 0.6, OP);
     }
     let dm = t2d.is_some() || c.iter().any(|x| x.concept == T1DM);
     let fh = if g.carries_any(&genomics::LDLR_FH) {
@@ -502,7 +570,7 @@ pub fn draw_health(
         0.0
     };
     let hld = add(
-        &mut c,
+        c,
         HYPERLIPIDEMIA,
         "E78.5",
         onset(
@@ -516,8 +584,27 @@ pub fn draw_health(
         0.4,
         OP,
     );
+    Metabolic {
+        htn: htn.is_some(),
+        dm,
+        hld: hld.is_some(),
+        fh,
+    }
+}
+
+/// Respiratory, mental health, digestive and joint conditions.
+fn common_conditions(rng: &mut Rand, d: &Demographics, r: &Risk, c: &mut Vec<Chronic>) {
+    use FirstSeen::Outpatient as OP;
+    let Risk {
+        age,
+        female,
+        smoker,
+        frail,
+        bmi,
+        ..
+    } = *r;
     add(
-        &mut c,
+        c,
         ASTHMA,
         "J45.909",
         onset(rng, d, -2.45 + 0.3 * female + 0.02 * bmi, 2.0, 70.0),
@@ -531,10 +618,10 @@ pub fn draw_health(
         } else {
             (COPD, "J44.9")
         };
-        add(&mut c, concept, icd, Some(day), 0.5, OP);
+        add(c, concept, icd, Some(day), 0.5, OP);
     }
     let dep = add(
-        &mut c,
+        c,
         DEPRESSIVE_DISORDER,
         "F32.A",
         onset(
@@ -548,7 +635,7 @@ pub fn draw_health(
         OP,
     );
     add(
-        &mut c,
+        c,
         ANXIETY_DISORDER,
         "F41.9",
         onset(
@@ -562,7 +649,7 @@ pub fn draw_health(
         OP,
     );
     add(
-        &mut c,
+        c,
         GERD,
         "K21.9",
         onset(rng, d, -2.2 + 0.04 * bmi + 0.012 * (age - 45.0), 20.0, 40.0),
@@ -570,7 +657,7 @@ pub fn draw_health(
         OP,
     );
     add(
-        &mut c,
+        c,
         OSTEOARTHRITIS,
         "M19.90",
         onset(
@@ -583,17 +670,38 @@ pub fn draw_health(
         0.4,
         OP,
     );
+}
+
+/// Coronary disease, atrial fibrillation, heart failure, stroke and kidney disease.
+fn cardiovascular(
+    rng: &mut Rand,
+    d: &Demographics,
+    g: &Genome,
+    r: &Risk,
+    m: &Metabolic,
+    c: &mut Vec<Chronic>,
+) {
+    use FirstSeen::{Inpatient as IP, Outpatient as OP};
+    let Risk {
+        age,
+        male,
+        smoker,
+        frail,
+        bmi,
+        ..
+    } = *r;
+    let Metabolic { htn, dm, hld, fh } = *m;
     let cad_logit = -8.9
         + 0.085 * age
         + 0.7 * male
         + 0.7 * dm as i32 as f64
-        + 0.5 * htn.is_some() as i32 as f64
-        + 0.5 * hld.is_some() as i32 as f64
+        + 0.5 * htn as i32 as f64
+        + 0.5 * hld as i32 as f64
         + 0.6 * smoker
         + 1.2 * fh
         + 0.4 * frail;
     let cad = add(
-        &mut c,
+        c,
         CORONARY_ARTERIOSCLEROSIS,
         "I25.10",
         onset(rng, d, cad_logit, 40.0, 25.0),
@@ -601,18 +709,13 @@ pub fn draw_health(
         OP,
     );
     let af = add(
-        &mut c,
+        c,
         ATRIAL_FIBRILLATION,
         "I48.91",
         onset(
             rng,
             d,
-            -10.2
-                + 0.1 * age
-                + 0.35 * male
-                + 0.4 * htn.is_some() as i32 as f64
-                + 0.03 * bmi
-                + 0.3 * frail,
+            -10.2 + 0.1 * age + 0.35 * male + 0.4 * htn as i32 as f64 + 0.03 * bmi + 0.3 * frail,
             45.0,
             20.0,
         ),
@@ -622,13 +725,13 @@ pub fn draw_health(
     let chf_logit = -10.4
         + 0.09 * age
         + 0.9 * cad.is_some() as i32 as f64
-        + 0.6 * htn.is_some() as i32 as f64
+        + 0.6 * htn as i32 as f64
         + 0.5 * dm as i32 as f64
         + 0.8 * af.is_some() as i32 as f64
         + 0.05 * bmi
         + 0.5 * frail;
     add(
-        &mut c,
+        c,
         CONGESTIVE_HEART_FAILURE,
         "I50.9",
         onset(rng, d, chf_logit, 45.0, 15.0),
@@ -637,13 +740,13 @@ pub fn draw_health(
     );
     let cva_logit = -9.6
         + 0.08 * age
-        + 0.6 * htn.is_some() as i32 as f64
+        + 0.6 * htn as i32 as f64
         + 0.9 * af.is_some() as i32 as f64
         + 0.4 * dm as i32 as f64
         + 0.4 * smoker
         + 0.4 * frail;
     add(
-        &mut c,
+        c,
         CEREBROVASCULAR_ACCIDENT,
         "I63.9",
         onset(rng, d, cva_logit, 45.0, 20.0),
@@ -654,19 +757,33 @@ pub fn draw_health(
     let ckd_logit = -8.8
         + 0.075 * age
         + 0.9 * dm as i32 as f64
-        + 0.6 * htn.is_some() as i32 as f64
+        + 0.6 * htn as i32 as f64
         + 1.6 * apol1_high as i32 as f64
         + 0.3 * frail;
     add(
-        &mut c,
+        c,
         CHRONIC_KIDNEY_DISEASE,
         "N18.9",
         onset(rng, d, ckd_logit, 40.0, 20.0),
         0.45,
         OP,
     );
+}
+
+/// Thyroid, dementia, cancer, sleep, autoimmune, bone, allergic and ulcer conditions.
+fn other_conditions(rng: &mut Rand, d: &Demographics, g: &Genome, r: &Risk, c: &mut Vec<Chronic>) {
+    use FirstSeen::Outpatient as OP;
+    let Risk {
+        age,
+        male,
+        female,
+        smoker,
+        frail,
+        bmi,
+        ..
+    } = *r;
     add(
-        &mut c,
+        c,
         HYPOTHYROIDISM,
         "E03.9",
         onset(rng, d, -4.0 + 1.1 * female + 0.02 * age, 20.0, 50.0),
@@ -677,7 +794,7 @@ pub fn draw_health(
     if age >= 62.0 {
         let logit = -13.2 + 0.13 * age + 1.2 * e4 + if e4 >= 2.0 { 0.8 } else { 0.0 } + 0.3 * frail;
         add(
-            &mut c,
+            c,
             ALZHEIMERS,
             "G30.9",
             onset(rng, d, logit, 62.0, 10.0),
@@ -692,7 +809,7 @@ pub fn draw_health(
             0.0
         };
         add(
-            &mut c,
+            c,
             BREAST_CANCER,
             "C50.919",
             onset(rng, d, -7.3 + 0.05 * age + brca, 30.0, 30.0),
@@ -701,7 +818,7 @@ pub fn draw_health(
         );
     }
     add(
-        &mut c,
+        c,
         SLEEP_APNEA,
         "G47.33",
         onset(
@@ -715,7 +832,7 @@ pub fn draw_health(
         OP,
     );
     add(
-        &mut c,
+        c,
         RHEUMATOID_ARTHRITIS,
         "M06.9",
         onset(rng, d, -5.3 + 0.7 * female + 0.02 * age, 25.0, 40.0),
@@ -724,7 +841,7 @@ pub fn draw_health(
     );
     if d.female && age >= 50.0 {
         add(
-            &mut c,
+            c,
             OSTEOPOROSIS,
             "M81.0",
             onset(rng, d, -9.3 + 0.105 * age - 0.05 * bmi, 50.0, 20.0),
@@ -733,7 +850,7 @@ pub fn draw_health(
         );
     }
     add(
-        &mut c,
+        c,
         SEASONAL_ALLERGIC_RHINITIS,
         "J30.2",
         onset(rng, d, -2.3, 5.0, 60.0),
@@ -741,15 +858,18 @@ pub fn draw_health(
         OP,
     );
     add(
-        &mut c,
+        c,
         PEPTIC_ULCER,
         "K27.9",
         onset(rng, d, -5.6 + 0.02 * age + 0.4 * smoker, 25.0, 40.0),
         0.2,
         OP,
     );
+}
 
-    // Planted rare conditions: diagnosed inside the EHR window (planted participants have one).
+/// The planted rare conditions of a participant, diagnosed inside the EHR window.
+fn plant(rng: &mut Rand, planted: &[usize], window: Option<(i32, i32)>, c: &mut Vec<Chronic>) {
+    use FirstSeen::Outpatient as OP;
     if let Some((start, end)) = window {
         for &g in planted {
             let group = &PLANTED[g];
@@ -764,9 +884,15 @@ pub fn draw_health(
             });
         }
     }
-    c.sort_by_key(|x| (x.onset, x.concept));
+}
 
-    // Treatments, decided at diagnosis (the EHR window's first day for earlier onsets).
+/// Treatments, decided at diagnosis (the EHR window's first day for earlier onsets).
+fn plan_treatments(
+    rng: &mut Rand,
+    d: &Demographics,
+    window: Option<(i32, i32)>,
+    c: &mut [Chronic],
+) {
     let diag = |onset: i32| match window {
         Some((start, _)) => onset.max(start),
         None => onset,
@@ -885,92 +1011,100 @@ pub fn draw_health(
         }
         chronic.plans = plans;
     }
+}
 
-    // Hospital events inside the EHR window.
+/// Hospital events inside the EHR window, and the treatment a myocardial infarction adds.
+fn hospital_events(
+    rng: &mut Rand,
+    r: &Risk,
+    (start, end): (i32, i32),
+    c: &mut [Chronic],
+) -> Vec<(EventKind, i32)> {
+    let Risk {
+        age, female, bmi, ..
+    } = *r;
     let mut events = Vec::new();
-    if let Some((start, end)) = window {
-        let in_window = |day: i32| (start..=end).contains(&day).then_some(day);
-        if let Some(cad) = c.iter().find(|x| x.concept == CORONARY_ARTERIOSCLEROSIS)
-            && chance(rng, 0.3)
-        {
-            let from = cad.onset.max(start);
-            if from <= end {
-                events.push((
-                    EventKind::MyocardialInfarction,
-                    int_in(rng, from as i64, end as i64) as i32,
-                ));
-            }
-        }
-        // Gastrointestinal bleeding: NSAIDs and warfarin raise the risk, mostly in the old.
-        let mut bleed_risk = 0.004 * ((end - start) as f64 / 365.25);
-        let mut bleed_from = start;
-        let nsaid = [CELECOXIB_200, DICLOFENAC_75, NAPROXEN_500];
-        if let Some(on) = c
-            .iter()
-            .flat_map(|x| x.plans.iter())
-            .find(|p| nsaid.contains(&p.drug.concept))
-        {
-            bleed_risk += 0.05 + if age > 65.0 { 0.05 } else { 0.0 };
-            bleed_from = on.start;
-        }
-        if let Some(on) = c
-            .iter()
-            .flat_map(|x| x.plans.iter())
-            .find(|p| p.drug.concept == WARFARIN_5)
-        {
-            bleed_risk += 0.05;
-            bleed_from = bleed_from.max(on.start);
-        }
-        if c.iter().any(|x| x.concept == PEPTIC_ULCER) {
-            bleed_risk += 0.04;
-        }
-        if chance(rng, bleed_risk.min(0.5)) {
-            let day = bleed_from + exponential(rng, 1.0 / 400.0) as i32;
-            if let Some(day) = in_window(day) {
-                events.push((EventKind::GiBleed, day));
-            }
-        }
-        let years_in = (end - start) as f64 / 365.25;
-        if chance(rng, 0.0012 * years_in) {
+    let in_window = |day: i32| (start..=end).contains(&day).then_some(day);
+    if let Some(cad) = c.iter().find(|x| x.concept == CORONARY_ARTERIOSCLEROSIS)
+        && chance(rng, 0.3)
+    {
+        let from = cad.onset.max(start);
+        if from <= end {
             events.push((
-                EventKind::Appendicitis,
-                int_in(rng, start as i64, end as i64) as i32,
+                EventKind::MyocardialInfarction,
+                int_in(rng, from as i64, end as i64) as i32,
             ));
         }
-        if chance(
-            rng,
-            (0.0015 + 0.0015 * female) * years_in * (1.0 + 0.03 * bmi).max(0.5),
-        ) {
-            events.push((
-                EventKind::Cholecystitis,
-                int_in(rng, start as i64, end as i64) as i32,
-            ));
-        }
-        // After a myocardial infarction: clopidogrel for a year, aspirin for good.
-        if let Some(&(_, mi)) = events
-            .iter()
-            .find(|e| e.0 == EventKind::MyocardialInfarction)
-        {
-            let cad = c
-                .iter_mut()
-                .find(|x| x.concept == CORONARY_ARTERIOSCLEROSIS)
-                .expect("MI needs CAD");
-            cad.plans.push(Plan {
-                drug: CLOPIDOGREL_RX,
-                start: mi,
-                stop: mi + 365,
-            });
-            if !cad.plans.iter().any(|p| p.drug.concept == ASPIRIN_81) {
-                cad.plans.push(Plan {
-                    drug: ASPIRIN_RX,
-                    start: mi,
-                    stop: i32::MAX,
-                });
-            }
-        }
-        events.sort_by_key(|e| e.1);
     }
-    Health { chronic: c, events }
+    // Gastrointestinal bleeding: NSAIDs and warfarin raise the risk, mostly in the old.
+    let mut bleed_risk = 0.004 * ((end - start) as f64 / 365.25);
+    let mut bleed_from = start;
+    let nsaid = [CELECOXIB_200, DICLOFENAC_75, NAPROXEN_500];
+    if let Some(on) = c
+        .iter()
+        .flat_map(|x| x.plans.iter())
+        .find(|p| nsaid.contains(&p.drug.concept))
+    {
+        bleed_risk += 0.05 + if age > 65.0 { 0.05 } else { 0.0 };
+        bleed_from = on.start;
+    }
+    if let Some(on) = c
+        .iter()
+        .flat_map(|x| x.plans.iter())
+        .find(|p| p.drug.concept == WARFARIN_5)
+    {
+        bleed_risk += 0.05;
+        bleed_from = bleed_from.max(on.start);
+    }
+    if c.iter().any(|x| x.concept == PEPTIC_ULCER) {
+        bleed_risk += 0.04;
+    }
+    if chance(rng, bleed_risk.min(0.5)) {
+        let day = bleed_from + exponential(rng, 1.0 / 400.0) as i32;
+        if let Some(day) = in_window(day) {
+            events.push((EventKind::GiBleed, day));
+        }
+    }
+    let years_in = (end - start) as f64 / 365.25;
+    if chance(rng, 0.0012 * years_in) {
+        events.push((
+            EventKind::Appendicitis,
+            int_in(rng, start as i64, end as i64) as i32,
+        ));
+    }
+    if chance(
+        rng,
+        (0.0015 + 0.0015 * female) * years_in * (1.0 + 0.03 * bmi).max(0.5),
+    ) {
+        events.push((
+            EventKind::Cholecystitis,
+            int_in(rng, start as i64, end as i64) as i32,
+        ));
+    }
+    // After a myocardial infarction: clopidogrel for a year, aspirin for good.
+    if let Some(&(_, mi)) = events
+        .iter()
+        .find(|e| e.0 == EventKind::MyocardialInfarction)
+    {
+        let cad = c
+            .iter_mut()
+            .find(|x| x.concept == CORONARY_ARTERIOSCLEROSIS)
+            .expect("MI needs CAD");
+        cad.plans.push(Plan {
+            drug: CLOPIDOGREL_RX,
+            start: mi,
+            stop: mi + 365,
+        });
+        if !cad.plans.iter().any(|p| p.drug.concept == ASPIRIN_81) {
+            cad.plans.push(Plan {
+                drug: ASPIRIN_RX,
+                start: mi,
+                stop: i32::MAX,
+            });
+        }
+    }
+    events.sort_by_key(|e| e.1);
+    events
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1595,17 +1729,45 @@ pub fn simulate(
     h: &Health,
     window: (i32, i32),
 ) -> Rows {
-    let (start, end) = window;
-    let years_in = ((end - start) as f64 / 365.25).max(0.05);
-    let chronic_now = h.chronic_count_by(end);
-    let age_end = d.age_on(end) as f64;
-    let mut planned: Vec<Planned> = Vec::new();
-    let office = |rng: &mut Rand| int_in(rng, 8 * 3600, 17 * 3600);
-    let any_time = |rng: &mut Rand| int_in(rng, 0, 86_399);
+    let mut planned = scheduled_visits(rng, h, window);
+    care_visits(rng, d, h, window, &mut planned);
+    planned.sort_by_key(|p| (p.day, p.secs, p.kind));
 
+    let mut ehr = Ehr {
+        rng,
+        p: Physiology { d, t, h },
+        rows: Rows::default(),
+    };
+    let mut history = History {
+        diagnosed: vec![false; h.chronic.len()],
+        flu_season_done: i32::MIN,
+        allergies_done: false,
+        bone_scan_done: false,
+        rehab_done: false,
+        had_mi: false,
+        had_appendectomy: false,
+    };
+    for p in planned {
+        ehr.visit(p, window.1, &mut history);
+    }
+    ehr.rows
+}
+
+fn office_time(rng: &mut Rand) -> i64 {
+    int_in(rng, 8 * 3600, 17 * 3600)
+}
+
+fn any_time(rng: &mut Rand) -> i64 {
+    int_in(rng, 0, 86_399)
+}
+
+/// The first visit of the window, the visits where chronic conditions are diagnosed, and the
+/// emergency visits and admissions of hospital events.
+fn scheduled_visits(rng: &mut Rand, h: &Health, (start, end): (i32, i32)) -> Vec<Planned> {
+    let mut planned: Vec<Planned> = Vec::new();
     planned.push(Planned {
         day: start,
-        secs: office(rng),
+        secs: office_time(rng),
         kind: VisitKind::Outpatient,
         reason: Reason::Routine,
         los: 0,
@@ -1626,7 +1788,7 @@ pub fn simulate(
             let secs = if kind == VisitKind::Inpatient {
                 any_time(rng)
             } else {
-                office(rng)
+                office_time(rng)
             };
             planned.push(Planned {
                 day: c.onset,
@@ -1665,7 +1827,21 @@ pub fn simulate(
             admitted_from_er: via_er,
         });
     }
-    // Routine and acute outpatient care.
+    planned
+}
+
+/// Routine and acute outpatient care, emergency visits and admissions, at rates that grow with
+/// the chronic conditions, age and frailty.
+fn care_visits(
+    rng: &mut Rand,
+    d: &Demographics,
+    h: &Health,
+    (start, end): (i32, i32),
+    planned: &mut Vec<Planned>,
+) {
+    let years_in = ((end - start) as f64 / 365.25).max(0.05);
+    let chronic_now = h.chronic_count_by(end);
+    let age_end = d.age_on(end) as f64;
     let op_rate = (1.0 + 0.35 * chronic_now as f64 + 0.01 * (age_end - 45.0)).clamp(0.5, 5.0)
         * d.frailty.sqrt();
     let mut day = start as f64;
@@ -1681,14 +1857,13 @@ pub fn simulate(
         };
         planned.push(Planned {
             day: day as i32,
-            secs: office(rng),
+            secs: office_time(rng),
             kind: VisitKind::Outpatient,
             reason,
             los: 0,
             admitted_from_er: false,
         });
     }
-    // Emergency visits and admissions.
     let er = poisson(rng, (0.08 + 0.025 * chronic_now as f64) * years_in);
     for _ in 0..er {
         let day = int_in(rng, start as i64, end as i64) as i32;
@@ -1724,23 +1899,68 @@ pub fn simulate(
             admitted_from_er: chance(rng, 0.5),
         });
     }
-    planned.sort_by_key(|p| (p.day, p.secs, p.kind));
+}
 
-    let mut ehr = Ehr {
-        rng,
-        p: Physiology { d, t, h },
-        rows: Rows::default(),
-    };
-    let mut diagnosed = vec![false; h.chronic.len()];
-    let mut flu_season_done = i32::MIN;
-    let mut allergies_done = false;
-    let mut bone_scan_done = false;
-    let mut rehab_done = false;
-    let mut had_mi = false;
-    let mut had_appendectomy = false;
+/// What the record holds so far, for the visits that follow.
+struct History {
+    /// Per chronic condition: whether a visit has recorded it.
+    diagnosed: Vec<bool>,
+    flu_season_done: i32,
+    allergies_done: bool,
+    bone_scan_done: bool,
+    rehab_done: bool,
+    had_mi: bool,
+    had_appendectomy: bool,
+}
 
-    for p in planned {
-        let rng = &mut *ehr.rng;
+impl Ehr<'_, '_> {
+    /// One planned visit: its row, its reason, the chronic conditions it mentions, its
+    /// prescriptions, vitals, labs and other procedures. `end` is the EHR window's last day.
+    fn visit(&mut self, p: Planned, end: i32, history: &mut History) {
+        let (v, end_day) = self.open_visit(&p, end);
+        let day = p.day;
+        let secs = p.secs + 300;
+        let acute = match p.reason {
+            Reason::Diagnosis(i) => {
+                let c = &self.p.h.chronic[i];
+                history.diagnosed[i] = true;
+                self.condition(v, day, secs, c.concept, c.icd10, true, None);
+                None
+            }
+            Reason::Event(event) => {
+                self.hospital_event(&p, event, v, secs, end_day, history);
+                None
+            }
+            Reason::Acute => Some(self.acute(&p, v, secs, end)),
+            Reason::Exacerbation => self.exacerbation(&p, v, secs, end, history),
+            Reason::Routine => None,
+        };
+        self.mention_chronic(&p, v, secs, history);
+        self.prescriptions(&p, v, secs, acute, end, history);
+
+        // Vitals and labs.
+        match p.kind {
+            VisitKind::Outpatient => {
+                if chance(self.rng, 0.8) {
+                    let weight = chance(self.rng, 0.65);
+                    self.vitals(v, day, secs, weight);
+                }
+            }
+            _ => self.vitals(v, day, secs, false),
+        }
+        let bleeding = matches!(p.reason, Reason::Event(EventKind::GiBleed));
+        self.labs(v, day, secs, p.kind, bleeding);
+
+        if p.kind == VisitKind::Outpatient {
+            self.outpatient_extras(v, day, secs, history);
+        }
+    }
+
+    /// The visit's row: its end (an outpatient or emergency visit may run past midnight), its
+    /// provider and care site. Returns the row's index and its end day.
+    fn open_visit(&mut self, p: &Planned, end: i32) -> (usize, i32) {
+        let t = self.p.t;
+        let rng = &mut *self.rng;
         let (vstart, vend) = (p.day, (p.day + p.los).min(end).max(p.day));
         let end_secs = match p.kind {
             VisitKind::Outpatient => p.secs + int_in(rng, 900, 3_600),
@@ -1765,8 +1985,8 @@ pub fn simulate(
             VisitKind::Outpatient => Some(t.clinic),
             _ => Some(t.hospital),
         };
-        let v = ehr.rows.visits.len();
-        ehr.rows.visits.push(VisitRow {
+        let v = self.rows.visits.len();
+        self.rows.visits.push(VisitRow {
             start: vstart,
             end: end_day,
             start_secs: p.secs,
@@ -1777,162 +1997,174 @@ pub fn simulate(
             admitted_from: p.admitted_from_er.then_some(PLACE_ER),
             discharged_to: (p.kind == VisitKind::Inpatient).then_some(PLACE_HOME),
         });
-        let day = vstart;
-        let secs = p.secs + 300;
+        (v, end_day)
+    }
 
-        // The reason for the visit.
-        let mut acute: Option<(i32, &'static str)> = None;
-        match p.reason {
-            Reason::Diagnosis(i) => {
-                let c = &h.chronic[i];
-                diagnosed[i] = true;
-                ehr.condition(v, day, secs, c.concept, c.icd10, true, None);
-            }
-            Reason::Event(event) => {
-                let (concept, icd) = match event {
-                    EventKind::MyocardialInfarction => (MYOCARDIAL_INFARCTION, "I21.9"),
-                    EventKind::GiBleed => (GI_HEMORRHAGE, "K92.2"),
-                    EventKind::Appendicitis => (APPENDICITIS, "K35.80"),
-                    EventKind::Cholecystitis => (ACUTE_CHOLECYSTITIS, "K81.0"),
-                };
-                ehr.condition(v, day, secs, concept, icd, true, Some(end_day));
-                if p.kind == VisitKind::Inpatient {
-                    match event {
-                        EventKind::MyocardialInfarction => {
-                            had_mi = true;
-                            ehr.procedure(v, day, secs + 600, ECG);
-                            if chance(ehr.rng, 0.6) {
-                                ehr.procedure(v, day, secs + 7_200, PCI);
-                            } else if chance(ehr.rng, 0.3) {
-                                let when = (day + 1).min(end_day);
-                                ehr.procedure(v, when, 36_000, CABG);
-                            }
-                        }
-                        EventKind::GiBleed => {
-                            if chance(ehr.rng, 0.5) {
-                                ehr.procedure(v, day, secs + 3_600, TRANSFUSION);
-                            }
-                        }
-                        EventKind::Appendicitis => {
-                            had_appendectomy = true;
-                            ehr.procedure(v, day, secs + 7_200, APPENDECTOMY);
-                        }
-                        EventKind::Cholecystitis => {
-                            ehr.condition(v, day, secs, GALLSTONE, "K80.20", false, None);
-                            let op = if chance(ehr.rng, 0.8) {
-                                LAP_CHOLECYSTECTOMY
-                            } else {
-                                CHOLECYSTECTOMY
-                            };
-                            let when = (day + 1).min(end_day);
-                            ehr.procedure(v, when, 32_400, op);
-                        }
-                    }
-                }
-            }
-            Reason::Acute => {
-                let list = match p.kind {
-                    VisitKind::Outpatient => OUTPATIENT_ACUTE,
-                    VisitKind::Emergency => EMERGENCY_ACUTE,
-                    VisitKind::Inpatient => INPATIENT_ACUTE,
-                };
-                let mut pickable: Vec<((i32, &'static str), f64)> = list.to_vec();
-                for item in pickable.iter_mut() {
-                    if item.0.0 == CYSTITIS && d.female {
-                        item.1 *= 2.5;
-                    }
-                    let m = month_of(day);
-                    let respiratory = matches!(
-                        item.0.0,
-                        VIRAL_SINUSITIS
-                            | ACUTE_BRONCHITIS
-                            | ACUTE_VIRAL_PHARYNGITIS
-                            | PNEUMONIA
-                            | STREP_THROAT
-                    );
-                    if respiratory && (m >= 11 || m <= 3) {
-                        item.1 *= 1.8;
-                    }
-                }
-                let (concept, icd) = *pick(ehr.rng, &pickable);
-                let resolve = day + int_in(ehr.rng, 5, 21) as i32;
-                ehr.condition(
-                    v,
-                    day,
-                    secs,
-                    concept,
-                    icd,
-                    true,
-                    Some(resolve.min(end).max(day)),
-                );
-                acute = Some((concept, icd));
-                match concept {
-                    PNEUMONIA if chance(ehr.rng, 0.8) => {
-                        ehr.procedure(v, day, secs + 1_800, CHEST_XRAY)
-                    }
-                    ACUTE_BRONCHITIS if p.kind != VisitKind::Outpatient && chance(ehr.rng, 0.5) => {
-                        ehr.procedure(v, day, secs + 1_800, CHEST_XRAY)
-                    }
-                    FRACTURE_OF_FOREARM => ehr.procedure(v, day, secs + 2_400, BONE_IMMOBILIZATION),
-                    _ => {}
-                }
-            }
-            Reason::Exacerbation => {
-                let options: Vec<usize> = h
-                    .chronic
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| {
-                        c.onset <= day
-                            && matches!(
-                                c.concept,
-                                ASTHMA
-                                    | COPD
-                                    | EMPHYSEMA
-                                    | CONGESTIVE_HEART_FAILURE
-                                    | ATRIAL_FIBRILLATION
-                            )
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
-                if options.is_empty() {
-                    let list = if p.kind == VisitKind::Inpatient {
-                        INPATIENT_ACUTE
-                    } else {
-                        EMERGENCY_ACUTE
-                    };
-                    let (concept, icd) = *pick(ehr.rng, list);
-                    ehr.condition(v, day, secs, concept, icd, true, Some((day + 14).min(end)));
-                    if concept == PNEUMONIA {
-                        ehr.procedure(v, day, secs + 1_800, CHEST_XRAY);
-                    }
-                    acute = Some((concept, icd));
-                } else {
-                    let i = options[int_in(ehr.rng, 0, options.len() as i64 - 1) as usize];
-                    let c = &h.chronic[i];
-                    diagnosed[i] = true;
-                    ehr.condition(v, day, secs, c.concept, c.icd10, true, None);
-                    match c.concept {
-                        ASTHMA | COPD | EMPHYSEMA if chance(ehr.rng, 0.7) => {
-                            ehr.prescribe(v, day, secs + 3_000, PREDNISONE_RX, end);
-                        }
-                        ATRIAL_FIBRILLATION => {
-                            ehr.procedure(v, day, secs + 600, ECG);
-                            if p.kind == VisitKind::Inpatient && chance(ehr.rng, 0.3) {
-                                ehr.procedure(v, day, secs + 7_200, CARDIOVERSION);
-                            } else if p.kind == VisitKind::Inpatient && chance(ehr.rng, 0.1) {
-                                ehr.procedure(v, day, secs + 7_200, CATHETER_ABLATION);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Reason::Routine => {}
+    /// A hospital event's diagnosis and, on admission, its procedures.
+    fn hospital_event(
+        &mut self,
+        p: &Planned,
+        event: EventKind,
+        v: usize,
+        secs: i64,
+        end_day: i32,
+        history: &mut History,
+    ) {
+        let day = p.day;
+        let (concept, icd) = match event {
+            EventKind::MyocardialInfarction => (MYOCARDIAL_INFARCTION, "I21.9"),
+            EventKind::GiBleed => (GI_HEMORRHAGE, "K92.2"),
+            EventKind::Appendicitis => (APPENDICITIS, "K35.80"),
+            EventKind::Cholecystitis => (ACUTE_CHOLECYSTITIS, "K81.0"),
+        };
+        self.condition(v, day, secs, concept, icd, true, Some(end_day));
+        if p.kind != VisitKind::Inpatient {
+            return;
         }
+        match event {
+            EventKind::MyocardialInfarction => {
+                history.had_mi = true;
+                self.procedure(v, day, secs + 600, ECG);
+                if chance(self.rng, 0.6) {
+                    self.procedure(v, day, secs + 7_200, PCI);
+                } else if chance(self.rng, 0.3) {
+                    let when = (day + 1).min(end_day);
+                    self.procedure(v, when, 36_000, CABG);
+                }
+            }
+            EventKind::GiBleed => {
+                if chance(self.rng, 0.5) {
+                    self.procedure(v, day, secs + 3_600, TRANSFUSION);
+                }
+            }
+            EventKind::Appendicitis => {
+                history.had_appendectomy = true;
+                self.procedure(v, day, secs + 7_200, APPENDECTOMY);
+            }
+            EventKind::Cholecystitis => {
+                self.condition(v, day, secs, GALLSTONE, "K80.20", false, None);
+                let op = if chance(self.rng, 0.8) {
+                    LAP_CHOLECYSTECTOMY
+                } else {
+                    CHOLECYSTECTOMY
+                };
+                let when = (day + 1).min(end_day);
+                self.procedure(v, when, 32_400, op);
+            }
+        }
+    }
 
-        // Known chronic conditions: the first visit records all prevalent ones; later visits
-        // mention them now and then.
+    /// An acute condition of the visit's kind (respiratory ones more likely in winter, cystitis
+    /// in women), with its procedures.
+    fn acute(&mut self, p: &Planned, v: usize, secs: i64, end: i32) -> (i32, &'static str) {
+        let day = p.day;
+        let list = match p.kind {
+            VisitKind::Outpatient => OUTPATIENT_ACUTE,
+            VisitKind::Emergency => EMERGENCY_ACUTE,
+            VisitKind::Inpatient => INPATIENT_ACUTE,
+        };
+        let mut pickable: Vec<((i32, &'static str), f64)> = list.to_vec();
+        for item in pickable.iter_mut() {
+            if item.0.0 == CYSTITIS && self.p.d.female {
+                item.1 *= 2.5;
+            }
+            let m = month_of(day);
+            let respiratory = matches!(
+                item.0.0,
+                VIRAL_SINUSITIS
+                    | ACUTE_BRONCHITIS
+                    | ACUTE_VIRAL_PHARYNGITIS
+                    | PNEUMONIA
+                    | STREP_THROAT
+            );
+            if respiratory && (m >= 11 || m <= 3) {
+                item.1 *= 1.8;
+            }
+        }
+        let (concept, icd) = *pick(self.rng, &pickable);
+        let resolve = day + int_in(self.rng, 5, 21) as i32;
+        self.condition(
+            v,
+            day,
+            secs,
+            concept,
+            icd,
+            true,
+            Some(resolve.min(end).max(day)),
+        );
+        match concept {
+            PNEUMONIA if chance(self.rng, 0.8) => self.procedure(v, day, secs + 1_800, CHEST_XRAY),
+            ACUTE_BRONCHITIS if p.kind != VisitKind::Outpatient && chance(self.rng, 0.5) => {
+                self.procedure(v, day, secs + 1_800, CHEST_XRAY)
+            }
+            FRACTURE_OF_FOREARM => self.procedure(v, day, secs + 2_400, BONE_IMMOBILIZATION),
+            _ => {}
+        }
+        (concept, icd)
+    }
+
+    /// A flare of a chronic respiratory or cardiac condition, or an acute condition when the
+    /// participant has none; returns the acute condition, if that is what it was.
+    fn exacerbation(
+        &mut self,
+        p: &Planned,
+        v: usize,
+        secs: i64,
+        end: i32,
+        history: &mut History,
+    ) -> Option<(i32, &'static str)> {
+        let (day, h) = (p.day, self.p.h);
+        let options: Vec<usize> = h
+            .chronic
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.onset <= day
+                    && matches!(
+                        c.concept,
+                        ASTHMA | COPD | EMPHYSEMA | CONGESTIVE_HEART_FAILURE | ATRIAL_FIBRILLATION
+                    )
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if options.is_empty() {
+            let list = if p.kind == VisitKind::Inpatient {
+                INPATIENT_ACUTE
+            } else {
+                EMERGENCY_ACUTE
+            };
+            let (concept, icd) = *pick(self.rng, list);
+            self.condition(v, day, secs, concept, icd, true, Some((day + 14).min(end)));
+            if concept == PNEUMONIA {
+                self.procedure(v, day, secs + 1_800, CHEST_XRAY);
+            }
+            return Some((concept, icd));
+        }
+        let i = options[int_in(self.rng, 0, options.len() as i64 - 1) as usize];
+        let c = &h.chronic[i];
+        history.diagnosed[i] = true;
+        self.condition(v, day, secs, c.concept, c.icd10, true, None);
+        match c.concept {
+            ASTHMA | COPD | EMPHYSEMA if chance(self.rng, 0.7) => {
+                self.prescribe(v, day, secs + 3_000, PREDNISONE_RX, end);
+            }
+            ATRIAL_FIBRILLATION => {
+                self.procedure(v, day, secs + 600, ECG);
+                if p.kind == VisitKind::Inpatient && chance(self.rng, 0.3) {
+                    self.procedure(v, day, secs + 7_200, CARDIOVERSION);
+                } else if p.kind == VisitKind::Inpatient && chance(self.rng, 0.1) {
+                    self.procedure(v, day, secs + 7_200, CATHETER_ABLATION);
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Known chronic conditions: the first visit records all prevalent ones; later visits
+    /// mention them now and then.
+    fn mention_chronic(&mut self, p: &Planned, v: usize, secs: i64, history: &mut History) {
+        let (day, h) = (p.day, self.p.h);
         for (i, c) in h.chronic.iter().enumerate() {
             if c.onset > day {
                 continue;
@@ -1945,120 +2177,120 @@ pub fn simulate(
                 VisitKind::Emergency => c.mention * 0.3,
                 VisitKind::Inpatient => (c.mention * 1.3).min(0.9),
             };
-            if !diagnosed[i] {
-                if p.kind == VisitKind::Outpatient || chance(ehr.rng, p_mention) {
-                    diagnosed[i] = true;
-                    ehr.condition(v, day, secs + 60, c.concept, c.icd10, false, None);
+            if !history.diagnosed[i] {
+                if p.kind == VisitKind::Outpatient || chance(self.rng, p_mention) {
+                    history.diagnosed[i] = true;
+                    self.condition(v, day, secs + 60, c.concept, c.icd10, false, None);
                 }
-            } else if chance(ehr.rng, p_mention) {
-                ehr.condition(v, day, secs + 60, c.concept, c.icd10, false, None);
+            } else if chance(self.rng, p_mention) {
+                self.condition(v, day, secs + 60, c.concept, c.icd10, false, None);
             }
         }
+    }
 
-        // Prescriptions.
+    /// Outpatient visits renew the treatment plans and treat the acute condition, and give the
+    /// season's flu shot; emergency visits treat the acute condition only.
+    fn prescriptions(
+        &mut self,
+        p: &Planned,
+        v: usize,
+        secs: i64,
+        acute: Option<(i32, &'static str)>,
+        end: i32,
+        history: &mut History,
+    ) {
+        let (day, d, h) = (p.day, self.p.d, self.p.h);
         if p.kind == VisitKind::Outpatient {
             let mut any = false;
             for c in &h.chronic {
                 for plan in &c.plans {
                     if plan.start <= day && day < plan.stop {
                         let first = plan.start == day;
-                        if first || chance(ehr.rng, 0.75) {
-                            ehr.prescribe(v, day, secs + 900, plan.drug, end);
+                        if first || chance(self.rng, 0.75) {
+                            self.prescribe(v, day, secs + 900, plan.drug, end);
                             any = true;
                         }
                     }
                 }
             }
             if let Some((concept, _)) = acute
-                && let Some(drug) = acute_treatment(ehr.rng, concept)
+                && let Some(drug) = acute_treatment(self.rng, concept)
             {
-                ehr.prescribe(v, day, secs + 900, drug, end);
+                self.prescribe(v, day, secs + 900, drug, end);
                 any = true;
             }
             let (y, m, _) = super::rng::civil_from_days(day);
             if m >= 9
-                && flu_season_done != y
-                && chance(ehr.rng, 0.35 + 0.005 * (d.age_on(day) as f64 - 40.0))
+                && history.flu_season_done != y
+                && chance(self.rng, 0.35 + 0.005 * (d.age_on(day) as f64 - 40.0))
             {
-                flu_season_done = y;
-                ehr.prescribe(v, day, secs + 1_200, FLU_SHOT, end);
+                history.flu_season_done = y;
+                self.prescribe(v, day, secs + 1_200, FLU_SHOT, end);
             }
-            if any && chance(ehr.rng, 0.15) {
-                ehr.procedure(v, day, secs + 1_500, MEDICATION_RECONCILIATION);
+            if any && chance(self.rng, 0.15) {
+                self.procedure(v, day, secs + 1_500, MEDICATION_RECONCILIATION);
             }
         } else if let Some((concept, _)) = acute
             && p.kind == VisitKind::Emergency
-            && let Some(drug) = acute_treatment(ehr.rng, concept)
+            && let Some(drug) = acute_treatment(self.rng, concept)
         {
-            ehr.prescribe(v, day, secs + 900, drug, end);
-        }
-
-        // Vitals and labs.
-        match p.kind {
-            VisitKind::Outpatient => {
-                if chance(ehr.rng, 0.8) {
-                    let weight = chance(ehr.rng, 0.65);
-                    ehr.vitals(v, day, secs, weight);
-                }
-            }
-            _ => ehr.vitals(v, day, secs, false),
-        }
-        let bleeding = matches!(p.reason, Reason::Event(EventKind::GiBleed));
-        ehr.labs(v, day, secs, p.kind, bleeding);
-
-        // Other procedures and observations.
-        if p.kind == VisitKind::Outpatient {
-            let age = d.age_on(day);
-            if (h.has_by(CORONARY_ARTERIOSCLEROSIS, day)
-                || h.has_by(ATRIAL_FIBRILLATION, day)
-                || age >= 55)
-                && chance(ehr.rng, 0.06)
-            {
-                ehr.procedure(v, day, secs + 1_800, ECG);
-            }
-            if d.female && age >= 65 && !bone_scan_done && chance(ehr.rng, 0.25) {
-                bone_scan_done = true;
-                ehr.procedure(v, day, secs + 2_400, BONE_DENSITY_SCAN);
-            }
-            if (h.has_by(DEPRESSIVE_DISORDER, day) || h.has_by(ANXIETY_DISORDER, day))
-                && chance(ehr.rng, 0.12)
-            {
-                let kind = if chance(ehr.rng, 0.5) {
-                    CBT
-                } else {
-                    PSYCHIATRIC_FOLLOW_UP
-                };
-                ehr.procedure(v, day, secs + 1_800, kind);
-            }
-            if (h.has_by(COPD, day) || h.has_by(EMPHYSEMA, day))
-                && !rehab_done
-                && chance(ehr.rng, 0.08)
-            {
-                rehab_done = true;
-                ehr.procedure(v, day, secs + 1_800, PULMONARY_REHABILITATION);
-            }
-            if !allergies_done {
-                allergies_done = true;
-                for (concept, code, p) in [
-                    (ALLERGY_TO_PEANUTS, "91935009", 0.02),
-                    (ALLERGY_TO_TREE_POLLEN, "419263009", 0.06),
-                    (LATEX_ALLERGY, "300916003", 0.015),
-                ] {
-                    if chance(ehr.rng, p) {
-                        ehr.observe(v, day, secs + 120, concept, code);
-                    }
-                }
-            }
-            if had_mi && chance(ehr.rng, 0.3) {
-                ehr.observe(v, day, secs + 120, HISTORY_OF_MI, "399211009");
-            }
-            if had_appendectomy && chance(ehr.rng, 0.2) {
-                ehr.observe(v, day, secs + 120, HISTORY_OF_APPENDECTOMY, "428251008");
-                had_appendectomy = false;
-            }
+            self.prescribe(v, day, secs + 900, drug, end);
         }
     }
-    ehr.rows
+
+    /// Other procedures and observations of an outpatient visit: screening, therapy, rehab,
+    /// allergies and history.
+    fn outpatient_extras(&mut self, v: usize, day: i32, secs: i64, history: &mut History) {
+        let (d, h) = (self.p.d, self.p.h);
+        let age = d.age_on(day);
+        if (h.has_by(CORONARY_ARTERIOSCLEROSIS, day)
+            || h.has_by(ATRIAL_FIBRILLATION, day)
+            || age >= 55)
+            && chance(self.rng, 0.06)
+        {
+            self.procedure(v, day, secs + 1_800, ECG);
+        }
+        if d.female && age >= 65 && !history.bone_scan_done && chance(self.rng, 0.25) {
+            history.bone_scan_done = true;
+            self.procedure(v, day, secs + 2_400, BONE_DENSITY_SCAN);
+        }
+        if (h.has_by(DEPRESSIVE_DISORDER, day) || h.has_by(ANXIETY_DISORDER, day))
+            && chance(self.rng, 0.12)
+        {
+            let kind = if chance(self.rng, 0.5) {
+                CBT
+            } else {
+                PSYCHIATRIC_FOLLOW_UP
+            };
+            self.procedure(v, day, secs + 1_800, kind);
+        }
+        if (h.has_by(COPD, day) || h.has_by(EMPHYSEMA, day))
+            && !history.rehab_done
+            && chance(self.rng, 0.08)
+        {
+            history.rehab_done = true;
+            self.procedure(v, day, secs + 1_800, PULMONARY_REHABILITATION);
+        }
+        if !history.allergies_done {
+            history.allergies_done = true;
+            for (concept, code, p) in [
+                (ALLERGY_TO_PEANUTS, "91935009", 0.02),
+                (ALLERGY_TO_TREE_POLLEN, "419263009", 0.06),
+                (LATEX_ALLERGY, "300916003", 0.015),
+            ] {
+                if chance(self.rng, p) {
+                    self.observe(v, day, secs + 120, concept, code);
+                }
+            }
+        }
+        if history.had_mi && chance(self.rng, 0.3) {
+            self.observe(v, day, secs + 120, HISTORY_OF_MI, "399211009");
+        }
+        if history.had_appendectomy && chance(self.rng, 0.2) {
+            self.observe(v, day, secs + 120, HISTORY_OF_APPENDECTOMY, "428251008");
+            history.had_appendectomy = false;
+        }
+    }
 }
 
 /// Physical measurements at enrollment (height, weight, BMI, blood pressure, heart rate).

@@ -3,224 +3,21 @@
 //! sort_date, domain_concept_id`. `First` ranks the events of the concept set before any other
 //! attribute filters them, as Circe does; every attribute this compiler does not evaluate is
 //! refused with its JSON path.
-
-use std::collections::BTreeSet;
-
 use arrow::datatypes::DataType;
 use datafusion::common::{Column, JoinType};
 use datafusion::dataframe::DataFrame;
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{Expr, ExprFunctionExt, cast, lit};
 
+use strata_engine::tables::events::{EventDomain as Domain, EventEnd as End, circe_domain};
+
 use super::Compiler;
-use super::json::Node;
+use super::exprs::{
+    Precision, add_days, concept_list, date, date_literal, date_range, days, days_between, in_ids,
+    int64, numeric_range, qc, text_filter, year,
+};
+use super::json::{Node, is_empty_group};
 use crate::cohort::CohortError;
-
-/// How a domain's end date is derived from its row.
-#[derive(Clone, Copy)]
-enum End {
-    /// The column as is.
-    Column(&'static str),
-    /// The column, or the start date plus one day when it is NULL.
-    OrNextDay(&'static str),
-    /// The start date plus one day.
-    NextDay,
-    /// `COALESCE(end, start + days_supply, start + 1)`.
-    Drug,
-}
-
-struct Domain {
-    key: &'static str,
-    table: &'static str,
-    /// `None`: the person id (death).
-    id: Option<&'static str>,
-    concept: Option<&'static str>,
-    source_concept: Option<&'static str>,
-    type_concept: Option<&'static str>,
-    start: &'static str,
-    end: End,
-    visit: bool,
-}
-
-const DOMAINS: &[Domain] = &[
-    Domain {
-        key: "ConditionOccurrence",
-        table: "condition_occurrence",
-        id: Some("condition_occurrence_id"),
-        concept: Some("condition_concept_id"),
-        source_concept: Some("condition_source_concept_id"),
-        type_concept: Some("condition_type_concept_id"),
-        start: "condition_start_date",
-        end: End::OrNextDay("condition_end_date"),
-        visit: true,
-    },
-    Domain {
-        key: "DrugExposure",
-        table: "drug_exposure",
-        id: Some("drug_exposure_id"),
-        concept: Some("drug_concept_id"),
-        source_concept: Some("drug_source_concept_id"),
-        type_concept: Some("drug_type_concept_id"),
-        start: "drug_exposure_start_date",
-        end: End::Drug,
-        visit: true,
-    },
-    Domain {
-        key: "ProcedureOccurrence",
-        table: "procedure_occurrence",
-        id: Some("procedure_occurrence_id"),
-        concept: Some("procedure_concept_id"),
-        source_concept: Some("procedure_source_concept_id"),
-        type_concept: Some("procedure_type_concept_id"),
-        start: "procedure_date",
-        end: End::NextDay,
-        visit: true,
-    },
-    Domain {
-        key: "Measurement",
-        table: "measurement",
-        id: Some("measurement_id"),
-        concept: Some("measurement_concept_id"),
-        source_concept: Some("measurement_source_concept_id"),
-        type_concept: Some("measurement_type_concept_id"),
-        start: "measurement_date",
-        end: End::NextDay,
-        visit: true,
-    },
-    Domain {
-        key: "Observation",
-        table: "observation",
-        id: Some("observation_id"),
-        concept: Some("observation_concept_id"),
-        source_concept: Some("observation_source_concept_id"),
-        type_concept: Some("observation_type_concept_id"),
-        start: "observation_date",
-        end: End::NextDay,
-        visit: true,
-    },
-    Domain {
-        key: "VisitOccurrence",
-        table: "visit_occurrence",
-        id: Some("visit_occurrence_id"),
-        concept: Some("visit_concept_id"),
-        source_concept: Some("visit_source_concept_id"),
-        type_concept: Some("visit_type_concept_id"),
-        start: "visit_start_date",
-        end: End::Column("visit_end_date"),
-        visit: true,
-    },
-    Domain {
-        key: "DeviceExposure",
-        table: "device_exposure",
-        id: Some("device_exposure_id"),
-        concept: Some("device_concept_id"),
-        source_concept: Some("device_source_concept_id"),
-        type_concept: Some("device_type_concept_id"),
-        start: "device_exposure_start_date",
-        end: End::OrNextDay("device_exposure_end_date"),
-        visit: true,
-    },
-    Domain {
-        key: "VisitDetail",
-        table: "visit_detail",
-        id: Some("visit_detail_id"),
-        concept: Some("visit_detail_concept_id"),
-        source_concept: Some("visit_detail_source_concept_id"),
-        type_concept: Some("visit_detail_type_concept_id"),
-        start: "visit_detail_start_date",
-        end: End::Column("visit_detail_end_date"),
-        visit: true,
-    },
-    Domain {
-        key: "Specimen",
-        table: "specimen",
-        id: Some("specimen_id"),
-        concept: Some("specimen_concept_id"),
-        source_concept: None,
-        type_concept: Some("specimen_type_concept_id"),
-        start: "specimen_date",
-        end: End::NextDay,
-        visit: false,
-    },
-    Domain {
-        key: "Death",
-        table: "death",
-        id: None,
-        concept: Some("cause_concept_id"),
-        source_concept: Some("cause_source_concept_id"),
-        type_concept: Some("death_type_concept_id"),
-        start: "death_date",
-        end: End::NextDay,
-        visit: false,
-    },
-    Domain {
-        key: "ObservationPeriod",
-        table: "observation_period",
-        id: Some("observation_period_id"),
-        concept: None,
-        source_concept: None,
-        type_concept: Some("period_type_concept_id"),
-        start: "observation_period_start_date",
-        end: End::Column("observation_period_end_date"),
-        visit: false,
-    },
-    Domain {
-        key: "ConditionEra",
-        table: "condition_era",
-        id: Some("condition_era_id"),
-        concept: Some("condition_concept_id"),
-        source_concept: None,
-        type_concept: None,
-        start: "condition_era_start_date",
-        end: End::Column("condition_era_end_date"),
-        visit: false,
-    },
-    Domain {
-        key: "DrugEra",
-        table: "drug_era",
-        id: Some("drug_era_id"),
-        concept: Some("drug_concept_id"),
-        source_concept: None,
-        type_concept: None,
-        start: "drug_era_start_date",
-        end: End::Column("drug_era_end_date"),
-        visit: false,
-    },
-];
-
-/// Columns of the row being filtered: `c` the domain row, `p` its person, `v` its visit.
-pub(super) fn qc(relation: &str, name: &str) -> Expr {
-    Expr::Column(Column::new(Some(relation), name))
-}
-
-pub(super) fn int64(e: Expr) -> Expr {
-    cast(e, DataType::Int64)
-}
-
-pub(super) fn date(e: Expr) -> Expr {
-    cast(e, DataType::Date32)
-}
-
-/// `e + days` for a date (`days` an integer expression).
-pub(super) fn add_days(e: Expr, days: Expr) -> Expr {
-    date(cast(date(e), DataType::Int32) + cast(days, DataType::Int32))
-}
-
-pub(super) fn days(n: i64) -> Expr {
-    lit(n as i32)
-}
-
-/// Whole days from `a` to `b`.
-pub(super) fn days_between(a: Expr, b: Expr) -> Expr {
-    int64(cast(date(b), DataType::Int32)) - int64(cast(date(a), DataType::Int32))
-}
-
-pub(super) fn year(e: Expr) -> Expr {
-    int64(datafusion::functions::expr_fn::date_part(
-        lit("year"),
-        date(e),
-    ))
-}
 
 impl Compiler<'_> {
     /// The events of one criteria object (`{"<Domain>": {...}}`), correlated criteria applied.
@@ -229,12 +26,12 @@ impl Compiler<'_> {
         let [(kind, body)] = entries.as_slice() else {
             return Err(node.invalid("a criteria object has exactly one domain key"));
         };
-        let Some(domain) = DOMAINS.iter().find(|d| d.key.eq_ignore_ascii_case(kind)) else {
+        let Some(domain) = circe_domain(kind) else {
             return Err(node.unsupported(&format!("criteria of kind {kind}")));
         };
         let events = Box::pin(self.domain_events(domain, body)).await?;
         match body.get("CorrelatedCriteria") {
-            Some(group) if !super::groups::is_empty_group(&group)? => {
+            Some(group) if !is_empty_group(&group)? => {
                 Box::pin(self.correlated_to_own_events(events, &group)).await
             }
             _ => Ok(events),
@@ -314,7 +111,7 @@ impl Compiler<'_> {
         // subquery); every other attribute filters after it.
         if let Some(codeset) = body.get("CodesetId") {
             if d.concept.is_none() {
-                return Err(codeset.unsupported(&format!("{} has no concept", d.key)));
+                return Err(codeset.unsupported(&format!("{} has no concept", d.circe)));
             }
             rows = rows.filter(self.in_codeset(qc_plain("c_concept"), &codeset)?)?;
         }
@@ -324,7 +121,7 @@ impl Compiler<'_> {
             rows = rows.filter(self.in_codeset(int64(qc_plain(source)), &codeset)?)?;
         }
         // Death has no `First` in Circe (the key is ignored there too).
-        if d.key != "Death" && body.flag("First")? {
+        if d.circe != "Death" && body.flag("First")? {
             rows = rows
                 .window(vec![
                     row_number()
@@ -387,11 +184,11 @@ impl Compiler<'_> {
         // unknown) and of an observation period's type, as in Circe.
         let user_date = |key: &str, real: &str| -> Result<Expr, CohortError> {
             match body.get("UserDefinedPeriod").and_then(|u| u.get(key)) {
-                Some(day) if d.key == "ObservationPeriod" => date_literal(&day),
+                Some(day) if d.circe == "ObservationPeriod" => date_literal(&day),
                 _ => Ok(qc("c", real)),
             }
         };
-        let counted_concept = match d.key {
+        let counted_concept = match d.circe {
             "Death" => {
                 datafusion::functions::expr_fn::coalesce(vec![qc("c", "c_concept"), lit(0_i64)])
             }
@@ -427,7 +224,7 @@ impl Compiler<'_> {
             let prefix = prefix(d);
             let typed = |suffix: &str| k == format!("{prefix}{suffix}").to_ascii_lowercase();
             match k.as_str() {
-                "occurrenceenddate" if d.key == "DrugExposure" => {
+                "occurrenceenddate" if d.circe == "DrugExposure" => {
                     // Circe's SQL compares a drug exposure's OccurrenceEndDate with its start
                     // date; evaluated the same way so cohorts agree with ATLAS.
                     f.predicates.push(date_range(c("c_start"), &value)?)
@@ -439,7 +236,7 @@ impl Compiler<'_> {
                 "occurrenceenddate" | "eraenddate" | "periodenddate" => {
                     f.predicates.push(date_range(c("c_end"), &value)?)
                 }
-                "age" if d.key == "VisitDetail" => {
+                "age" if d.circe == "VisitDetail" => {
                     // Circe ages a visit detail at its end date.
                     f.person = true;
                     f.predicates.push(numeric_range(
@@ -448,17 +245,19 @@ impl Compiler<'_> {
                         Precision::Whole,
                     )?);
                 }
-                "visitdetailstartdate" if d.key == "VisitDetail" => {
+                "visitdetailstartdate" if d.circe == "VisitDetail" => {
                     f.predicates.push(date_range(c("c_start"), &value)?)
                 }
-                "visitdetailenddate" if d.key == "VisitDetail" => {
+                "visitdetailenddate" if d.circe == "VisitDetail" => {
                     f.predicates.push(date_range(c("c_end"), &value)?)
                 }
-                "visitdetaillength" if d.key == "VisitDetail" => f.predicates.push(numeric_range(
-                    days_between(c("c_start"), c("c_end")),
-                    &value,
-                    Precision::Whole,
-                )?),
+                "visitdetaillength" if d.circe == "VisitDetail" => {
+                    f.predicates.push(numeric_range(
+                        days_between(c("c_start"), c("c_end")),
+                        &value,
+                        Precision::Whole,
+                    )?)
+                }
                 "providerspecialty" => {
                     f.provider = true;
                     f.predicates.push(concept_list(
@@ -472,14 +271,14 @@ impl Compiler<'_> {
                         self.concept_selection(int64(qc("pr", "specialty_concept_id")), &value)?,
                     );
                 }
-                "placeofservice" if matches!(d.key, "VisitOccurrence" | "VisitDetail") => {
+                "placeofservice" if matches!(d.circe, "VisitOccurrence" | "VisitDetail") => {
                     f.care_site = true;
                     f.predicates.push(concept_list(
                         int64(qc("cs", "place_of_service_concept_id")),
                         &value,
                     )?);
                 }
-                "placeofservicecs" if matches!(d.key, "VisitOccurrence" | "VisitDetail") => {
+                "placeofservicecs" if matches!(d.circe, "VisitOccurrence" | "VisitDetail") => {
                     f.care_site = true;
                     f.predicates.push(self.concept_selection(
                         int64(qc("cs", "place_of_service_concept_id")),
@@ -512,19 +311,19 @@ impl Compiler<'_> {
                     f.predicates
                         .push(self.concept_selection(int64(qc("p", "gender_concept_id")), &value)?);
                 }
-                "visittype" if d.key != "VisitOccurrence" => {
+                "visittype" if d.circe != "VisitOccurrence" => {
                     f.visit = true;
                     f.predicates
                         .push(concept_list(int64(qc("v", "visit_concept_id")), &value)?);
                 }
-                "visittypecs" if d.key != "VisitOccurrence" => {
+                "visittypecs" if d.circe != "VisitOccurrence" => {
                     f.visit = true;
                     f.predicates
                         .push(self.concept_selection(int64(qc("v", "visit_concept_id")), &value)?);
                 }
                 _ if d.source_concept.is_some() && typed("SourceConcept") => {}
                 "dateadjustment" => {}
-                "userdefinedperiod" if d.key == "ObservationPeriod" => {
+                "userdefinedperiod" if d.circe == "ObservationPeriod" => {
                     for key in ["StartDate", "EndDate"] {
                         if let Some(day) = value.get(key) {
                             let day = date_literal(&day)?;
@@ -565,8 +364,8 @@ impl Compiler<'_> {
         // with the bound rounded to 4 decimals.
         let numeric_range = |e: Expr, v: &Node<'_>| numeric_range(e, v, Precision::Decimal);
         let whole_range =
-            |e: Expr, v: &Node<'_>| super::criteria::numeric_range(e, v, Precision::Whole);
-        Ok(match (d.key, key) {
+            |e: Expr, v: &Node<'_>| super::exprs::numeric_range(e, v, Precision::Whole);
+        Ok(match (d.circe, key) {
             ("ConditionOccurrence", "conditionstatus") => {
                 concept_list(int64(c("condition_status_concept_id")), v)?
             }
@@ -699,134 +498,9 @@ fn qc_plain(name: &str) -> Expr {
     Expr::Column(Column::from_name(name))
 }
 
-pub(super) fn in_ids(e: Expr, ids: &BTreeSet<i64>) -> Expr {
-    if ids.is_empty() {
-        return lit(false);
-    }
-    e.in_list(ids.iter().map(|&i| lit(i)).collect(), false)
-}
-
-/// A list of `{CONCEPT_ID: …}` objects.
-pub(super) fn concept_list(e: Expr, v: &Node<'_>) -> Result<Expr, CohortError> {
-    let mut ids = BTreeSet::new();
-    for c in v.items()? {
-        ids.insert(
-            c.get("CONCEPT_ID")
-                .ok_or_else(|| c.invalid("CONCEPT_ID is needed"))?
-                .i64()?,
-        );
-    }
-    if ids.is_empty() {
-        // An empty list selects nothing in ATLAS's editor either way: no filter.
-        return Ok(lit(true));
-    }
-    Ok(in_ids(e, &ids))
-}
-
-/// How a `NumericRange` bound is compared.
-#[derive(Clone, Copy)]
-pub(super) enum Precision {
-    /// Its whole part (ages, counts, lengths, days).
-    Whole,
-    /// Rounded to 4 decimals (measured values).
-    Decimal,
-}
-
-/// `NumericRange {Value, Op, Extent}`.
-pub(super) fn numeric_range(
-    e: Expr,
-    v: &Node<'_>,
-    precision: Precision,
-) -> Result<Expr, CohortError> {
-    let value = |key: &str| -> Result<Expr, CohortError> {
-        let n = v
-            .get(key)
-            .ok_or_else(|| v.invalid(&format!("{key} is needed")))?;
-        let x = n.f64()?;
-        Ok(lit(match precision {
-            Precision::Whole => x.trunc(),
-            Precision::Decimal => (x * 1e4).round() / 1e4,
-        }))
-    };
-    let e = cast(e, DataType::Float64);
-    range(e, v, value)
-}
-
-/// `DateRange {Value: "YYYY-MM-DD", Op, Extent}`.
-pub(super) fn date_range(e: Expr, v: &Node<'_>) -> Result<Expr, CohortError> {
-    let value = |key: &str| -> Result<Expr, CohortError> {
-        let n = v
-            .get(key)
-            .ok_or_else(|| v.invalid(&format!("{key} is needed")))?;
-        date_literal(&n)
-    };
-    range(date(e), v, value)
-}
-
-fn range(
-    e: Expr,
-    v: &Node<'_>,
-    value: impl Fn(&str) -> Result<Expr, CohortError>,
-) -> Result<Expr, CohortError> {
-    let op = v.opt_str("Op")?.ok_or_else(|| v.invalid("Op is needed"))?;
-    Ok(match op {
-        "lt" => e.lt(value("Value")?),
-        "lte" => e.lt_eq(value("Value")?),
-        "eq" => e.eq(value("Value")?),
-        "!eq" => e.not_eq(value("Value")?),
-        "gt" => e.gt(value("Value")?),
-        "gte" => e.gt_eq(value("Value")?),
-        "bt" => e
-            .clone()
-            .gt_eq(value("Value")?)
-            .and(e.lt_eq(value("Extent")?)),
-        "!bt" => !e
-            .clone()
-            .gt_eq(value("Value")?)
-            .and(e.lt_eq(value("Extent")?)),
-        other => return Err(v.invalid(&format!("unknown Op {other:?}"))),
-    })
-}
-
-/// A date literal from `"YYYY-MM-DD"` (a time part, if any, is ignored).
-pub(super) fn date_literal(v: &Node<'_>) -> Result<Expr, CohortError> {
-    let text = v.str()?;
-    let day = text.get(..10).unwrap_or(text);
-    datafusion::common::ScalarValue::try_from_string(day.to_string(), &DataType::Date32)
-        .ok()
-        .filter(|d| !d.is_null())
-        .map(lit)
-        .ok_or_else(|| v.invalid("a date YYYY-MM-DD is needed"))
-}
-
-/// `TextFilter {Text, Op}`. As in Circe, the text is a LIKE pattern as given (`%` and `_` in it
-/// match anything), and an op other than the six known ones compares the whole text.
-pub(super) fn text_filter(e: Expr, v: &Node<'_>) -> Result<Expr, CohortError> {
-    let text = v.opt_str("Text")?.unwrap_or("");
-    let op = v.opt_str("Op")?.unwrap_or("");
-    let negated = op.starts_with('!');
-    let prefix = if op.ends_with("endsWith") || op.ends_with("contains") {
-        "%"
-    } else {
-        ""
-    };
-    let suffix = if op.ends_with("startsWith") || op.ends_with("contains") {
-        "%"
-    } else {
-        ""
-    };
-    Ok(Expr::Like(datafusion::logical_expr::expr::Like::new(
-        negated,
-        Box::new(e),
-        Box::new(lit(format!("{prefix}{text}{suffix}"))),
-        None,
-        false,
-    )))
-}
-
 /// The JSON key prefix of a domain's own attributes (`Condition`, `Drug`, `Visit`…).
 fn prefix(d: &Domain) -> &'static str {
-    d.key
+    d.circe
         .trim_end_matches("Occurrence")
         .trim_end_matches("Exposure")
 }
@@ -838,8 +512,8 @@ fn adjust_dates(rows: DataFrame, d: &Domain, a: &Node<'_>) -> Result<DataFrame, 
         let which = a.opt_str(key)?.unwrap_or(default);
         Ok(match which {
             // Death's dates are fixed whatever the adjustment says.
-            _ if d.key == "Death" && key == "StartWith" => qc_plain("c_start"),
-            _ if d.key == "Death" => qc_plain("c_end"),
+            _ if d.circe == "Death" && key == "StartWith" => qc_plain("c_start"),
+            _ if d.circe == "Death" => qc_plain("c_end"),
             "START_DATE" => qc_plain("c_start"),
             "END_DATE" => qc_plain("c_end"),
             other => {

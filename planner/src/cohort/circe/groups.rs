@@ -10,18 +10,9 @@ use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
 use datafusion::logical_expr::{Expr, col, lit};
 
 use super::Compiler;
-use super::criteria::{
-    Precision, add_days, concept_list, date_range, int64, numeric_range, qc, year,
-};
-use super::json::Node;
+use super::exprs::{Precision, add_days, concept_list, date_range, int64, numeric_range, qc, year};
+use super::json::{Node, is_empty_group};
 use crate::cohort::CohortError;
-
-/// Circe's `CriteriaGroup.isEmpty()`: no criteria, no demographic criteria, no groups.
-pub(super) fn is_empty_group(g: &Node<'_>) -> Result<bool, CohortError> {
-    Ok(g.list("CriteriaList")?.is_empty()
-        && g.list("DemographicCriteriaList")?.is_empty()
-        && g.list("Groups")?.is_empty())
-}
 
 fn keys(df: DataFrame, rel: &str) -> Result<DataFrame, CohortError> {
     Ok(df.select(vec![
@@ -284,7 +275,7 @@ impl Compiler<'_> {
     /// Events joined to the observation period holding their start date, with its dates.
     pub(super) async fn in_observation(&self, events: DataFrame) -> Result<DataFrame, CohortError> {
         let op = self.ctx.table("observation_period").await?.alias("op")?;
-        let start = |e| super::criteria::date(e);
+        let start = |e| super::exprs::date(e);
         Ok(events
             .alias("q")?
             .join_on(

@@ -138,3 +138,10 @@ impl<'a> Node<'a> {
         }
     }
 }
+
+/// Circe's `CriteriaGroup.isEmpty()`: no criteria, no demographic criteria, no groups.
+pub(super) fn is_empty_group(g: &Node<'_>) -> Result<bool, CohortError> {
+    Ok(g.list("CriteriaList")?.is_empty()
+        && g.list("DemographicCriteriaList")?.is_empty()
+        && g.list("Groups")?.is_empty())
+}

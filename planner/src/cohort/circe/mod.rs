@@ -9,6 +9,7 @@
 
 mod concepts;
 mod criteria;
+mod exprs;
 mod groups;
 mod json;
 
@@ -27,7 +28,7 @@ use serde_json::Value;
 
 use super::CohortError;
 use concepts::Codesets;
-use criteria::{add_days, date, date_literal, qc};
+use exprs::{add_days, date, date_literal, int64, qc};
 use json::Node;
 
 pub(crate) struct Compiler<'a> {
@@ -182,7 +183,7 @@ impl Compiler<'_> {
                 op,
                 JoinType::Inner,
                 [
-                    qc("e", "person_id").eq(criteria::int64(qc("op", "person_id"))),
+                    qc("e", "person_id").eq(int64(qc("op", "person_id"))),
                     qc("e", "start_date").gt_eq(op_start()),
                     qc("e", "start_date").lt_eq(op_end()),
                 ],
@@ -236,7 +237,7 @@ impl Compiler<'_> {
             return Ok(primary);
         };
         let mut events = primary;
-        if !groups::is_empty_group(&group)? {
+        if !json::is_empty_group(&group)? {
             let kept = self.group(&group, &events).await?;
             events = groups::semi(events, kept, true)?;
         }
@@ -261,7 +262,7 @@ impl Compiler<'_> {
             let Some(group) = rule.get("expression") else {
                 continue;
             };
-            if groups::is_empty_group(&group)? {
+            if json::is_empty_group(&group)? {
                 continue;
             }
             let kept = self.group(&group, &qualified).await?;
@@ -403,11 +404,11 @@ impl Compiler<'_> {
             .table("drug_exposure")
             .await?
             .filter(
-                self.in_codeset(criteria::int64(col("drug_concept_id")), &codeset)?
-                    .or(self.in_codeset(criteria::int64(col("drug_source_concept_id")), &codeset)?),
+                self.in_codeset(int64(col("drug_concept_id")), &codeset)?
+                    .or(self.in_codeset(int64(col("drug_source_concept_id")), &codeset)?),
             )?
             .select(vec![
-                criteria::int64(col("person_id")).alias("person_id"),
+                int64(col("person_id")).alias("person_id"),
                 start().alias("start_date"),
                 end.alias("end_date"),
             ])?

@@ -14,12 +14,12 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Date32Array, Float64Array, Int32Array, Int64Array, StringArray,
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, StringArray,
     TimestampMicrosecondArray,
 };
 use chrono::{Datelike, NaiveDate};
 
-use super::cdm::ColType;
+use strata_engine::tables::ColumnType;
 
 /// Why a value could not be read: the row (0-based inside the array) and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ fn is_null_token(s: &str) -> bool {
 }
 
 /// Parses one column of text into its CDM type.
-pub fn convert(values: &StringArray, ty: ColType) -> Result<ArrayRef, BadValue> {
+pub fn convert(values: &StringArray, ty: ColumnType) -> Result<ArrayRef, BadValue> {
     fn each<T>(
         values: &StringArray,
         expected: &'static str,
@@ -58,22 +58,29 @@ pub fn convert(values: &StringArray, ty: ColType) -> Result<ArrayRef, BadValue> 
         Ok(out)
     }
     Ok(match ty {
-        ColType::Text => Arc::new(values.clone()),
-        ColType::Id => Arc::new(Int64Array::from(each(values, "an integer", parse_int)?)),
-        ColType::ConceptId | ColType::Integer => {
+        ColumnType::Text => Arc::new(values.clone()),
+        ColumnType::Id | ColumnType::BigInt => {
+            Arc::new(Int64Array::from(each(values, "an integer", parse_int)?))
+        }
+        ColumnType::ConceptId | ColumnType::Int => {
             let parse = |s: &str| parse_int(s).and_then(|v| i32::try_from(v).ok());
             Arc::new(Int32Array::from(each(values, "a 32-bit integer", parse)?))
         }
-        ColType::Number => Arc::new(Float64Array::from(each(values, "a number", parse_float)?)),
-        ColType::Date => Arc::new(Date32Array::from(each(
+        ColumnType::Number => Arc::new(Float64Array::from(each(values, "a number", parse_float)?)),
+        ColumnType::Date => Arc::new(Date32Array::from(each(
             values,
             "a date (YYYY-MM-DD)",
             parse_date,
         )?)),
-        ColType::DateTime => Arc::new(TimestampMicrosecondArray::from(each(
+        ColumnType::Datetime => Arc::new(TimestampMicrosecondArray::from(each(
             values,
             "a datetime (YYYY-MM-DD HH:MM:SS)",
             parse_datetime,
+        )?)),
+        ColumnType::Flag => Arc::new(BooleanArray::from(each(
+            values,
+            "true or false",
+            parse_flag,
         )?)),
     })
 }
@@ -88,6 +95,15 @@ pub fn parse_int(s: &str) -> Option<i64> {
         return None;
     }
     int.parse::<i64>().ok()
+}
+
+/// `true`/`false` as SQL dumps, R and pandas spell them, or `1`/`0`.
+pub fn parse_flag(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" => Some(true),
+        "false" | "f" | "0" => Some(false),
+        _ => None,
+    }
 }
 
 pub fn parse_float(s: &str) -> Option<f64> {
@@ -217,7 +233,7 @@ mod tests {
                 Some("NA"),
                 Some("\\N"),
             ]),
-            ColType::Id,
+            ColumnType::Id,
         )
         .unwrap();
         let a = a.as_primitive::<Int64Type>();
@@ -225,17 +241,17 @@ mod tests {
             a.iter().collect::<Vec<_>>(),
             vec![Some(1), Some(2), Some(3), None, None, None]
         );
-        let err = convert(&text(&[Some("1"), Some("1.5")]), ColType::Id).unwrap_err();
+        let err = convert(&text(&[Some("1"), Some("1.5")]), ColumnType::Id).unwrap_err();
         assert_eq!(err.row, 1);
-        assert!(convert(&text(&[Some("abc")]), ColType::ConceptId).is_err());
-        assert!(convert(&text(&[Some("3000000000")]), ColType::ConceptId).is_err());
-        let c = convert(&text(&[Some("8507")]), ColType::ConceptId).unwrap();
+        assert!(convert(&text(&[Some("abc")]), ColumnType::ConceptId).is_err());
+        assert!(convert(&text(&[Some("3000000000")]), ColumnType::ConceptId).is_err());
+        let c = convert(&text(&[Some("8507")]), ColumnType::ConceptId).unwrap();
         assert_eq!(c.as_primitive::<Int32Type>().value(0), 8507);
     }
 
     #[test]
     fn text_is_never_inferred() {
-        let a = convert(&text(&[Some("0123"), Some("NA")]), ColType::Text).unwrap();
+        let a = convert(&text(&[Some("0123"), Some("NA")]), ColumnType::Text).unwrap();
         let a = a.as_string::<i32>();
         assert_eq!(a.value(0), "0123");
         assert_eq!(a.value(1), "NA");
@@ -251,7 +267,7 @@ mod tests {
         assert_eq!(parse_date("2019-02-29"), None);
         assert_eq!(parse_date("31/01/2020"), None);
         assert_eq!(parse_date("2020-01-01x"), None);
-        let a = convert(&text(&[Some("2099-12-31"), Some("")]), ColType::Date).unwrap();
+        let a = convert(&text(&[Some("2099-12-31"), Some("")]), ColumnType::Date).unwrap();
         assert_eq!(a.as_primitive::<Date32Type>().value(0), 47_481);
         assert!(a.is_null(1));
     }
@@ -270,7 +286,7 @@ mod tests {
         );
         assert_eq!(parse_datetime("1970-01-01 25:00:00"), None);
         assert_eq!(parse_datetime("yesterday"), None);
-        let a = convert(&text(&[Some("2000-01-01 12:00:00")]), ColType::DateTime).unwrap();
+        let a = convert(&text(&[Some("2000-01-01 12:00:00")]), ColumnType::Datetime).unwrap();
         assert_eq!(
             a.as_primitive::<TimestampMicrosecondType>().value(0),
             946_728_000_000_000
@@ -282,7 +298,7 @@ mod tests {
         assert_eq!(parse_float("1.5"), Some(1.5));
         assert_eq!(parse_float("-2e3"), Some(-2000.0));
         assert_eq!(parse_float("x"), None);
-        let a = convert(&text(&[Some("NaN"), Some("7")]), ColType::Number).unwrap();
+        let a = convert(&text(&[Some("NaN"), Some("7")]), ColumnType::Number).unwrap();
         assert!(a.is_null(0));
     }
 }

@@ -47,8 +47,8 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use strata_engine::writer::{DatasetWriter, Layout, TableSpec};
 
-use self::cdm::ColType;
-use crate::error::{Result, TestdataError};
+use crate::error::{IngestError, Result};
+use strata_engine::tables::ColumnType;
 
 /// Memory the sort of one table may hold before it spills to disk.
 pub const SORT_MEMORY: usize = 2 << 30;
@@ -93,7 +93,7 @@ pub async fn import_omop(opts: &OmopImportOptions) -> Result<ImportSummary> {
                 .push(write_table(&ctx, &mut dataset, table).await?);
             bar.inc(1);
         }
-        Ok::<_, TestdataError>(())
+        Ok::<_, IngestError>(())
     }
     .await;
     // Cleared on failure too, so the error line stands alone.
@@ -156,12 +156,12 @@ struct Source {
     files: Vec<PathBuf>,
 }
 
-fn input_err(msg: impl Into<String>) -> TestdataError {
-    TestdataError::Input(msg.into())
+fn input_err(msg: impl Into<String>) -> IngestError {
+    IngestError::Input(msg.into())
 }
 
 /// An error about one source file, on one line.
-fn file_err(path: &Path, err: impl Display) -> TestdataError {
+fn file_err(path: &Path, err: impl Display) -> IngestError {
     let text = err.to_string();
     let mut line = strata_engine::error::first_line(&text);
     for prefix in [
@@ -213,9 +213,9 @@ fn is_hidden(name: &str) -> bool {
 
 /// Data files under a folder of parts (Spark's `part-*.parquet`, skipping `_SUCCESS`, `.crc`).
 fn part_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| TestdataError::io(dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| IngestError::io(dir, e))?;
     for entry in entries {
-        let entry = entry.map_err(|e| TestdataError::io(dir, e))?;
+        let entry = entry.map_err(|e| IngestError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().to_string();
         if is_hidden(&name) {
             continue;
@@ -243,10 +243,10 @@ fn discover(from: &Path) -> Result<Vec<Source>> {
             from.display()
         )));
     }
-    let entries = std::fs::read_dir(from).map_err(|e| TestdataError::io(from, e))?;
+    let entries = std::fs::read_dir(from).map_err(|e| IngestError::io(from, e))?;
     let mut by_table: BTreeMap<String, Source> = BTreeMap::new();
     for entry in entries {
-        let entry = entry.map_err(|e| TestdataError::io(from, e))?;
+        let entry = entry.map_err(|e| IngestError::io(from, e))?;
         let name = entry.file_name().to_string_lossy().to_string();
         if is_hidden(&name) {
             continue;
@@ -332,7 +332,10 @@ enum Plan {
     /// Parquet, read with its own types; `df` already renames columns to lowercase.
     Parquet { df: DataFrame },
     /// CSV read as text, typed column by column into `schema`.
-    Csv { df: DataFrame, types: Vec<ColType> },
+    Csv {
+        df: DataFrame,
+        types: Vec<ColumnType>,
+    },
 }
 
 struct PlannedTable {
@@ -390,7 +393,7 @@ fn abbreviate(cols: &[String]) -> String {
 }
 
 fn path_arg(path: &Path, dir: bool) -> Result<String> {
-    let abs = std::path::absolute(path).map_err(|e| TestdataError::io(path, e))?;
+    let abs = std::path::absolute(path).map_err(|e| IngestError::io(path, e))?;
     let mut s = abs.to_string_lossy().to_string();
     if dir && !s.ends_with('/') {
         s.push('/');
@@ -403,22 +406,19 @@ fn path_arg(path: &Path, dir: bool) -> Result<String> {
 /// footer arithmetic of the reader with a nonsense length).
 fn check_parquet(path: &Path) -> Result<()> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path).map_err(|e| TestdataError::io(path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| TestdataError::io(path, e))?
-        .len();
+    let mut file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let len = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
     if len < 12 {
         return Err(file_err(path, "not a Parquet file (too short)"));
     }
     let mut head = [0u8; 4];
     let mut tail = [0u8; 8];
     file.read_exact(&mut head)
-        .map_err(|e| TestdataError::io(path, e))?;
+        .map_err(|e| IngestError::io(path, e))?;
     file.seek(SeekFrom::End(-8))
-        .map_err(|e| TestdataError::io(path, e))?;
+        .map_err(|e| IngestError::io(path, e))?;
     file.read_exact(&mut tail)
-        .map_err(|e| TestdataError::io(path, e))?;
+        .map_err(|e| IngestError::io(path, e))?;
     if &head != b"PAR1" {
         return Err(file_err(path, "not a Parquet file (no PAR1 magic number)"));
     }
@@ -533,7 +533,7 @@ async fn plan(ctx: &SessionContext, source: &Source) -> Result<PlannedTable> {
                     .map(|n| Field::new(n, DataType::Utf8, true))
                     .collect::<Vec<_>>(),
             );
-            let types: Vec<ColType> = lowered
+            let types: Vec<ColumnType> = lowered
                 .iter()
                 .map(|n| cdm::column_type(&source.table, n))
                 .collect();
@@ -587,11 +587,11 @@ struct CsvHeader {
 
 /// Reads and splits the header line of a CSV file, sniffing its delimiter.
 fn read_csv_header(path: &Path) -> Result<CsvHeader> {
-    let file = std::fs::File::open(path).map_err(|e| TestdataError::io(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
     let mut line = Vec::new();
     BufReader::new(file)
         .read_until(b'\n', &mut line)
-        .map_err(|e| TestdataError::io(path, e))?;
+        .map_err(|e| IngestError::io(path, e))?;
     let line =
         String::from_utf8(line).map_err(|_| file_err(path, "the header line is not UTF-8 text"))?;
     let line = line
@@ -693,7 +693,7 @@ impl PartitionStream for OneShot {
 fn typed_csv_stream(
     raw: SendableRecordBatchStream,
     schema: SchemaRef,
-    types: Vec<ColType>,
+    types: Vec<ColumnType>,
     bad: Arc<Mutex<Option<String>>>,
 ) -> SendableRecordBatchStream {
     let mut rows_before = 0usize;
@@ -743,7 +743,7 @@ async fn write_table(
     let spec = TableSpec::standard(&name, &schema);
     let sorted = spec.layout == Layout::Person;
     let bad = Arc::new(Mutex::new(None::<String>));
-    let err = |e: DataFusionError| -> TestdataError {
+    let err = |e: DataFusionError| -> IngestError {
         match bad.lock().ok().and_then(|s| s.clone()) {
             Some(msg) => file_err(&path, msg),
             None => file_err(&path, e),
