@@ -19,12 +19,12 @@
 use std::collections::BTreeSet;
 
 use super::genomics::{self, Genome};
+use super::ids::*;
 use super::people::{Demographics, PLANTED, Race, Smoking};
 use super::rng::{
     Rand, chance, exponential, int_in, logistic, month_of, normal, normal_clamped, pick, poisson,
     uniform, years,
 };
-use super::vocabulary::id::*;
 
 /// Row ids: `person_id * ROW_ID_STRIDE + n`, n = 1, 2, … per participant and table.
 pub const ROW_ID_STRIDE: i64 = 10_000;

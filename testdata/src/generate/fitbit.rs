@@ -8,10 +8,10 @@
 //! steps relate to health outcomes the way they do in real cohorts.
 
 use super::ehr::{Health, Physiology, Traits};
+use super::ids::*;
 use super::people::Demographics;
 use super::rng::{Rand, at, chance, int_in, normal, normal_clamped, poisson, uniform, weekday};
 use super::tables::ChunkTables;
-use super::vocabulary::id::*;
 
 struct Night {
     day: i32,

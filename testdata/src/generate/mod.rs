@@ -62,6 +62,7 @@
 mod ehr;
 mod fitbit;
 mod genomics;
+mod ids;
 mod participant;
 mod people;
 mod rng;

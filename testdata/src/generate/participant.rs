@@ -12,11 +12,11 @@ use super::ehr::{
 };
 use super::fitbit;
 use super::genomics;
+use super::ids::*;
 use super::people::{Demographics, PLANTED, Race, demographics};
 use super::rng::{at, chance, int_in, rng_for, stream};
 use super::survey::{self, HealthSummary, RACE};
 use super::tables::ChunkTables;
-use super::vocabulary::id::*;
 
 pub struct Context<'a> {
     pub seed: u64,

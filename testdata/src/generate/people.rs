@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
+use super::ids as id;
 use super::rng::{
     Rand, chance, days_from_civil, int_in, normal, pick, rng_for, stream, uniform, years_between,
 };
-use super::vocabulary::id;
 
 /// Last day of data: the dataset's "CDR cutoff".
 pub const CUTOFF: i32 = days_from_civil(2023, 6, 30);

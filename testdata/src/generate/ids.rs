@@ -1,0 +1,208 @@
+//! Concept ids used by the generator: the vocabulary it writes and every table that refers
+//! to it read them here.
+
+// Metadata, demographics
+pub const NO_MATCHING_CONCEPT: i32 = 0;
+pub const MALE: i32 = 8507;
+pub const FEMALE: i32 = 8532;
+pub const WHITE: i32 = 8527;
+pub const BLACK: i32 = 8516;
+pub const ASIAN: i32 = 8515;
+pub const AIAN: i32 = 8657;
+pub const NHPI: i32 = 8557;
+pub const OTHER_RACE: i32 = 8522;
+pub const HISPANIC: i32 = 38003563;
+pub const NOT_HISPANIC: i32 = 38003564;
+
+// Visits, places
+pub const INPATIENT_VISIT: i32 = 9201;
+pub const OUTPATIENT_VISIT: i32 = 9202;
+pub const ER_VISIT: i32 = 9203;
+pub const PLACE_ER: i32 = 8870;
+pub const PLACE_HOME: i32 = 8536;
+
+// Type concepts
+pub const TYPE_EHR: i32 = 32817;
+pub const TYPE_EHR_ENCOUNTER_DIAGNOSIS: i32 = 32020;
+pub const TYPE_EHR_PRESCRIPTION: i32 = 32838;
+pub const TYPE_PERIOD_HEALTHCARE: i32 = 44814724;
+pub const TYPE_SURVEY: i32 = 45905771;
+pub const TYPE_PHYSICAL_EXAM: i32 = 44818701;
+pub const STATUS_PRIMARY_DIAGNOSIS: i32 = 32902;
+pub const STATUS_SECONDARY_DIAGNOSIS: i32 = 32908;
+pub const ROUTE_ORAL: i32 = 4132161;
+
+// Units
+pub const UNIT_PERCENT: i32 = 8554;
+pub const UNIT_MMHG: i32 = 8876;
+pub const UNIT_KG_M2: i32 = 9531;
+pub const UNIT_KG: i32 = 9529;
+pub const UNIT_CM: i32 = 8582;
+pub const UNIT_MG_DL: i32 = 8840;
+pub const UNIT_PER_MIN: i32 = 8541;
+pub const UNIT_G_DL: i32 = 8713;
+pub const UNIT_MMOL_L: i32 = 8753;
+
+// Condition hierarchy (SNOMED)
+pub const CLINICAL_FINDING: i32 = 441840;
+pub const DISEASE: i32 = 4274025;
+pub const CARDIOVASCULAR_DISORDER: i32 = 134057;
+pub const HEART_DISEASE: i32 = 321588;
+pub const RESPIRATORY_DISORDER: i32 = 320136;
+pub const DIABETES_MELLITUS: i32 = 201820;
+pub const T2DM: i32 = 201826;
+pub const T1DM: i32 = 201254;
+pub const HYPERTENSIVE_DISORDER: i32 = 316866;
+pub const ESSENTIAL_HYPERTENSION: i32 = 320128;
+pub const HYPERLIPIDEMIA: i32 = 432867;
+pub const OBESITY: i32 = 433736;
+pub const ASTHMA: i32 = 317009;
+pub const COPD: i32 = 255573;
+pub const EMPHYSEMA: i32 = 261325;
+pub const DEPRESSIVE_DISORDER: i32 = 440383;
+pub const ANXIETY_DISORDER: i32 = 442077;
+pub const GERD: i32 = 318800;
+pub const OSTEOARTHRITIS: i32 = 80180;
+pub const ISCHEMIC_HEART_DISEASE: i32 = 4185932;
+pub const CORONARY_ARTERIOSCLEROSIS: i32 = 317576;
+pub const MYOCARDIAL_INFARCTION: i32 = 4329847;
+pub const ATRIAL_FIBRILLATION: i32 = 313217;
+pub const CONGESTIVE_HEART_FAILURE: i32 = 319835;
+pub const CEREBROVASCULAR_ACCIDENT: i32 = 381316;
+pub const CHRONIC_KIDNEY_DISEASE: i32 = 46271022;
+pub const HYPOTHYROIDISM: i32 = 140673;
+pub const ALZHEIMERS: i32 = 378419;
+pub const BREAST_CANCER: i32 = 4112853;
+pub const SLEEP_APNEA: i32 = 313459;
+pub const RHEUMATOID_ARTHRITIS: i32 = 80809;
+pub const OSTEOPOROSIS: i32 = 80502;
+pub const SEASONAL_ALLERGIC_RHINITIS: i32 = 4280726;
+pub const BRONCHITIS: i32 = 256451;
+pub const ACUTE_BRONCHITIS: i32 = 260139;
+pub const VIRAL_SINUSITIS: i32 = 40481087;
+pub const ACUTE_VIRAL_PHARYNGITIS: i32 = 4112343;
+pub const STREP_THROAT: i32 = 28060;
+pub const OTITIS_MEDIA: i32 = 372328;
+pub const PNEUMONIA: i32 = 255848;
+pub const CYSTITIS: i32 = 195588;
+pub const SPRAIN_OF_ANKLE: i32 = 81151;
+pub const CONCUSSION: i32 = 378001;
+pub const FRACTURE_OF_FOREARM: i32 = 4278672;
+pub const GI_HEMORRHAGE: i32 = 192671;
+pub const GI_HEMORRHAGE_ICD10: i32 = 35208414;
+pub const PEPTIC_ULCER: i32 = 4027663;
+pub const GALLSTONE: i32 = 196456;
+pub const ACUTE_CHOLECYSTITIS: i32 = 198809;
+pub const APPENDICITIS: i32 = 440448;
+// Planted rare conditions (see the module doc of `generate`)
+pub const FAMILIAL_ALZHEIMERS_EARLY_ONSET: i32 = 4043241;
+pub const CYSTIC_FIBROSIS: i32 = 441267;
+pub const MULTIPLE_SCLEROSIS: i32 = 374919;
+pub const MYASTHENIA_GRAVIS: i32 = 76685;
+pub const SYSTEMIC_LUPUS: i32 = 257628;
+pub const ANGIODYSPLASIA_OF_STOMACH: i32 = 4310024;
+
+// Drugs (RxNorm ingredients and products, CVX)
+pub const METFORMIN: i32 = 1503297;
+pub const METFORMIN_ER_500: i32 = 40163924;
+pub const INSULIN_GLARGINE: i32 = 1502905;
+pub const LISINOPRIL: i32 = 1308216;
+pub const AMLODIPINE: i32 = 1332418;
+pub const AMLODIPINE_5: i32 = 1332419;
+pub const ATORVASTATIN: i32 = 1545958;
+pub const ATORVASTATIN_80: i32 = 1545959;
+pub const SIMVASTATIN: i32 = 1539403;
+pub const SIMVASTATIN_20: i32 = 1539411;
+pub const ALBUTEROL: i32 = 1154343;
+pub const ALBUTEROL_INHALER: i32 = 1154615;
+pub const FLUTICASONE: i32 = 1149380;
+pub const SALMETEROL: i32 = 1137529;
+pub const FLUTICASONE_SALMETEROL_INHALER: i32 = 40169281;
+pub const SERTRALINE: i32 = 739138;
+pub const CELECOXIB: i32 = 1118084;
+pub const CELECOXIB_200: i32 = 1118088;
+pub const CELECOXIB_200_NDC: i32 = 44923712;
+pub const DICLOFENAC: i32 = 1124300;
+pub const DICLOFENAC_75: i32 = 40162359;
+pub const DICLOFENAC_75_NDC: i32 = 45011828;
+pub const NAPROXEN: i32 = 1115008;
+pub const NAPROXEN_500: i32 = 19019273;
+pub const IBUPROFEN: i32 = 1177480;
+pub const IBUPROFEN_200: i32 = 19078461;
+pub const ACETAMINOPHEN: i32 = 1125315;
+pub const ACETAMINOPHEN_325: i32 = 1127433;
+pub const AMOXICILLIN: i32 = 1713332;
+pub const AMOXICILLIN_500: i32 = 19073188;
+pub const CLAVULANATE: i32 = 1759842;
+pub const AMOXICILLIN_CLAVULANATE: i32 = 1713671;
+pub const DOXYCYCLINE: i32 = 1738521;
+pub const DOXYCYCLINE_100: i32 = 46233710;
+pub const ASPIRIN: i32 = 1112807;
+pub const ASPIRIN_81: i32 = 19059056;
+pub const CLOPIDOGREL: i32 = 1322184;
+pub const CLOPIDOGREL_75: i32 = 19075601;
+pub const WARFARIN: i32 = 1310149;
+pub const WARFARIN_5: i32 = 40163554;
+pub const LEVOTHYROXINE: i32 = 1501700;
+pub const LEVOTHYROXINE_75MCG: i32 = 40174880;
+pub const DONEPEZIL: i32 = 715997;
+pub const DONEPEZIL_10: i32 = 40223768;
+pub const PREDNISONE: i32 = 1551099;
+pub const PREDNISONE_5: i32 = 1551192;
+pub const METHOTREXATE: i32 = 1305058;
+pub const METHOTREXATE_10: i32 = 19007333;
+pub const NITROGLYCERIN: i32 = 1361711;
+pub const NITROGLYCERIN_SPRAY: i32 = 19126352;
+pub const CETIRIZINE: i32 = 1149196;
+pub const CETIRIZINE_10: i32 = 40228214;
+pub const OMEPRAZOLE: i32 = 923645;
+pub const FLU_VACCINE: i32 = 40213154;
+pub const NITROFURANTOIN: i32 = 920293;
+pub const NITROFURANTOIN_50: i32 = 920334;
+pub const ALENDRONATE: i32 = 1557272;
+pub const ALENDRONATE_10: i32 = 40173590;
+pub const DORNASE_ALFA: i32 = 1125443;
+pub const DORNASE_ALFA_INHALANT: i32 = 19029476;
+
+// Procedures (SNOMED)
+pub const BLOOD_DRAW: i32 = 4218408;
+pub const ECG: i32 = 4163951;
+pub const CHEST_XRAY: i32 = 4163872;
+pub const PCI: i32 = 4216130;
+pub const CABG: i32 = 4336464;
+pub const TRANSFUSION: i32 = 4108705;
+pub const APPENDECTOMY: i32 = 4198190;
+pub const CHOLECYSTECTOMY: i32 = 4242997;
+pub const LAP_CHOLECYSTECTOMY: i32 = 4163971;
+pub const BONE_DENSITY_SCAN: i32 = 4195803;
+pub const MEDICATION_RECONCILIATION: i32 = 4326177;
+pub const CBT: i32 = 4043071;
+pub const PSYCHIATRIC_FOLLOW_UP: i32 = 4230209;
+pub const PULMONARY_REHABILITATION: i32 = 4035793;
+pub const CARDIOVERSION: i32 = 4078793;
+pub const CATHETER_ABLATION: i32 = 4057420;
+pub const SUTURE_WOUND: i32 = 4125906;
+pub const BONE_IMMOBILIZATION: i32 = 4170947;
+
+// Measurements (LOINC)
+pub const HBA1C: i32 = 3004410;
+pub const SYSTOLIC_BP: i32 = 3004249;
+pub const DIASTOLIC_BP: i32 = 3012888;
+pub const BMI: i32 = 3038553;
+pub const BODY_WEIGHT: i32 = 3025315;
+pub const BODY_HEIGHT: i32 = 3036277;
+pub const HEART_RATE: i32 = 3027018;
+pub const TOTAL_CHOLESTEROL: i32 = 3027114;
+pub const LDL_CHOLESTEROL: i32 = 3028437;
+pub const HDL_CHOLESTEROL: i32 = 3007070;
+pub const TRIGLYCERIDES: i32 = 3022192;
+pub const GLUCOSE: i32 = 3004501;
+pub const CREATININE: i32 = 3016723;
+pub const HEMOGLOBIN: i32 = 3000963;
+
+// EHR observations (SNOMED)
+pub const HISTORY_OF_MI: i32 = 4163874;
+pub const HISTORY_OF_APPENDECTOMY: i32 = 4323208;
+pub const ALLERGY_TO_PEANUTS: i32 = 4240902;
+pub const ALLERGY_TO_TREE_POLLEN: i32 = 4306014;
+pub const LATEX_ALLERGY: i32 = 4102123;
