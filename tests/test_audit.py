@@ -61,6 +61,7 @@ def test_every_request_leaves_a_record(audit_server, mint_token):
         assert r["workspace"] == "ws-cancer-42"
         assert r["tables"] == ["person:registered"]
         assert len(r["visa_ids"]) == 3
+        assert r["door"] == "flight"
         assert len(r["statement_sha256"]) == 64 and len(r["plan_sha256"]) == 64
     assert start["outcome"] == "started" and start["rows"] is None
     assert end["outcome"] == "ok" and end["rows"] == rows and end["bytes"] > 0

@@ -12,7 +12,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from circe_reference import CirceReference, load
-from helpers import duck_query
+from helpers import duck_query, run_sql, wait_for
 
 T = 20
 SERVICE = "strata.v1.CohortService"
@@ -419,3 +419,30 @@ def test_person_item_parameters_are_alternatives(gen_server, gen_duck):
     literal = json.dumps(d).replace("'", "''")
     got = {r["person_id"] for r in gen_server.query(f"SELECT person_id FROM cohort('{literal}')").to_pylist()}
     assert got == want
+
+
+def test_audit_records_name_the_door_a_request_came_through(client, mint_token, gen_passport_server):
+    """Every door calls the same query service; its records say which door (DESIGN.md, Audit)."""
+    token = mint_token("controlled", "cs-doors", "--ttl", "1d")
+    definition, _ = PROGRAM_ITEMS["variant-by-gene-or-rsid"]
+    client.call("CountParticipants", token, definition_json=json.dumps(definition))
+    run_sql(gen_passport_server, token, "SELECT COUNT(*) AS n FROM person")
+    with pytest.raises(grpc.RpcError):
+        client.call("CountParticipants", mint_token("controlled", "cs-doors", "--forge"),
+                    definition_json=json.dumps(definition))
+
+    def mine():
+        lines = gen_passport_server.audit_path.read_text().splitlines()
+        return [r for r in map(json.loads, lines) if r["sub"] == "cs-doors" or r["action"] == "authenticate"]
+
+    def ends_of_both_doors():
+        doors = {(r["door"], r["action"]) for r in mine() if r["phase"] == "end"}
+        return ("cohort", "cohort_count") in doors and any(d == "flight" for d, _ in doors)
+
+    wait_for(ends_of_both_doors, timeout=10, what="end records of both doors")
+    records = mine()
+    assert {r["door"] for r in records if r["action"].startswith("cohort_")} == {"cohort"}
+    assert {r["door"] for r in records if r["action"].startswith(("execute_", "plan_", "prepare"))} == {"flight"}
+    # A refused passport is recorded at the door it knocked on, without its claims.
+    refused = [r for r in records if r["action"] == "authenticate" and r["door"] == "cohort"]
+    assert refused and all(r["sub"] == "" and r["outcome"] == "unauthenticated" for r in refused)
