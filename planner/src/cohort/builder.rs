@@ -11,8 +11,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use arrow::datatypes::DataType;
 use datafusion::dataframe::DataFrame;
-use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::logical_expr::{Expr, cast, col, lit};
 use datafusion::prelude::SessionContext;
 use serde_json::Value;
 use strata_engine::tables::events::{EventDomain, cohort_builder_domain};
@@ -445,140 +446,22 @@ async fn modified(
     modifiers: &[&Value],
     path: &str,
 ) -> Result<DataFrame, CohortError> {
-    use arrow::datatypes::DataType;
-    use datafusion::logical_expr::cast;
-    let (table, date) = (domain.table, domain.start);
     let mut events = events;
     let mut occurrences: Option<(String, Vec<f64>, String)> = None;
     for (i, m) in modifiers.iter().enumerate() {
-        let mpath = format!("{path}[{i}]");
-        let name = m.get("name").and_then(Value::as_str).unwrap_or("");
-        let operator = m
-            .get("operator")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let operands: Vec<String> = m
-            .get("operands")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|o| {
-                o.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| o.to_string())
-            })
-            .collect();
-        let numbers = || numeric_operands(m, &mpath);
-        match name {
-            "EVENT_DATE" => {
-                let dates: Vec<Expr> = operands
-                    .iter()
-                    .map(|o| cast(lit(o.clone()), DataType::Date32))
-                    .collect();
-                let c = col(date);
-                let cond = match (operator.as_str(), dates.as_slice()) {
-                    ("BETWEEN", [a, b]) => c.between(a.clone(), b.clone()),
-                    ("GREATER_THAN", [a]) => c.gt(a.clone()),
-                    ("GREATER_THAN_OR_EQUAL_TO", [a]) => c.gt_eq(a.clone()),
-                    ("LESS_THAN", [a]) => c.lt(a.clone()),
-                    ("LESS_THAN_OR_EQUAL_TO", [a]) => c.lt_eq(a.clone()),
-                    ("EQUAL", [a]) => c.eq(a.clone()),
-                    _ => {
-                        return Err(unsupported(
-                            &format!("{mpath}.operator"),
-                            &format!("{operator} with {} dates", dates.len()),
-                        ));
-                    }
-                };
-                events = events.filter(cond)?;
-            }
-            "ENCOUNTERS" => {
-                let ids: Vec<Expr> = numbers()?.into_iter().map(|v| lit(v as i64)).collect();
-                if table == "visit_occurrence" {
-                    events = events.filter(
-                        cast(col("visit_concept_id"), DataType::Int64).in_list(ids, false),
-                    )?;
-                } else {
-                    let visits = ctx
-                        .table("visit_occurrence")
-                        .await?
-                        .filter(cast(col("visit_concept_id"), DataType::Int64).in_list(ids, false))?
-                        .select(vec![
-                            col("visit_occurrence_id").alias("__visit"),
-                            col("person_id").alias("__visit_person"),
-                        ])?;
-                    // The participant's own visit: a cohort row depends on no one else.
-                    events = events.join_on(
-                        visits,
-                        datafusion::common::JoinType::LeftSemi,
-                        [
-                            col("visit_occurrence_id").eq(col("__visit")),
-                            col("person_id").eq(col("__visit_person")),
-                        ],
-                    )?;
-                }
-            }
+        let m = Modifier::of(m, format!("{path}[{i}]"));
+        match m.name {
+            "EVENT_DATE" => events = events.filter(event_date(&m, domain.start)?)?,
+            "ENCOUNTERS" => events = encounters(ctx, events, domain.table, &m).await?,
             "AGE_AT_EVENT" => {
-                let bounds = numbers()?;
-                // Joined on the person key under its own name, so that disclosure control
-                // sees the join is within one participant.
-                let person = ctx.table("person").await?;
-                // Whole years on the event's date from the full birth date (a missing month
-                // or day counts as 1). Registered views carry no month or day of birth: there
-                // the birth date is January 1st of the year of birth.
-                let part = |name: &str, d: Expr| {
-                    cast(
-                        datafusion::functions::expr_fn::date_part(lit(name.to_string()), d),
-                        DataType::Int64,
-                    )
-                };
-                let birth_part = |c: &str| {
-                    if person.schema().has_column_with_unqualified_name(c) {
-                        datafusion::functions::expr_fn::coalesce(vec![
-                            cast(col(format!("person.{c}")), DataType::Int64),
-                            lit(1_i64),
-                        ])
-                    } else {
-                        lit(1_i64)
-                    }
-                };
-                let (birth_month, birth_day) =
-                    (birth_part("month_of_birth"), birth_part("day_of_birth"));
-                let mut columns = vec![col("person.person_id"), col("person.year_of_birth")];
-                for c in ["month_of_birth", "day_of_birth"] {
-                    if person.schema().has_column_with_unqualified_name(c) {
-                        columns.push(col(format!("person.{c}")));
-                    }
-                }
-                let people = person.select(columns)?;
-                let event = || col(format!("{table}.{date}"));
-                let before_birthday =
-                    part("month", event())
-                        .lt(birth_month.clone())
-                        .or(part("month", event())
-                            .eq(birth_month)
-                            .and(part("day", event()).lt(birth_day)));
-                let age = part("year", event())
-                    - cast(col("person.year_of_birth"), DataType::Int64)
-                    - datafusion::logical_expr::when(before_birthday, lit(1_i64))
-                        .otherwise(lit(0_i64))?;
-                let cond = compare(age, &operator, &bounds, &format!("{mpath}.operator"), true)?;
-                events = events.join_on(
-                    people,
-                    datafusion::common::JoinType::LeftSemi,
-                    [
-                        col(format!("{table}.person_id")).eq(col("person.person_id")),
-                        cond,
-                    ],
-                )?;
+                events = age_at_event(ctx, events, (domain.table, domain.start), &m).await?;
             }
             "NUM_OF_OCCURRENCES" => {
-                occurrences = Some((operator.clone(), numbers()?, mpath.clone()));
+                occurrences = Some((m.operator.clone(), m.numbers()?, m.path.clone()));
             }
             other => {
                 return Err(unsupported(
-                    &format!("{mpath}.name"),
+                    &format!("{}.name", m.path),
                     &format!("modifier {other}"),
                 ));
             }
@@ -586,18 +469,172 @@ async fn modified(
     }
     let events = events.select(vec![
         cast(col("person_id"), DataType::Int64).alias("person_id"),
-        cast(col(date), DataType::Date32).alias(ENTRY_DATE),
+        cast(col(domain.start), DataType::Date32).alias(ENTRY_DATE),
         cast(col("visit_occurrence_id"), DataType::Int64).alias(VISIT),
         cast(col(concept), DataType::Int64).alias("__concept"),
     ])?;
-    let keep = || -> Result<DataFrame, CohortError> {
-        Ok(events
-            .clone()
-            .select_columns(&["person_id", ENTRY_DATE, VISIT])?)
+    let events = match occurrences {
+        Some((operator, bounds, mpath)) => occurring_often(events, &operator, &bounds, &mpath)?,
+        None => events,
     };
-    let Some((operator, bounds, mpath)) = occurrences else {
-        return keep();
+    Ok(events.select_columns(&["person_id", ENTRY_DATE, VISIT])?)
+}
+
+/// One entry of an item's `modifiers`.
+struct Modifier<'a> {
+    value: &'a Value,
+    name: &'a str,
+    operator: String,
+    path: String,
+}
+
+impl<'a> Modifier<'a> {
+    fn of(value: &'a Value, path: String) -> Self {
+        let text = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or("");
+        Modifier {
+            value,
+            name: text("name"),
+            operator: text("operator").to_string(),
+            path,
+        }
+    }
+
+    fn numbers(&self) -> Result<Vec<f64>, CohortError> {
+        numeric_operands(self.value, &self.path)
+    }
+}
+
+/// EVENT_DATE: the event's start date against the operands (ISO dates).
+fn event_date(m: &Modifier, date: &str) -> Result<Expr, CohortError> {
+    let dates: Vec<Expr> = (m.value.get("operands").and_then(Value::as_array))
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            o.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| o.to_string())
+        })
+        .map(|o| cast(lit(o), DataType::Date32))
+        .collect();
+    let c = col(date);
+    Ok(match (m.operator.as_str(), dates.as_slice()) {
+        ("BETWEEN", [a, b]) => c.between(a.clone(), b.clone()),
+        ("GREATER_THAN", [a]) => c.gt(a.clone()),
+        ("GREATER_THAN_OR_EQUAL_TO", [a]) => c.gt_eq(a.clone()),
+        ("LESS_THAN", [a]) => c.lt(a.clone()),
+        ("LESS_THAN_OR_EQUAL_TO", [a]) => c.lt_eq(a.clone()),
+        ("EQUAL", [a]) => c.eq(a.clone()),
+        _ => {
+            return Err(unsupported(
+                &format!("{}.operator", m.path),
+                &format!("{} with {} dates", m.operator, dates.len()),
+            ));
+        }
+    })
+}
+
+/// ENCOUNTERS: the events during a visit of one of the operands' visit concepts.
+async fn encounters(
+    ctx: &SessionContext,
+    events: DataFrame,
+    table: &str,
+    m: &Modifier<'_>,
+) -> Result<DataFrame, CohortError> {
+    let ids: Vec<Expr> = m.numbers()?.into_iter().map(|v| lit(v as i64)).collect();
+    let of_kind = cast(col("visit_concept_id"), DataType::Int64).in_list(ids, false);
+    if table == "visit_occurrence" {
+        return Ok(events.filter(of_kind)?);
+    }
+    // The participant's own visit: a cohort row depends on no one else.
+    let own_visit = [
+        col("visit_occurrence_id").eq(col("__visit")),
+        col("person_id").eq(col("__visit_person")),
+    ];
+    let visits = ctx.table("visit_occurrence").await?.filter(of_kind)?;
+    let keys = vec![
+        col("visit_occurrence_id").alias("__visit"),
+        col("person_id").alias("__visit_person"),
+    ];
+    let semi = datafusion::common::JoinType::LeftSemi;
+    Ok(events.join_on(visits.select(keys)?, semi, own_visit)?)
+}
+
+/// AGE_AT_EVENT: the events at which the participant's age compares with the operands.
+async fn age_at_event(
+    ctx: &SessionContext,
+    events: DataFrame,
+    (table, date): (&str, &str),
+    m: &Modifier<'_>,
+) -> Result<DataFrame, CohortError> {
+    let bounds = m.numbers()?;
+    // Joined on the person key under its own name, so that disclosure control sees the join is
+    // within one participant.
+    let person = ctx.table("person").await?;
+    let age = age_on(&person, col(format!("{table}.{date}")))?;
+    let cond = compare(
+        age,
+        &m.operator,
+        &bounds,
+        &format!("{}.operator", m.path),
+        true,
+    )?;
+    let mut columns = vec![col("person.person_id"), col("person.year_of_birth")];
+    for c in ["month_of_birth", "day_of_birth"] {
+        if person.schema().has_column_with_unqualified_name(c) {
+            columns.push(col(format!("person.{c}")));
+        }
+    }
+    let people = person.select(columns)?;
+    Ok(events.join_on(
+        people,
+        datafusion::common::JoinType::LeftSemi,
+        [
+            col(format!("{table}.person_id")).eq(col("person.person_id")),
+            cond,
+        ],
+    )?)
+}
+
+/// Whole years on `day` from the full birth date in `person` (a missing month or day counts as
+/// 1). Registered views carry no month or day of birth: there the birth date is January 1st of
+/// the year of birth.
+fn age_on(person: &DataFrame, day: Expr) -> Result<Expr, CohortError> {
+    let part = |name: &str, d: Expr| {
+        cast(
+            datafusion::functions::expr_fn::date_part(lit(name.to_string()), d),
+            DataType::Int64,
+        )
     };
+    let birth_part = |c: &str| {
+        if person.schema().has_column_with_unqualified_name(c) {
+            datafusion::functions::expr_fn::coalesce(vec![
+                cast(col(format!("person.{c}")), DataType::Int64),
+                lit(1_i64),
+            ])
+        } else {
+            lit(1_i64)
+        }
+    };
+    let (birth_month, birth_day) = (birth_part("month_of_birth"), birth_part("day_of_birth"));
+    let before_birthday =
+        part("month", day.clone())
+            .lt(birth_month.clone())
+            .or(part("month", day.clone())
+                .eq(birth_month)
+                .and(part("day", day.clone()).lt(birth_day)));
+    Ok(part("year", day)
+        - cast(col("person.year_of_birth"), DataType::Int64)
+        - datafusion::logical_expr::when(before_birthday, lit(1_i64)).otherwise(lit(0_i64))?)
+}
+
+/// NUM_OF_OCCURRENCES: the events of the participant's concepts that occur on enough distinct
+/// dates.
+fn occurring_often(
+    events: DataFrame,
+    operator: &str,
+    bounds: &[f64],
+    mpath: &str,
+) -> Result<DataFrame, CohortError> {
     // Per participant and concept, over distinct dates: an intermediate that never leaves the
     // server, so counted with the planner's internal function.
     let dates =
@@ -615,25 +652,22 @@ async fn modified(
     )?;
     let cond = compare(
         cast(col("__n"), DataType::Int64),
-        &operator,
-        &bounds,
+        operator,
+        bounds,
         &format!("{mpath}.operator"),
         true,
     )?;
-    // The events of the participant's concepts that occur often enough.
     let often = counted.filter(cond)?.select(vec![
         col("person_id").alias("__often_person"),
         col("__concept").alias("__often_concept"),
     ])?;
-    Ok(events
-        .join(
-            often,
-            datafusion::common::JoinType::LeftSemi,
-            &["person_id", "__concept"],
-            &["__often_person", "__often_concept"],
-            None,
-        )?
-        .select_columns(&["person_id", ENTRY_DATE, VISIT])?)
+    Ok(events.join(
+        often,
+        datafusion::common::JoinType::LeftSemi,
+        &["person_id", "__concept"],
+        &["__often_person", "__often_concept"],
+        None,
+    )?)
 }
 
 /// The program's own data: survey answers, physical measurements, Fitbit and whole-genome

@@ -16,7 +16,10 @@ use super::ids::*;
 use super::people::{Demographics, PLANTED, Race, demographics};
 use super::rng::{at, chance, int_in, rng_for, stream};
 use super::survey::{self, HealthSummary, RACE};
-use super::tables::ChunkTables;
+use super::tables::{
+    ChunkTables, ConditionOccurrence, DrugExposure, Measurement, Observation, ProcedureOccurrence,
+    VisitOccurrence,
+};
 
 pub struct Context<'a> {
     pub seed: u64,
@@ -230,176 +233,210 @@ fn clamp_secs(secs: i64) -> i64 {
 /// Sorts the participant's EHR rows by date, numbers them, appends them to the builders and
 /// returns the observation period covering all of them.
 fn flush(pid: i64, rows: &mut Rows, out: &mut ChunkTables) -> (i32, i32) {
-    let mut first = i32::MAX;
-    let mut last = i32::MIN;
-    let mut cover = |from: i32, to: i32| {
-        first = first.min(from);
-        last = last.max(to);
-    };
-    let visit_id = |v: usize| row_id(pid, v);
-
-    let t = &mut out.visit_occurrence;
-    for (i, v) in rows.visits.iter().enumerate() {
-        cover(v.start, v.end);
-        t.visit_occurrence_id.append_value(visit_id(i));
-        t.person_id.append_value(pid);
-        t.visit_concept_id.append_value(v.kind.concept());
-        t.visit_start_date.append_value(v.start);
-        t.visit_start_datetime
-            .append_value(at(v.start, clamp_secs(v.start_secs)));
-        t.visit_end_date.append_value(v.end);
-        t.visit_end_datetime
-            .append_value(at(v.end, clamp_secs(v.end_secs)));
-        t.visit_type_concept_id.append_value(TYPE_EHR);
-        t.provider_id.append_option(v.provider);
-        t.care_site_id.append_option(v.care_site);
-        t.visit_source_value.append_value(v.kind.source_value());
-        t.visit_source_concept_id.append_value(NO_MATCHING_CONCEPT);
-        t.admitted_from_concept_id
-            .append_value(v.admitted_from.unwrap_or(NO_MATCHING_CONCEPT));
-        t.admitted_from_source_value
-            .append_option(v.admitted_from.map(|_| "ED"));
-        t.discharged_to_concept_id
-            .append_value(v.discharged_to.unwrap_or(NO_MATCHING_CONCEPT));
-        t.discharged_to_source_value
-            .append_option(v.discharged_to.map(|_| "HOME"));
-        t.preceding_visit_occurrence_id
-            .append_option((i > 0).then(|| visit_id(i - 1)));
-    }
-    let provider = |v: usize| rows.visits[v].provider;
-
+    // Visits keep the order they were drawn in: the other rows point at them by index.
     rows.conditions.sort_by_key(|r| (r.day, r.secs));
-    let t = &mut out.condition_occurrence;
-    for (i, r) in rows.conditions.iter().enumerate() {
-        cover(r.day, r.end.unwrap_or(r.day));
-        t.condition_occurrence_id.append_value(row_id(pid, i));
-        t.person_id.append_value(pid);
-        t.condition_concept_id.append_value(r.concept);
-        t.condition_start_date.append_value(r.day);
-        t.condition_start_datetime
-            .append_value(at(r.day, clamp_secs(r.secs)));
-        t.condition_end_date.append_option(r.end);
-        t.condition_end_datetime
-            .append_option(r.end.map(|e| at(e, 0)));
-        t.condition_type_concept_id
-            .append_value(TYPE_EHR_ENCOUNTER_DIAGNOSIS);
-        t.condition_status_concept_id.append_value(r.status);
-        t.stop_reason.append_null();
-        t.provider_id.append_option(provider(r.visit));
-        t.visit_occurrence_id.append_value(visit_id(r.visit));
-        t.visit_detail_id.append_null();
-        t.condition_source_value.append_value(r.source);
-        t.condition_source_concept_id.append_value(r.source_concept);
-        t.condition_status_source_value
-            .append_value(if r.status == STATUS_PRIMARY_DIAGNOSIS {
-                "primary"
-            } else {
-                "secondary"
-            });
-    }
-
     rows.drugs.sort_by_key(|r| (r.day, r.secs));
-    let t = &mut out.drug_exposure;
-    for (i, r) in rows.drugs.iter().enumerate() {
-        cover(r.day, r.end);
-        t.drug_exposure_id.append_value(row_id(pid, i));
-        t.person_id.append_value(pid);
-        t.drug_concept_id.append_value(r.drug.concept);
-        t.drug_exposure_start_date.append_value(r.day);
-        t.drug_exposure_start_datetime
-            .append_value(at(r.day, clamp_secs(r.secs)));
-        t.drug_exposure_end_date.append_value(r.end);
-        t.drug_exposure_end_datetime.append_value(at(r.end, 0));
-        t.verbatim_end_date.append_null();
-        t.drug_type_concept_id.append_value(TYPE_EHR_PRESCRIPTION);
-        t.stop_reason.append_null();
-        t.refills.append_value(r.refills);
-        t.quantity.append_value(r.drug.quantity);
-        t.days_supply.append_value(r.drug.days_supply);
-        t.sig.append_value(r.drug.sig);
-        t.route_concept_id.append_value(if r.drug.oral {
-            ROUTE_ORAL
-        } else {
-            NO_MATCHING_CONCEPT
-        });
-        t.lot_number.append_null();
-        t.provider_id.append_option(provider(r.visit));
-        t.visit_occurrence_id.append_value(visit_id(r.visit));
-        t.visit_detail_id.append_null();
-        t.drug_source_value.append_value(r.drug.source_value);
-        t.drug_source_concept_id.append_value(r.drug.source_concept);
-        t.route_source_value
-            .append_option(r.drug.oral.then_some("oral"));
-        t.dose_unit_source_value.append_null();
-    }
-
     rows.procedures.sort_by_key(|r| (r.day, r.secs));
-    let t = &mut out.procedure_occurrence;
-    for (i, r) in rows.procedures.iter().enumerate() {
-        cover(r.day, r.day);
-        t.procedure_occurrence_id.append_value(row_id(pid, i));
-        t.person_id.append_value(pid);
-        t.procedure_concept_id.append_value(r.concept);
-        t.procedure_date.append_value(r.day);
-        t.procedure_datetime
-            .append_value(at(r.day, clamp_secs(r.secs)));
-        t.procedure_end_date.append_null();
-        t.procedure_end_datetime.append_null();
-        t.procedure_type_concept_id.append_value(TYPE_EHR);
-        t.modifier_concept_id.append_value(NO_MATCHING_CONCEPT);
-        t.quantity.append_value(1);
-        t.provider_id.append_option(provider(r.visit));
-        t.visit_occurrence_id.append_value(visit_id(r.visit));
-        t.visit_detail_id.append_null();
-        t.procedure_source_value
-            .append_value(procedure_code(r.concept));
-        t.procedure_source_concept_id
-            .append_value(NO_MATCHING_CONCEPT);
-        t.modifier_source_value.append_null();
-    }
-
     rows.measurements.sort_by_key(|r| (r.day, r.secs));
-    let t = &mut out.measurement;
-    for (i, r) in rows.measurements.iter().enumerate() {
-        measurement(t, pid, i, r, rows.visits.as_slice());
-        cover(r.day, r.day);
-    }
-
     rows.observations.sort_by_key(|r| (r.day, r.secs));
-    let t = &mut out.observation;
-    for (i, r) in rows.observations.iter().enumerate() {
-        cover(r.day, r.day);
-        t.observation_id.append_value(row_id(pid, i));
-        t.person_id.append_value(pid);
-        t.observation_concept_id.append_value(r.concept);
-        t.observation_date.append_value(r.day);
-        t.observation_datetime
-            .append_value(at(r.day, clamp_secs(r.secs)));
-        t.observation_type_concept_id.append_value(r.type_concept);
-        t.value_as_number.append_null();
-        t.value_as_string.append_option(r.value_string);
-        t.value_as_concept_id
-            .append_value(r.value_concept.unwrap_or(NO_MATCHING_CONCEPT));
-        t.qualifier_concept_id.append_value(NO_MATCHING_CONCEPT);
-        t.unit_concept_id.append_value(NO_MATCHING_CONCEPT);
-        t.provider_id.append_option(r.visit.and_then(provider));
-        t.visit_occurrence_id.append_option(r.visit.map(visit_id));
-        t.visit_detail_id.append_null();
-        t.observation_source_value.append_value(r.source);
-        t.observation_source_concept_id
-            .append_value(r.source_concept);
-        t.unit_source_value.append_null();
-        t.qualifier_source_value.append_null();
-        t.value_source_value.append_option(r.value_source);
-        t.observation_event_id.append_null();
-        t.obs_event_field_concept_id
-            .append_value(NO_MATCHING_CONCEPT);
+
+    let visits = rows.visits.as_slice();
+    for (i, v) in visits.iter().enumerate() {
+        visit(&mut out.visit_occurrence, pid, i, v);
     }
-    (first, last)
+    for (i, r) in rows.conditions.iter().enumerate() {
+        condition(&mut out.condition_occurrence, pid, i, r, visits);
+    }
+    for (i, r) in rows.drugs.iter().enumerate() {
+        drug(&mut out.drug_exposure, pid, i, r, visits);
+    }
+    for (i, r) in rows.procedures.iter().enumerate() {
+        procedure(&mut out.procedure_occurrence, pid, i, r, visits);
+    }
+    for (i, r) in rows.measurements.iter().enumerate() {
+        measurement(&mut out.measurement, pid, i, r, visits);
+    }
+    for (i, r) in rows.observations.iter().enumerate() {
+        observation(&mut out.observation, pid, i, r, visits);
+    }
+    observation_period(rows)
+}
+
+/// The first and last day any of the participant's EHR rows covers.
+fn observation_period(rows: &Rows) -> (i32, i32) {
+    let spans = (rows.visits.iter().map(|v| (v.start, v.end)))
+        .chain(
+            rows.conditions
+                .iter()
+                .map(|r| (r.day, r.end.unwrap_or(r.day))),
+        )
+        .chain(rows.drugs.iter().map(|r| (r.day, r.end)))
+        .chain(rows.procedures.iter().map(|r| (r.day, r.day)))
+        .chain(rows.measurements.iter().map(|r| (r.day, r.day)))
+        .chain(rows.observations.iter().map(|r| (r.day, r.day)));
+    spans.fold((i32::MAX, i32::MIN), |(first, last), (from, to)| {
+        (first.min(from), last.max(to))
+    })
+}
+
+fn visit(t: &mut VisitOccurrence, pid: i64, i: usize, v: &ehr::VisitRow) {
+    t.visit_occurrence_id.append_value(row_id(pid, i));
+    t.person_id.append_value(pid);
+    t.visit_concept_id.append_value(v.kind.concept());
+    t.visit_start_date.append_value(v.start);
+    t.visit_start_datetime
+        .append_value(at(v.start, clamp_secs(v.start_secs)));
+    t.visit_end_date.append_value(v.end);
+    t.visit_end_datetime
+        .append_value(at(v.end, clamp_secs(v.end_secs)));
+    t.visit_type_concept_id.append_value(TYPE_EHR);
+    t.provider_id.append_option(v.provider);
+    t.care_site_id.append_option(v.care_site);
+    t.visit_source_value.append_value(v.kind.source_value());
+    t.visit_source_concept_id.append_value(NO_MATCHING_CONCEPT);
+    t.admitted_from_concept_id
+        .append_value(v.admitted_from.unwrap_or(NO_MATCHING_CONCEPT));
+    t.admitted_from_source_value
+        .append_option(v.admitted_from.map(|_| "ED"));
+    t.discharged_to_concept_id
+        .append_value(v.discharged_to.unwrap_or(NO_MATCHING_CONCEPT));
+    t.discharged_to_source_value
+        .append_option(v.discharged_to.map(|_| "HOME"));
+    t.preceding_visit_occurrence_id
+        .append_option((i > 0).then(|| row_id(pid, i - 1)));
+}
+
+fn condition(
+    t: &mut ConditionOccurrence,
+    pid: i64,
+    i: usize,
+    r: &ehr::ConditionRow,
+    visits: &[ehr::VisitRow],
+) {
+    t.condition_occurrence_id.append_value(row_id(pid, i));
+    t.person_id.append_value(pid);
+    t.condition_concept_id.append_value(r.concept);
+    t.condition_start_date.append_value(r.day);
+    t.condition_start_datetime
+        .append_value(at(r.day, clamp_secs(r.secs)));
+    t.condition_end_date.append_option(r.end);
+    t.condition_end_datetime
+        .append_option(r.end.map(|e| at(e, 0)));
+    t.condition_type_concept_id
+        .append_value(TYPE_EHR_ENCOUNTER_DIAGNOSIS);
+    t.condition_status_concept_id.append_value(r.status);
+    t.stop_reason.append_null();
+    t.provider_id.append_option(visits[r.visit].provider);
+    t.visit_occurrence_id.append_value(row_id(pid, r.visit));
+    t.visit_detail_id.append_null();
+    t.condition_source_value.append_value(r.source);
+    t.condition_source_concept_id.append_value(r.source_concept);
+    t.condition_status_source_value
+        .append_value(if r.status == STATUS_PRIMARY_DIAGNOSIS {
+            "primary"
+        } else {
+            "secondary"
+        });
+}
+
+fn drug(t: &mut DrugExposure, pid: i64, i: usize, r: &ehr::DrugRow, visits: &[ehr::VisitRow]) {
+    t.drug_exposure_id.append_value(row_id(pid, i));
+    t.person_id.append_value(pid);
+    t.drug_concept_id.append_value(r.drug.concept);
+    t.drug_exposure_start_date.append_value(r.day);
+    t.drug_exposure_start_datetime
+        .append_value(at(r.day, clamp_secs(r.secs)));
+    t.drug_exposure_end_date.append_value(r.end);
+    t.drug_exposure_end_datetime.append_value(at(r.end, 0));
+    t.verbatim_end_date.append_null();
+    t.drug_type_concept_id.append_value(TYPE_EHR_PRESCRIPTION);
+    t.stop_reason.append_null();
+    t.refills.append_value(r.refills);
+    t.quantity.append_value(r.drug.quantity);
+    t.days_supply.append_value(r.drug.days_supply);
+    t.sig.append_value(r.drug.sig);
+    t.route_concept_id.append_value(if r.drug.oral {
+        ROUTE_ORAL
+    } else {
+        NO_MATCHING_CONCEPT
+    });
+    t.lot_number.append_null();
+    t.provider_id.append_option(visits[r.visit].provider);
+    t.visit_occurrence_id.append_value(row_id(pid, r.visit));
+    t.visit_detail_id.append_null();
+    t.drug_source_value.append_value(r.drug.source_value);
+    t.drug_source_concept_id.append_value(r.drug.source_concept);
+    t.route_source_value
+        .append_option(r.drug.oral.then_some("oral"));
+    t.dose_unit_source_value.append_null();
+}
+
+fn procedure(
+    t: &mut ProcedureOccurrence,
+    pid: i64,
+    i: usize,
+    r: &ehr::ProcedureRow,
+    visits: &[ehr::VisitRow],
+) {
+    t.procedure_occurrence_id.append_value(row_id(pid, i));
+    t.person_id.append_value(pid);
+    t.procedure_concept_id.append_value(r.concept);
+    t.procedure_date.append_value(r.day);
+    t.procedure_datetime
+        .append_value(at(r.day, clamp_secs(r.secs)));
+    t.procedure_end_date.append_null();
+    t.procedure_end_datetime.append_null();
+    t.procedure_type_concept_id.append_value(TYPE_EHR);
+    t.modifier_concept_id.append_value(NO_MATCHING_CONCEPT);
+    t.quantity.append_value(1);
+    t.provider_id.append_option(visits[r.visit].provider);
+    t.visit_occurrence_id.append_value(row_id(pid, r.visit));
+    t.visit_detail_id.append_null();
+    t.procedure_source_value
+        .append_value(procedure_code(r.concept));
+    t.procedure_source_concept_id
+        .append_value(NO_MATCHING_CONCEPT);
+    t.modifier_source_value.append_null();
+}
+
+fn observation(
+    t: &mut Observation,
+    pid: i64,
+    i: usize,
+    r: &ObservationRow,
+    visits: &[ehr::VisitRow],
+) {
+    t.observation_id.append_value(row_id(pid, i));
+    t.person_id.append_value(pid);
+    t.observation_concept_id.append_value(r.concept);
+    t.observation_date.append_value(r.day);
+    t.observation_datetime
+        .append_value(at(r.day, clamp_secs(r.secs)));
+    t.observation_type_concept_id.append_value(r.type_concept);
+    t.value_as_number.append_null();
+    t.value_as_string.append_option(r.value_string);
+    t.value_as_concept_id
+        .append_value(r.value_concept.unwrap_or(NO_MATCHING_CONCEPT));
+    t.qualifier_concept_id.append_value(NO_MATCHING_CONCEPT);
+    t.unit_concept_id.append_value(NO_MATCHING_CONCEPT);
+    t.provider_id
+        .append_option(r.visit.and_then(|v| visits[v].provider));
+    t.visit_occurrence_id
+        .append_option(r.visit.map(|v| row_id(pid, v)));
+    t.visit_detail_id.append_null();
+    t.observation_source_value.append_value(r.source);
+    t.observation_source_concept_id
+        .append_value(r.source_concept);
+    t.unit_source_value.append_null();
+    t.qualifier_source_value.append_null();
+    t.value_source_value.append_option(r.value_source);
+    t.observation_event_id.append_null();
+    t.obs_event_field_concept_id
+        .append_value(NO_MATCHING_CONCEPT);
 }
 
 fn measurement(
-    t: &mut super::tables::Measurement,
+    t: &mut Measurement,
     pid: i64,
     i: usize,
     r: &MeasurementRow,

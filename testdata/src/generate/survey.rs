@@ -440,23 +440,47 @@ pub struct HealthSummary {
     pub depression_or_anxiety: bool,
 }
 
-/// Appends one answer (or, rarely, a skip) a few seconds after the previous one.
-fn answer(
-    out: &mut Vec<Response>,
-    rng: &mut Rand,
-    clock: &mut i64,
+/// One sitting with a survey: the responses so far, its day and the clock of its last answer.
+struct Sitting<'a> {
+    out: &'a mut Vec<Response>,
     day: i32,
-    question: &'static Question,
-    answer: &'static Answer,
-) {
-    *clock += int_in(rng, 5, 40);
-    let skipped = chance(rng, 0.015);
-    out.push(Response {
-        question,
-        answer: if skipped { &SKIP } else { answer },
-        secs: *clock,
-        day,
-    });
+    clock: i64,
+}
+
+impl<'a> Sitting<'a> {
+    /// A later survey: on the enrollment day for most, otherwise up to `max_delay` days after.
+    fn later(rng: &mut Rand, d: &Demographics, max_delay: i64, out: &'a mut Vec<Response>) -> Self {
+        let later = if chance(rng, 0.7) {
+            0
+        } else {
+            int_in(rng, 1, max_delay) as i32
+        };
+        let day = (d.enroll + later).min(d.last_day());
+        let clock = int_in(rng, 8 * 3600, 20 * 3600);
+        Sitting { out, day, clock }
+    }
+
+    /// Appends one answer (or, rarely, a skip) a few seconds after the previous one.
+    fn answer(&mut self, rng: &mut Rand, question: &'static Question, answer: &'static Answer) {
+        self.clock += int_in(rng, 5, 40);
+        let skipped = chance(rng, 0.015);
+        self.push(question, if skipped { &SKIP } else { answer });
+    }
+
+    /// Appends a chosen missing answer (a skip or a refusal), never replaced by a random skip.
+    fn decline(&mut self, rng: &mut Rand, question: &'static Question, missing: &'static Answer) {
+        self.clock += int_in(rng, 5, 40);
+        self.push(question, missing);
+    }
+
+    fn push(&mut self, question: &'static Question, answer: &'static Answer) {
+        self.out.push(Response {
+            question,
+            answer,
+            secs: self.clock,
+            day: self.day,
+        });
+    }
 }
 
 fn race_answer(r: Race) -> Option<&'static Answer> {
@@ -474,23 +498,64 @@ fn race_answer(r: Race) -> Option<&'static Answer> {
 /// and Lifestyle for most, on the same day or a few weeks later.
 pub fn respond(rng: &mut Rand, d: &Demographics, health: &HealthSummary) -> Vec<Response> {
     let mut out = Vec::new();
-    let mut clock = int_in(rng, 9 * 3600, 19 * 3600);
-    let day = d.enroll;
+    let clock = int_in(rng, 9 * 3600, 19 * 3600);
+    let mut basics = Sitting {
+        out: &mut out,
+        day: d.enroll,
+        clock,
+    };
+    the_basics(rng, d, &mut basics);
+    if chance(rng, 0.9) {
+        let mut sitting = Sitting::later(rng, d, 40, &mut out);
+        overall_health(rng, d, health, &mut sitting);
+    }
+    if chance(rng, 0.86) {
+        let mut sitting = Sitting::later(rng, d, 60, &mut out);
+        lifestyle(rng, d, &mut sitting);
+    }
+    out
+}
 
-    // The Basics
+fn the_basics(rng: &mut Rand, d: &Demographics, s: &mut Sitting) {
+    race(rng, d, s);
+    let sex = &SEX_AT_BIRTH.answers[if d.female { 1 } else { 0 }];
+    s.answer(rng, &SEX_AT_BIRTH, sex);
+    let woman = d.female != chance(rng, 0.006);
+    let gender = &GENDER_IDENTITY.answers[if woman { 1 } else { 0 }];
+    s.answer(rng, &GENDER_IDENTITY, gender);
+    let edu = (4.6 + 1.25 * d.ses + normal(rng, 0.0, 0.6))
+        .round()
+        .clamp(0.0, 7.0) as usize;
+    s.answer(rng, &EDUCATION, &EDUCATION.answers[edu]);
+    let income = (4.0 + 1.6 * (0.7 * d.ses + normal(rng, 0.0, 0.7)))
+        .round()
+        .clamp(0.0, 8.0) as usize;
+    if chance(rng, 0.08) {
+        s.decline(rng, &INCOME, &PREFER_NOT_TO_ANSWER);
+    } else {
+        s.answer(rng, &INCOME, &INCOME.answers[income]);
+    }
+    let insured = chance(rng, (0.9 + 0.04 * d.ses).clamp(0.7, 0.99));
+    let ins = &INSURANCE.answers[if insured { 0 } else { 1 }];
+    s.answer(rng, &INSURANCE, ins);
+}
+
+/// Race and ethnicity, agreeing with `person`: a second race of "other" participants is a
+/// second answer; Hispanic ethnicity is one more answer to the same question.
+fn race(rng: &mut Rand, d: &Demographics, s: &mut Sitting) {
     match (d.race, race_answer(d.race)) {
-        (_, Some(ans)) => answer(&mut out, rng, &mut clock, day, &RACE, ans),
+        (_, Some(ans)) => s.answer(rng, &RACE, ans),
         (Race::Other, None) => match d.second_race.and_then(race_answer) {
             Some(second) => {
-                answer(&mut out, rng, &mut clock, day, &RACE, second);
+                s.answer(rng, &RACE, second);
                 let other = if chance(rng, 0.3) {
                     &RACE.answers[3]
                 } else {
                     &RACE.answers[7]
                 };
-                answer(&mut out, rng, &mut clock, day, &RACE, other);
+                s.answer(rng, &RACE, other);
             }
-            None => answer(&mut out, rng, &mut clock, day, &RACE, &RACE.answers[7]),
+            None => s.answer(rng, &RACE, &RACE.answers[7]),
         },
         _ => {
             if d.hispanic != Some(true) {
@@ -499,174 +564,69 @@ pub fn respond(rng: &mut Rand, d: &Demographics, health: &HealthSummary) -> Vec<
                 } else {
                     &SKIP
                 };
-                clock += int_in(rng, 5, 40);
-                out.push(Response {
-                    question: &RACE,
-                    answer: missing,
-                    secs: clock,
-                    day,
-                });
+                s.decline(rng, &RACE, missing);
             }
         }
     }
     if d.hispanic == Some(true) {
-        answer(&mut out, rng, &mut clock, day, &RACE, &RACE.answers[6]);
+        s.answer(rng, &RACE, &RACE.answers[6]);
     }
-    let sex = &SEX_AT_BIRTH.answers[if d.female { 1 } else { 0 }];
-    answer(&mut out, rng, &mut clock, day, &SEX_AT_BIRTH, sex);
-    let woman = d.female != chance(rng, 0.006);
-    let gender = &GENDER_IDENTITY.answers[if woman { 1 } else { 0 }];
-    answer(&mut out, rng, &mut clock, day, &GENDER_IDENTITY, gender);
-    let edu = (4.6 + 1.25 * d.ses + normal(rng, 0.0, 0.6))
-        .round()
-        .clamp(0.0, 7.0) as usize;
-    answer(
-        &mut out,
-        rng,
-        &mut clock,
-        day,
-        &EDUCATION,
-        &EDUCATION.answers[edu],
-    );
-    let income = (4.0 + 1.6 * (0.7 * d.ses + normal(rng, 0.0, 0.7)))
-        .round()
-        .clamp(0.0, 8.0) as usize;
-    if chance(rng, 0.08) {
-        clock += int_in(rng, 5, 40);
-        out.push(Response {
-            question: &INCOME,
-            answer: &PREFER_NOT_TO_ANSWER,
-            secs: clock,
-            day,
-        });
+}
+
+fn overall_health(rng: &mut Rand, d: &Demographics, health: &HealthSummary, s: &mut Sitting) {
+    let age = d.age_on(s.day) as f64;
+    let base = 0.95 + 0.2 * health.chronic as f64 - 0.3 * d.ses + 0.006 * (age - 45.0);
+    let score = |rng: &mut Rand, extra: f64| {
+        (base + extra + normal(rng, 0.0, 0.8))
+            .round()
+            .clamp(0.0, 4.0) as usize
+    };
+    let g = score(rng, 0.0);
+    s.answer(rng, &GENERAL_HEALTH, &GENERAL_HEALTH.answers[g]);
+    let p = score(rng, 0.1);
+    s.answer(rng, &PHYSICAL_HEALTH, &PHYSICAL_HEALTH.answers[p]);
+    let mood = if health.depression_or_anxiety {
+        1.2
     } else {
-        answer(
-            &mut out,
-            rng,
-            &mut clock,
-            day,
-            &INCOME,
-            &INCOME.answers[income],
-        );
-    }
-    let insured = chance(rng, (0.9 + 0.04 * d.ses).clamp(0.7, 0.99));
-    let ins = &INSURANCE.answers[if insured { 0 } else { 1 }];
-    answer(&mut out, rng, &mut clock, day, &INSURANCE, ins);
+        -0.2
+    };
+    let m = score(rng, mood);
+    s.answer(rng, &MENTAL_HEALTH, &MENTAL_HEALTH.answers[m]);
+}
 
-    // Overall Health
-    if chance(rng, 0.9) {
-        let later = if chance(rng, 0.7) {
-            0
-        } else {
-            int_in(rng, 1, 40) as i32
+fn lifestyle(rng: &mut Rand, d: &Demographics, s: &mut Sitting) {
+    let smoked = d.smoking != Smoking::Never;
+    let cigs = &SMOKING_100_CIGS.answers[if smoked { 0 } else { 1 }];
+    s.answer(rng, &SMOKING_100_CIGS, cigs);
+    if smoked {
+        let f = match d.smoking {
+            Smoking::Current if chance(rng, 0.75) => 0,
+            Smoking::Current => 1,
+            _ => 2,
         };
-        let day = (d.enroll + later).min(d.last_day());
-        let mut clock = int_in(rng, 8 * 3600, 20 * 3600);
-        let age = d.age_on(day) as f64;
-        let base = 0.95 + 0.2 * health.chronic as f64 - 0.3 * d.ses + 0.006 * (age - 45.0);
-        let score = |rng: &mut Rand, extra: f64| {
-            (base + extra + normal(rng, 0.0, 0.8))
-                .round()
-                .clamp(0.0, 4.0) as usize
-        };
-        let g = score(rng, 0.0);
-        answer(
-            &mut out,
-            rng,
-            &mut clock,
-            day,
-            &GENERAL_HEALTH,
-            &GENERAL_HEALTH.answers[g],
-        );
-        let p = score(rng, 0.1);
-        answer(
-            &mut out,
-            rng,
-            &mut clock,
-            day,
-            &PHYSICAL_HEALTH,
-            &PHYSICAL_HEALTH.answers[p],
-        );
-        let m = score(
-            rng,
-            if health.depression_or_anxiety {
-                1.2
-            } else {
-                -0.2
-            },
-        );
-        answer(
-            &mut out,
-            rng,
-            &mut clock,
-            day,
-            &MENTAL_HEALTH,
-            &MENTAL_HEALTH.answers[m],
-        );
+        s.answer(rng, &SMOKE_FREQUENCY, &SMOKE_FREQUENCY.answers[f]);
     }
-
-    // Lifestyle
-    if chance(rng, 0.86) {
-        let later = if chance(rng, 0.7) {
-            0
-        } else {
-            int_in(rng, 1, 60) as i32
-        };
-        let day = (d.enroll + later).min(d.last_day());
-        let mut clock = int_in(rng, 8 * 3600, 20 * 3600);
-        let smoked = d.smoking != Smoking::Never;
-        let cigs = &SMOKING_100_CIGS.answers[if smoked { 0 } else { 1 }];
-        answer(&mut out, rng, &mut clock, day, &SMOKING_100_CIGS, cigs);
-        if smoked {
-            let f = match d.smoking {
-                Smoking::Current if chance(rng, 0.75) => 0,
-                Smoking::Current => 1,
-                _ => 2,
-            };
-            answer(
-                &mut out,
-                rng,
-                &mut clock,
-                day,
-                &SMOKE_FREQUENCY,
-                &SMOKE_FREQUENCY.answers[f],
-            );
-        }
-        let drinks = chance(rng, (0.78 + 0.05 * d.ses).clamp(0.5, 0.95));
-        let alc = &ALCOHOL_PARTICIPANT.answers[if drinks { 0 } else { 1 }];
-        answer(&mut out, rng, &mut clock, day, &ALCOHOL_PARTICIPANT, alc);
-        if drinks {
-            let f = weighted_index(rng, &[0.08, 0.32, 0.25, 0.2, 0.15]);
-            answer(
-                &mut out,
-                rng,
-                &mut clock,
-                day,
-                &DRINK_FREQUENCY,
-                &DRINK_FREQUENCY.answers[f],
-            );
-            if f > 0 {
-                let male = if d.female { 0.0 } else { 0.15 };
-                let weights = [
-                    0.62 - male,
-                    0.24,
-                    0.08 + male * 0.5,
-                    0.04 + male * 0.3,
-                    0.02 + male * 0.2,
-                ];
-                let n = weighted_index(rng, &weights);
-                answer(
-                    &mut out,
-                    rng,
-                    &mut clock,
-                    day,
-                    &DAILY_DRINKS,
-                    &DAILY_DRINKS.answers[n],
-                );
-            }
-        }
+    let drinks = chance(rng, (0.78 + 0.05 * d.ses).clamp(0.5, 0.95));
+    let alc = &ALCOHOL_PARTICIPANT.answers[if drinks { 0 } else { 1 }];
+    s.answer(rng, &ALCOHOL_PARTICIPANT, alc);
+    if !drinks {
+        return;
     }
-    out
+    let f = weighted_index(rng, &[0.08, 0.32, 0.25, 0.2, 0.15]);
+    s.answer(rng, &DRINK_FREQUENCY, &DRINK_FREQUENCY.answers[f]);
+    if f > 0 {
+        // Men report more drinks on a typical day.
+        let male = if d.female { 0.0 } else { 0.15 };
+        let weights = [
+            0.62 - male,
+            0.24,
+            0.08 + male * 0.5,
+            0.04 + male * 0.3,
+            0.02 + male * 0.2,
+        ];
+        let n = weighted_index(rng, &weights);
+        s.answer(rng, &DAILY_DRINKS, &DAILY_DRINKS.answers[n]);
+    }
 }
 
 #[cfg(test)]

@@ -40,75 +40,24 @@ impl Compiler<'_> {
 
     async fn domain_events(&self, d: &Domain, body: &Node<'_>) -> Result<DataFrame, CohortError> {
         let table = self.ctx.table(d.table).await?;
-        let start = date(Expr::Column(Column::from_name(d.start)));
-        let end = match d.end {
-            End::Column(c) => date(Expr::Column(Column::from_name(c))),
-            End::OrNextDay(c) => datafusion::functions::expr_fn::coalesce(vec![
-                date(Expr::Column(Column::from_name(c))),
-                add_days(start.clone(), days(1)),
-            ]),
-            End::NextDay => add_days(start.clone(), days(1)),
-            End::Drug => datafusion::functions::expr_fn::coalesce(vec![
-                date(Expr::Column(Column::from_name("drug_exposure_end_date"))),
-                add_days(
-                    start.clone(),
-                    Expr::Column(Column::from_name("days_supply")),
-                ),
-                add_days(start.clone(), days(1)),
-            ]),
-        };
-        let named = |c: &str| Expr::Column(Column::from_name(c));
-        // Only the columns the criterion reads: narrow relations keep the (often repeated)
-        // cohort plan small for the optimizer.
         let filters = self.attribute_filters(d, body)?;
-        let mut needed: std::collections::BTreeSet<String> = filters
-            .predicates
-            .iter()
-            .flat_map(|p| p.column_refs())
-            .filter(|c| c.relation.as_ref().is_some_and(|r| r.table() == "c"))
-            .map(|c| c.name.clone())
-            .collect();
-        needed.insert("person_id".into());
-        if filters.provider {
-            needed.insert("provider_id".into());
+        let columns = event_columns(&table, d, &filters);
+        let rows = self.ranked(d, body, table.select(columns)?)?;
+        let mut rows = self.joined(rows.alias("c")?, &filters).await?;
+        for f in filters.predicates {
+            rows = rows.filter(f)?;
         }
-        if filters.care_site {
-            needed.insert("care_site_id".into());
-        }
-        if let Some(source) = d.source_concept {
-            needed.insert(source.into());
-        }
-        if let Some(kind) = d.type_concept {
-            needed.insert(kind.into());
-        }
-        let mut exprs: Vec<Expr> = table
-            .schema()
-            .fields()
-            .iter()
-            .filter(|f| needed.contains(f.name()))
-            .map(|f| named(f.name()))
-            .collect();
-        exprs.push(int64(named(d.id.unwrap_or("person_id"))).alias("c_event"));
-        exprs.push(start.alias("c_start"));
-        exprs.push(end.alias("c_end"));
-        exprs.push(
-            if d.visit {
-                int64(named("visit_occurrence_id"))
-            } else {
-                cast(lit(datafusion::common::ScalarValue::Null), DataType::Int64)
-            }
-            .alias("c_visit"),
-        );
-        exprs.push(
-            match d.concept {
-                Some(c) => int64(named(c)),
-                None => cast(lit(datafusion::common::ScalarValue::Null), DataType::Int64),
-            }
-            .alias("c_concept"),
-        );
-        let mut rows = table.select(exprs)?;
-        // The concept sets select the rows `First` ranks (Circe joins them inside the ranked
-        // subquery); every other attribute filters after it.
+        circe_columns(d, body, rows)
+    }
+
+    /// The concept sets select the rows `First` ranks (Circe joins them inside the ranked
+    /// subquery); every other attribute filters after it. The date adjustment follows ranking.
+    fn ranked(
+        &self,
+        d: &Domain,
+        body: &Node<'_>,
+        mut rows: DataFrame,
+    ) -> Result<DataFrame, CohortError> {
         if let Some(codeset) = body.get("CodesetId") {
             if d.concept.is_none() {
                 return Err(codeset.unsupported(&format!("{} has no concept", d.circe)));
@@ -138,9 +87,16 @@ impl Compiler<'_> {
         if let Some(adjustment) = body.get("DateAdjustment") {
             rows = adjust_dates(rows, d, &adjustment)?;
         }
-        let mut rows = rows.alias("c")?;
-        // The tables the attribute filters read, each joined on the row's own participant or
-        // its own visit, provider or care site.
+        Ok(rows)
+    }
+
+    /// The tables the attribute filters read, each joined on the row's own participant or its
+    /// own visit, provider or care site.
+    async fn joined(
+        &self,
+        mut rows: DataFrame,
+        filters: &Filters,
+    ) -> Result<DataFrame, CohortError> {
         let c_p = || int64(qc("c", "person_id"));
         for (wanted, table, alias, on) in [
             (
@@ -176,34 +132,7 @@ impl Compiler<'_> {
                 rows = rows.join_on(joined, JoinType::Inner, on)?;
             }
         }
-        for f in filters.predicates {
-            rows = rows.filter(f)?;
-        }
-        // A user-defined period replaces the period's dates in the output (its filters and
-        // sort use the real ones); DOMAIN_CONCEPT counts are of the cause of death (0 when
-        // unknown) and of an observation period's type, as in Circe.
-        let user_date = |key: &str, real: &str| -> Result<Expr, CohortError> {
-            match body.get("UserDefinedPeriod").and_then(|u| u.get(key)) {
-                Some(day) if d.circe == "ObservationPeriod" => date_literal(&day),
-                _ => Ok(qc("c", real)),
-            }
-        };
-        let counted_concept = match d.circe {
-            "Death" => {
-                datafusion::functions::expr_fn::coalesce(vec![qc("c", "c_concept"), lit(0_i64)])
-            }
-            "ObservationPeriod" => int64(qc("c", "period_type_concept_id")),
-            _ => qc("c", "c_concept"),
-        };
-        Ok(rows.select(vec![
-            int64(qc("c", "person_id")).alias("person_id"),
-            qc("c", "c_event").alias("event_id"),
-            user_date("StartDate", "c_start")?.alias("start_date"),
-            user_date("EndDate", "c_end")?.alias("end_date"),
-            qc("c", "c_visit").alias("visit_occurrence_id"),
-            qc("c", "c_start").alias("sort_date"),
-            counted_concept.alias("domain_concept_id"),
-        ])?)
+        Ok(rows)
     }
 
     /// `e IN (concept set)`.
@@ -483,6 +412,101 @@ impl Compiler<'_> {
         let p = self.in_codeset(e, &codeset)?;
         Ok(if v.flag("IsExclusion")? { !p } else { p })
     }
+}
+
+/// The domain table's rows as the criterion's own columns (`c_event`, `c_start`, `c_end`,
+/// `c_visit`, `c_concept`) and the raw columns its filters read. Only those: narrow relations keep
+/// the (often repeated) cohort plan small for the optimizer.
+fn event_columns(table: &DataFrame, d: &Domain, filters: &Filters) -> Vec<Expr> {
+    let mut needed: std::collections::BTreeSet<String> = filters
+        .predicates
+        .iter()
+        .flat_map(|p| p.column_refs())
+        .filter(|c| c.relation.as_ref().is_some_and(|r| r.table() == "c"))
+        .map(|c| c.name.clone())
+        .collect();
+    needed.insert("person_id".into());
+    if filters.provider {
+        needed.insert("provider_id".into());
+    }
+    if filters.care_site {
+        needed.insert("care_site_id".into());
+    }
+    if let Some(source) = d.source_concept {
+        needed.insert(source.into());
+    }
+    if let Some(kind) = d.type_concept {
+        needed.insert(kind.into());
+    }
+    let null = || cast(lit(datafusion::common::ScalarValue::Null), DataType::Int64);
+    let start = date(qc_plain(d.start));
+    let mut exprs: Vec<Expr> = table
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| needed.contains(f.name()))
+        .map(|f| qc_plain(f.name()))
+        .collect();
+    exprs.push(int64(qc_plain(d.id.unwrap_or("person_id"))).alias("c_event"));
+    exprs.push(start.clone().alias("c_start"));
+    exprs.push(event_end(d, start).alias("c_end"));
+    exprs.push(
+        if d.visit {
+            int64(qc_plain("visit_occurrence_id"))
+        } else {
+            null()
+        }
+        .alias("c_visit"),
+    );
+    exprs.push(
+        d.concept
+            .map_or_else(null, |c| int64(qc_plain(c)))
+            .alias("c_concept"),
+    );
+    exprs
+}
+
+/// The event's end date, from the start date where the domain has no end or it is missing.
+fn event_end(d: &Domain, start: Expr) -> Expr {
+    match d.end {
+        End::Column(c) => date(qc_plain(c)),
+        End::OrNextDay(c) => datafusion::functions::expr_fn::coalesce(vec![
+            date(qc_plain(c)),
+            add_days(start, days(1)),
+        ]),
+        End::NextDay => add_days(start, days(1)),
+        End::Drug => datafusion::functions::expr_fn::coalesce(vec![
+            date(qc_plain("drug_exposure_end_date")),
+            add_days(start.clone(), qc_plain("days_supply")),
+            add_days(start, days(1)),
+        ]),
+    }
+}
+
+/// Circe's output columns. A user-defined period replaces the period's dates (its filters and
+/// sort use the real ones); DOMAIN_CONCEPT counts are of the cause of death (0 when unknown) and
+/// of an observation period's type, as in Circe.
+fn circe_columns(d: &Domain, body: &Node<'_>, rows: DataFrame) -> Result<DataFrame, CohortError> {
+    let user_date = |key: &str, real: &str| -> Result<Expr, CohortError> {
+        match body.get("UserDefinedPeriod").and_then(|u| u.get(key)) {
+            Some(day) if d.circe == "ObservationPeriod" => date_literal(&day),
+            _ => Ok(qc("c", real)),
+        }
+    };
+    let counted_concept = match d.circe {
+        "Death" => datafusion::functions::expr_fn::coalesce(vec![qc("c", "c_concept"), lit(0_i64)]),
+        "ObservationPeriod" => int64(qc("c", "period_type_concept_id")),
+        _ => qc("c", "c_concept"),
+    };
+    Ok(rows.select(vec![
+        int64(qc("c", "person_id")).alias("person_id"),
+        qc("c", "c_event").alias("event_id"),
+        user_date("StartDate", "c_start")?.alias("start_date"),
+        user_date("EndDate", "c_end")?.alias("end_date"),
+        qc("c", "c_visit").alias("visit_occurrence_id"),
+        qc("c", "c_start").alias("sort_date"),
+        counted_concept.alias("domain_concept_id"),
+    ])?)
 }
 
 #[derive(Default)]
