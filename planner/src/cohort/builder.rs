@@ -64,15 +64,18 @@ pub async fn persons(ctx: &SessionContext, def: &Value) -> Result<DataFrame, Coh
 /// Participants who have a kind of data (`dataFilters`).
 async fn with_data(ctx: &SessionContext, name: &str, path: &str) -> Result<DataFrame, CohortError> {
     let persons = |table: &'static str| async move {
-        Ok::<_, CohortError>(ctx.table(table).await?.select_columns(&["person_id"])?)
+        Ok::<_, CohortError>(
+            crate::cohort::table(ctx, table)
+                .await?
+                .select_columns(&["person_id"])?,
+        )
     };
     Ok(match name {
         "HAS_EHR_DATA" => persons("visit_occurrence")
             .await?
             .union(persons("condition_occurrence").await?)?,
         // Physical measurements: measurements recorded by physical examination.
-        "HAS_PHYSICAL_MEASUREMENT_DATA" => ctx
-            .table("measurement")
+        "HAS_PHYSICAL_MEASUREMENT_DATA" => crate::cohort::table(ctx, "measurement")
             .await?
             .filter(
                 datafusion::logical_expr::cast(
@@ -136,8 +139,7 @@ async fn expand_concepts(
         return Ok(out);
     }
     let ids: Vec<Expr> = wanted.iter().map(|&id| lit(id)).collect();
-    let batches = ctx
-        .table("concept_ancestor")
+    let batches = crate::cohort::table(ctx, "concept_ancestor")
         .await?
         .filter(col("ancestor_concept_id").in_list(ids, false))?
         .select(vec![
@@ -423,7 +425,7 @@ async fn item_events(
         .into_iter()
         .reduce(|a, b| a.or(b))
         .expect("non-empty parameters");
-    let events = ctx.table(domain.table).await?.filter(any)?;
+    let events = crate::cohort::table(ctx, domain.table).await?.filter(any)?;
     modified(
         ctx,
         events,
@@ -550,7 +552,9 @@ async fn encounters(
         col("visit_occurrence_id").eq(col("__visit")),
         col("person_id").eq(col("__visit_person")),
     ];
-    let visits = ctx.table("visit_occurrence").await?.filter(of_kind)?;
+    let visits = crate::cohort::table(ctx, "visit_occurrence")
+        .await?
+        .filter(of_kind)?;
     let keys = vec![
         col("visit_occurrence_id").alias("__visit"),
         col("person_id").alias("__visit_person"),
@@ -569,7 +573,7 @@ async fn age_at_event(
     let bounds = m.numbers()?;
     // Joined on the person key under its own name, so that disclosure control sees the join is
     // within one participant.
-    let person = ctx.table("person").await?;
+    let person = crate::cohort::table(ctx, "person").await?;
     let age = age_on(&person, col(format!("{table}.{date}")))?;
     let cond = compare(
         age,
@@ -679,7 +683,7 @@ async fn program_item(
     path: &str,
 ) -> Result<Option<DataFrame>, CohortError> {
     let fitbit = |table: &'static str, date: &'static str| async move {
-        events(ctx.table(table).await?, col(date), false)
+        events(crate::cohort::table(ctx, table).await?, col(date), false)
     };
     Ok(Some(match kind {
         "SURVEY" => survey_item(ctx, params, path).await?,
@@ -803,7 +807,9 @@ async fn survey_item(
         })?;
         conds.push(answered.and(answers));
     }
-    let df = ctx.table("ds_survey").await?.filter(any_of(conds))?;
+    let df = crate::cohort::table(ctx, "ds_survey")
+        .await?
+        .filter(any_of(conds))?;
     events(df, col("survey_datetime"), false)
 }
 
@@ -824,7 +830,7 @@ async fn physical_measurement_item(
                 .and(attributes(p, path, i, &|a, apath| attribute(a, apath))?),
         );
     }
-    let df = ctx.table("measurement").await?.filter(
+    let df = crate::cohort::table(ctx, "measurement").await?.filter(
         cast(col("measurement_type_concept_id"), DataType::Int64)
             .eq(lit(44_818_701_i64))
             .and(any_of(conds)),
@@ -850,15 +856,18 @@ async fn variant_item(
     }
     let mut calls: Option<DataFrame> = None;
     if !by_vid.is_empty() {
-        calls = Some(ctx.table("genotype").await?.filter(any_of(by_vid))?);
+        calls = Some(
+            crate::cohort::table(ctx, "genotype")
+                .await?
+                .filter(any_of(by_vid))?,
+        );
     }
     if !by_annotation.is_empty() {
-        let variants = ctx
-            .table("variant")
+        let variants = crate::cohort::table(ctx, "variant")
             .await?
             .filter(any_of(by_annotation))?
             .select(vec![col("vid").alias("__vid")])?;
-        let annotated = ctx.table("genotype").await?.join(
+        let annotated = crate::cohort::table(ctx, "genotype").await?.join(
             variants,
             datafusion::common::JoinType::LeftSemi,
             &["vid"],
@@ -1061,13 +1070,12 @@ async fn person_item(
         .into_iter()
         .reduce(|a, b| a.or(b))
         .expect("non-empty parameters");
-    let people = ctx
-        .table("person")
+    let people = crate::cohort::table(ctx, "person")
         .await?
         .filter(any)?
         .select_columns(&["person_id"])?;
     if deceased {
-        let dead = ctx.table("death").await?.select(vec![
+        let dead = crate::cohort::table(ctx, "death").await?.select(vec![
             datafusion::logical_expr::cast(col("person_id"), arrow::datatypes::DataType::Int64)
                 .alias("person_id"),
         ])?;

@@ -19,8 +19,7 @@ pub enum CohortError {
     #[error("unsupported cohort construct at {path}: {what}")]
     Unsupported { path: String, what: String },
     /// A table the definition reads that the caller's session does not hold: above the
-    /// caller's tier, or absent from the dataset. Worded as DataFusion's SQL planner words it,
-    /// so callers refuse it as they refuse the same table named in SQL.
+    /// caller's tier, or absent from the dataset.
     #[error("table '{0}' not found")]
     MissingTable(String),
     #[error("{0}")]
@@ -29,15 +28,21 @@ pub enum CohortError {
 
 impl From<datafusion::error::DataFusionError> for CohortError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
-        let message = crate::PlannerError::from_datafusion(e).to_string();
-        match message
-            .strip_prefix("No table named '")
-            .and_then(|rest| rest.strip_suffix('\''))
-        {
-            Some(name) => CohortError::MissingTable(name.to_string()),
-            None => CohortError::Planning(message),
-        }
+        CohortError::Planning(crate::PlannerError::from_datafusion(e).to_string())
     }
+}
+
+/// A table of the caller's session. One the session does not hold (unknown, or above the
+/// caller's tier) is [`CohortError::MissingTable`], typed, so that callers refuse it as they
+/// refuse the same table named in SQL.
+pub(crate) async fn table(
+    ctx: &datafusion::prelude::SessionContext,
+    name: &str,
+) -> Result<datafusion::dataframe::DataFrame, CohortError> {
+    if !ctx.table_exist(name)? {
+        return Err(CohortError::MissingTable(name.to_string()));
+    }
+    Ok(ctx.table(name).await?)
 }
 
 /// Which format a definition is in, by its top-level keys.

@@ -134,8 +134,7 @@ async fn existing(ctx: &SessionContext, ids: &BTreeSet<i64>) -> Result<BTreeSet<
     if ids.is_empty() {
         return Ok(BTreeSet::new());
     }
-    let df = ctx
-        .table("concept")
+    let df = crate::cohort::table(ctx, "concept")
         .await?
         .filter(in_list("concept_id", ids))?
         .select(vec![
@@ -153,13 +152,11 @@ async fn valid_descendants(
     if ancestors.is_empty() {
         return Ok(out);
     }
-    let valid = ctx
-        .table("concept")
+    let valid = crate::cohort::table(ctx, "concept")
         .await?
         .filter(col("invalid_reason").is_null())?
         .select(vec![int64("concept_id").alias("valid_id")])?;
-    let df = ctx
-        .table("concept_ancestor")
+    let df = crate::cohort::table(ctx, "concept_ancestor")
         .await?
         .filter(in_list("ancestor_concept_id", ancestors))?
         .select(vec![
@@ -187,8 +184,7 @@ async fn mapped_sources(
     if targets.is_empty() {
         return Ok(out);
     }
-    let df = ctx
-        .table("concept_relationship")
+    let df = crate::cohort::table(ctx, "concept_relationship")
         .await?
         .filter(
             in_list("concept_id_2", targets)

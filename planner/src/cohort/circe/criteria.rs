@@ -39,7 +39,7 @@ impl Compiler<'_> {
     }
 
     async fn domain_events(&self, d: &Domain, body: &Node<'_>) -> Result<DataFrame, CohortError> {
-        let table = self.ctx.table(d.table).await?;
+        let table = crate::cohort::table(self.ctx, d.table).await?;
         let filters = self.attribute_filters(d, body)?;
         let columns = event_columns(&table, d, &filters);
         let rows = self.ranked(d, body, table.select(columns)?)?;
@@ -128,7 +128,7 @@ impl Compiler<'_> {
             ),
         ] {
             if wanted {
-                let joined = self.ctx.table(table).await?.alias(alias)?;
+                let joined = crate::cohort::table(self.ctx, table).await?.alias(alias)?;
                 rows = rows.join_on(joined, JoinType::Inner, on)?;
             }
         }

@@ -225,7 +225,9 @@ impl Compiler<'_> {
         dc: &Node<'_>,
         events: &DataFrame,
     ) -> Result<DataFrame, CohortError> {
-        let person = self.ctx.table("person").await?.alias("pp")?;
+        let person = crate::cohort::table(self.ctx, "person")
+            .await?
+            .alias("pp")?;
         let mut rows = events.clone().alias("e")?.join_on(
             person,
             JoinType::Inner,
@@ -274,7 +276,9 @@ impl Compiler<'_> {
 
     /// Events joined to the observation period holding their start date, with its dates.
     pub(super) async fn in_observation(&self, events: DataFrame) -> Result<DataFrame, CohortError> {
-        let op = self.ctx.table("observation_period").await?.alias("op")?;
+        let op = crate::cohort::table(self.ctx, "observation_period")
+            .await?
+            .alias("op")?;
         let start = |e| super::exprs::date(e);
         Ok(events
             .alias("q")?

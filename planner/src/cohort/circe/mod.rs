@@ -174,7 +174,9 @@ impl Compiler<'_> {
                 w.opt_i64("PostDays")?.unwrap_or(0),
             ),
         };
-        let op = self.ctx.table("observation_period").await?.alias("op")?;
+        let op = crate::cohort::table(self.ctx, "observation_period")
+            .await?
+            .alias("op")?;
         let op_start = || date(qc("op", "observation_period_start_date"));
         let op_end = || date(qc("op", "observation_period_end_date"));
         let in_period = events
@@ -399,9 +401,7 @@ impl Compiler<'_> {
             .clone()
             .select(vec![col("person_id").alias("ip")])?
             .distinct()?;
-        let exposures = self
-            .ctx
-            .table("drug_exposure")
+        let exposures = crate::cohort::table(self.ctx, "drug_exposure")
             .await?
             .filter(
                 self.in_codeset(int64(col("drug_concept_id")), &codeset)?
