@@ -18,13 +18,13 @@ mod listing;
 mod prepared;
 mod service;
 mod session;
+mod statements;
 mod stream;
 
 pub use auth::Authenticator;
 pub use call::Call;
 pub use cohort::{Breakdown, CohortCount};
 pub use error::QueryError;
-pub use handles::Handles;
 pub use ledger_file::open_ledger;
 pub use listing::Listed;
 pub use prepared::Prepared;

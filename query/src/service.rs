@@ -137,7 +137,7 @@ impl QueryService {
 
     /// Planned statements waiting for their execution, each bound to the principal that
     /// planned it.
-    pub fn handles(&self) -> &Handles {
+    pub(crate) fn handles(&self) -> &Handles {
         &self.handles
     }
 
@@ -290,21 +290,5 @@ impl QueryService {
     pub fn is_protected(&self, prepared: &Prepared, principal: &Principal) -> bool {
         self.protection(principal).is_some()
             && disclosure::aggregates_participants(&prepared.query.plan, &self.person_keys)
-    }
-}
-
-impl QueryService {
-    /// Audits `result` only when it is a refusal: a success is recorded by the execution that
-    /// follows it (its start and end records).
-    pub async fn answer_if_err<R>(
-        &self,
-        call: &Call,
-        action: &str,
-        result: Result<R, QueryError>,
-    ) -> Result<R, QueryError> {
-        match result {
-            Ok(r) => Ok(r),
-            Err(e) => self.answer(call, action, Err(e)).await,
-        }
     }
 }

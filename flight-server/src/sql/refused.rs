@@ -15,11 +15,10 @@ impl StrataFlightSql {
         action: &str,
         request: &Request<T>,
     ) -> Result<i64, Status> {
-        let mut record = flight(request).record(action);
-        record.statement_sha256 = statement.as_deref().map(strata_query::audit::sha256_hex);
-        record.statement = statement;
-        let refused = Err(QueryError::read_only());
-        self.query.audited(record, refused).await.map_err(status)
+        self.query
+            .refuse_write(&flight(request), action, statement.as_deref(), vec![])
+            .await
+            .map_err(status)
     }
 
     pub(super) async fn refuse_ingest<T>(
@@ -27,10 +26,10 @@ impl StrataFlightSql {
         table: String,
         request: &Request<T>,
     ) -> Result<i64, Status> {
-        let mut record = flight(request).record("ingest");
-        record.tables = vec![table];
-        let refused = Err(QueryError::read_only());
-        self.query.audited(record, refused).await.map_err(status)
+        self.query
+            .refuse_write(&flight(request), "ingest", None, vec![table])
+            .await
+            .map_err(status)
     }
 
     pub(super) async fn refuse_substrait<T, R>(&self, request: &Request<T>) -> Result<R, Status> {

@@ -13,9 +13,7 @@ use arrow_flight::{FlightDescriptor, FlightInfo, IpcMessage, SchemaAsIpc, Ticket
 use datafusion::common::{ParamValues, ScalarValue};
 use futures::TryStreamExt;
 use prost::Message;
-use std::sync::Arc;
-
-use strata_query::{Call, Prepared, Principal, QueryError, Results};
+use strata_query::{QueryError, Results};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span};
 
@@ -30,25 +28,16 @@ impl StrataFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let call = flight(&request);
-        async {
-            let mut prepared = self
-                .query
-                .prepare(&call, "plan_statement", &query.query)
-                .await?;
-            self.query
-                .settle(&call, "execute_statement", &mut prepared)
-                .await?;
-            let schema = prepared.schema.clone();
-            let handle = self.query.handles().insert_ticket(prepared);
-            let ticket = TicketStatementQuery {
-                statement_handle: handle.into(),
-            };
-            Ok::<_, QueryError>((schema, ticket.as_any().encode_to_vec()))
-        }
-        .instrument(info_span!("get_flight_info_statement"))
-        .await
-        .map_err(status)
-        .and_then(|(schema, ticket)| Self::info_with_ticket(&schema, ticket, request))
+        let (schema, handle) = self
+            .query
+            .plan_ticket(&call, &query.query)
+            .instrument(info_span!("get_flight_info_statement"))
+            .await
+            .map_err(status)?;
+        let ticket = TicketStatementQuery {
+            statement_handle: handle.into(),
+        };
+        Self::info_with_ticket(&schema, ticket.as_any().encode_to_vec(), request)
     }
 
     pub(super) async fn execute_statement(
@@ -57,10 +46,13 @@ impl StrataFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let handle = handle_text(&ticket.statement_handle);
-        let lookup = |who: &Principal| self.query.handles().take_ticket(&handle, who);
-        self.execute(&request, "execute_statement", lookup)
+        let results = self
+            .query
+            .run_ticket(&flight(&request), &handle)
             .instrument(info_span!("do_get_statement"))
             .await
+            .map_err(status)?;
+        Ok(Self::results(results))
     }
 
     pub(super) async fn create_prepared(
@@ -68,26 +60,26 @@ impl StrataFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let call = flight(&request);
-        async {
-            let prepared = self.query.prepare(&call, "prepare", &query.query).await?;
+        let (handle, prepared) = self
+            .query
+            .create_prepared(&flight(&request), &query.query)
+            .instrument(info_span!("create_prepared_statement"))
+            .await
+            .map_err(status)?;
+        let encoded = async {
             let parameters = prepared.parameter_schema()?;
-            let dataset_schema = schema_bytes(&prepared.schema)?;
             let parameter_schema = if parameters.fields().is_empty() {
                 Default::default()
             } else {
                 schema_bytes(&parameters)?
             };
-            let handle = self.query.handles().insert_prepared(prepared);
             Ok(ActionCreatePreparedStatementResult {
                 prepared_statement_handle: handle.into(),
-                dataset_schema,
+                dataset_schema: schema_bytes(&prepared.schema)?,
                 parameter_schema,
             })
-        }
-        .instrument(info_span!("create_prepared_statement"))
-        .await
-        .map_err(status)
+        };
+        encoded.await.map_err(status)
     }
 
     pub(super) async fn bind_prepared(
@@ -97,32 +89,25 @@ impl StrataFlightSql {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let call = flight(&request);
         let handle = handle_text(&query.prepared_statement_handle);
-        let bound = async {
-            let who = call.principal()?;
-            let prepared = self.query.handles().prepared(&handle, who)?;
-            // The peekable stream still holds the first message (the schema) that routing
-            // looked at.
-            let stream = request
-                .into_inner()
-                .map_err(|e| FlightError::Tonic(Box::new(e)));
-            let batches: Vec<RecordBatch> =
-                arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
-                    .try_collect()
-                    .await
-                    .map_err(|e| {
-                        QueryError::Invalid(format!(
-                            "cannot decode parameters: {}",
-                            strata_engine::error::first_line(&e.to_string())
-                        ))
-                    })?;
-            let mut bound = (*prepared).clone();
-            bound.parameters = Some(first_row_params(&batches)?);
-            self.query.handles().replace_prepared(&handle, who, bound)
-        }
-        .instrument(info_span!("bind_prepared_statement"))
-        .await;
+        // The peekable stream still holds the first message (the schema) that routing looked at.
+        let stream = request
+            .into_inner()
+            .map_err(|e| FlightError::Tonic(Box::new(e)));
+        let decoded: Result<Vec<RecordBatch>, _> =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
+                .try_collect()
+                .await;
+        let parameters = decoded
+            .map_err(|e| {
+                QueryError::Invalid(format!(
+                    "cannot decode parameters: {}",
+                    strata_engine::error::first_line(&e.to_string())
+                ))
+            })
+            .and_then(|batches| first_row_params(&batches));
         self.query
-            .answer(&call, "bind", bound)
+            .bind_prepared(&call, &handle, parameters)
+            .instrument(info_span!("bind_prepared_statement"))
             .await
             .map_err(status)?;
         Ok(DoPutPreparedStatementResult {
@@ -135,27 +120,10 @@ impl StrataFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let call = flight(&request);
         let handle = handle_text(&cmd.prepared_statement_handle);
-        let settled = async {
-            let who = call.principal()?;
-            let mut prepared = (*self.query.handles().prepared(&handle, who)?).clone();
-            self.query
-                .settle(&call, "execute_prepared", &mut prepared)
-                .await?;
-            let schema = prepared.schema.clone();
-            if prepared.results.is_some() {
-                // Kept for the DoGet that follows; the next GetFlightInfo runs it again.
-                self.query
-                    .handles()
-                    .replace_prepared(&handle, who, prepared)?;
-            }
-            Ok(schema)
-        }
-        .await;
         let schema = self
             .query
-            .answer(&call, "plan_prepared", settled)
+            .settle_prepared(&flight(&request), &handle)
             .await
             .map_err(status)?;
         Self::info(&schema, &cmd, request)
@@ -167,28 +135,13 @@ impl StrataFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let handle = handle_text(&query.prepared_statement_handle);
-        let lookup = |who: &Principal| self.query.handles().prepared_for_run(&handle, who);
-        self.execute(&request, "execute_prepared", lookup)
+        let results = self
+            .query
+            .run_prepared(&flight(&request), &handle)
             .instrument(info_span!("do_get_prepared_statement"))
             .await
-    }
-
-    /// Executes the statement a handle holds for the caller (an unknown handle is refused and
-    /// audited) and streams its results.
-    async fn execute(
-        &self,
-        request: &Request<Ticket>,
-        action: &str,
-        lookup: impl FnOnce(&Principal) -> Result<Arc<Prepared>, QueryError>,
-    ) -> Result<Response<DoGetStream>, Status> {
-        let call = flight(request);
-        let found = call.principal().and_then(lookup);
-        let prepared = self.query.answer_if_err(&call, action, found).await;
-        let run = match prepared {
-            Ok(prepared) => self.run(&call, action, &prepared).await,
-            Err(e) => Err(e),
-        };
-        run.map_err(status)
+            .map_err(status)?;
+        Ok(Self::results(results))
     }
 
     pub(super) async fn close_prepared(
@@ -196,24 +149,15 @@ impl StrataFlightSql {
         query: ActionClosePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
-        let call = flight(&request);
         let handle = handle_text(&query.prepared_statement_handle);
-        let closed = call
-            .principal()
-            .and_then(|who| self.query.handles().close_prepared(&handle, who));
         self.query
-            .answer(&call, "close_prepared", closed)
+            .close_prepared(&flight(&request), &handle)
             .await
             .map_err(status)
     }
 
-    async fn run(
-        &self,
-        call: &Call,
-        action: &str,
-        prepared: &Prepared,
-    ) -> Result<Response<DoGetStream>, QueryError> {
-        Ok(match self.query.run(call, action, prepared).await? {
+    fn results(results: Results) -> Response<DoGetStream> {
+        match results {
             Results::Computed(batches, schema) => {
                 let batches: Vec<_> = batches.iter().cloned().map(Ok).collect();
                 Self::stream(schema, futures::stream::iter(batches))
@@ -223,7 +167,7 @@ impl StrataFlightSql {
                 let batches = results.map_err(|e| FlightError::Tonic(Box::new(status(e))));
                 Self::stream(schema, batches)
             }
-        })
+        }
     }
 }
 
