@@ -22,3 +22,38 @@ pub fn status(e: QueryError) -> Status {
 pub fn codec(e: impl std::fmt::Display) -> QueryError {
     QueryError::Internal(strata_engine::error::first_line(&e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    /// The contract of the door: each kind of failure has its one gRPC code, and the message is
+    /// one line.
+    #[test]
+    fn every_query_error_has_its_grpc_code() {
+        let cases = [
+            (
+                QueryError::Unauthenticated("x".into()),
+                Code::Unauthenticated,
+            ),
+            (QueryError::Denied("x".into()), Code::PermissionDenied),
+            (QueryError::NotFound("x".into()), Code::NotFound),
+            (QueryError::Invalid("x".into()), Code::InvalidArgument),
+            (QueryError::Unsupported("x".into()), Code::Unimplemented),
+            (
+                QueryError::ResourcesExhausted("x".into()),
+                Code::ResourceExhausted,
+            ),
+            (QueryError::AuditUnavailable, Code::Unavailable),
+            (QueryError::Cancelled, Code::Cancelled),
+            (QueryError::Execution("x".into()), Code::Internal),
+            (QueryError::Internal("x".into()), Code::Internal),
+        ];
+        for (error, code) in cases {
+            assert_eq!(status(error).code(), code);
+        }
+        let two_lines = status(QueryError::Invalid("first\nsecond".into()));
+        assert_eq!(two_lines.message(), "first");
+    }
+}

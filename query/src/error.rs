@@ -99,3 +99,25 @@ impl From<arrow::error::ArrowError> for QueryError {
         QueryError::Internal(strata_engine::error::first_line(&e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planner_errors_keep_their_kind_and_message() {
+        let denied = QueryError::from(PlannerError::NotPermitted("table 'genotype'".into()));
+        assert!(matches!(&denied, QueryError::Denied(m) if m == "table 'genotype'"));
+        assert_eq!(denied.outcome(), "denied");
+        let missing = QueryError::from(PlannerError::MissingTable("nope".into()));
+        assert!(matches!(&missing, QueryError::Invalid(m) if m == "table 'nope' not found"));
+        assert_eq!(missing.outcome(), "invalid");
+        let full = QueryError::from(PlannerError::ResourcesExhausted("ledger full".into()));
+        assert_eq!(full.to_string(), "resources exhausted: ledger full");
+        let internal = QueryError::from(PlannerError::Internal("boom".into()));
+        assert_eq!(internal.to_string(), "internal error: boom");
+        assert_eq!(QueryError::Cancelled.outcome(), "cancelled");
+        assert_eq!(QueryError::read_only().outcome(), "denied");
+        assert_eq!(QueryError::no_substrait().outcome(), "unsupported");
+    }
+}
