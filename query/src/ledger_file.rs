@@ -159,4 +159,43 @@ mod tests {
         let d = again.decide("q", &[offered(5..990)], 20, Rules::Groups);
         assert_eq!(released(d.unwrap()), vec![false]);
     }
+
+    /// A journal that refuses while `failing` is set.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl LedgerJournal for Flaky {
+        fn record(
+            &self,
+            _principal: &str,
+            _released: &[&RoaringTreemap],
+            _withheld: &[&RoaringTreemap],
+        ) -> std::io::Result<()> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(std::io::Error::other("disk full"));
+            }
+            Ok(())
+        }
+    }
+
+    /// A decision that cannot be made durable is not a release, and is not remembered either.
+    #[test]
+    fn an_unrecorded_decision_releases_nothing() {
+        use std::sync::atomic::Ordering;
+        use strata_planner::disclosure::release::LedgerError;
+        let journal = Arc::new(Flaky::default());
+        journal.failing.store(true, Ordering::SeqCst);
+        let ledger = ReleaseLedger::restored(vec![], journal.clone(), DEFAULT_BUDGET_BYTES);
+        let refused = ledger.decide("p", &[offered(0..1000)], 20, Rules::Groups);
+        assert!(matches!(refused, Err(LedgerError::Journal(_))));
+        journal.failing.store(false, Ordering::SeqCst);
+        // 0..1000 never left, so 5..1000 differs from nothing released: released.
+        let d = ledger.decide("p", &[offered(5..1000)], 20, Rules::Groups);
+        assert_eq!(released(d.unwrap()), vec![true]);
+        // And now that it is recorded, 0..1000 would reveal the 5 left out.
+        let d = ledger.decide("p", &[offered(0..1000)], 20, Rules::Groups);
+        assert_eq!(released(d.unwrap()), vec![false]);
+    }
 }
