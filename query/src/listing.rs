@@ -3,8 +3,6 @@
 //! the same as a table that does not exist.
 
 use arrow::datatypes::SchemaRef;
-use datafusion::catalog::TableProvider;
-use strata_engine::Tier;
 use strata_passport::Principal;
 
 use crate::call::Call;
@@ -45,14 +43,8 @@ impl QueryService {
     }
 
     fn listed(&self, who: &Principal, name: &str) -> Option<Listed> {
-        if !self.tiers.table_tier(name).is_some_and(|t| who.may_read(t)) {
-            return None;
-        }
         let table = self.dataset.tables().get(name)?;
-        let schema = match self.registered_views.get(name) {
-            Some(view) if who.tier == Tier::Registered => view.schema(),
-            _ => TableProvider::schema(table.as_ref()),
-        };
+        let schema = self.visible_table(who, name, table)?.schema();
         Some(Listed {
             primary_key: primary_key(name, &schema),
             name: name.to_string(),

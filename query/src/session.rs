@@ -9,7 +9,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::prelude::SessionContext;
 use strata_engine::Tier;
-use strata_engine::table::ScanRecorder;
+use strata_engine::table::{ScanRecorder, ShardedTable};
 use strata_passport::Principal;
 use strata_planner::PlannerError;
 use strata_planner::disclosure::{DisclosurePlanner, DisclosureReport, Level, Protection};
@@ -97,8 +97,31 @@ impl QueryService {
         Ok(session)
     }
 
+    /// The table `name` as `principal` may read it: nothing above their tier, the registered
+    /// view for the registered tier, else the table itself. Sessions and listings both ask
+    /// here, so that what a caller can list is what they can query.
+    pub(crate) fn visible_table(
+        &self,
+        principal: &Principal,
+        name: &str,
+        table: &Arc<ShardedTable>,
+    ) -> Option<Arc<dyn TableProvider>> {
+        if !self
+            .tiers
+            .table_tier(name)
+            .is_some_and(|t| principal.may_read(t))
+        {
+            return None;
+        }
+        if principal.tier == Tier::Registered
+            && let Some(view) = self.registered_views.get(name)
+        {
+            return Some(view.clone());
+        }
+        Some(table.clone() as Arc<dyn TableProvider>)
+    }
+
     fn base_session(&self, principal: &Principal) -> Result<Session, QueryError> {
-        let tiers = self.tiers.clone();
         let registered = principal.tier == Tier::Registered;
         let report = Arc::new(DisclosureReport::default());
         let protection = self.protection(principal);
@@ -111,18 +134,7 @@ impl QueryService {
             None => Arc::new(strata_planner::cohort::boundary::PlainQueryPlanner),
         };
         let (ctx, recorder) = self.dataset.session_with(
-            |name, table| {
-                if !tiers
-                    .table_tier(name)
-                    .is_some_and(|t| principal.may_read(t))
-                {
-                    return None;
-                }
-                if registered && let Some(view) = self.registered_views.get(name) {
-                    return Some(view.clone());
-                }
-                Some(table.clone() as Arc<dyn TableProvider>)
-            },
+            |name, table| self.visible_table(principal, name, table),
             Some(planner),
         )?;
         strata_planner::cohort::function::CohortFunction::register(&ctx);
