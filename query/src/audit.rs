@@ -56,6 +56,14 @@ pub struct AuditRecord {
     pub duration_ms: Option<f64>,
 }
 
+impl AuditRecord {
+    /// The statement (SQL text or cohort definition) the request is about, with its hash.
+    pub fn set_statement(&mut self, statement: &str) {
+        self.statement_sha256 = Some(sha256_hex(statement));
+        self.statement = Some(statement.to_string());
+    }
+}
+
 type Ack = oneshot::Sender<Result<(), String>>;
 
 pub struct AuditLog {

@@ -12,7 +12,7 @@ use strata_passport::Principal;
 use strata_planner::disclosure::result::Summary;
 use strata_planner::{PlannedQuery, PlannerError};
 
-use crate::audit::{now_rfc3339, sha256_hex};
+use crate::audit::now_rfc3339;
 use crate::call::Call;
 use crate::cohorts::{SavedCohort, valid_name};
 use crate::error::QueryError;
@@ -153,8 +153,7 @@ impl QueryService {
             Ok(p) => p,
             Err(e) => {
                 let mut record = call.record(action);
-                record.statement_sha256 = Some(sha256_hex(definition));
-                record.statement = Some(definition.to_string());
+                record.set_statement(definition);
                 return self.audited(record, Err(e)).await;
             }
         };

@@ -15,7 +15,7 @@ use strata_planner::registered::policy::fact_rows;
 use strata_planner::registered::{self, RegisteredPolicy, RegisteredSettings};
 use strata_planner::tiers::TierMap;
 
-use crate::audit::{AuditLog, AuditRecord, now_rfc3339, sha256_hex};
+use crate::audit::{AuditLog, AuditRecord, now_rfc3339};
 use crate::auth::Authenticator;
 use crate::call::Call;
 use crate::cohorts::NamedCohorts;
@@ -164,8 +164,7 @@ impl QueryService {
         sql: &str,
     ) -> Result<Prepared, QueryError> {
         let mut record = call.record(action);
-        record.statement_sha256 = Some(sha256_hex(sql));
-        record.statement = Some(sql.to_string());
+        record.set_statement(sql);
         let result = async {
             let principal = call.principal()?;
             let session = self.session(principal).await?;
@@ -228,8 +227,7 @@ impl QueryService {
         prepared: &Prepared,
     ) -> Result<QueryStream, QueryError> {
         let mut record = call.record(action);
-        record.statement_sha256 = Some(sha256_hex(&prepared.query.sql));
-        record.statement = Some(prepared.query.sql.clone());
+        record.set_statement(&prepared.query.sql);
         record.plan_sha256 = Some(prepared.plan_sha256.clone());
         record.tables = prepared.tables.clone();
         record.phase = "start".into();

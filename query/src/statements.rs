@@ -6,7 +6,6 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::ParamValues;
 use std::sync::Arc;
 
-use crate::audit::sha256_hex;
 use crate::call::Call;
 use crate::error::QueryError;
 use crate::prepared::Prepared;
@@ -110,8 +109,9 @@ impl QueryService {
         tables: Vec<String>,
     ) -> Result<R, QueryError> {
         let mut record = call.record(action);
-        record.statement_sha256 = statement.map(sha256_hex);
-        record.statement = statement.map(str::to_string);
+        if let Some(statement) = statement {
+            record.set_statement(statement);
+        }
         record.tables = tables;
         self.audited(record, Err(QueryError::read_only())).await
     }
