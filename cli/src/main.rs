@@ -112,6 +112,9 @@ pub struct ServerArgs {
     /// Address to listen on. Without --jwks only loopback addresses are allowed.
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Also serve PostgreSQL clients (psql, ODBC, R DBI, BI tools) here; overrides `[pg] listen`.
+    #[arg(long)]
+    pub pg_listen: Option<SocketAddr>,
     /// JWKS of trusted passport and visa issuers; every call must then carry a passport.
     #[arg(long)]
     pub jwks: Option<PathBuf>,

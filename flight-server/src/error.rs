@@ -7,7 +7,10 @@ pub fn status(e: QueryError) -> Status {
     let message = e.message();
     match e {
         QueryError::Unauthenticated(_) => Status::unauthenticated(message),
-        QueryError::Denied(_) => Status::permission_denied(message),
+        QueryError::Denied(_) | QueryError::UnavailableTable { denied: true, .. } => {
+            Status::permission_denied(message)
+        }
+        QueryError::UnavailableTable { .. } => Status::invalid_argument(message),
         QueryError::NotFound(_) => Status::not_found(message),
         QueryError::Invalid(_) => Status::invalid_argument(message),
         QueryError::Unsupported(_) => Status::unimplemented(message),

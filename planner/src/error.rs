@@ -29,6 +29,14 @@ pub enum PlannerError {
     /// caller's tier: the tier guard tells which).
     #[error("table '{0}' not found")]
     MissingTable(String),
+    /// A table the caller cannot read, explained for them: above their tier (`denied`), or
+    /// unknown. Doors that answer both alike (PostgreSQL's 42P01) need the table apart.
+    #[error("{message}")]
+    UnavailableTable {
+        table: String,
+        message: String,
+        denied: bool,
+    },
     /// A column reference that does not resolve (DataFusion's message, and the bare name).
     #[error("{message}")]
     MissingColumn { column: String, message: String },

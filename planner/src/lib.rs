@@ -6,6 +6,7 @@ pub mod cohort;
 pub mod disclosure;
 pub mod error;
 pub mod participants;
+pub mod postgres;
 pub mod registered;
 pub mod statements;
 mod subqueries;
@@ -33,6 +34,28 @@ pub async fn plan_sql_guarded(
     guard: &tier_guard::TierGuard,
 ) -> Result<PlannedQuery, PlannerError> {
     let planned = plan_sql(ctx, sql).await.map_err(|e| guard.explain(e))?;
+    checked(planned, guard)
+}
+
+/// [`plan_sql_guarded`] for a statement a door parsed in its own dialect (`sql` is its text, for
+/// the audit log).
+pub async fn plan_statement_guarded(
+    ctx: &SessionContext,
+    sql: &str,
+    statement: datafusion::sql::sqlparser::ast::Statement,
+    guard: &tier_guard::TierGuard,
+) -> Result<PlannedQuery, PlannerError> {
+    let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
+    let planned = plan_statement(ctx, sql, statement)
+        .await
+        .map_err(|e| guard.explain(e))?;
+    checked(planned, guard)
+}
+
+fn checked(
+    planned: PlannedQuery,
+    guard: &tier_guard::TierGuard,
+) -> Result<PlannedQuery, PlannerError> {
     guard
         .check(&planned.plan)
         .map_err(|d| PlannerError::NotPermitted(d.0))?;
@@ -41,10 +64,19 @@ pub async fn plan_sql_guarded(
 
 /// Parses and plans `sql` in `ctx`, refusing anything that is not a read-only query.
 pub async fn plan_sql(ctx: &SessionContext, sql: &str) -> Result<PlannedQuery, PlannerError> {
-    let state = ctx.state();
-    let mut statement = state
+    let statement = ctx
+        .state()
         .sql_to_statement(sql, &datafusion::config::Dialect::Generic)
         .map_err(PlannerError::from_parse)?;
+    plan_statement(ctx, sql, statement).await
+}
+
+async fn plan_statement(
+    ctx: &SessionContext,
+    sql: &str,
+    mut statement: datafusion::sql::parser::Statement,
+) -> Result<PlannedQuery, PlannerError> {
+    let state = ctx.state();
     statements::number_placeholders(&mut statement);
     statements::check_statement(&statement)?;
     check_tables_exist(ctx, &statement)?;

@@ -203,8 +203,10 @@ impl TierGuard {
             // A cohort's rows are participants, whatever its plan aggregates inside.
             LogicalPlan::Extension(_) if CohortBoundary::of(plan).is_some() => true,
             LogicalPlan::TableScan(scan) => {
-                scan.table_name.schema() != Some("information_schema")
-                    && self.tiers.is_participant_table(scan.table_name.table())
+                !matches!(
+                    scan.table_name.schema(),
+                    Some("information_schema" | "pg_catalog")
+                ) && self.tiers.is_participant_table(scan.table_name.table())
             }
             _ => {
                 // A subquery above every aggregate decides, row by row, what is emitted
@@ -230,16 +232,23 @@ impl TierGuard {
                 )),
                 None => PlannerError::InvalidQuery(message),
             },
-            PlannerError::MissingTable(name) => match self.tiers.table_tier(&name) {
-                Some(needed) if needed > self.tier => {
-                    PlannerError::NotPermitted(denied_table(&name, needed, self.tier).0)
+            PlannerError::MissingTable(name) => {
+                let (message, denied) = match self.tiers.table_tier(&name) {
+                    Some(needed) if needed > self.tier => {
+                        (denied_table(&name, needed, self.tier).0, true)
+                    }
+                    None if self.tier < Tier::Controlled => (
+                        format!("table '{name}' is not available at the {} tier", self.tier),
+                        true,
+                    ),
+                    _ => (format!("table '{name}' not found"), false),
+                };
+                PlannerError::UnavailableTable {
+                    table: name,
+                    message,
+                    denied,
                 }
-                None if self.tier < Tier::Controlled => PlannerError::NotPermitted(format!(
-                    "table '{name}' is not available at the {} tier",
-                    self.tier
-                )),
-                _ => PlannerError::InvalidQuery(format!("table '{name}' not found")),
-            },
+            }
             other => other,
         }
     }
@@ -280,7 +289,10 @@ impl TierGuard {
 
     fn check_scan(&self, scan: &TableScan) -> Result<(), TierDenied> {
         let table = scan.table_name.table();
-        if scan.table_name.schema() == Some("information_schema") {
+        if matches!(
+            scan.table_name.schema(),
+            Some("information_schema" | "pg_catalog")
+        ) {
             // Built from the principal's own session catalog, which holds only permitted tables.
             return Ok(());
         }

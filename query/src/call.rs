@@ -6,10 +6,20 @@ use strata_passport::Principal;
 use crate::audit::{AuditRecord, now_rfc3339};
 use crate::error::QueryError;
 
+/// The SQL a door's clients speak: Flight SQL's generic SQL, or PostgreSQL's, whose clients
+/// also read `pg_catalog` and call its session functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    #[default]
+    Generic,
+    Postgres,
+}
+
 #[derive(Debug, Clone)]
 pub struct Call {
     /// The door: `flight`, `cohort` (gRPC CohortService), `pg`.
     pub door: &'static str,
+    pub dialect: Dialect,
     pub principal: Option<Principal>,
     pub peer: Option<String>,
     /// The workspace the client named (free text, cut to 200 characters).
@@ -20,10 +30,16 @@ impl Call {
     pub fn new(door: &'static str) -> Self {
         Call {
             door,
+            dialect: Dialect::Generic,
             principal: None,
             peer: None,
             workspace: None,
         }
+    }
+
+    pub fn with_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
     }
 
     pub fn with_peer(mut self, peer: Option<String>) -> Self {

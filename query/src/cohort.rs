@@ -197,7 +197,9 @@ impl QueryService {
         use datafusion::logical_expr::col;
         let def: serde_json::Value = serde_json::from_str(definition)
             .map_err(|e| QueryError::Invalid(format!("the cohort definition is not JSON: {e}")))?;
-        let session = self.session(principal).await?;
+        let session = self
+            .session(principal, crate::call::Dialect::Generic)
+            .await?;
         let persons = session.compile_cohort(&def).await?;
         let df = match query {
             CohortQuery::Count => persons
@@ -244,7 +246,12 @@ impl QueryService {
             sql: definition.to_string(),
             plan,
         };
-        Ok(Prepared::new(query, &session.guard, principal))
+        Ok(Prepared::new(
+            query,
+            &session.guard,
+            principal,
+            crate::call::Dialect::Generic,
+        ))
     }
 }
 

@@ -18,6 +18,14 @@ pub struct ServerConfig {
     pub egress: EgressSettings,
     pub audit: AuditSettings,
     pub disclosure: DisclosureSettings,
+    pub pg: PgSettings,
+}
+
+/// The PostgreSQL-wire door (`[pg]`): off unless `listen` (or `--pg-listen`) is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgSettings {
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Row-level result sizes that raise an alert, and the hard cap that stops a stream.

@@ -14,6 +14,13 @@ pub enum QueryError {
     /// result for an aggregates-only caller.
     #[error("{0}")]
     Denied(String),
+    /// A table the caller cannot read: above their tier (`denied`) or unknown.
+    #[error("{message}")]
+    UnavailableTable {
+        table: String,
+        message: String,
+        denied: bool,
+    },
     /// A handle, ticket or named cohort that does not exist for this caller (another caller's
     /// gets the same answer as one that never existed).
     #[error("{0}")]
@@ -54,7 +61,8 @@ impl QueryError {
     /// The audit record's `outcome` for a request that ended with this error.
     pub fn outcome(&self) -> &'static str {
         match self {
-            QueryError::Denied(_) => "denied",
+            QueryError::Denied(_) | QueryError::UnavailableTable { denied: true, .. } => "denied",
+            QueryError::UnavailableTable { .. } => "invalid",
             QueryError::Unauthenticated(_) => "unauthenticated",
             QueryError::Invalid(_) | QueryError::NotFound(_) => "invalid",
             QueryError::Unsupported(_) => "unsupported",
@@ -77,6 +85,15 @@ impl From<PlannerError> for QueryError {
                 QueryError::Invalid(e.to_string())
             }
             PlannerError::NotPermitted(m) => QueryError::Denied(m),
+            PlannerError::UnavailableTable {
+                table,
+                message,
+                denied,
+            } => QueryError::UnavailableTable {
+                table,
+                message,
+                denied,
+            },
             PlannerError::Unsupported(m) => QueryError::Unsupported(m),
             PlannerError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m),
             PlannerError::Execution(m) => QueryError::Execution(m),

@@ -39,7 +39,7 @@ impl QueryService {
             report,
             protection,
             ..
-        } = self.session(principal).await?;
+        } = self.session(principal, prepared.dialect).await?;
         let plan = match &prepared.parameters {
             Some(p) => strata_planner::bind(&prepared.query, p.clone())?,
             None => {

@@ -22,7 +22,7 @@ mod statements;
 mod stream;
 
 pub use auth::Authenticator;
-pub use call::Call;
+pub use call::{Call, Dialect};
 pub use cohort::{Breakdown, CohortCount};
 pub use error::QueryError;
 pub use ledger_file::open_ledger;
@@ -31,4 +31,6 @@ pub use prepared::Prepared;
 pub use service::{QueryService, Results};
 pub use strata_passport::{Egress, Principal};
 pub use strata_planner::disclosure::result::Summary;
+/// PostgreSQL clients' SQL dialect and catalog, for the PostgreSQL-wire door.
+pub use strata_planner::postgres;
 pub use stream::QueryStream;

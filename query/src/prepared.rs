@@ -10,6 +10,7 @@ use strata_planner::PlannedQuery;
 use strata_planner::tier_guard::TierGuard;
 
 use crate::audit::sha256_hex;
+use crate::call::Dialect;
 use crate::error::QueryError;
 
 /// A statement planned once (at describe or prepare time) and executed later.
@@ -25,10 +26,17 @@ pub struct Prepared {
     pub plan_sha256: String,
     /// Results computed by `settle` (protected queries), released by the next run.
     pub results: Option<Arc<Vec<RecordBatch>>>,
+    /// The dialect it was planned in: its execution's session is the same.
+    pub(crate) dialect: Dialect,
 }
 
 impl Prepared {
-    pub(crate) fn new(query: PlannedQuery, guard: &TierGuard, principal: &Principal) -> Self {
+    pub(crate) fn new(
+        query: PlannedQuery,
+        guard: &TierGuard,
+        principal: &Principal,
+        dialect: Dialect,
+    ) -> Self {
         let schema = Arc::new(query.plan.schema().as_arrow().clone());
         let tables = guard
             .tables_touched(&query.plan)
@@ -44,6 +52,7 @@ impl Prepared {
             tables,
             plan_sha256,
             results: None,
+            dialect,
         }
     }
 

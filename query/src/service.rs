@@ -167,11 +167,56 @@ impl QueryService {
         record.set_statement(sql);
         let result = async {
             let principal = call.principal()?;
-            let session = self.session(principal).await?;
+            let session = self.session(principal, call.dialect).await?;
             let query = strata_planner::plan_sql_guarded(&session.ctx, sql, &session.guard).await?;
-            Ok(Prepared::new(query, &session.guard, principal))
+            Ok(Prepared::new(
+                query,
+                &session.guard,
+                principal,
+                call.dialect,
+            ))
         }
         .await;
+        self.prepared(record, result).await
+    }
+
+    /// [`QueryService::prepare`] for a statement the door parsed (PostgreSQL clients send several
+    /// statements and session commands in one text); `sql` is its text for the audit log.
+    pub async fn prepare_statement(
+        &self,
+        call: &Call,
+        action: &str,
+        sql: &str,
+        statement: datafusion::sql::sqlparser::ast::Statement,
+    ) -> Result<Prepared, QueryError> {
+        let mut record = call.record(action);
+        record.set_statement(sql);
+        let result = async {
+            let principal = call.principal()?;
+            let session = self.session(principal, call.dialect).await?;
+            let query = strata_planner::plan_statement_guarded(
+                &session.ctx,
+                sql,
+                statement,
+                &session.guard,
+            )
+            .await?;
+            Ok(Prepared::new(
+                query,
+                &session.guard,
+                principal,
+                call.dialect,
+            ))
+        }
+        .await;
+        self.prepared(record, result).await
+    }
+
+    async fn prepared(
+        &self,
+        mut record: AuditRecord,
+        result: Result<Prepared, QueryError>,
+    ) -> Result<Prepared, QueryError> {
         if let Ok(prepared) = &result {
             record.tables = prepared.tables.clone();
             record.plan_sha256 = Some(prepared.plan_sha256.clone());

@@ -16,6 +16,7 @@ use strata_planner::disclosure::{DisclosurePlanner, DisclosureReport, Level, Pro
 use strata_planner::registered::shift_bounds::ShiftBounds;
 use strata_planner::tier_guard::TierGuard;
 
+use crate::call::Dialect;
 use crate::error::QueryError;
 use crate::service::QueryService;
 
@@ -51,8 +52,13 @@ impl Session {
 }
 
 impl QueryService {
-    /// The principal's session, with its named cohorts as tables `cohort_<name>`.
-    pub(crate) async fn session(&self, principal: &Principal) -> Result<Session, QueryError> {
+    /// The principal's session, with its named cohorts as tables `cohort_<name>` and, for
+    /// PostgreSQL clients, `pg_catalog` over exactly those tables.
+    pub(crate) async fn session(
+        &self,
+        principal: &Principal,
+        dialect: Dialect,
+    ) -> Result<Session, QueryError> {
         let session = self.base_session(principal)?;
         for (name, saved) in self.cohorts.of(&principal.key()) {
             let Ok(def) = serde_json::from_str::<serde_json::Value>(&saved.definition) else {
@@ -93,6 +99,9 @@ impl QueryService {
                 }
                 Err(e) => tracing::warn!(cohort = %name, error = %e, "named cohort not available"),
             }
+        }
+        if dialect == Dialect::Postgres {
+            strata_planner::postgres::install_catalog(&session.ctx)?;
         }
         Ok(session)
     }

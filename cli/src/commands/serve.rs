@@ -33,15 +33,47 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
-    info!(listen = %local, dataset = %dataset.dir().display(), tables = dataset.tables().len(), "serving");
+    let pg = match args.pg_listen.or(config.pg.listen) {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (PostgreSQL door)"))?,
+        ),
+        None => None,
+    };
+    let pg_local = pg.as_ref().map(|l| l.local_addr()).transpose()?;
+    info!(listen = %local, pg_listen = ?pg_local, dataset = %dataset.dir().display(), tables = dataset.tables().len(), "serving");
     if let Some(banner) = banner {
-        println!("{}", banner.replace("{addr}", &local.to_string()));
+        let pg_addr = pg_local.map_or_else(|| "-".to_owned(), |a| a.to_string());
+        println!(
+            "{}",
+            banner
+                .replace("{addr}", &local.to_string())
+                .replace("{pg_addr}", &pg_addr)
+        );
     }
-    strata_flight_server::serve(query, listener, async {
+    // One shutdown signal for every door.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(async move {
         shutdown_signal().await;
         info!("shutting down");
-    })
-    .await
+        let _ = stop.send(true);
+    });
+    let postgres = async {
+        match pg {
+            Some(listener) => strata_pgwire::serve(query.clone(), listener, until_stopped()).await,
+            None => Ok(()),
+        }
+    };
+    let flight = strata_flight_server::serve(query.clone(), listener, until_stopped());
+    let (flight, postgres) = tokio::join!(flight, postgres);
+    flight.and(postgres)
 }
 
 /// Passports against `--jwks`; without it, only a loopback development server whose every caller

@@ -135,7 +135,11 @@ async fn tables_above_the_tier_are_refused_even_when_not_registered() {
         let ctx = ctx.clone();
         async move {
             match strata_planner::plan_sql_guarded(&ctx, sql, &guard).await {
-                Err(PlannerError::NotPermitted(m)) => m,
+                Err(PlannerError::UnavailableTable {
+                    message,
+                    denied: true,
+                    ..
+                }) => message,
                 other => panic!("{sql}: {other:?}"),
             }
         }
@@ -155,7 +159,7 @@ async fn tables_above_the_tier_are_refused_even_when_not_registered() {
     let controlled = TierGuard::new(tier_map(), Tier::Controlled);
     assert!(matches!(
         strata_planner::plan_sql_guarded(&ctx, "SELECT * FROM secret_table", &controlled).await,
-        Err(PlannerError::InvalidQuery(_))
+        Err(PlannerError::UnavailableTable { denied: false, .. })
     ));
 }
 

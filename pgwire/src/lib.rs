@@ -1,0 +1,87 @@
+//! Strata's PostgreSQL-wire door, for BI tools, ODBC and R DBI: the PostgreSQL v3 protocol
+//! (pgwire) over the same query service as Flight SQL. A passport is the password; statements are
+//! planned, protected, audited and run by `strata_query`; errors become SQLSTATEs in one place
+//! (`error.rs`). No policy lives here.
+
+mod auth;
+mod encode;
+mod error;
+mod params;
+mod results;
+mod session;
+mod statements;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::{ConnectionManager, PgWireServerHandlers};
+use strata_query::QueryService;
+use tracing::Instrument;
+
+use crate::auth::Login;
+use crate::statements::Statements;
+
+/// Serves PostgreSQL clients on `listener` until `shutdown` completes.
+pub async fn serve(
+    query: Arc<QueryService>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let connections = Arc::new(ConnectionManager::new());
+    let handlers = Handlers {
+        login: Arc::new(Login::new(query, connections.clone())),
+        statements: Arc::new(Statements::new()),
+        cancel: Arc::new(DefaultCancelHandler::new(connections)),
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "postgres door: accept failed");
+                    continue;
+                }
+            },
+        };
+        // Nagle with delayed ACKs stalls small protocol messages.
+        let _ = socket.set_nodelay(true);
+        let handlers = handlers.clone();
+        let span = tracing::info_span!("pg_connection", %peer);
+        tokio::spawn(
+            async move {
+                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                    tracing::debug!(error = %e, "postgres connection ended");
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+#[derive(Clone)]
+struct Handlers {
+    login: Arc<Login>,
+    statements: Arc<Statements>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
+        self.statements.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
+        self.statements.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        self.login.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
+}

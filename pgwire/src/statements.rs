@@ -1,0 +1,234 @@
+//! The simple and extended query protocols over the query service. A statement is either a
+//! session command (answered by the connection) or planned, protected, audited and run by the
+//! query service; this module only moves it between the wire and that service.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::sql::sqlparser::ast::Statement;
+use futures::Sink;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
+use strata_query::Prepared;
+
+use crate::encode;
+use crate::error::{error, pg_error};
+use crate::params;
+use crate::results::Rows;
+use crate::session::{Connection, is_command};
+
+/// A statement of the extended protocol, as parsed.
+#[derive(Clone)]
+pub enum Parsed {
+    /// Planned for the caller by the query service.
+    Query(Arc<Prepared>),
+    /// A session command, run at each execution.
+    Command(Box<Statement>),
+}
+
+pub struct Statements {
+    parser: Arc<Parser>,
+}
+
+impl Statements {
+    pub fn new() -> Self {
+        Statements {
+            parser: Arc::new(Parser),
+        }
+    }
+}
+
+/// Runs one statement of a simple query.
+async fn simple(
+    connection: &Connection,
+    text: &str,
+    statement: Statement,
+) -> PgWireResult<Response> {
+    if let Some(answer) = connection.command(&statement).await {
+        return answer;
+    }
+    let call = &connection.call;
+    let prepared = connection
+        .query
+        .prepare_statement(call, "plan_statement", text, statement)
+        .await
+        .map_err(pg_error)?;
+    let results = connection
+        .query
+        .run(call, "execute_statement", &prepared)
+        .await
+        .map_err(pg_error)?;
+    Ok(Response::Query(
+        Rows::new(results, &Format::UnifiedText).response(),
+    ))
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Statements {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let connection = Connection::of(client)?;
+        let statements = strata_query::postgres::parse(query).map_err(|e| pg_error(e.into()))?;
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let single = statements.len() == 1;
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let text = if single {
+                query.to_owned()
+            } else {
+                statement.to_string()
+            };
+            match simple(&connection, &text, statement).await {
+                Ok(response) => responses.push(response),
+                // PostgreSQL stops at the first failing statement of a simple query.
+                Err(PgWireError::UserError(info)) => {
+                    responses.push(Response::Error(info));
+                    break;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Statements {
+    type Statement = Parsed;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let connection = Connection::of(client)?;
+        match &portal.statement.statement {
+            Parsed::Command(statement) => connection
+                .command(statement)
+                .await
+                .unwrap_or_else(|| Err(error("XX000", "not a session command".into()))),
+            Parsed::Query(prepared) => {
+                let mut bound = prepared.as_ref().clone();
+                bound.parameters = Some(params::values(portal, prepared)?);
+                let results = connection
+                    .query
+                    .run(&connection.call, "execute_prepared", &bound)
+                    .await
+                    .map_err(pg_error)?;
+                Ok(Response::Query(
+                    Rows::new(results, &portal.result_column_format).response(),
+                ))
+            }
+        }
+    }
+}
+
+pub struct Parser;
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Parsed;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Parsed>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let connection = Connection::of(client)?;
+        let mut statements = strata_query::postgres::parse(sql).map_err(|e| pg_error(e.into()))?;
+        let statement = match statements.len() {
+            0 => return Ok(None),
+            1 => statements.remove(0),
+            _ => {
+                return Err(error(
+                    "42601",
+                    "cannot insert multiple commands into a prepared statement".into(),
+                ));
+            }
+        };
+        if is_command(&statement) {
+            return Ok(Some(Parsed::Command(Box::new(statement))));
+        }
+        let prepared = connection
+            .query
+            .prepare_statement(&connection.call, "prepare", sql, statement)
+            .await
+            .map_err(pg_error)?;
+        Ok(Some(Parsed::Query(Arc::new(prepared))))
+    }
+
+    fn get_parameter_types(&self, statement: &Parsed) -> PgWireResult<Vec<Type>> {
+        let Parsed::Query(prepared) = statement else {
+            return Ok(vec![]);
+        };
+        let schema = prepared.parameter_schema().map_err(pg_error)?;
+        Ok(schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                datafusion::arrow::datatypes::DataType::Null => Type::UNKNOWN,
+                t => encode::pg_type(t),
+            })
+            .collect())
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &Parsed,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        let format = format.cloned().unwrap_or_default();
+        Ok(match statement {
+            Parsed::Query(prepared) => encode::fields(
+                &prepared.schema,
+                &format,
+                &Arc::new(FormatOptions::default()),
+            ),
+            Parsed::Command(statement) => match statement.as_ref() {
+                Statement::ShowVariable { variable } => vec![FieldInfo::new(
+                    variable
+                        .iter()
+                        .map(|i| i.value.to_ascii_lowercase())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    None,
+                    None,
+                    Type::TEXT,
+                    format.format_for(0),
+                )],
+                _ => vec![],
+            },
+        })
+    }
+}
