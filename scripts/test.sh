@@ -99,6 +99,40 @@ setup_acro_venv() {
     install_requirements "$ACRO_VENV" "$ACRO_REQS"
 }
 
+# Debian packages of the PostgreSQL-wire door's client tests (tests/pg_clients.py): psql, psqlODBC
+# through unixODBC, and R with DBI/RPostgreSQL, dbplyr, RODBC and reticulate. Installed only when one
+# is missing (then `apt-get update` first); a no-op on a machine that has them all. (jsonlite: the R
+# scripts of tests/pg_clients.py write their results as JSON.)
+DEBIAN_PACKAGES=(
+    postgresql-client odbc-postgresql unixodbc
+    r-base-core r-cran-dbi r-cran-rpostgresql r-cran-dbplyr r-cran-rodbc r-cran-reticulate r-cran-jsonlite
+)
+setup_debian_packages() {
+    local missing=() p
+    if ! command -v dpkg >/dev/null 2>&1; then
+        echo "dpkg not found: the PostgreSQL-wire client tests need Debian packages: ${DEBIAN_PACKAGES[*]}" >&2
+        return 1
+    fi
+    for p in "${DEBIAN_PACKAGES[@]}"; do
+        # The Status field of `dpkg -s` (which also succeeds for a removed package whose config files
+        # remain), read without a pipe that pipefail could fail.
+        [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "Debian packages present: ${DEBIAN_PACKAGES[*]}"
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing Debian packages: ${missing[*]}; run as root, or install them first:" >&2
+        echo "  sudo apt-get install --no-install-recommends ${missing[*]}" >&2
+        return 1
+    fi
+    echo "installing Debian packages: ${missing[*]}"
+    # Lock::Timeout: wait for another apt/dpkg run (e.g. unattended or a parallel session) to finish.
+    apt-get update -qq -o DPkg::Lock::Timeout=600
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
+}
+
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d "$HOME/.cache/strata-target" ]; then
     export CARGO_TARGET_DIR="$HOME/.cache/strata-target"
 fi
@@ -137,6 +171,7 @@ rm -f "$PYTEST_LOG"
 echo "repo: $REPO"
 echo "CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}"
 
+step "Debian packages (pg clients)" setup_debian_packages
 step "python venv + requirements" setup_venv
 step "ACRO venv" setup_acro_venv
 step "cargo build --workspace --bins" cargo build --workspace --bins

@@ -248,8 +248,12 @@ class StrataServer:
         env: dict[str, str] | None = None,
         token: str | None = None,
         log_dir: str | os.PathLike | None = None,
+        pg: bool = False,
     ):
         self.dataset = Path(dataset)
+        # With `pg`, the PostgreSQL-wire door listens too (`srv.pg_port`).
+        self.pg = pg
+        self.pg_port: int | None = None
         self.extra_args = [str(a) for a in extra_args]
         self.env = env
         self.token = token
@@ -276,6 +280,8 @@ class StrataServer:
         args = [str(strata_bin()), "serve", "--dataset", str(self.dataset), "--listen", f"{self.host}:{self.port}"]
         if "--log-format" not in self.extra_args:
             args += ["--log-format", "json"]
+        if self.pg_port is not None:
+            args += ["--pg-listen", f"{self.host}:{self.pg_port}"]
         return args + self.extra_args
 
     def start(self) -> "StrataServer":
@@ -290,6 +296,7 @@ class StrataServer:
         for _attempt in range(3):  # a free port can be taken between probing and binding
             self._start_count += 1
             self.port = free_port()
+            self.pg_port = free_port() if self.pg else None
             self.stderr_path = self._log_dir / f"serve-{self.port}-{self._start_count}.stderr"
             self.stdout_path = self._log_dir / f"serve-{self.port}-{self._start_count}.stdout"
             with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
@@ -520,6 +527,7 @@ def passport_server(dataset, keys, root: Path, name: str, token: str, config: st
         extra_args=["--jwks", Path(keys) / "jwks.json", "--config", config_file],
         token=token,
         log_dir=Path(root) / f"logs-{name}",
+        pg=True,
     )
     srv.state_dir = state
     srv.audit_path = state / "audit.jsonl"

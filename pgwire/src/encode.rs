@@ -103,6 +103,8 @@ pub fn rows(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWireResult<V
 /// One column with what encoding a value needs.
 struct Column<'a> {
     array: ArrayRef,
+    /// Logical nulls: a NullArray (a column that is NULL by type) has no validity buffer.
+    nulls: Option<arrow::buffer::NullBuffer>,
     field: &'a FieldInfo,
     /// For the types sent as their text rendering.
     text: Option<ArrayFormatter<'a>>,
@@ -121,12 +123,17 @@ impl<'a> Column<'a> {
             .then(|| ArrayFormatter::try_new(original.as_ref(), &TEXT_FORMAT))
             .transpose()
             .map_err(arrow_error)?;
-        Ok(Column { array, field, text })
+        Ok(Column {
+            nulls: array.logical_nulls(),
+            array,
+            field,
+            text,
+        })
     }
 
     fn encode(&self, row: usize, out: &mut DataRowEncoder) -> PgWireResult<()> {
         let array = self.array.as_ref();
-        if array.is_null(row) {
+        if self.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
             return self.put(out, &None::<i64>);
         }
         if let Some(text) = &self.text {

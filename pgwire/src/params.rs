@@ -16,13 +16,13 @@ use crate::encode::pg_type;
 use crate::error::{error, pg_error};
 
 pub fn values<S: Clone>(portal: &Portal<S>, prepared: &Prepared) -> PgWireResult<ParamValues> {
-    let expected = prepared.parameter_schema().map_err(pg_error)?;
+    let schema = prepared.parameter_schema().map_err(pg_error)?;
     let declared = &portal.statement.parameter_types;
     let mut values = Vec::with_capacity(portal.parameter_len());
     for i in 0..portal.parameter_len() {
-        let expected = expected
-            .fields()
-            .get(i)
+        let expected = schema
+            .field_with_name(&format!("${}", i + 1))
+            .ok()
             .map(|f| f.data_type().clone())
             .filter(|t| *t != DataType::Null);
         let wire = declared

@@ -8,25 +8,29 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use datafusion::sql::sqlparser::ast::{CloseCursor, Expr, FetchDirection, Set, Statement, Value};
-use futures::StreamExt;
 use futures::stream;
 use pgwire::api::ClientInfo;
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::error::PgWireResult;
-use pgwire::messages::data::DataRow;
-use strata_query::{Call, QueryService};
+use strata_query::{Call, Prepared, QueryService};
 
 use crate::error::{error, pg_error};
-use crate::results::Rows;
+use crate::results::{Batches, fields, response};
 
 /// What a connection keeps between statements.
 pub struct Connection {
     pub call: Call,
     pub query: Arc<QueryService>,
     settings: Mutex<BTreeMap<String, String>>,
-    cursors: tokio::sync::Mutex<HashMap<String, Rows>>,
+    cursors: tokio::sync::Mutex<HashMap<String, Cursor>>,
+}
+
+/// A declared cursor: its plan (a portal of the same name describes it) and its rows to come.
+struct Cursor {
+    prepared: Arc<Prepared>,
+    batches: Batches,
 }
 
 impl Connection {
@@ -49,14 +53,25 @@ impl Connection {
 
     /// Answers `statement` when it is a session command; `None` for anything the query service
     /// plans.
-    pub async fn command(&self, statement: &Statement) -> Option<PgWireResult<Response>> {
+    /// Results are encoded in `format`.
+    pub async fn command(
+        &self,
+        statement: &Statement,
+        format: &Format,
+    ) -> Option<PgWireResult<Response>> {
         let done = |tag: &str| Some(Ok(Response::Execution(Tag::new(tag))));
         match statement {
             Statement::StartTransaction { .. } => {
                 Some(Ok(Response::TransactionStart(Tag::new("BEGIN"))))
             }
             Statement::Commit { .. } => Some(Ok(Response::TransactionEnd(Tag::new("COMMIT")))),
+            // Savepoints, like transactions, have nothing to undo in a read-only server.
+            Statement::Rollback {
+                savepoint: Some(_), ..
+            } => done("ROLLBACK"),
             Statement::Rollback { .. } => Some(Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))),
+            Statement::Savepoint { .. } => done("SAVEPOINT"),
+            Statement::ReleaseSavepoint { .. } => done("RELEASE"),
             Statement::Set(set) => {
                 self.set(set);
                 done("SET")
@@ -65,14 +80,7 @@ impl Connection {
                 self.settings().clear();
                 done("RESET")
             }
-            Statement::ShowVariable { variable } => {
-                let name = variable
-                    .iter()
-                    .map(|i| i.value.clone())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                Some(self.show(&name))
-            }
+            Statement::ShowVariable { variable } => Some(self.show(&setting_name(variable))),
             Statement::Discard { .. } => {
                 self.settings().clear();
                 self.cursors.lock().await.clear();
@@ -82,7 +90,7 @@ impl Connection {
             Statement::Declare { stmts } => Some(self.declare(stmts).await),
             Statement::Fetch {
                 name, direction, ..
-            } => Some(self.fetch(&name.value, direction).await),
+            } => Some(self.fetch(&name.value, direction, format).await),
             Statement::Close { cursor } => {
                 let mut cursors = self.cursors.lock().await;
                 match cursor {
@@ -149,6 +157,15 @@ impl Connection {
         Ok(Response::Query(response))
     }
 
+    /// The plan of a declared cursor.
+    pub async fn cursor(&self, name: &str) -> Option<Arc<Prepared>> {
+        self.cursors
+            .lock()
+            .await
+            .get(name)
+            .map(|c| c.prepared.clone())
+    }
+
     async fn declare(
         &self,
         declarations: &[datafusion::sql::sqlparser::ast::Declare],
@@ -170,18 +187,21 @@ impl Connection {
                 .run(&self.call, "execute_statement", &prepared)
                 .await
                 .map_err(pg_error)?;
-            let format = if declaration.binary == Some(true) {
-                Format::UnifiedBinary
-            } else {
-                Format::UnifiedText
+            let cursor = Cursor {
+                prepared: Arc::new(prepared),
+                batches: Batches::new(results),
             };
-            let rows = Rows::new(results, &format);
-            self.cursors.lock().await.insert(name.value.clone(), rows);
+            self.cursors.lock().await.insert(name.value.clone(), cursor);
         }
         Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
     }
 
-    async fn fetch(&self, name: &str, direction: &FetchDirection) -> PgWireResult<Response> {
+    async fn fetch(
+        &self,
+        name: &str,
+        direction: &FetchDirection,
+        format: &Format,
+    ) -> PgWireResult<Response> {
         let count = match direction {
             FetchDirection::Next | FetchDirection::Forward { limit: None } => Some(1),
             FetchDirection::Count { limit } | FetchDirection::Forward { limit: Some(limit) } => {
@@ -197,16 +217,16 @@ impl Connection {
         };
         let mut cursors = self.cursors.lock().await;
         let cursor = cursors.get_mut(name).ok_or_else(|| no_cursor(name))?;
-        let fields = cursor.fields.clone();
-        let rows: Vec<PgWireResult<DataRow>> = match count {
-            Some(n) => cursor.stream.by_ref().take(n).collect().await,
-            None => cursor.stream.by_ref().collect().await,
+        let fields = fields(&cursor.batches.schema, format);
+        let batches = match cursor.batches.take(count).await {
+            Ok(batches) => batches,
+            Err(e) => {
+                // A failed cursor cannot go on.
+                cursors.remove(name);
+                return Err(pg_error(e));
+            }
         };
-        if let Some(Err(_)) = rows.last() {
-            // A failed cursor cannot go on.
-            cursors.remove(name);
-        }
-        let mut response = QueryResponse::new(fields, stream::iter(rows));
+        let mut response = response(&batches, fields)?;
         response.set_command_tag("FETCH");
         Ok(Response::Query(response))
     }
@@ -225,6 +245,15 @@ fn no_cursor(name: &str) -> pgwire::error::PgWireError {
     error("34000", format!("cursor \"{name}\" does not exist"))
 }
 
+/// The name of a setting as SHOW and SET know it (`transaction isolation level` is three words).
+pub fn setting_name(words: &[datafusion::sql::sqlparser::ast::Ident]) -> String {
+    words
+        .iter()
+        .map(|i| i.value.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Whether the connection answers `statement` itself ([`Connection::command`]).
 pub fn is_command(statement: &Statement) -> bool {
     matches!(
@@ -232,6 +261,8 @@ pub fn is_command(statement: &Statement) -> bool {
         Statement::StartTransaction { .. }
             | Statement::Commit { .. }
             | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
             | Statement::Set(_)
             | Statement::Reset(_)
             | Statement::ShowVariable { .. }

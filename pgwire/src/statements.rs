@@ -5,33 +5,36 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::Sink;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, Response};
-use pgwire::api::stmt::QueryParser;
+use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::types::format::FormatOptions;
 use strata_query::Prepared;
 
 use crate::encode;
 use crate::error::{error, pg_error};
 use crate::params;
-use crate::results::Rows;
-use crate::session::{Connection, is_command};
+use crate::results::{Rows, fields};
+use crate::session::{Connection, is_command, setting_name};
 
 /// A statement of the extended protocol, as parsed.
 #[derive(Clone)]
 pub enum Parsed {
     /// Planned for the caller by the query service.
     Query(Arc<Prepared>),
-    /// A session command, run at each execution.
-    Command(Box<Statement>),
+    /// A session command, run at each execution; `schema` describes its rows (SHOW, FETCH).
+    Command {
+        statement: Box<Statement>,
+        schema: Option<SchemaRef>,
+    },
 }
 
 pub struct Statements {
@@ -52,7 +55,7 @@ async fn simple(
     text: &str,
     statement: Statement,
 ) -> PgWireResult<Response> {
-    if let Some(answer) = connection.command(&statement).await {
+    if let Some(answer) = connection.command(&statement, &Format::UnifiedText).await {
         return answer;
     }
     let call = &connection.call;
@@ -130,10 +133,31 @@ impl ExtendedQueryHandler for Statements {
     {
         let connection = Connection::of(client)?;
         match &portal.statement.statement {
-            Parsed::Command(statement) => connection
-                .command(statement)
-                .await
-                .unwrap_or_else(|| Err(error("XX000", "not a session command".into()))),
+            Parsed::Command { statement, .. } => {
+                let answer = connection
+                    .command(statement, &portal.result_column_format)
+                    .await
+                    .unwrap_or_else(|| Err(error("XX000", "not a session command".into())))?;
+                if let Statement::Declare { stmts } = statement.as_ref() {
+                    // A declared cursor is also a portal: clients describe it by name.
+                    for name in stmts.iter().flat_map(|d| &d.names) {
+                        if let Some(prepared) = connection.cursor(&name.value).await {
+                            let statement = StoredStatement::new(
+                                name.value.clone(),
+                                Parsed::Query(prepared),
+                                vec![],
+                            );
+                            client
+                                .portal_store()
+                                .put_portal(Arc::new(Portal::new_cursor(
+                                    name.value.clone(),
+                                    Arc::new(statement),
+                                )));
+                        }
+                    }
+                }
+                Ok(answer)
+            }
             Parsed::Query(prepared) => {
                 let mut bound = prepared.as_ref().clone();
                 bound.parameters = Some(params::values(portal, prepared)?);
@@ -178,7 +202,24 @@ impl QueryParser for Parser {
             }
         };
         if is_command(&statement) {
-            return Ok(Some(Parsed::Command(Box::new(statement))));
+            let schema = match &statement {
+                Statement::Fetch { name, .. } => connection
+                    .cursor(&name.value)
+                    .await
+                    .map(|p| p.schema.clone()),
+                Statement::ShowVariable { variable } => {
+                    Some(Arc::new(Schema::new(vec![Field::new(
+                        setting_name(variable),
+                        DataType::Utf8,
+                        true,
+                    )])))
+                }
+                _ => None,
+            };
+            return Ok(Some(Parsed::Command {
+                statement: Box::new(statement),
+                schema,
+            }));
         }
         let prepared = connection
             .query
@@ -210,25 +251,12 @@ impl QueryParser for Parser {
     ) -> PgWireResult<Vec<FieldInfo>> {
         let format = format.cloned().unwrap_or_default();
         Ok(match statement {
-            Parsed::Query(prepared) => encode::fields(
-                &prepared.schema,
-                &format,
-                &Arc::new(FormatOptions::default()),
-            ),
-            Parsed::Command(statement) => match statement.as_ref() {
-                Statement::ShowVariable { variable } => vec![FieldInfo::new(
-                    variable
-                        .iter()
-                        .map(|i| i.value.to_ascii_lowercase())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    None,
-                    None,
-                    Type::TEXT,
-                    format.format_for(0),
-                )],
-                _ => vec![],
-            },
+            Parsed::Query(prepared) => fields(&prepared.schema, &format).as_ref().clone(),
+            Parsed::Command {
+                schema: Some(schema),
+                ..
+            } => fields(schema, &format).as_ref().clone(),
+            Parsed::Command { .. } => vec![],
         })
     }
 }

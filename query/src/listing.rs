@@ -46,16 +46,9 @@ impl QueryService {
         let table = self.dataset.tables().get(name)?;
         let schema = self.visible_table(who, name, table)?.schema();
         Some(Listed {
-            primary_key: primary_key(name, &schema),
+            primary_key: strata_engine::tables::primary_key(name, &schema),
             name: name.to_string(),
             schema,
         })
     }
-}
-
-/// OMOP tables name their key `<table>_id` in the first column (`person.person_id`,
-/// `visit_occurrence.visit_occurrence_id`); vocabulary has `concept.concept_id`.
-fn primary_key(table: &str, schema: &arrow::datatypes::Schema) -> Option<String> {
-    let first = schema.fields().first()?.name();
-    (first == &format!("{table}_id")).then(|| first.clone())
 }

@@ -29,10 +29,6 @@ pub async fn serve(
     let dataset = Arc::new(Dataset::open(dataset_dir, &options).await?);
     let auth = authenticator(args)?;
     let query = Arc::new(QueryService::open(dataset.clone(), &config, auth).await?);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let local = listener.local_addr()?;
     let pg = match args.pg_listen.or(config.pg.listen) {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -42,6 +38,11 @@ pub async fn serve(
         None => None,
     };
     let pg_local = pg.as_ref().map(|l| l.local_addr()).transpose()?;
+    // Flight last: a client that reaches it finds every door open.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener.local_addr()?;
     info!(listen = %local, pg_listen = ?pg_local, dataset = %dataset.dir().display(), tables = dataset.tables().len(), "serving");
     if let Some(banner) = banner {
         let pg_addr = pg_local.map_or_else(|| "-".to_owned(), |a| a.to_string());

@@ -287,6 +287,13 @@ const CDM53_COLUMNS: &[(&str, &str, ColumnType)] = &[
 ];
 
 /// The contract's definition of `name`, if it is one of its tables.
+/// A table's primary key: OMOP tables name it `<table>_id` in the first column
+/// (`person.person_id`, `visit_occurrence.visit_occurrence_id`, `concept.concept_id`).
+pub fn primary_key(table: &str, schema: &arrow::datatypes::Schema) -> Option<String> {
+    let first = schema.fields().first()?.name();
+    (first == &format!("{table}_id")).then(|| first.clone())
+}
+
 pub fn table(name: &str) -> Option<&'static TableDef> {
     TABLES.iter().find(|t| t.name == name)
 }

@@ -7,19 +7,20 @@
 //! subquery in the SELECT list becomes NULL or gets `LIMIT 1` — so only statements that read
 //! the catalog, or no table at all, are rewritten; research SQL is planned as written.
 
-use std::sync::{Arc, LazyLock};
+mod catalog;
+mod functions;
+mod keys;
 
-use datafusion::arrow::datatypes::DataType;
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
-use datafusion::prelude::SessionContext;
-use datafusion::scalar::ScalarValue;
+use std::sync::LazyLock;
+
 use datafusion::sql::sqlparser::ast::{ObjectName, Statement, visit_relations};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::PlannerError;
+
+pub use catalog::install_catalog;
 
 /// The server version PostgreSQL clients are told: 16 (SQLAlchemy parses `version()`, psqlODBC
 /// asks for `relhasoids` below 12).
@@ -46,19 +47,113 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, PlannerError> {
     if plain.len() == 1 {
         // Whole, so that the parser's replacements of known client queries apply too.
         if let Ok(rewritten) = COMPATIBILITY.parse(sql) {
-            return Ok(rewritten);
+            return Ok(rewritten
+                .into_iter()
+                .map(aggregate_scalar_subqueries)
+                .collect());
         }
     }
     Ok(plain
         .into_iter()
         .map(|s| {
             if introspects(&s) {
-                COMPATIBILITY.rewrite(s)
+                aggregate_scalar_subqueries(COMPATIBILITY.rewrite(s))
             } else {
                 s
             }
         })
         .collect())
+}
+
+/// Catalog queries select correlated scalar subqueries that PostgreSQL knows return one row
+/// (a column's default, its collation); DataFusion plans a correlated scalar subquery only when
+/// it aggregates, so each one not aggregating already takes `max` of its one row.
+///
+/// A subquery inside CASE (a column's default, identity or collation in SQLAlchemy's reflection)
+/// DataFusion cannot plan at all; Strata's relations have none of these, so it reads NULL.
+fn aggregate_scalar_subqueries(mut statement: Statement) -> Statement {
+    use datafusion::sql::sqlparser::ast::{
+        Expr, SelectItem, SetExpr, Value, visit_expressions_mut,
+    };
+    let _ = visit_expressions_mut(&mut statement, |expr| {
+        // generate_subscripts(a, 1) beside unnest(a): the positions 1.., unnested alongside
+        // (the dimension, always 1 for int2 vectors, is the first position: a bound `$n`
+        // stays in the statement).
+        if let Expr::Function(f) = expr
+            && f.name
+                .to_string()
+                .eq_ignore_ascii_case("generate_subscripts")
+            && let datafusion::sql::sqlparser::ast::FunctionArguments::List(list) = &f.args
+            && let [array, dimension] = list.args.as_slice()
+            && let Ok(positions) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&format!(
+                    "unnest(generate_series(CAST({dimension} AS BIGINT), \
+                     CAST(array_length({array}) AS BIGINT)))"
+                ))
+                .and_then(|mut p| p.parse_expr())
+        {
+            *expr = positions;
+        }
+        // A bound name cast to an oid alias (`CAST($1 AS REGCLASS)`) cannot be resolved when
+        // planned; to_regclass answers NULL, as for a relation that is not there.
+        if let Expr::Cast {
+            expr: operand,
+            data_type,
+            ..
+        } = expr
+            && data_type.to_string().eq_ignore_ascii_case("regclass")
+            && matches!(operand.as_ref(), Expr::Value(v) if matches!(v.value, Value::Placeholder(_)))
+            && let Ok(lookup) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&format!("to_regclass({operand})"))
+                .and_then(|mut p| p.parse_expr())
+        {
+            *expr = lookup;
+        }
+        if let Expr::Case { .. } = expr {
+            let _ = visit_expressions_mut(expr, |inner| {
+                if let Expr::Subquery(_) = inner {
+                    *inner = Expr::Value(Value::Null.into());
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+        }
+        if let Expr::Subquery(query) = expr
+            && let SetExpr::Select(select) = query.body.as_mut()
+            && let [item] = select.projection.as_mut_slice()
+            && let SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. } =
+                item
+            && !is_aggregate(value)
+            && let Ok(aggregated) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&format!("max({value})"))
+                .and_then(|mut p| p.parse_expr())
+        {
+            *value = aggregated;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    statement
+}
+
+fn is_aggregate(expr: &datafusion::sql::sqlparser::ast::Expr) -> bool {
+    use datafusion::sql::sqlparser::ast::Expr;
+    let Expr::Function(f) = expr else {
+        return false;
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    matches!(
+        name.rsplit('.').next().unwrap_or(""),
+        "count"
+            | "sum"
+            | "min"
+            | "max"
+            | "avg"
+            | "array_agg"
+            | "string_agg"
+            | "bool_and"
+            | "bool_or"
+            | "json_agg"
+            | "jsonb_agg"
+    )
 }
 
 /// Whether a statement reads the system catalog, or no table at all (`SELECT version()`).
@@ -86,40 +181,10 @@ fn is_catalog_relation(name: &ObjectName) -> bool {
     }
 }
 
-/// Registers `pg_catalog`, its functions and `version()` in a principal's session. The catalog's
-/// relations are computed from the session's own catalog list when they are read.
-pub fn install_catalog(ctx: &SessionContext) -> Result<(), PlannerError> {
-    let catalog = ctx
-        .state()
-        .config()
-        .options()
-        .catalog
-        .default_catalog
-        .clone();
-    datafusion_pg_catalog::setup_pg_catalog(ctx, &catalog, EmptyContextProvider)
-        .map_err(|e| PlannerError::from_datafusion(*e))?;
-    ctx.register_udf(version_function());
-    Ok(())
-}
-
-fn version_function() -> ScalarUDF {
-    let text = format!(
-        "PostgreSQL {SERVER_VERSION} (Strata {}) on {}, compiled by rustc, 64-bit",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::ARCH
-    );
-    create_udf(
-        "version",
-        vec![],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.clone()))))),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::prelude::SessionContext;
 
     #[test]
     fn research_sql_is_planned_as_written() {
