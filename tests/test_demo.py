@@ -31,11 +31,12 @@ def run(port, token, sql):
 
 
 def test_demo_serves_with_printed_tokens(tmp_work):
-    port = free_port()
+    port, pg_port = free_port(), free_port()
     out = (tmp_work / "stdout").open("w")
     err = (tmp_work / "stderr").open("w")
     proc = subprocess.Popen(
-        [str(strata_bin()), "demo", "--persons", "300", "--listen", f"127.0.0.1:{port}"],
+        [str(strata_bin()), "demo", "--persons", "300", "--listen", f"127.0.0.1:{port}",
+         "--pg-listen", f"127.0.0.1:{pg_port}"],  # fmt: skip
         cwd=tmp_work,
         stdout=out,
         stderr=err,
@@ -53,6 +54,15 @@ def test_demo_serves_with_printed_tokens(tmp_work):
             assert str(path) in banner
             tokens[name] = path.read_text().strip()
         assert f"grpc://127.0.0.1:{port}" in banner
+        # The PostgreSQL line as printed works as printed.
+        line = next(ln for ln in banner.splitlines() if "psql" in ln and "PGPASSWORD" in ln)
+        assert f"port={pg_port}" in line and "user=demo-registered" in line
+        shown = subprocess.run(
+            ["bash", "-c", line.strip() + ' -X -A -t -c "SELECT COUNT(*) FROM person"'],
+            cwd=tmp_work, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert 0 < int(shown.stdout.strip()) <= 300
 
         assert run(port, tokens["controlled"], "SELECT COUNT(*) AS n FROM person") == [{"n": 300}]
         assert len(run(port, tokens["registered"], "SELECT person_id FROM person LIMIT 5")) == 5

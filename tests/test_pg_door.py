@@ -501,3 +501,95 @@ def test_audit_records_name_the_pg_door(researcher):
     assert {r["door"] for r in records} == {"pg"}
     assert {r["phase"] for r in records} >= {"start", "end"}
     assert all(r["sub"] == researcher.sub for r in records)
+
+
+# -- TLS and service accounts -----------------------------------------------------------------------
+
+
+def non_loopback_address() -> str | None:
+    import subprocess
+
+    found = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    return next((a for a in found if "." in a and not a.startswith("127.")), None)
+
+
+def scram_verifier(password: str, salt: bytes = b"strata-test-salt", iterations: int = 4096) -> str:
+    """A PostgreSQL SCRAM-SHA-256 verifier (what `pg_authid.rolpassword` holds), made here as a
+    client library would: RFC 5802 / 7677."""
+    import base64
+    import hashlib
+    import hmac
+
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def self_signed(folder, address: str):
+    import subprocess
+
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=strata-test",
+         "-addext", f"subjectAltName=IP:{address},IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_tls_and_scram_service_accounts(gen_dataset, passport_keys, work_root, mint_token, tmp_path):
+    """Over TLS a passport may come from any network (verified certificate); a service account
+    logs in with SCRAM (its password never sent) and acts under its aggregates-only passport."""
+    psycopg = pytest.importorskip("psycopg")
+    address = non_loopback_address() or "127.0.0.1"
+    cert, key = self_signed(tmp_path, address)
+    service_passport = tmp_path / "dashboard.jwt"
+    service_passport.write_text(mint_token("controlled", "dashboard-svc", "--egress", "aggregates", "--ttl", "1d"))
+    config = (
+        f'[tls]\ncert = "{cert}"\nkey = "{key}"\n'
+        f'[[pg.service_accounts]]\nuser = "dashboard"\nscram = "{scram_verifier("s3cret dashboard")}"\n'
+        f'passport = "{service_passport}"\n'
+    )
+    token = mint_token("controlled", "pg-tls", "--ttl", "1d")
+    srv = passport_server(gen_dataset, passport_keys, work_root, "pg-tls", token, config)
+    srv.pg = False
+    port = pc_free_port()
+    srv.extra_args += ["--pg-listen", f"0.0.0.0:{port}"]
+
+    def connect(user, password, **kw):
+        return psycopg.connect(host=address, port=port, user=user, password=password, dbname="strata", **kw)
+
+    with srv:
+        with connect("pg-tls", token, sslmode="verify-full", sslrootcert=str(cert)) as conn:
+            assert conn.info.pgconn.ssl_in_use
+            assert conn.execute("SELECT COUNT(*) FROM person").fetchone()[0] > 0
+        with connect("dashboard", "s3cret dashboard", sslmode="disable") as conn:
+            n = conn.execute("SELECT COUNT(*) AS n FROM person").fetchone()[0]
+            assert n is None or n > T
+            with pytest.raises(psycopg.Error) as err:
+                conn.execute("SELECT person_id FROM person")
+            assert err.value.sqlstate == "42501"
+        with pytest.raises(psycopg.OperationalError) as err:
+            connect("dashboard", "wrong", sslmode="disable")
+        assert "dashboard" in str(err.value) or "password" in str(err.value).lower()
+        if address != "127.0.0.1":
+            assert raw_login(port, "pg-tls", token, host=address).get("C") == "28000"
+    records = [json.loads(ln) for ln in srv.audit_path.read_text().splitlines()]
+    assert any(r["sub"] == "dashboard-svc" and r["door"] == "pg" for r in records)
+
+
+def test_a_service_account_that_may_read_rows_stops_the_server(gen_dataset, passport_keys, work_root, mint_token, tmp_path):
+    rows_passport = tmp_path / "rows.jwt"
+    rows_passport.write_text(mint_token("controlled", "rows-svc", "--ttl", "1d"))
+    config = (
+        f'[[pg.service_accounts]]\nuser = "rows"\nscram = "{scram_verifier("x")}"\npassport = "{rows_passport}"\n'
+    )
+    token = mint_token("controlled", "pg-bad-account", "--ttl", "1d")
+    srv = passport_server(gen_dataset, passport_keys, work_root, "pg-bad-account", token, config)
+    with pytest.raises(AssertionError) as err:
+        srv.start()
+    assert "strata_egress=aggregates" in str(err.value)

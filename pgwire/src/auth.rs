@@ -12,6 +12,7 @@ use pgwire::api::ConnectionManager;
 use pgwire::api::auth::cleartext::CleartextPasswordAuth;
 use pgwire::api::auth::driver::AuthOutcome;
 use pgwire::api::auth::mechanism::AuthMechanismFactory;
+use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::{
     AuthDriver, AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
 };
@@ -19,6 +20,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use strata_query::{Call, Principal, QueryError, QueryService};
 
+use crate::accounts::Accounts;
 use crate::error::fatal;
 use crate::session::Connection;
 
@@ -26,10 +28,17 @@ pub struct Login {
     query: Arc<QueryService>,
     driver: AuthDriver<DefaultServerParameterProvider, Principal>,
     passports: CleartextPasswordAuth<Passports>,
+    accounts: Arc<Accounts>,
+    scram: ScramAuth<Principal>,
 }
 
 impl Login {
-    pub fn new(query: Arc<QueryService>, connections: Arc<ConnectionManager>) -> Self {
+    pub fn new(
+        query: Arc<QueryService>,
+        connections: Arc<ConnectionManager>,
+        accounts: Accounts,
+    ) -> Self {
+        let accounts = Arc::new(accounts);
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.server_version = strata_query::postgres::SERVER_VERSION.to_owned();
         parameters.is_superuser = false;
@@ -40,6 +49,8 @@ impl Login {
             })),
             query,
             driver: AuthDriver::new(parameters).with_connection_manager(connections),
+            scram: ScramAuth::new(accounts.clone()),
+            accounts,
         }
     }
 
@@ -96,16 +107,19 @@ impl StartupHandler for Login {
             PgWireFrontendMessage::Startup(ref startup) => {
                 pgwire::api::auth::protocol_negotiation(client, startup).await?;
                 pgwire::api::auth::save_startup_parameters_to_metadata(client, startup);
-                if !client.is_secure() && !client.socket_addr().ip().is_loopback() {
+                let user = client.metadata().get(pgwire::api::METADATA_USER);
+                let mechanism = if user.is_some_and(|u| self.accounts.has(u)) {
+                    // SCRAM proves the password without sending it: fine on any network.
+                    self.scram.create()
+                } else if client.is_secure() || client.socket_addr().ip().is_loopback() {
+                    self.passports.create()
+                } else {
                     return Err(fatal(
                         "28000",
                         "passwords (passports) are accepted only over TLS or from loopback".into(),
                     ));
-                }
-                let outcome = self
-                    .driver
-                    .begin_authentication(client, self.passports.create())
-                    .await?;
+                };
+                let outcome = self.driver.begin_authentication(client, mechanism).await?;
                 self.finish(client, outcome).await
             }
             PgWireFrontendMessage::PasswordMessageFamily(message) => {

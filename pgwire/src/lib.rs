@@ -3,6 +3,7 @@
 //! planned, protected, audited and run by `strata_query`; errors become SQLSTATEs in one place
 //! (`error.rs`). No policy lives here.
 
+mod accounts;
 mod auth;
 mod encode;
 mod error;
@@ -10,6 +11,7 @@ mod params;
 mod results;
 mod session;
 mod statements;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,23 +19,41 @@ use std::sync::Arc;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::{ConnectionManager, PgWireServerHandlers};
 use strata_query::QueryService;
+use strata_query::config::ServerConfig;
 use tracing::Instrument;
 
+use crate::accounts::Accounts;
 use crate::auth::Login;
 use crate::statements::Statements;
 
+/// The door's settings, checked before it opens.
+pub struct Door {
+    handlers: Handlers,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+}
+
+impl Door {
+    pub fn new(query: Arc<QueryService>, config: &ServerConfig) -> anyhow::Result<Self> {
+        let accounts = Accounts::load(query.clone(), &config.pg.service_accounts)?;
+        let connections = Arc::new(ConnectionManager::new());
+        Ok(Door {
+            handlers: Handlers {
+                login: Arc::new(Login::new(query, connections.clone(), accounts)),
+                statements: Arc::new(Statements::new()),
+                cancel: Arc::new(DefaultCancelHandler::new(connections)),
+            },
+            tls: tls::acceptor(&config.tls)?,
+        })
+    }
+}
+
 /// Serves PostgreSQL clients on `listener` until `shutdown` completes.
 pub async fn serve(
-    query: Arc<QueryService>,
+    door: Door,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let connections = Arc::new(ConnectionManager::new());
-    let handlers = Handlers {
-        login: Arc::new(Login::new(query, connections.clone())),
-        statements: Arc::new(Statements::new()),
-        cancel: Arc::new(DefaultCancelHandler::new(connections)),
-    };
+    let Door { handlers, tls } = door;
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -49,10 +69,11 @@ pub async fn serve(
         // Nagle with delayed ACKs stalls small protocol messages.
         let _ = socket.set_nodelay(true);
         let handlers = handlers.clone();
+        let tls = tls.clone();
         let span = tracing::info_span!("pg_connection", %peer);
         tokio::spawn(
             async move {
-                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                     tracing::debug!(error = %e, "postgres connection ended");
                 }
             }

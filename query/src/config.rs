@@ -19,6 +19,7 @@ pub struct ServerConfig {
     pub audit: AuditSettings,
     pub disclosure: DisclosureSettings,
     pub pg: PgSettings,
+    pub tls: TlsSettings,
 }
 
 /// The PostgreSQL-wire door (`[pg]`): off unless `listen` (or `--pg-listen`) is set.
@@ -26,6 +27,28 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PgSettings {
     pub listen: Option<std::net::SocketAddr>,
+    /// Accounts that log in with SCRAM-SHA-256 instead of a passport password (dashboards,
+    /// BI servers), each acting under a service passport with `aggregates` egress.
+    pub service_accounts: Vec<ServiceAccount>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccount {
+    pub user: String,
+    /// A PostgreSQL SCRAM verifier (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`,
+    /// as in `pg_authid.rolpassword`): the password itself is never stored.
+    pub scram: String,
+    /// The service passport (a JWT file) the account acts under.
+    pub passport: PathBuf,
+}
+
+/// TLS for the listeners (`[tls]`): a PEM certificate chain and its private key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// Row-level result sizes that raise an alert, and the hard cap that stops a stream.

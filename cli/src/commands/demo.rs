@@ -34,6 +34,10 @@ pub async fn demo(persons: u64, args: &ServerArgs) -> anyhow::Result<()> {
     if args.jwks.is_none() {
         args.jwks = Some(keys_dir.join("jwks.json"));
     }
+    // The demo opens the PostgreSQL door too, for BI tools, ODBC and R DBI.
+    if args.pg_listen.is_none() {
+        args.pg_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 5433)));
+    }
     let tokens = demo_tokens(&issuer, &home.join("tokens"))?;
     let banner = DEMO_BANNER
         .replace("{tokens}", &tokens)
@@ -104,6 +108,17 @@ R (install.packages(c("adbcdrivermanager", "adbcflightsql"))):
                              adbc.flight.sql.authorization_header = paste("Bearer", token))
     con <- adbc_connection_init(db)
     con |> read_adbc("SELECT gender_concept_id, COUNT(*) AS n FROM person GROUP BY 1") |> as.data.frame()
+
+PostgreSQL clients (psql, ODBC, R DBI, BI tools) on {pg_addr}: the user is the passport's
+subject (demo-registered, demo-controlled, …), the password is the passport itself.
+
+    PGPASSWORD="$(cat {tokens_dir}/registered.jwt)" psql "host={pg_host} port={pg_port} user=demo-registered dbname=strata"
+
+    # R (Debian: r-cran-dbi r-cran-rpostgresql r-cran-dbplyr)
+    con <- DBI::dbConnect(RPostgreSQL::PostgreSQL(), host = "{pg_host}", port = {pg_port},
+                          dbname = "strata", user = "demo-registered",
+                          password = readLines("{tokens_dir}/registered.jwt", warn = FALSE))
+    DBI::dbGetQuery(con, "SELECT gender_concept_id, COUNT(*) AS n FROM person GROUP BY 1")
 
 Tables: person, observation_period, visit_occurrence, condition_occurrence, drug_exposure,
 procedure_occurrence, measurement, observation, death, ds_survey, Fitbit tables (registered

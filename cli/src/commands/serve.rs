@@ -30,14 +30,16 @@ pub async fn serve(
     let auth = authenticator(args)?;
     let query = Arc::new(QueryService::open(dataset.clone(), &config, auth).await?);
     let pg = match args.pg_listen.or(config.pg.listen) {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
+        Some(addr) => {
+            let door = strata_pgwire::Door::new(query.clone(), &config)?;
+            let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("cannot listen on {addr} (PostgreSQL door)"))?,
-        ),
+                .with_context(|| format!("cannot listen on {addr} (PostgreSQL door)"))?;
+            Some((door, listener))
+        }
         None => None,
     };
-    let pg_local = pg.as_ref().map(|l| l.local_addr()).transpose()?;
+    let pg_local = pg.as_ref().map(|(_, l)| l.local_addr()).transpose()?;
     // Flight last: a client that reaches it finds every door open.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -51,6 +53,11 @@ pub async fn serve(
             banner
                 .replace("{addr}", &local.to_string())
                 .replace("{pg_addr}", &pg_addr)
+                .replace(
+                    "{pg_host}",
+                    &pg_local.map_or_else(String::new, |a| a.ip().to_string())
+                )
+                .replace("{pg_port}", &pg_local.map_or(0, |a| a.port()).to_string())
         );
     }
     // One shutdown signal for every door.
@@ -68,7 +75,7 @@ pub async fn serve(
     });
     let postgres = async {
         match pg {
-            Some(listener) => strata_pgwire::serve(query.clone(), listener, until_stopped()).await,
+            Some((door, listener)) => strata_pgwire::serve(door, listener, until_stopped()).await,
             None => Ok(()),
         }
     };
