@@ -593,3 +593,25 @@ def test_a_service_account_that_may_read_rows_stops_the_server(gen_dataset, pass
     with pytest.raises(AssertionError) as err:
         srv.start()
     assert "strata_egress=aggregates" in str(err.value)
+
+
+def test_a_cancelled_query_is_57014_and_the_connection_goes_on(researcher):
+    """psql's Ctrl-C, a BI tool's stop button: a CancelRequest ends the running statement."""
+    import threading
+
+    psycopg = pytest.importorskip("psycopg")
+    heavy = (
+        "SELECT COUNT(DISTINCT a.measurement_id * 1000003 + b.measurement_id) AS n "
+        "FROM measurement a JOIN measurement b ON a.person_id = b.person_id"
+    )
+    with psycopg.connect(
+        host=HOST, port=researcher.server.pg_port, user=researcher.sub, password=researcher.token,
+        dbname="strata", autocommit=True,
+    ) as conn:  # fmt: skip
+        timer = threading.Timer(1.5, conn.cancel)
+        timer.start()
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute(heavy).fetchall()
+        timer.join()
+        assert err.value.sqlstate == "57014", err.value
+        assert conn.execute("SELECT 1").fetchone() == (1,)
