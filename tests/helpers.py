@@ -254,6 +254,8 @@ class StrataServer:
         # With `pg`, the PostgreSQL-wire door listens too (`srv.pg_port`).
         self.pg = pg
         self.pg_port: int | None = None
+        # A PEM root certificate: the server speaks TLS ([tls] in its config), clients verify it.
+        self.tls_root: str | None = None
         self.extra_args = [str(a) for a in extra_args]
         self.env = env
         self.token = token
@@ -274,7 +276,7 @@ class StrataServer:
     @property
     def uri(self) -> str:
         assert self.port is not None, "server not started"
-        return f"grpc://{self.host}:{self.port}"
+        return f"grpc{'+tls' if self.tls_root else ''}://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
         args = [str(strata_bin()), "serve", "--dataset", str(self.dataset), "--listen", f"{self.host}:{self.port}"]
@@ -422,6 +424,8 @@ class StrataServer:
         token = token if token is not None else self.token
         if token:
             kwargs[adbc_driver_flightsql.DatabaseOptions.AUTHORIZATION_HEADER.value] = f"Bearer {token}"
+        if self.tls_root:
+            kwargs["adbc.flight.sql.client_option.tls_root_certs"] = self.tls_root
         kwargs.update(db_kwargs)
         conn = flight_sql.connect(self.uri, db_kwargs=kwargs, autocommit=True)
         self._connections.append(conn)

@@ -542,7 +542,8 @@ def self_signed(folder, address: str):
 
 
 def test_tls_and_scram_service_accounts(gen_dataset, passport_keys, work_root, mint_token, tmp_path):
-    """Over TLS a passport may come from any network (verified certificate); a service account
+    """One [tls] certificate for both doors. Over TLS a passport may come from any network; a
+    service account
     logs in with SCRAM (its password never sent) and acts under its aggregates-only passport."""
     psycopg = pytest.importorskip("psycopg")
     address = non_loopback_address() or "127.0.0.1"
@@ -556,6 +557,7 @@ def test_tls_and_scram_service_accounts(gen_dataset, passport_keys, work_root, m
     )
     token = mint_token("controlled", "pg-tls", "--ttl", "1d")
     srv = passport_server(gen_dataset, passport_keys, work_root, "pg-tls", token, config)
+    srv.tls_root = cert.read_text()  # the same certificate serves Flight SQL
     srv.pg = False
     port = pc_free_port()
     srv.extra_args += ["--pg-listen", f"0.0.0.0:{port}"]
@@ -564,6 +566,10 @@ def test_tls_and_scram_service_accounts(gen_dataset, passport_keys, work_root, m
         return psycopg.connect(host=address, port=port, user=user, password=password, dbname="strata", **kw)
 
     with srv:
+        assert srv.uri.startswith("grpc+tls://")
+        assert srv.query("SELECT COUNT(*) AS n FROM person").column("n")[0].as_py() > 0
+        with pytest.raises(Exception):  # a client that does not trust the certificate
+            srv.connect(**{"adbc.flight.sql.client_option.tls_root_certs": ""}).cursor().execute("SELECT 1")
         with connect("pg-tls", token, sslmode="verify-full", sslrootcert=str(cert)) as conn:
             assert conn.info.pgconn.ssl_in_use
             assert conn.execute("SELECT COUNT(*) FROM person").fetchone()[0] > 0

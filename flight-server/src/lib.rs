@@ -16,6 +16,7 @@ use anyhow::Context;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use strata_proto::strata::v1::cohort_service_server::CohortServiceServer;
 use strata_query::QueryService;
+use strata_query::config::TlsSettings;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
@@ -25,12 +26,20 @@ pub use sql::StrataFlightSql;
 /// gRPC messages from clients (parameters, handshakes) are small; results stream out in chunks.
 const MAX_DECODING_MESSAGE: usize = 16 << 20;
 
-/// Serves Flight SQL and the CohortService on `listener` until `shutdown` completes.
+/// Serves Flight SQL and the CohortService on `listener` until `shutdown` completes, over TLS
+/// when `[tls]` names a certificate.
 pub async fn serve(
     query: Arc<QueryService>,
     listener: tokio::net::TcpListener,
+    tls: &TlsSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let mut server = tonic::transport::Server::builder();
+    if let Some(identity) = identity(tls)? {
+        server = server
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .context("invalid [tls] certificate or key")?;
+    }
     let flight = FlightServiceServer::new(StrataFlightSql::new(query.clone()))
         .max_decoding_message_size(MAX_DECODING_MESSAGE);
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -58,7 +67,7 @@ pub async fn serve(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("cannot build the reflection service")?;
-    tonic::transport::Server::builder()
+    server
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -71,4 +80,19 @@ pub async fn serve(
         )
         .await
         .context("server failed")
+}
+
+fn identity(tls: &TlsSettings) -> anyhow::Result<Option<tonic::transport::Identity>> {
+    let (cert, key) = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => return Ok(None),
+        _ => anyhow::bail!("[tls] needs both cert and key"),
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    Ok(Some(tonic::transport::Identity::from_pem(
+        read(cert)?,
+        read(key)?,
+    )))
 }

@@ -79,7 +79,7 @@ pub async fn serve(
             None => Ok(()),
         }
     };
-    let flight = strata_flight_server::serve(query.clone(), listener, until_stopped());
+    let flight = strata_flight_server::serve(query.clone(), listener, &config.tls, until_stopped());
     let (flight, postgres) = tokio::join!(flight, postgres);
     flight.and(postgres)
 }
