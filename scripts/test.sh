@@ -107,19 +107,19 @@ DEBIAN_PACKAGES=(
     postgresql-client odbc-postgresql unixodbc
     r-base-core r-cran-dbi r-cran-rpostgresql r-cran-dbplyr r-cran-rodbc r-cran-reticulate r-cran-jsonlite
 )
-setup_debian_packages() {
+ensure_debian_packages() { # PACKAGES...: apt-get install those that are missing (as root), else fail
     local missing=() p
     if ! command -v dpkg >/dev/null 2>&1; then
-        echo "dpkg not found: the PostgreSQL-wire client tests need Debian packages: ${DEBIAN_PACKAGES[*]}" >&2
+        echo "dpkg not found: the tests need Debian packages: $*" >&2
         return 1
     fi
-    for p in "${DEBIAN_PACKAGES[@]}"; do
+    for p in "$@"; do
         # The Status field of `dpkg -s` (which also succeeds for a removed package whose config files
         # remain), read without a pipe that pipefail could fail.
         [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
     done
     if [ ${#missing[@]} -eq 0 ]; then
-        echo "Debian packages present: ${DEBIAN_PACKAGES[*]}"
+        echo "Debian packages present: $*"
         return 0
     fi
     if [ "$(id -u)" != 0 ]; then
@@ -131,6 +131,26 @@ setup_debian_packages() {
     # Lock::Timeout: wait for another apt/dpkg run (e.g. unattended or a parallel session) to finish.
     apt-get update -qq -o DPkg::Lock::Timeout=600
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
+}
+
+setup_debian_packages() {
+    ensure_debian_packages "${DEBIAN_PACKAGES[@]}"
+}
+
+# Apache Superset 6.1 (tests/test_superset.py, through scripts/superset_check.py) pins SQLAlchemy < 2
+# and pyarrow < 19: its own venv, the one scripts/superset.sh uses too. Superset 6.1 runs on Python
+# 3.10 to 3.12. The chart's screenshot needs Debian's chromium and chromium-driver.
+SUPERSET_VENV="$REPO/.venv-superset"
+SUPERSET_REQS="$REPO/scripts/superset-requirements.txt"
+setup_superset_venv() {
+    if [ ! -x "$SUPERSET_VENV/bin/python" ] || ! "$SUPERSET_VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        rm -rf "$SUPERSET_VENV"
+        "$PYTHON" -m venv "$SUPERSET_VENV"
+    fi
+    "$SUPERSET_VENV/bin/python" -c 'import sys; sys.exit(None if (3, 10) <= sys.version_info[:2] <= (3, 12) else
+        f"Superset 6.1 needs Python 3.10 to 3.12, found {sys.version.split()[0]} (set PYTHON)")'
+    install_requirements "$SUPERSET_VENV" "$SUPERSET_REQS"
+    ensure_debian_packages chromium chromium-driver
 }
 
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d "$HOME/.cache/strata-target" ]; then
@@ -156,6 +176,7 @@ run_pytest() {
     fi
     export STRATA_BIN="$bin"
     export STRATA_ACRO_PYTHON="$ACRO_VENV/bin/python"
+    export STRATA_SUPERSET_PYTHON="$SUPERSET_VENV/bin/python"
     echo "STRATA_BIN=$STRATA_BIN"
     local rc=0
     mkdir -p "$REPO/.test-work"
@@ -174,6 +195,7 @@ echo "CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}"
 step "Debian packages (pg clients)" setup_debian_packages
 step "python venv + requirements" setup_venv
 step "ACRO venv" setup_acro_venv
+step "Superset venv + chromium" setup_superset_venv
 step "cargo build --workspace --bins" cargo build --workspace --bins
 step "cargo test --workspace" cargo test --workspace
 step "pytest tests/" run_pytest "$@"

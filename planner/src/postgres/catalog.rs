@@ -59,7 +59,7 @@ pub fn install_catalog(ctx: &SessionContext) -> Result<(), PlannerError> {
         listing: Listing(ctx.state().catalog_list().clone()),
         catalog: name.clone(),
         primed: AtomicU8::new(0),
-        keys: OnceLock::new(),
+        keys: Arc::new(OnceLock::new()),
     };
     ctx.catalog(&name)
         .ok_or_else(|| PlannerError::Internal(format!("no catalog {name}")))?
@@ -128,7 +128,7 @@ struct Primed {
     /// 2: done.
     primed: AtomicU8,
     /// Primary keys of the walked relations, for `pg_index` and `pg_constraint`.
-    keys: OnceLock<Vec<Key>>,
+    keys: Arc<OnceLock<Vec<Key>>>,
 }
 
 impl Primed {
@@ -178,11 +178,9 @@ impl SchemaProvider for Primed {
         }
         let table = self.inner.table(name).await?;
         match (name, table) {
-            ("pg_index" | "pg_constraint", Some(system)) => {
-                let rows = SessionContext::new().read_table(system)?.collect().await?;
-                let keys = self.keys.get().map_or(&[][..], Vec::as_slice);
-                Ok(Some(Arc::new(keys::table(name, &rows, keys)?)))
-            }
+            ("pg_class" | "pg_index" | "pg_constraint", Some(system)) => Ok(Some(Arc::new(
+                keys::Amended::new(name, system, self.keys.clone()),
+            ))),
             (_, table) => Ok(table),
         }
     }

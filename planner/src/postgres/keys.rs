@@ -4,7 +4,13 @@
 //! datafusion-pg-catalog; their key columns (`indkey`, `conkey`, stored as text there) become
 //! `int2` arrays, as clients `unnest` them.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -39,26 +45,36 @@ pub fn table(name: &str, system: &[RecordBatch], keys: &[Key]) -> Result<MemTabl
     let Some(first) = system.first() else {
         return Err(DataFusionError::Internal(format!("{name} has no rows")));
     };
-    let schema = Arc::new(Schema::new(
-        first
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| {
-                if KEY_COLUMNS.contains(&f.name().as_str()) {
-                    Arc::new(Field::new(f.name(), vectors_type(), true))
-                } else {
-                    f.clone()
-                }
-            })
-            .collect::<Vec<_>>(),
-    ));
+    let schema = amended_schema(name, &first.schema());
     let mut batches = system
         .iter()
         .map(|b| with_vectors(b, &schema))
         .collect::<Result<Vec<_>>>()?;
     batches.push(key_rows(name, &schema, keys)?);
     MemTable::try_new(schema, vec![batches])
+}
+
+/// The schema of a system table as Strata amends it.
+fn amended_schema(name: &str, system: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<_> = system
+        .fields()
+        .iter()
+        .map(|f| {
+            if KEY_COLUMNS.contains(&f.name().as_str()) {
+                Arc::new(Field::new(f.name(), vectors_type(), true))
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    if name == "pg_class" {
+        fields.push(Arc::new(Field::new("reloptions", options_type(), true)));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+fn options_type() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
 }
 
 fn vectors_type() -> DataType {
@@ -206,4 +222,71 @@ pub fn keys(
         }
     }
     keys
+}
+
+/// `pg_class` with `reloptions` (NULL: no storage options), which SQLAlchemy's index reflection
+/// selects and datafusion-pg-catalog leaves out.
+fn with_reloptions(rows: &[RecordBatch], schema: &SchemaRef) -> Result<MemTable> {
+    let batches = rows
+        .iter()
+        .map(|b| {
+            let mut columns = b.columns().to_vec();
+            columns.push(datafusion::arrow::array::new_null_array(
+                &options_type(),
+                b.num_rows(),
+            ));
+            RecordBatch::try_new(schema.clone(), columns)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    MemTable::try_new(schema.clone(), vec![batches])
+}
+
+/// A system table amended when it is read: looking its schema up (which the walk of `pg_class`
+/// does for every relation) reads nothing.
+#[derive(Debug)]
+pub struct Amended {
+    name: String,
+    inner: Arc<dyn TableProvider>,
+    schema: SchemaRef,
+    keys: Arc<OnceLock<Vec<Key>>>,
+}
+
+impl Amended {
+    pub fn new(name: &str, inner: Arc<dyn TableProvider>, keys: Arc<OnceLock<Vec<Key>>>) -> Self {
+        Amended {
+            name: name.to_owned(),
+            schema: amended_schema(name, &inner.schema()),
+            inner,
+            keys,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for Amended {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.inner.scan(state, None, &[], None).await?;
+        let rows = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
+        let table = if self.name == "pg_class" {
+            with_reloptions(&rows, &self.schema)?
+        } else {
+            let keys = self.keys.get().map_or(&[][..], Vec::as_slice);
+            table(&self.name, &rows, keys)?
+        };
+        table.scan(state, projection, filters, limit).await
+    }
 }

@@ -109,6 +109,36 @@ fn aggregate_scalar_subqueries(mut statement: Statement) -> Statement {
         {
             *expr = lookup;
         }
+        // int2 vectors read as text are PostgreSQL's "1 2", not Arrow's "[1, 2]".
+        if let Expr::Cast {
+            expr: operand,
+            data_type,
+            ..
+        } = expr
+            && matches!(
+                data_type.to_string().to_ascii_lowercase().as_str(),
+                "varchar" | "text"
+            )
+            && matches!(
+                last_name(operand).as_deref(),
+                Some("indkey" | "conkey" | "confkey")
+            )
+            && let Ok(text) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&format!("array_to_string({operand}, ' ')"))
+                .and_then(|mut p| p.parse_expr())
+        {
+            *expr = text;
+        }
+        // A boolean catalog column compared with 't' or 'f', as PostgreSQL reads them.
+        if let Expr::BinaryOp { left, right, .. } = expr {
+            let boolean = |e: &Expr| last_name(e).is_some_and(|n| is_boolean_column(&n));
+            if boolean(left) {
+                as_boolean(right);
+            }
+            if boolean(right) {
+                as_boolean(left);
+            }
+        }
         if let Expr::Case { .. } = expr {
             let _ = visit_expressions_mut(expr, |inner| {
                 if let Expr::Subquery(_) = inner {
@@ -132,6 +162,58 @@ fn aggregate_scalar_subqueries(mut statement: Statement) -> Statement {
         std::ops::ControlFlow::<()>::Continue(())
     });
     statement
+}
+
+/// `'t'` / `'f'` as the booleans PostgreSQL reads them as beside a boolean column.
+fn as_boolean(literal: &mut datafusion::sql::sqlparser::ast::Expr) {
+    use datafusion::sql::sqlparser::ast::{Expr, Value};
+    if let Expr::Value(v) = literal
+        && let Value::SingleQuotedString(text) = &v.value
+        && let Some(b) = match text.as_str() {
+            "t" | "true" => Some(true),
+            "f" | "false" => Some(false),
+            _ => None,
+        }
+    {
+        v.value = Value::Boolean(b);
+    }
+}
+
+/// The column an expression names, if it is one (`ix.indkey` → `indkey`).
+fn last_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::Expr;
+    match expr {
+        Expr::Identifier(i) => Some(i.value.to_ascii_lowercase()),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.to_ascii_lowercase()),
+        Expr::Nested(inner) => last_name(inner),
+        _ => None,
+    }
+}
+
+/// Boolean columns of the system catalog (`indisprimary`, `relhasindex`, `attnotnull` …).
+fn is_boolean_column(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "indis", "relhas", "relis", "atthas", "attis", "typis", "rolcan", "datis",
+    ];
+    const NAMES: &[&str] = &[
+        "indimmediate",
+        "indcheckxmin",
+        "indnullsnotdistinct",
+        "relrowsecurity",
+        "relforcerowsecurity",
+        "attnotnull",
+        "condeferrable",
+        "condeferred",
+        "convalidated",
+        "conislocal",
+        "connoinherit",
+        "typbyval",
+        "typnotnull",
+        "rolsuper",
+        "rolinherit",
+        "datallowconn",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
 }
 
 fn is_aggregate(expr: &datafusion::sql::sqlparser::ast::Expr) -> bool {
