@@ -156,7 +156,8 @@ impl<'a> Column<'a> {
             }
             DataType::UInt64 => {
                 let v = array.as_primitive::<UInt64Type>().value(row);
-                let v = i64::try_from(v).map_err(|_| api_error(format!("{v} exceeds bigint")))?;
+                let v = i64::try_from(v)
+                    .map_err(|_| api_error("an unsigned value exceeds bigint".into()))?;
                 self.put(out, &v)
             }
             DataType::Float16 => self.put(
@@ -317,8 +318,10 @@ fn time(array: &dyn Array, row: usize) -> PgWireResult<NaiveTime> {
     t.ok_or_else(|| api_error("a time out of range".into()))
 }
 
+/// Arrow's messages can quote values: the client gets the kind of failure, the log the detail.
 fn arrow_error(e: arrow::error::ArrowError) -> PgWireError {
-    api_error(e.to_string())
+    tracing::warn!(error = %e, "a result value could not be encoded");
+    api_error("a result value could not be encoded for PostgreSQL".into())
 }
 
 fn api_error(message: String) -> PgWireError {
