@@ -18,6 +18,8 @@ VENV="$REPO/.venv"
 REQS="$REPO/tests/requirements.txt"
 PYTEST_LOG="$REPO/.test-work/pytest-output.txt"
 PYTHON="${PYTHON:-python3}"
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 SUITE_START=$SECONDS
 declare -a TIMINGS=()
@@ -55,47 +57,16 @@ summary() {
 }
 
 setup_venv() {
-    if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
-        rm -rf "$VENV"
-        if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-            # Debian's python3 ships venv/ensurepip separately.
-            rm -rf "$VENV"
-            if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-                echo "python venv module missing: installing python3-venv"
-                apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null
-            fi
-            "$PYTHON" -m venv "$VENV"
-        fi
-    fi
-    "$VENV/bin/python" - <<'EOF'
-import sys
-if sys.version_info < (3, 11):
-    sys.exit(f"Python 3.11 or newer is needed for the test suite, found {sys.version.split()[0]}")
-EOF
+    make_venv "$VENV"
+    require_python "$VENV" 11 99 "the test suite"
     install_requirements "$VENV" "$REQS"
-}
-
-install_requirements() { # VENV REQS: pip install REQS into VENV unless its stamp says it is done
-    local venv="$1" reqs="$2" want stamp="$1/.requirements.sha256"
-    # The interpreter's version is part of the stamp: a new Python needs a new install.
-    want="$({ cat "$reqs"; "$venv/bin/python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-        echo "$(basename "$reqs") unchanged, skipping pip install"
-        return 0
-    fi
-    rm -f "$stamp"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$reqs"
-    echo "$want" > "$stamp"
 }
 
 # ACRO (the disclosure-control oracle of tests/test_dominance.py) pins pandas < 3: its own venv.
 ACRO_VENV="$REPO/.venv-acro"
 ACRO_REQS="$REPO/tests/requirements-acro.txt"
 setup_acro_venv() {
-    if [ ! -x "$ACRO_VENV/bin/python" ] || ! "$ACRO_VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
-        rm -rf "$ACRO_VENV"
-        "$PYTHON" -m venv "$ACRO_VENV"
-    fi
+    make_venv "$ACRO_VENV"
     install_requirements "$ACRO_VENV" "$ACRO_REQS"
 }
 
@@ -107,49 +78,13 @@ DEBIAN_PACKAGES=(
     postgresql-client odbc-postgresql unixodbc
     r-base-core r-cran-dbi r-cran-rpostgresql r-cran-dbplyr r-cran-rodbc r-cran-reticulate r-cran-jsonlite
 )
-ensure_debian_packages() { # PACKAGES...: apt-get install those that are missing (as root), else fail
-    local missing=() p
-    if ! command -v dpkg >/dev/null 2>&1; then
-        echo "dpkg not found: the tests need Debian packages: $*" >&2
-        return 1
-    fi
-    for p in "$@"; do
-        # The Status field of `dpkg -s` (which also succeeds for a removed package whose config files
-        # remain), read without a pipe that pipefail could fail.
-        [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
-    done
-    if [ ${#missing[@]} -eq 0 ]; then
-        echo "Debian packages present: $*"
-        return 0
-    fi
-    if [ "$(id -u)" != 0 ]; then
-        echo "missing Debian packages: ${missing[*]}; run as root, or install them first:" >&2
-        echo "  sudo apt-get install --no-install-recommends ${missing[*]}" >&2
-        return 1
-    fi
-    echo "installing Debian packages: ${missing[*]}"
-    # Lock::Timeout: wait for another apt/dpkg run (e.g. unattended or a parallel session) to finish.
-    apt-get update -qq -o DPkg::Lock::Timeout=600
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
-}
-
 setup_debian_packages() {
     ensure_debian_packages "${DEBIAN_PACKAGES[@]}"
 }
 
-# Apache Superset 6.1 (tests/test_superset.py, through scripts/superset_check.py) pins SQLAlchemy < 2
-# and pyarrow < 19: its own venv, the one scripts/superset.sh uses too. Superset 6.1 runs on Python
-# 3.10 to 3.12. The chart's screenshot needs Debian's chromium and chromium-driver.
-SUPERSET_VENV="$REPO/.venv-superset"
-SUPERSET_REQS="$REPO/scripts/superset-requirements.txt"
-setup_superset_venv() {
-    if [ ! -x "$SUPERSET_VENV/bin/python" ] || ! "$SUPERSET_VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
-        rm -rf "$SUPERSET_VENV"
-        "$PYTHON" -m venv "$SUPERSET_VENV"
-    fi
-    "$SUPERSET_VENV/bin/python" -c 'import sys; sys.exit(None if (3, 10) <= sys.version_info[:2] <= (3, 12) else
-        f"Superset 6.1 needs Python 3.10 to 3.12, found {sys.version.split()[0]} (set PYTHON)")'
-    install_requirements "$SUPERSET_VENV" "$SUPERSET_REQS"
+# The chart's screenshot (tests/test_superset.py) needs Debian's chromium and chromium-driver.
+setup_superset() {
+    setup_superset_venv
     ensure_debian_packages chromium chromium-driver
 }
 
@@ -195,7 +130,7 @@ echo "CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}"
 step "Debian packages (pg clients)" setup_debian_packages
 step "python venv + requirements" setup_venv
 step "ACRO venv" setup_acro_venv
-step "Superset venv + chromium" setup_superset_venv
+step "Superset venv + chromium" setup_superset
 step "cargo build --workspace --bins" cargo build --workspace --bins
 step "cargo test --workspace" cargo test --workspace
 step "pytest tests/" run_pytest "$@"
