@@ -15,11 +15,13 @@ import json
 import math
 import socket
 import struct
+import subprocess
 
+import psycopg
 import pytest
 
 import pg_clients as pc
-from helpers import Caller, duck_query, passport_server, wait_for
+from helpers import Caller, duck_query, free_port, passport_server, wait_for
 from research_queries import GENERATED, GIBLEED
 
 T = 20
@@ -71,6 +73,12 @@ class PgCaller:
     def run(self, client, sql, **kwargs) -> tuple[list[str], list[tuple]]:
         cols, rows = client(HOST, self.server.pg_port, self.sub, self.token, sql, **kwargs)
         return cols, canon_rows(rows)
+
+    def connect(self, **kwargs):
+        """A psycopg 3 connection of this principal through the door."""
+        return psycopg.connect(
+            host=HOST, port=self.server.pg_port, user=self.sub, password=self.token, dbname="strata", **kwargs
+        )
 
     def error(self, client, sql, **kwargs) -> pc.PgClientError:
         with pytest.raises(pc.PgClientError) as err:
@@ -319,10 +327,7 @@ def test_sqlalchemy_inspector_reflects_the_permitted_tables(dashboard):
 
 
 def test_session_commands_around_queries(researcher):
-    psycopg = pytest.importorskip("psycopg")
-    with psycopg.connect(
-        host=HOST, port=researcher.server.pg_port, user=researcher.sub, password=researcher.token, dbname="strata"
-    ) as conn:
+    with researcher.connect() as conn:
         conn.autocommit = True
         cur = conn.cursor()
         # psqlODBC's first message: several statements in one simple query.
@@ -345,11 +350,8 @@ def test_session_commands_around_queries(researcher):
 
 
 def test_server_side_cursors_fetch_in_pieces(researcher, gen_duck):
-    psycopg = pytest.importorskip("psycopg")
     sql = "SELECT person_id, year_of_birth FROM person ORDER BY person_id"
-    with psycopg.connect(
-        host=HOST, port=researcher.server.pg_port, user=researcher.sub, password=researcher.token, dbname="strata"
-    ) as conn:
+    with researcher.connect() as conn:
         with conn.cursor(name="persons") as cur:
             cur.itersize = 500
             cur.execute(sql)
@@ -360,10 +362,7 @@ def test_server_side_cursors_fetch_in_pieces(researcher, gen_duck):
 
 
 def test_a_refused_cursor_declares_nothing(dashboard):
-    psycopg = pytest.importorskip("psycopg")
-    with psycopg.connect(
-        host=HOST, port=dashboard.server.pg_port, user=dashboard.sub, password=dashboard.token, dbname="strata"
-    ) as conn:
+    with dashboard.connect() as conn:
         with pytest.raises(psycopg.Error) as err:
             with conn.cursor(name="rows") as cur:
                 cur.execute("SELECT person_id FROM person")
@@ -381,10 +380,7 @@ TYPES_SQL = """SELECT CAST(1 AS SMALLINT) AS i2, CAST(2 AS INT) AS i4, CAST(3 AS
 
 @pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
 def test_every_arrow_type_arrives_in_text_and_binary(binary, researcher):
-    psycopg = pytest.importorskip("psycopg")
-    with psycopg.connect(
-        host=HOST, port=researcher.server.pg_port, user=researcher.sub, password=researcher.token, dbname="strata"
-    ) as conn:
+    with researcher.connect() as conn:
         cur = conn.cursor(binary=binary)
         cur.execute(TYPES_SQL, ())
         row = dict(zip([c.name for c in cur.description], cur.fetchone()))
@@ -466,27 +462,23 @@ def test_login_sqlstates(researcher, mint_token):
 
 def test_cleartext_passwords_only_on_loopback(gen_dataset, passport_keys, work_root, mint_token):
     """A passport is a bearer secret: from a non-loopback peer without TLS it is never asked for."""
-    import subprocess
-
-    found = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
-    address = next((a for a in found if "." in a and not a.startswith("127.")), None)
+    address = non_loopback_address()
     if address is None:
         pytest.skip("this machine has no non-loopback address")
     token = mint_token("controlled", "pg-remote", "--ttl", "1d")
-    srv = passport_server(gen_dataset, passport_keys, work_root, "pg-any-address", token)
-    srv.pg = False
-    port = pc_free_port()
-    srv.extra_args += ["--pg-listen", f"0.0.0.0:{port}"]
+    srv, port = on_every_address(passport_server(gen_dataset, passport_keys, work_root, "pg-any-address", token))
     with srv:
         answer = raw_login(port, "pg-remote", token, host=address)
         assert answer.get("C") == "28000" and "TLS" in answer.get("M", ""), answer
         assert raw_login(port, "pg-remote", token) == {"ok": "1"}
 
 
-def pc_free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+def on_every_address(srv):
+    """`srv` (not started) with its PostgreSQL door on 0.0.0.0, and that door's port."""
+    srv.pg = False
+    port = free_port()
+    srv.extra_args += ["--pg-listen", f"0.0.0.0:{port}"]
+    return srv, port
 
 
 def test_audit_records_name_the_pg_door(researcher):
@@ -507,8 +499,6 @@ def test_audit_records_name_the_pg_door(researcher):
 
 
 def non_loopback_address() -> str | None:
-    import subprocess
-
     found = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
     return next((a for a in found if "." in a and not a.startswith("127.")), None)
 
@@ -529,8 +519,6 @@ def scram_verifier(password: str, salt: bytes = b"strata-test-salt", iterations:
 
 
 def self_signed(folder, address: str):
-    import subprocess
-
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
@@ -545,7 +533,6 @@ def test_tls_and_scram_service_accounts(gen_dataset, passport_keys, work_root, m
     """One [tls] certificate for both doors. Over TLS a passport may come from any network; a
     service account
     logs in with SCRAM (its password never sent) and acts under its aggregates-only passport."""
-    psycopg = pytest.importorskip("psycopg")
     address = non_loopback_address() or "127.0.0.1"
     cert, key = self_signed(tmp_path, address)
     service_passport = tmp_path / "dashboard.jwt"
@@ -556,11 +543,8 @@ def test_tls_and_scram_service_accounts(gen_dataset, passport_keys, work_root, m
         f'passport = "{service_passport}"\n'
     )
     token = mint_token("controlled", "pg-tls", "--ttl", "1d")
-    srv = passport_server(gen_dataset, passport_keys, work_root, "pg-tls", token, config)
+    srv, port = on_every_address(passport_server(gen_dataset, passport_keys, work_root, "pg-tls", token, config))
     srv.tls_root = cert.read_text()  # the same certificate serves Flight SQL
-    srv.pg = False
-    port = pc_free_port()
-    srv.extra_args += ["--pg-listen", f"0.0.0.0:{port}"]
 
     def connect(user, password, **kw):
         return psycopg.connect(host=address, port=port, user=user, password=password, dbname="strata", **kw)
@@ -605,15 +589,11 @@ def test_a_cancelled_query_is_57014_and_the_connection_goes_on(researcher):
     """psql's Ctrl-C, a BI tool's stop button: a CancelRequest ends the running statement."""
     import threading
 
-    psycopg = pytest.importorskip("psycopg")
     heavy = (
         "SELECT COUNT(DISTINCT a.measurement_id * 1000003 + b.measurement_id) AS n "
         "FROM measurement a JOIN measurement b ON a.person_id = b.person_id"
     )
-    with psycopg.connect(
-        host=HOST, port=researcher.server.pg_port, user=researcher.sub, password=researcher.token,
-        dbname="strata", autocommit=True,
-    ) as conn:  # fmt: skip
+    with researcher.connect(autocommit=True) as conn:
         timer = threading.Timer(1.5, conn.cancel)
         timer.start()
         with pytest.raises(psycopg.Error) as err:

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Decimal128Type, Float16Type, Float32Type, Float64Type,
-    Int8Type, Int16Type, Int32Type, Int64Type, Schema, Time32MillisecondType, Time32SecondType,
-    Time64MicrosecondType, Time64NanosecondType, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
-    UInt32Type, UInt64Type,
+    ArrowPrimitiveType, DataType, Date32Type, Date64Type, Decimal128Type, Float16Type, Float32Type,
+    Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema, Time32MillisecondType,
+    Time32SecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions as ArrowFormat};
@@ -140,7 +140,7 @@ impl<'a> Column<'a> {
             return self.put(out, &text.value(row).to_string());
         }
         match array.data_type() {
-            DataType::Boolean => self.put(out, &as_bool(array).value(row)),
+            DataType::Boolean => self.put(out, &array.as_boolean().value(row)),
             DataType::Int8 => self.put(out, &(array.as_primitive::<Int8Type>().value(row) as i16)),
             DataType::Int16 => self.put(out, &array.as_primitive::<Int16Type>().value(row)),
             DataType::Int32 => self.put(out, &array.as_primitive::<Int32Type>().value(row)),
@@ -214,64 +214,42 @@ impl<'a> Column<'a> {
             _ => array.as_fixed_size_list().value(row),
         };
         let values = values.as_ref();
-        let n = values.len();
-        macro_rules! each {
-            ($f:expr) => {
-                (0..n)
-                    .map(|i| (!values.is_null(i)).then(|| $f(i)))
-                    .collect::<Vec<_>>()
-            };
-        }
         match *self.field.datatype() {
-            Type::BOOL_ARRAY => self.put(out, &each!(|i| as_bool(values).value(i))),
-            Type::INT2_ARRAY => {
-                let v = arrow::compute::cast(values, &DataType::Int16).map_err(arrow_error)?;
-                let v = v.as_primitive::<Int16Type>();
-                self.put(out, &each!(|i| v.value(i)))
-            }
-            Type::INT4_ARRAY => {
-                let v = arrow::compute::cast(values, &DataType::Int32).map_err(arrow_error)?;
-                let v = v.as_primitive::<Int32Type>();
-                self.put(out, &each!(|i| v.value(i)))
-            }
-            Type::INT8_ARRAY => {
-                let v = arrow::compute::cast(values, &DataType::Int64).map_err(arrow_error)?;
-                let v = v.as_primitive::<Int64Type>();
-                self.put(out, &each!(|i| v.value(i)))
-            }
-            Type::FLOAT4_ARRAY => {
-                let v = arrow::compute::cast(values, &DataType::Float32).map_err(arrow_error)?;
-                let v = v.as_primitive::<Float32Type>();
-                self.put(out, &each!(|i| v.value(i)))
-            }
-            Type::FLOAT8_ARRAY => {
-                let v = arrow::compute::cast(values, &DataType::Float64).map_err(arrow_error)?;
-                let v = v.as_primitive::<Float64Type>();
-                self.put(out, &each!(|i| v.value(i)))
-            }
+            Type::BOOL_ARRAY => self.put(out, &values.as_boolean().iter().collect::<Vec<_>>()),
+            Type::INT2_ARRAY => self.put(out, &primitives::<Int16Type>(values)?),
+            Type::INT4_ARRAY => self.put(out, &primitives::<Int32Type>(values)?),
+            Type::INT8_ARRAY => self.put(out, &primitives::<Int64Type>(values)?),
+            Type::FLOAT4_ARRAY => self.put(out, &primitives::<Float32Type>(values)?),
+            Type::FLOAT8_ARRAY => self.put(out, &primitives::<Float64Type>(values)?),
             Type::DATE_ARRAY => {
-                let dates = (0..n)
+                let dates = (0..values.len())
                     .map(|i| (!values.is_null(i)).then(|| date(values, i)).transpose())
                     .collect::<PgWireResult<Vec<_>>>()?;
                 self.put(out, &dates)
             }
             _ => {
                 let v = arrow::compute::cast(values, &DataType::Utf8).map_err(arrow_error)?;
-                let v = v.as_string::<i32>();
-                self.put(out, &each!(|i| v.value(i).to_string()))
+                let v: Vec<Option<String>> = v
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|s| s.map(str::to_owned))
+                    .collect();
+                self.put(out, &v)
             }
         }
     }
+}
+
+/// A list's values as the element type of its PostgreSQL array.
+fn primitives<T: ArrowPrimitiveType>(values: &dyn Array) -> PgWireResult<Vec<Option<T::Native>>> {
+    let cast = arrow::compute::cast(values, &T::DATA_TYPE).map_err(arrow_error)?;
+    Ok(cast.as_primitive::<T>().iter().collect())
 }
 
 const TEXT_FORMAT: ArrowFormat<'static> = ArrowFormat::new();
 
 fn is_string(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-}
-
-fn as_bool(array: &dyn Array) -> &BooleanArray {
-    array.as_boolean()
 }
 
 fn date(array: &dyn Array, row: usize) -> PgWireResult<NaiveDate> {

@@ -26,17 +26,17 @@ pub fn pg_error(e: QueryError) -> PgWireError {
 
 /// An error of this door itself (protocol use, session commands).
 pub fn error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_owned(),
-        code.to_owned(),
-        message,
-    )))
+    reported("ERROR", code, message)
 }
 
 /// A login refused: the connection ends.
 pub fn fatal(code: &str, message: String) -> PgWireError {
+    reported("FATAL", code, message)
+}
+
+fn reported(severity: &str, code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
-        "FATAL".to_owned(),
+        severity.to_owned(),
         code.to_owned(),
         message,
     )))

@@ -163,21 +163,7 @@ impl QueryService {
         action: &str,
         sql: &str,
     ) -> Result<Prepared, QueryError> {
-        let mut record = call.record(action);
-        record.set_statement(sql);
-        let result = async {
-            let principal = call.principal()?;
-            let session = self.session(principal, call.dialect).await?;
-            let query = strata_planner::plan_sql_guarded(&session.ctx, sql, &session.guard).await?;
-            Ok(Prepared::new(
-                query,
-                &session.guard,
-                principal,
-                call.dialect,
-            ))
-        }
-        .await;
-        self.prepared(record, result).await
+        self.plan(call, action, sql, None).await
     }
 
     /// [`QueryService::prepare`] for a statement the door parsed (PostgreSQL clients send several
@@ -189,34 +175,31 @@ impl QueryService {
         sql: &str,
         statement: datafusion::sql::sqlparser::ast::Statement,
     ) -> Result<Prepared, QueryError> {
+        self.plan(call, action, sql, Some(statement)).await
+    }
+
+    async fn plan(
+        &self,
+        call: &Call,
+        action: &str,
+        sql: &str,
+        parsed: Option<datafusion::sql::sqlparser::ast::Statement>,
+    ) -> Result<Prepared, QueryError> {
         let mut record = call.record(action);
         record.set_statement(sql);
         let result = async {
             let principal = call.principal()?;
             let session = self.session(principal, call.dialect).await?;
-            let query = strata_planner::plan_statement_guarded(
-                &session.ctx,
-                sql,
-                statement,
-                &session.guard,
-            )
-            .await?;
-            Ok(Prepared::new(
-                query,
-                &session.guard,
-                principal,
-                call.dialect,
-            ))
+            let (ctx, guard) = (&session.ctx, &session.guard);
+            let query = match parsed {
+                Some(statement) => {
+                    strata_planner::plan_statement_guarded(ctx, sql, statement, guard).await?
+                }
+                None => strata_planner::plan_sql_guarded(ctx, sql, guard).await?,
+            };
+            Ok(Prepared::new(query, guard, principal, call.dialect))
         }
         .await;
-        self.prepared(record, result).await
-    }
-
-    async fn prepared(
-        &self,
-        mut record: AuditRecord,
-        result: Result<Prepared, QueryError>,
-    ) -> Result<Prepared, QueryError> {
         if let Ok(prepared) = &result {
             record.tables = prepared.tables.clone();
             record.plan_sha256 = Some(prepared.plan_sha256.clone());

@@ -25,7 +25,7 @@ use datafusion_pg_catalog::pg_catalog::{
     oid_type_planner::PgOidTypePlanner, pg_get_expr_udf, quote_ident_udf,
 };
 
-use super::keys::{self, Key};
+use super::keys::{self, Walk};
 use crate::PlannerError;
 
 /// The system tables of a PostgreSQL server, parsed once.
@@ -59,7 +59,7 @@ pub fn install_catalog(ctx: &SessionContext) -> Result<(), PlannerError> {
         listing: Listing(ctx.state().catalog_list().clone()),
         catalog: name.clone(),
         primed: AtomicU8::new(0),
-        keys: Arc::new(OnceLock::new()),
+        walk: Arc::new(OnceLock::new()),
     };
     ctx.catalog(&name)
         .ok_or_else(|| PlannerError::Internal(format!("no catalog {name}")))?
@@ -127,8 +127,8 @@ struct Primed {
     /// 0: not yet, 1: walking (the walk reads this schema's own tables: they pass through),
     /// 2: done.
     primed: AtomicU8,
-    /// Primary keys of the walked relations, for `pg_index` and `pg_constraint`.
-    keys: Arc<OnceLock<Vec<Key>>>,
+    /// The walk's rows and the primary keys among them (`pg_index`, `pg_constraint`).
+    walk: Arc<OnceLock<Walk>>,
 }
 
 impl Primed {
@@ -155,7 +155,11 @@ impl Primed {
                 schemas.insert(table, schema);
             }
         }
-        let _ = self.keys.set(keys::keys(&batches, &schemas));
+        let keys = keys::keys(&batches, &schemas);
+        let _ = self.walk.set(Walk {
+            pg_class: batches,
+            keys,
+        });
         Ok(())
     }
 }
@@ -179,7 +183,7 @@ impl SchemaProvider for Primed {
         let table = self.inner.table(name).await?;
         match (name, table) {
             ("pg_class" | "pg_index" | "pg_constraint", Some(system)) => Ok(Some(Arc::new(
-                keys::Amended::new(name, system, self.keys.clone()),
+                keys::Amended::new(name, system, self.walk.clone()),
             ))),
             (_, table) => Ok(table),
         }

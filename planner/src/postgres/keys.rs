@@ -241,6 +241,14 @@ fn with_reloptions(rows: &[RecordBatch], schema: &SchemaRef) -> Result<MemTable>
     MemTable::try_new(schema.clone(), vec![batches])
 }
 
+/// What one walk of `pg_class` in a session found: its rows (oids handed out) and the primary
+/// keys among them.
+#[derive(Debug)]
+pub struct Walk {
+    pub pg_class: Vec<RecordBatch>,
+    pub keys: Vec<Key>,
+}
+
 /// A system table amended when it is read: looking its schema up (which the walk of `pg_class`
 /// does for every relation) reads nothing.
 #[derive(Debug)]
@@ -248,16 +256,16 @@ pub struct Amended {
     name: String,
     inner: Arc<dyn TableProvider>,
     schema: SchemaRef,
-    keys: Arc<OnceLock<Vec<Key>>>,
+    walk: Arc<OnceLock<Walk>>,
 }
 
 impl Amended {
-    pub fn new(name: &str, inner: Arc<dyn TableProvider>, keys: Arc<OnceLock<Vec<Key>>>) -> Self {
+    pub fn new(name: &str, inner: Arc<dyn TableProvider>, walk: Arc<OnceLock<Walk>>) -> Self {
         Amended {
             name: name.to_owned(),
             schema: amended_schema(name, &inner.schema()),
             inner,
-            keys,
+            walk,
         }
     }
 }
@@ -279,13 +287,20 @@ impl TableProvider for Amended {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let plan = self.inner.scan(state, None, &[], None).await?;
-        let rows = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
-        let table = if self.name == "pg_class" {
-            with_reloptions(&rows, &self.schema)?
-        } else {
-            let keys = self.keys.get().map_or(&[][..], Vec::as_slice);
-            table(&self.name, &rows, keys)?
+        let walk = self.walk.get();
+        let table = match (self.name.as_str(), walk) {
+            // The session's walk read pg_class already.
+            ("pg_class", Some(walk)) => with_reloptions(&walk.pg_class, &self.schema)?,
+            (name, _) => {
+                let plan = self.inner.scan(state, None, &[], None).await?;
+                let rows = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
+                if name == "pg_class" {
+                    with_reloptions(&rows, &self.schema)?
+                } else {
+                    let keys = walk.map_or(&[][..], |w| w.keys.as_slice());
+                    table(name, &rows, keys)?
+                }
+            }
         };
         table.scan(state, projection, filters, limit).await
     }

@@ -85,12 +85,10 @@ fn aggregate_scalar_subqueries(mut statement: Statement) -> Statement {
                 .eq_ignore_ascii_case("generate_subscripts")
             && let datafusion::sql::sqlparser::ast::FunctionArguments::List(list) = &f.args
             && let [array, dimension] = list.args.as_slice()
-            && let Ok(positions) = Parser::new(&PostgreSqlDialect {})
-                .try_with_sql(&format!(
-                    "unnest(generate_series(CAST({dimension} AS BIGINT), \
-                     CAST(array_length({array}) AS BIGINT)))"
-                ))
-                .and_then(|mut p| p.parse_expr())
+            && let Some(positions) = expression(&format!(
+                "unnest(generate_series(CAST({dimension} AS BIGINT), \
+                 CAST(array_length({array}) AS BIGINT)))"
+            ))
         {
             *expr = positions;
         }
@@ -103,9 +101,7 @@ fn aggregate_scalar_subqueries(mut statement: Statement) -> Statement {
         } = expr
             && data_type.to_string().eq_ignore_ascii_case("regclass")
             && matches!(operand.as_ref(), Expr::Value(v) if matches!(v.value, Value::Placeholder(_)))
-            && let Ok(lookup) = Parser::new(&PostgreSqlDialect {})
-                .try_with_sql(&format!("to_regclass({operand})"))
-                .and_then(|mut p| p.parse_expr())
+            && let Some(lookup) = expression(&format!("to_regclass({operand})"))
         {
             *expr = lookup;
         }
@@ -123,9 +119,7 @@ fn aggregate_scalar_subqueries(mut statement: Statement) -> Statement {
                 last_name(operand).as_deref(),
                 Some("indkey" | "conkey" | "confkey")
             )
-            && let Ok(text) = Parser::new(&PostgreSqlDialect {})
-                .try_with_sql(&format!("array_to_string({operand}, ' ')"))
-                .and_then(|mut p| p.parse_expr())
+            && let Some(text) = expression(&format!("array_to_string({operand}, ' ')"))
         {
             *expr = text;
         }
@@ -153,15 +147,21 @@ fn aggregate_scalar_subqueries(mut statement: Statement) -> Statement {
             && let SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. } =
                 item
             && !is_aggregate(value)
-            && let Ok(aggregated) = Parser::new(&PostgreSqlDialect {})
-                .try_with_sql(&format!("max({value})"))
-                .and_then(|mut p| p.parse_expr())
+            && let Some(aggregated) = expression(&format!("max({value})"))
         {
             *value = aggregated;
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
     statement
+}
+
+/// A rewritten expression, written as SQL around parts of the original.
+fn expression(sql: &str) -> Option<datafusion::sql::sqlparser::ast::Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
 }
 
 /// `'t'` / `'f'` as the booleans PostgreSQL reads them as beside a boolean column.
