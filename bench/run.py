@@ -116,19 +116,23 @@ def strata_times(bin_dir: Path, dataset: Path, runs: int, log: Path, protected: 
     try:
         kwargs = {"adbc.flight.sql.authorization_header": f"Bearer {token}"} if token else {}
         conn = flight_sql.connect(f"grpc://127.0.0.1:{port}", db_kwargs=kwargs)
+        # One cursor for the run, as a notebook keeps one: ADBC spends ~3 ms of its own creating
+        # and closing a statement, which is the client's cost, not the server's.
+        cur = conn.cursor()
         out = {}
         for q in QUERIES:
             def run(sql=q["sql"]):
-                cur = conn.cursor()
                 cur.execute(sql)
-                table = cur.fetch_arrow_table()
-                cur.close()
-                return table
+                return cur.fetch_arrow_table()
             times = timed(run, runs)
             out[q["name"]] = {"times_ms": times, "rows": run().num_rows}
+        # One Flight SQL round trip with no planning: GetSqlInfo (GetFlightInfo + DoGet).
+        out["round_trip_ms"] = statistics.median(timed(lambda: conn.adbc_get_info(), max(runs, 20)))
+        cur.close()
         conn.close()
         if protected:
             out["aggregates_only"] = aggregates_only_times(bin_dir, port, runs)
+        out["peak_rss_mb"] = peak_rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -140,6 +144,49 @@ def strata_times(bin_dir: Path, dataset: Path, runs: int, log: Path, protected: 
             out[q["name"]]["bytes_scanned"] = mine[-1]["bytes_scanned"]
             out[q["name"]]["shards_scanned"] = f'{mine[-1]["shards_scanned"]}/{mine[-1]["shards_total"]}'
     return out
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident set (VmHWM) so far, in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def chart(rows: list, path: Path, title: str):
+    """A bar chart (SVG, no plotting library needed) of each query's ratios against plain
+    DataFusion and DuckDB; the line at 1.0 is parity."""
+    series = [("strata_over_datafusion", "Strata / DataFusion", "#4c72b0"),
+              ("protected_over_datafusion", "Strata protected / DataFusion", "#dd8452"),
+              ("protected_over_duckdb", "Strata protected / DuckDB", "#55a868")]
+    bar, gap, left, top, width = 12, 14, 210, 40, 420
+    most = max([3.0] + [r[k] for r in rows for k, _, _ in series if r.get(k)])
+    x = lambda v: left + width * v / most  # noqa: E731
+    height = top + len(rows) * (len(series) * bar + gap) + 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 40}" height="{height}" '
+           'font-family="sans-serif" font-size="11">',
+           f'<text x="10" y="18" font-size="13">{title}</text>']
+    y = top
+    for r in rows:
+        out.append(f'<text x="{left - 6}" y="{y + len(series) * bar / 2 + 4}" text-anchor="end">{r["query"]}</text>')
+        for key, _, color in series:
+            v = r.get(key)
+            if v:
+                out.append(f'<rect x="{left}" y="{y}" width="{x(v) - left:.1f}" height="{bar - 2}" fill="{color}"/>')
+                out.append(f'<text x="{x(v) + 3:.1f}" y="{y + bar - 3}">{v:.2f}</text>')
+            y += bar
+        y += gap
+    out.append(f'<line x1="{x(1):.1f}" y1="{top - 6}" x2="{x(1):.1f}" y2="{y}" stroke="black" stroke-dasharray="4 3"/>')
+    for i, (_, label, color) in enumerate(series):
+        lx = 10 + i * 200
+        out.append(f'<rect x="{lx}" y="{y + 10}" width="10" height="10" fill="{color}"/>'
+                   f'<text x="{lx + 14}" y="{y + 19}">{label}</text>')
+    out.append("</svg>")
+    path.write_text("\n".join(out))
 
 
 def aggregates_only_times(bin_dir: Path, port: int, runs: int) -> dict:
@@ -189,10 +236,12 @@ def duckdb_times(dataset: Path, runs: int):
     return out
 
 
-def datafusion_times(bin_dir: Path, dataset: Path, runs: int):
+def datafusion_times(bin_dir: Path, dataset: Path, runs: int, engine: str = "datafusion"):
+    """In-process times: stock DataFusion (`ListingTable`), or with engine="strata" Strata's own
+    tables and scan settings without the service, policy or Flight."""
     result = subprocess.run(
         [bin_dir / "strata-bench", "--dataset", dataset, "--queries", ROOT / "bench" / "queries.json",
-         "--runs", str(runs)],
+         "--runs", str(runs), "--engine", engine],
         check=True, capture_output=True, text=True,
     )
     return {t["name"]: t for t in json.loads(result.stdout)}
@@ -214,16 +263,14 @@ def cohort_times(bin_dir: Path, dataset: Path, runs: int, log: Path):
     out = []
     try:
         conn = flight_sql.connect(f"grpc://127.0.0.1:{port}")
+        cur = conn.cursor()
         for c in COHORTS:
             definition = json.loads((ROOT / c["definition"]).read_text())
             literal = json.dumps(definition).replace("'", "''")
 
             def strata(sql=f"SELECT COUNT(*) AS n FROM cohort('{literal}')"):
-                cur = conn.cursor()
                 cur.execute(sql)
-                n = cur.fetch_arrow_table().column(0)[0].as_py()
-                cur.close()
-                return n
+                return cur.fetch_arrow_table().column(0)[0].as_py()
 
             row = {"cohort": c["name"], "strata_ms": statistics.median(timed(strata, runs)),
                    "rows": strata()}
@@ -236,6 +283,7 @@ def cohort_times(bin_dir: Path, dataset: Path, runs: int, log: Path):
                 if run() != row["rows"]:
                     print(f"warning: {c['name']}: hand-written SQL disagrees", file=sys.stderr)
             out.append(row)
+        cur.close()
         conn.close()
     finally:
         server.terminate()
@@ -250,6 +298,8 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dataset", type=Path, help="use this dataset instead of generating one")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["ledger", "cohorts"],
+                    help="leave these parts out of the run")
     ap.add_argument("--ledger-history", type=int, default=20_000,
                     help="released sets in the long history of the ledger microbench")
     args = ap.parse_args()
@@ -270,45 +320,68 @@ def main():
                              protected=True)
     duck = duckdb_times(dataset, args.runs)
     fusion = datafusion_times(bin_dir, dataset, args.runs)
+    engine = datafusion_times(bin_dir, dataset, args.runs, engine="strata")
 
     rows = []
     for q in QUERIES:
         n = q["name"]
-        s, d, f = (statistics.median(x[n]["times_ms"]) for x in (strata, duck, fusion))
+        s, d, f, e = (statistics.median(x[n]["times_ms"]) for x in (strata, duck, fusion, engine))
         if not (strata[n]["rows"] == duck[n]["rows"] == fusion[n]["rows"]):
             print(f"warning: {n}: row counts differ: strata {strata[n]['rows']}, duckdb {duck[n]['rows']}, "
                   f"datafusion {fusion[n]['rows']}", file=sys.stderr)
         pr = statistics.median(protected[n]["times_ms"])
         agg = protected["aggregates_only"].get(n)
         agg = statistics.median(agg) if agg else None
-        rows.append({"query": n, "strata_ms": s, "duckdb_ms": d, "datafusion_ms": f,
+        rows.append({"query": n, "strata_ms": s, "duckdb_ms": d, "datafusion_ms": f, "engine_ms": e,
+                     "engine_over_datafusion": e / f,
                      "strata_protected_ms": pr, "protected_over_open": pr / s,
                      "strata_aggregates_only_ms": agg,
                      "aggregates_only_over_open": agg / s if agg else None,
                      "strata_over_duckdb": s / d, "strata_over_datafusion": s / f,
+                     "protected_over_datafusion": pr / f, "protected_over_duckdb": pr / d,
                      "bytes_scanned": strata[n].get("bytes_scanned"),
                      "shards_scanned": strata[n].get("shards_scanned")})
 
     print(f"\npersons={args.persons} shards={args.shards} dataset={size / 1e6:.0f} MB runs={args.runs} (median ms)")
     print(f"{'query':28} {'strata':>9} {'protected':>9} {'duckdb':>9} {'datafusion':>10} {'S/duck':>7} {'S/DF':>6} "
-          f"{'P/S':>5} {'A/S':>5} {'bytes scanned':>14} shards")
+          f"{'P/S':>5} {'A/S':>5} {'E/DF':>5} {'bytes scanned':>14} shards")
     for r in rows:
         print(f"{r['query']:28} {r['strata_ms']:9.1f} {r['strata_protected_ms']:9.1f} {r['duckdb_ms']:9.1f} "
               f"{r['datafusion_ms']:10.1f} {r['strata_over_duckdb']:7.2f} {r['strata_over_datafusion']:6.2f} "
               f"{r['protected_over_open']:5.2f} "
               f"{'' if r['aggregates_only_over_open'] is None else round(r['aggregates_only_over_open'], 2)!s:>5} "
+              f"{r['engine_over_datafusion']:5.2f} "
               f"{r['bytes_scanned'] or 0:14,} {r['shards_scanned'] or ''}")
     med_duck = statistics.median(r["strata_over_duckdb"] for r in rows)
     med_df = statistics.median(r["strata_over_datafusion"] for r in rows)
     med_prot = statistics.median(r["protected_over_open"] for r in rows)
+    lookup = next((r for r in rows if r["query"] == "person_point_lookup"), None)
+    if lookup:
+        rt = strata["round_trip_ms"]
+        lookup["datafusion_plus_round_trip_ms"] = lookup["datafusion_ms"] + rt
+        print(f"point lookup {lookup['strata_ms']:.1f} ms (protected {lookup['strata_protected_ms']:.1f}) against "
+              f"in-process DataFusion {lookup['datafusion_ms']:.1f} ms + one Flight SQL round trip {rt:.1f} ms: "
+              f"{lookup['strata_ms'] / lookup['datafusion_plus_round_trip_ms']:.2f}x")
+    med_prot_df = statistics.median(r["protected_over_datafusion"] for r in rows)
+    max_prot_df = max(r["protected_over_datafusion"] for r in rows)
+    geo_prot_duck = statistics.geometric_mean(r["protected_over_duckdb"] for r in rows)
+    med_engine = statistics.median(r["engine_over_datafusion"] for r in rows)
     print(f"median ratio Strata/DuckDB {med_duck:.2f}, Strata/DataFusion {med_df:.2f}, "
           f"disclosure control overhead (protected/open) {med_prot:.2f}")
-    ledger = ledger_times(bin_dir, args.ledger_history)
-    print(f"\n{'release ledger alone':28} {'rows':>7} {'history':>9} {'median ms':>10}")
+    print(f"protected/DataFusion median {med_prot_df:.2f} (max {max_prot_df:.2f}), protected/DuckDB geomean "
+          f"{geo_prot_duck:.2f}, Strata's engine in-process/DataFusion median {med_engine:.2f}; peak RSS "
+          f"{strata.get('peak_rss_mb') or 0:.0f} MB open, {protected.get('peak_rss_mb') or 0:.0f} MB protected")
+    chart(rows, results_dir / f"p{args.persons}.svg",
+          f"{args.persons:,} persons: time ratios per query (lower is faster; dashed line = parity)")
+    ledger = [] if "ledger" in args.skip else ledger_times(bin_dir, args.ledger_history)
+    if ledger:
+        print(f"\n{'release ledger alone':28} {'rows':>7} {'history':>9} {'median ms':>10}")
     for t in ledger:
         print(f"{'':28} {t['rows']:7} {t['history']:9,} {t['median_ms']:10.1f}")
-    cohorts = cohort_times(bin_dir, dataset, args.runs, results_dir / f"server-{args.persons}-cohorts.log")
-    print(f"\n{'cohort':28} {'rows':>7} {'strata':>9} {'duckdb SQL':>10} {'circepy':>9} {'S/duck':>7} {'S/circepy':>9}")
+    cohorts = [] if "cohorts" in args.skip else cohort_times(
+        bin_dir, dataset, args.runs, results_dir / f"server-{args.persons}-cohorts.log")
+    if cohorts:
+        print(f"\n{'cohort':28} {'rows':>7} {'strata':>9} {'duckdb SQL':>10} {'circepy':>9} {'S/duck':>7} {'S/circepy':>9}")
     for c in cohorts:
         duck_ms = c.get("duckdb_ms")
         print(f"{c['cohort']:28} {c['rows']:7} {c['strata_ms']:9.1f} "
@@ -316,10 +389,44 @@ def main():
               f"{'' if duck_ms is None else round(c['strata_ms'] / duck_ms, 2)!s:>7} "
               f"{c['strata_ms'] / c['circepy_ms']:9.2f}")
     (results_dir / f"p{args.persons}.json").write_text(json.dumps(
-        {"persons": args.persons, "shards": args.shards, "bytes": size, "runs": args.runs, "queries": rows,
+        {"version": version(), "persons": args.persons, "shards": args.shards, "bytes": size, "runs": args.runs, "queries": rows,
          "cohorts": cohorts, "ledger": ledger,
          "median_strata_over_duckdb": med_duck, "median_strata_over_datafusion": med_df,
-         "median_protected_over_open": med_prot}, indent=2))
+         "median_protected_over_open": med_prot, "median_protected_over_datafusion": med_prot_df,
+         "max_protected_over_datafusion": max_prot_df, "geomean_protected_over_duckdb": geo_prot_duck,
+         "median_engine_over_datafusion": med_engine, "round_trip_ms": strata["round_trip_ms"],
+         "peak_rss_mb": {"open": strata.get("peak_rss_mb"), "protected": protected.get("peak_rss_mb")}},
+        indent=2))
+    scaling(results_dir)
+
+
+def version() -> str:
+    """The commit benchmarked (with `+changes` when the tree differs from it)."""
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "--", ".") else "")
+
+
+def scaling(results_dir: Path):
+    """Growth from 100k to 1M persons when both runs are on record for the same version: the
+    exponent b of time ~ persons^b per query (1.0 is linear)."""
+    import math
+    small, large = results_dir / "p100000.json", results_dir / "p1000000.json"
+    if not (small.exists() and large.exists()):
+        return
+    a, b = json.loads(small.read_text()), json.loads(large.read_text())
+    if a.get("version") != b.get("version"):
+        print(f"\nscaling: the 100k and 1M runs on record are of different versions "
+              f"({a.get('version')}, {b.get('version')}); run both again")
+        return
+    factor = math.log(b["persons"] / a["persons"])
+    before = {r["query"]: r for r in a["queries"]}
+    print(f"\n{'scaling 100k -> 1M':28} {'open':>6} {'protected':>9}  (exponent; 1.0 = linear)")
+    for r in b["queries"]:
+        if r["query"] in before:
+            o = math.log(r["strata_ms"] / before[r["query"]]["strata_ms"]) / factor
+            p = math.log(r["strata_protected_ms"] / before[r["query"]]["strata_protected_ms"]) / factor
+            print(f"{r['query']:28} {o:6.2f} {p:9.2f}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ LOG_FIELDS = [
     "bytes_scanned",
     "row_groups_total",
     "row_groups_pruned",
+    "files_pruned",
     "cache_memory_hits",
     "cache_memory_misses",
     "cache_disk_hits",

@@ -1,5 +1,8 @@
 //! Plain-DataFusion baseline: the benchmark's queries over the very same Parquet files, with
-//! DataFusion's stock `ListingTable` and default settings, timed in-process.
+//! DataFusion's stock `ListingTable` and default settings, timed in-process. With `--engine
+//! strata` the same queries run in-process on Strata's own tables (`Dataset::session`: sharded
+//! providers, Strata's scan settings, no service, no policy, no Flight), which splits what the
+//! engine costs from what the service and the wire cost.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -10,6 +13,11 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
+/// The allocator datafusion-cli ships with (and Strata's server uses): the baseline is DataFusion
+/// as its own command line runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     /// Dataset folder (its table folders are read directly; catalog.toml only names them).
@@ -19,6 +27,12 @@ struct Args {
     queries: PathBuf,
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// `datafusion` (stock ListingTable) or `strata` (Strata's dataset, in-process).
+    #[arg(long, default_value = "datafusion")]
+    engine: String,
+    /// Print each query's EXPLAIN ANALYZE (operators, rows, times) instead of timings.
+    #[arg(long)]
+    explain: bool,
 }
 
 #[derive(Deserialize)]
@@ -38,17 +52,26 @@ struct Timing {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let queries: Vec<Query> = serde_json::from_str(&std::fs::read_to_string(&args.queries)?)?;
-    let ctx = SessionContext::new();
-    for entry in std::fs::read_dir(&args.dataset)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !entry.file_type()?.is_dir() || name.starts_with('.') {
-            continue;
+    // The dataset stays open while its session runs: it owns the runtime the session uses.
+    let (ctx, _dataset) = match args.engine.as_str() {
+        "datafusion" => (listing_tables(&args.dataset).await?, None),
+        "strata" => {
+            let dataset = strata_engine::Dataset::open(&args.dataset, &Default::default()).await?;
+            (dataset.session()?.0, Some(dataset))
         }
-        let path = format!("{}/", entry.path().display());
-        ctx.register_parquet(&name, &path, ParquetReadOptions::default())
-            .await
-            .with_context(|| format!("register {name}"))?;
+        other => anyhow::bail!("--engine {other}: use datafusion or strata"),
+    };
+    if args.explain {
+        for q in &queries {
+            let sql = format!("EXPLAIN ANALYZE {}", q.sql);
+            let batches = ctx.sql(&sql).await?.collect().await?;
+            println!(
+                "== {}\n{}",
+                q.name,
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches)?
+            );
+        }
+        return Ok(());
     }
     let mut out = Vec::new();
     for q in &queries {
@@ -78,4 +101,21 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("{}", serde_json::to_string(&out)?);
     Ok(())
+}
+
+/// Stock DataFusion: a `ListingTable` per table folder, default settings.
+async fn listing_tables(dataset: &std::path::Path) -> anyhow::Result<SessionContext> {
+    let ctx = SessionContext::new();
+    for entry in std::fs::read_dir(dataset)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !entry.file_type()?.is_dir() || name.starts_with('.') {
+            continue;
+        }
+        let path = format!("{}/", entry.path().display());
+        ctx.register_parquet(&name, &path, ParquetReadOptions::default())
+            .await
+            .with_context(|| format!("register {name}"))?;
+    }
+    Ok(ctx)
 }

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -73,7 +75,7 @@ impl Dataset {
             let shards = list_shards(name, entry, &stores).await?;
             let Some(first) = shards
                 .iter()
-                .flat_map(|s| s.files.first().map(|f| (s, f)))
+                .flat_map(|s| s.files.first().map(|f| (s, &f.object_meta)))
                 .next()
             else {
                 tracing::warn!(table = %name, "table has no files; left out");
@@ -93,6 +95,14 @@ impl Dataset {
                     EngineError::InvalidInput(format!(
                         "table {name}: cannot read {}: {}",
                         first.1.location,
+                        crate::error::first_line(&e.to_string())
+                    ))
+                })?;
+            let shards = with_statistics(&state, &stores, shards, &schema)
+                .await
+                .map_err(|e| {
+                    EngineError::InvalidInput(format!(
+                        "table {name}: cannot read Parquet statistics: {}",
                         crate::error::first_line(&e.to_string())
                     ))
                 })?;
@@ -164,8 +174,11 @@ fn session_config() -> SessionConfig {
         .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
         .with_information_schema(true);
     let parquet = &mut config.options_mut().execution.parquet;
-    parquet.pushdown_filters = true;
-    parquet.reorder_filters = true;
+    // Late materialization is chosen per scan (`ShardedTable::scan`, from the filter's
+    // selectivity): DataFusion pushes a join's dynamic filters into every scan that has it on,
+    // where they cost more than they save on unselective scans.
+    parquet.pushdown_filters = false;
+    parquet.reorder_filters = false;
     parquet.enable_page_index = true;
     parquet.bloom_filter_on_read = true;
     // Plain Utf8 keeps results readable by every Flight SQL client, old ODBC bridges included.
@@ -307,10 +320,42 @@ async fn list_shards(
         shards.push(Shard {
             key,
             store: store.url.clone(),
-            files,
+            files: files
+                .into_iter()
+                .map(PartitionedFile::new_from_meta)
+                .collect(),
         });
     }
     Ok(shards)
+}
+
+/// Each file's statistics (row count, sizes, column min/max and null counts) read from its
+/// footer once at open, as a `ListingTable` would per query: the optimizer needs row counts to
+/// put the small side of a join on the build side and answers some aggregates from them. The
+/// footers land in the runtime's metadata cache on the way, so the first query reads none.
+async fn with_statistics(
+    state: &datafusion::execution::SessionState,
+    stores: &BTreeMap<String, ResolvedStore>,
+    shards: Vec<Shard>,
+    schema: &SchemaRef,
+) -> datafusion::error::Result<Vec<Shard>> {
+    let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+    let mut out = Vec::with_capacity(shards.len());
+    for mut shard in shards {
+        let store = &stores
+            .values()
+            .find(|s| s.url == shard.store)
+            .expect("store registered")
+            .store;
+        for file in &mut shard.files {
+            let statistics = format
+                .infer_stats(state, store, schema.clone(), &file.object_meta)
+                .await?;
+            *file = file.clone().with_statistics(Arc::new(statistics));
+        }
+        out.push(shard);
+    }
+    Ok(out)
 }
 
 fn join(root: &ObjectPath, rel: &str) -> ObjectPath {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Statistics;
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -20,17 +21,18 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
-use object_store::ObjectMeta;
 
 use crate::catalog::{Partitioning, TableEntry};
 use crate::pruning::{KeySet, contigs, person_shards};
+use crate::selectivity::selective;
 
-/// One shard of a table: its key (shard number or contig), the store it lives on and its files.
+/// One shard of a table: its key (shard number or contig), the store it lives on and its files
+/// (with the statistics read from their footers when the dataset was opened).
 #[derive(Debug, Clone)]
 pub struct Shard {
     pub key: String,
     pub store: ObjectStoreUrl,
-    pub files: Vec<ObjectMeta>,
+    pub files: Vec<PartitionedFile>,
 }
 
 pub struct ShardedTable {
@@ -67,6 +69,21 @@ impl ShardedTable {
 
     pub fn shards(&self) -> &[Shard] {
         &self.shards
+    }
+
+    /// The column rows are sorted by inside each file (the layout contract): the person key of
+    /// person-sharded tables, the position of contig-sharded ones.
+    pub fn sorted_by(&self) -> Option<&str> {
+        match &self.entry.partitioning {
+            Partitioning::Person { .. } => Some(
+                self.entry
+                    .person_key
+                    .as_deref()
+                    .unwrap_or(crate::layout::PERSON_KEY),
+            ),
+            Partitioning::Contig { .. } => Some("position"),
+            Partitioning::Single => None,
+        }
     }
 
     /// Shards that rows matching `filters` can live in.
@@ -133,13 +150,7 @@ impl TableProvider for ShardedTable {
             let entry = by_store
                 .entry(shard.store.as_str().to_string())
                 .or_insert_with(|| (shard.store.clone(), Vec::new()));
-            entry.1.extend(
-                shard
-                    .files
-                    .iter()
-                    .cloned()
-                    .map(PartitionedFile::new_from_meta),
-            );
+            entry.1.extend(shard.files.iter().cloned());
         }
         if by_store.is_empty() {
             let schema = match projection {
@@ -148,18 +159,32 @@ impl TableProvider for ShardedTable {
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let partitions = state.config().target_partitions().max(1);
         let mut plans = Vec::with_capacity(by_store.len());
         for (_, (store, files)) in by_store {
+            let statistics = Statistics::try_merge_iter(
+                files.iter().filter_map(|f| f.statistics.as_deref()),
+                &self.schema,
+            )?;
+            // Late materialization pays on selective filters only (see `selectivity`).
+            let mut options = state.table_options().parquet.clone();
+            if selective(filters, self.sorted_by(), &self.schema, &statistics) {
+                options.global.pushdown_filters = true;
+                options.global.reorder_filters = true;
+            }
+            let format = ParquetFormat::default().with_options(options);
             let groups = spread(files, partitions);
             let source = Arc::new(ParquetSource::new(self.schema.clone()));
             let config = FileScanConfigBuilder::new(store, source)
                 .with_file_groups(groups)
+                .with_statistics(statistics)
                 .with_projection_indices(projection.cloned())?
                 .with_limit(limit)
                 .build();
             plans.push(format.create_physical_plan(state, config).await?);
+        }
+        if plans.len() == 1 {
+            return Ok(plans.pop().expect("one plan"));
         }
         UnionExec::try_new(plans)
     }

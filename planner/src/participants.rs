@@ -114,10 +114,7 @@ impl AggregateUDFImpl for Participants {
         &self,
         _args: AccumulatorArgs,
     ) -> DfResult<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(BitmapGroups {
-            sets: Vec::new(),
-            output: self.output,
-        }))
+        Ok(Box::new(BitmapGroups::new(self.output)))
     }
 
     fn default_value(&self, _data_type: &DataType) -> DfResult<ScalarValue> {
@@ -330,10 +327,24 @@ impl Accumulator for SlidingCount {
 #[derive(Debug)]
 struct BitmapGroups {
     sets: Vec<RoaringTreemap>,
+    /// Each set's serialized size when last changed, and their sum: DataFusion asks for the
+    /// accumulator's size after every batch, and summing thousands of sets each time costs more
+    /// than the batch.
+    sizes: Vec<usize>,
+    total_size: usize,
     output: Output,
 }
 
 impl BitmapGroups {
+    fn new(output: Output) -> Self {
+        BitmapGroups {
+            sets: Vec::new(),
+            sizes: Vec::new(),
+            total_size: 0,
+            output,
+        }
+    }
+
     fn add(
         &mut self,
         values: &[ArrayRef],
@@ -343,23 +354,18 @@ impl BitmapGroups {
     ) -> DfResult<()> {
         if self.sets.len() < total_num_groups {
             self.sets.resize_with(total_num_groups, RoaringTreemap::new);
+            self.sizes.resize(total_num_groups, 0);
         }
-        let sets = &mut self.sets;
         let mut unions = Vec::new();
-        // Rows arrive clustered by participant: skip the repeats of the last insertion.
-        let mut last: Option<(usize, u64)> = None;
+        // Inserting ids one by one into a treemap looks each up in a B-tree and a container;
+        // the batch's (group, id) pairs sorted build each group's new members in one pass.
+        let mut pairs: Vec<(usize, u64)> = Vec::new();
         let mut keys = std::collections::HashSet::new();
         let mut shared = Vec::new();
         for_each_input(
             values,
             filter,
-            |row, p| {
-                let g = group_indices[row];
-                if last != Some((g, p)) {
-                    sets[g].insert(p);
-                    last = Some((g, p));
-                }
-            },
+            |row, p| pairs.push((group_indices[row], p)),
             |row, s| unions.push((group_indices[row], s)),
             |row, key, s| {
                 if keys.insert((group_indices[row], key)) {
@@ -367,14 +373,41 @@ impl BitmapGroups {
                 }
             },
         )?;
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut touched = Vec::new();
+        for run in pairs.chunk_by(|a, b| a.0 == b.0) {
+            let g = run[0].0;
+            let members = RoaringTreemap::from_sorted_iter(run.iter().map(|&(_, p)| p))
+                .expect("sorted and deduplicated");
+            if self.sets[g].is_empty() {
+                self.sets[g] = members;
+            } else {
+                self.sets[g] |= members;
+            }
+            touched.push(g);
+        }
         for (g, s) in unions.into_iter().chain(shared) {
-            sets[g] |= s;
+            self.sets[g] |= s;
+            touched.push(g);
+        }
+        for g in touched {
+            let size = self.sets[g].serialized_size();
+            self.total_size = self.total_size + size - self.sizes[g];
+            self.sizes[g] = size;
         }
         Ok(())
     }
 
+    /// Takes the sets `emit_to` names out of the accumulator.
+    fn take(&mut self, emit_to: EmitTo) -> Vec<RoaringTreemap> {
+        let sizes = emit_to.take_needed(&mut self.sizes);
+        self.total_size -= sizes.iter().sum::<usize>();
+        emit_to.take_needed(&mut self.sets)
+    }
+
     fn emit_bitmaps(&mut self, emit_to: EmitTo) -> ArrayRef {
-        let sets = emit_to.take_needed(&mut self.sets);
+        let sets = self.take(emit_to);
         let mut out = BinaryBuilder::with_capacity(sets.len(), sets.len() * 16);
         for s in &sets {
             out.append_value(serialize(s));
@@ -398,7 +431,7 @@ impl GroupsAccumulator for BitmapGroups {
         match self.output {
             Output::Bitmap => Ok(self.emit_bitmaps(emit_to)),
             Output::Count => {
-                let sets = emit_to.take_needed(&mut self.sets);
+                let sets = self.take(emit_to);
                 Ok(Arc::new(
                     sets.iter().map(|s| s.len()).collect::<UInt64Array>(),
                 ))
@@ -425,10 +458,7 @@ impl GroupsAccumulator for BitmapGroups {
         opt_filter: Option<&BooleanArray>,
     ) -> DfResult<Vec<ArrayRef>> {
         let rows = values.first().map_or(0, |v| v.len());
-        let mut one_group_per_row = BitmapGroups {
-            sets: Vec::new(),
-            output: Output::Bitmap,
-        };
+        let mut one_group_per_row = BitmapGroups::new(Output::Bitmap);
         let indices: Vec<usize> = (0..rows).collect();
         one_group_per_row.add(values, &indices, opt_filter, rows)?;
         Ok(vec![one_group_per_row.emit_bitmaps(EmitTo::All)])
@@ -436,7 +466,8 @@ impl GroupsAccumulator for BitmapGroups {
 
     fn size(&self) -> usize {
         self.sets.capacity() * std::mem::size_of::<RoaringTreemap>()
-            + self.sets.iter().map(|s| s.serialized_size()).sum::<usize>()
+            + self.sizes.capacity() * std::mem::size_of::<usize>()
+            + self.total_size
     }
 }
 
@@ -448,10 +479,7 @@ mod tests {
 
     #[test]
     fn groups_union_ids_and_bitmaps() {
-        let mut g = BitmapGroups {
-            sets: Vec::new(),
-            output: Output::Count,
-        };
+        let mut g = BitmapGroups::new(Output::Count);
         let ids: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![
             Some(1),
             Some(1),
@@ -506,10 +534,7 @@ impl ScalarUDFImpl for CellSet {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let mut groups = BitmapGroups {
-            sets: Vec::new(),
-            output: Output::Bitmap,
-        };
+        let mut groups = BitmapGroups::new(Output::Bitmap);
         let indices: Vec<usize> = (0..rows).collect();
         groups.add(&arrays, &indices, None, rows)?;
         Ok(ColumnarValue::Array(groups.emit_bitmaps(EmitTo::All)))

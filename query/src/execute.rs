@@ -39,7 +39,10 @@ impl QueryService {
             report,
             protection,
             ..
-        } = self.session(principal, prepared.dialect).await?;
+        } = match prepared.session.take() {
+            Some(session) => session,
+            None => self.session(principal, prepared.dialect).await?,
+        };
         let plan = match &prepared.parameters {
             Some(p) => strata_planner::bind(&prepared.query, p.clone())?,
             None => {

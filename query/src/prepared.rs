@@ -1,6 +1,6 @@
 //! A statement planned and checked for one principal, with what its audit records need.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -12,6 +12,7 @@ use strata_planner::tier_guard::TierGuard;
 use crate::audit::sha256_hex;
 use crate::call::Dialect;
 use crate::error::QueryError;
+use crate::session::Session;
 
 /// A statement planned once (at describe or prepare time) and executed later.
 #[derive(Debug, Clone)]
@@ -28,6 +29,30 @@ pub struct Prepared {
     pub results: Option<Arc<Vec<RecordBatch>>>,
     /// The dialect it was planned in: its execution's session is the same.
     pub(crate) dialect: Dialect,
+    /// The session it was planned in, handed to its first execution so that a statement planned
+    /// and run at once (a ticket, a protected result settled at describe time) builds one.
+    pub(crate) session: PlanningSession,
+}
+
+/// A session kept from planning for one execution; clones share it, and the first to take it
+/// wins (later executions build their own, with a fresh disclosure report).
+#[derive(Clone, Default)]
+pub(crate) struct PlanningSession(Arc<Mutex<Option<Session>>>);
+
+impl PlanningSession {
+    pub(crate) fn new(session: Session) -> Self {
+        PlanningSession(Arc::new(Mutex::new(Some(session))))
+    }
+
+    pub(crate) fn take(&self) -> Option<Session> {
+        self.0.lock().ok().and_then(|mut s| s.take())
+    }
+}
+
+impl std::fmt::Debug for PlanningSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlanningSession")
+    }
 }
 
 impl Prepared {
@@ -53,6 +78,7 @@ impl Prepared {
             plan_sha256,
             results: None,
             dialect,
+            session: PlanningSession::default(),
         }
     }
 

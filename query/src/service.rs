@@ -23,7 +23,7 @@ use crate::config::{EgressSettings, ServerConfig, date_shift_secret};
 use crate::error::QueryError;
 use crate::handles::Handles;
 use crate::ledger_file::open_ledger;
-use crate::prepared::Prepared;
+use crate::prepared::{PlanningSession, Prepared};
 use crate::stream::QueryStream;
 
 pub struct QueryService {
@@ -197,7 +197,9 @@ impl QueryService {
                 }
                 None => strata_planner::plan_sql_guarded(ctx, sql, guard).await?,
             };
-            Ok(Prepared::new(query, guard, principal, call.dialect))
+            let mut prepared = Prepared::new(query, guard, principal, call.dialect);
+            prepared.session = PlanningSession::new(session);
+            Ok(prepared)
         }
         .await;
         if let Ok(prepared) = &result {

@@ -160,6 +160,8 @@ struct ScanTotals {
     bytes_scanned: usize,
     row_groups_total: usize,
     row_groups_pruned: usize,
+    /// Files (or file ranges) skipped whole by their footer statistics before any row group.
+    files_pruned: usize,
     page_rows_pruned: usize,
 }
 
@@ -184,6 +186,7 @@ impl QueryReport {
             bytes_scanned = scan.bytes_scanned,
             row_groups_total = scan.row_groups_total,
             row_groups_pruned = scan.row_groups_pruned,
+            files_pruned = scan.files_pruned,
             page_index_rows_pruned = scan.page_rows_pruned,
             cache_memory_hits = cache.memory_hits,
             cache_memory_misses = cache.memory_misses,
@@ -236,6 +239,9 @@ fn collect_scan_metrics(plan: &dyn ExecutionPlan, totals: &mut ScanTotals) {
                     }
                     "row_groups_pruned_bloom_filter" => {
                         totals.row_groups_pruned += pruning_metrics.pruned()
+                    }
+                    "files_ranges_pruned_statistics" => {
+                        totals.files_pruned += pruning_metrics.pruned()
                     }
                     "page_index_rows_pruned" => totals.page_rows_pruned += pruning_metrics.pruned(),
                     _ => {}
