@@ -431,10 +431,46 @@ def test_aggregates_only_may_not_single_out_participants(dashboard, sql):
     dashboard.refused(sql)
 
 
-def test_aggregates_only_explain_shows_no_counts(dashboard):
-    rows = dashboard.rows("EXPLAIN SELECT gender_concept_id, COUNT(*) FROM person GROUP BY 1")
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "EXPLAIN SELECT gender_concept_id, COUNT(*) FROM person GROUP BY 1",
+        # Without GROUP BY DataFusion could fold COUNT, MIN and MAX into literals from file
+        # statistics if a scan reported them exactly: the plan would print the answer.
+        "EXPLAIN SELECT COUNT(*) FROM condition_occurrence",
+        "EXPLAIN SELECT COUNT(*) AS n FROM person",
+        "EXPLAIN SELECT MAX(year_of_birth), MIN(year_of_birth) FROM person",
+        "EXPLAIN SELECT MAX(value_as_number) FROM measurement",
+    ],
+    ids=["group", "count-events", "count-persons", "min-max-birth", "max-value"],
+)
+def test_aggregates_only_explain_shows_no_counts(dashboard, gen_duck, sql):
+    rows = dashboard.rows(sql)
     text = " ".join(str(v) for r in rows for v in r.values())
     assert "rows=" not in text.lower() and "statistics" not in text.lower()
+    facts = duck_query(
+        gen_duck,
+        "SELECT (SELECT COUNT(*) FROM condition_occurrence) AS a, (SELECT COUNT(*) FROM person) AS b, "
+        "(SELECT MAX(year_of_birth) FROM person) AS c, (SELECT MIN(year_of_birth) FROM person) AS d, "
+        "(SELECT MAX(value_as_number) FROM measurement) AS e",
+    ).to_pylist()[0]
+    for name, value in facts.items():
+        assert value is not None
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        assert f"({shown})" not in text and f"{shown} as" not in text.lower(), (name, shown, text)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "EXPLAIN VERBOSE SELECT COUNT(*) FROM person",
+        "EXPLAIN (VERBOSE true) SELECT COUNT(*) FROM person",
+        "EXPLAIN (COSTS true) SELECT year_of_birth FROM person",
+    ],
+    ids=["verbose", "verbose-option", "costs"],
+)
+def test_explain_with_statistics_is_refused(dashboard, sql):
+    dashboard.refused(sql)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,10 +8,18 @@ use datafusion::sql::sqlparser::ast::Statement;
 
 use crate::error::PlannerError;
 
+/// EXPLAIN VERBOSE and EXPLAIN with statistics print every operator's statistics (row counts,
+/// column bounds) of the unprotected plan.
+const VERBOSE: &str = "EXPLAIN VERBOSE or with options (it prints statistics of the data)";
+
 pub fn check_statement(statement: &DfStatement) -> Result<(), PlannerError> {
     match statement {
         DfStatement::Statement(s) => match s.as_ref() {
             Statement::Query(_) => Ok(()),
+            Statement::Explain { verbose: true, .. }
+            | Statement::Explain {
+                options: Some(_), ..
+            } => Err(refused(VERBOSE)),
             Statement::Explain {
                 analyze: false,
                 statement,
@@ -25,6 +33,9 @@ pub fn check_statement(statement: &DfStatement) -> Result<(), PlannerError> {
             }
             other => Err(refused(kind(other))),
         },
+        DfStatement::Explain(e) if e.options.verbose || e.options.show_statistics == Some(true) => {
+            Err(refused(VERBOSE))
+        }
         DfStatement::Explain(e) => match e.statement.as_ref() {
             DfStatement::Statement(s)
                 if matches!(s.as_ref(), Statement::Query(_)) && !e.options.analyze =>

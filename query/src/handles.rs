@@ -10,7 +10,7 @@ use moka::sync::Cache;
 use strata_passport::Principal;
 
 use crate::error::QueryError;
-use crate::prepared::Prepared;
+use crate::prepared::{PlanningSession, Prepared};
 
 /// Abandoned handles expire so they don't pile up.
 const HANDLE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -41,7 +41,9 @@ fn new_handle() -> String {
 }
 
 impl Handles {
-    pub fn insert_ticket(&self, prepared: Prepared) -> String {
+    pub fn insert_ticket(&self, mut prepared: Prepared) -> String {
+        // A handle waits up to 30 minutes: it keeps its plan, not a whole session.
+        prepared.session = PlanningSession::default();
         let handle = new_handle();
         self.tickets.insert(handle.clone(), Arc::new(prepared));
         handle
@@ -58,7 +60,8 @@ impl Handles {
         Ok(prepared)
     }
 
-    pub fn insert_prepared(&self, prepared: Prepared) -> String {
+    pub fn insert_prepared(&self, mut prepared: Prepared) -> String {
+        prepared.session = PlanningSession::default();
         let handle = new_handle();
         self.prepared.insert(handle.clone(), Arc::new(prepared));
         handle
