@@ -304,6 +304,7 @@ def main():
                     help="released sets in the long history of the ledger microbench")
     args = ap.parse_args()
 
+    benchmarked = version()  # before this run writes its results into the tree
     bin_dir = build()
     dataset = args.dataset or ROOT / "bench" / "data" / f"p{args.persons}"
     if not (dataset / "catalog.toml").exists():
@@ -389,7 +390,7 @@ def main():
               f"{'' if duck_ms is None else round(c['strata_ms'] / duck_ms, 2)!s:>7} "
               f"{c['strata_ms'] / c['circepy_ms']:9.2f}")
     (results_dir / f"p{args.persons}.json").write_text(json.dumps(
-        {"version": version(), "persons": args.persons, "shards": args.shards, "bytes": size, "runs": args.runs, "queries": rows,
+        {"version": benchmarked, "persons": args.persons, "shards": args.shards, "bytes": size, "runs": args.runs, "queries": rows,
          "cohorts": cohorts, "ledger": ledger,
          "median_strata_over_duckdb": med_duck, "median_strata_over_datafusion": med_df,
          "median_protected_over_open": med_prot, "median_protected_over_datafusion": med_prot_df,
