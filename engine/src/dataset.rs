@@ -70,6 +70,7 @@ impl Dataset {
             runtime.register_object_store(s.url.as_ref(), s.store.clone());
         }
         let state = SessionContext::new_with_config_rt(session_config(), runtime.clone()).state();
+        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let mut tables = BTreeMap::new();
         for (name, entry) in &catalog.tables {
             let shards = list_shards(name, entry, &stores).await?;
@@ -81,15 +82,12 @@ impl Dataset {
                 tracing::warn!(table = %name, "table has no files; left out");
                 continue;
             };
-            let store = &stores
-                .values()
-                .find(|s| s.url == first.0.store)
-                .expect("store registered")
-                .store;
-            let format =
-                ParquetFormat::default().with_options(state.table_options().parquet.clone());
             let schema = format
-                .infer_schema(&state as &dyn Session, store, std::slice::from_ref(first.1))
+                .infer_schema(
+                    &state as &dyn Session,
+                    store_at(&stores, &first.0.store),
+                    std::slice::from_ref(first.1),
+                )
                 .await
                 .map_err(|e| {
                     EngineError::InvalidInput(format!(
@@ -98,7 +96,7 @@ impl Dataset {
                         crate::error::first_line(&e.to_string())
                     ))
                 })?;
-            let shards = with_statistics(&state, &stores, shards, &schema)
+            let shards = with_statistics(&state, &format, &stores, shards, &schema)
                 .await
                 .map_err(|e| {
                     EngineError::InvalidInput(format!(
@@ -329,24 +327,32 @@ async fn list_shards(
     Ok(shards)
 }
 
+/// The object store registered under `url` (every shard's store is, when the dataset opens).
+fn store_at<'a>(
+    stores: &'a BTreeMap<String, ResolvedStore>,
+    url: &ObjectStoreUrl,
+) -> &'a Arc<dyn ObjectStore> {
+    &stores
+        .values()
+        .find(|s| &s.url == url)
+        .expect("store registered")
+        .store
+}
+
 /// Each file's statistics (row count, sizes, column min/max and null counts) read from its
-/// footer once at open, as a `ListingTable` would per query: the optimizer needs row counts to
-/// put the small side of a join on the build side and answers some aggregates from them. The
-/// footers land in the runtime's metadata cache on the way, so the first query reads none.
+/// footer once at open, as a `ListingTable` would per query: files are pruned by them, and the
+/// scan tells the optimizer its row count (`ShardedTable::scan`). The footers land in the
+/// runtime's metadata cache on the way, so the first query reads none.
 async fn with_statistics(
     state: &datafusion::execution::SessionState,
+    format: &ParquetFormat,
     stores: &BTreeMap<String, ResolvedStore>,
     shards: Vec<Shard>,
     schema: &SchemaRef,
 ) -> datafusion::error::Result<Vec<Shard>> {
-    let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
     let mut out = Vec::with_capacity(shards.len());
     for mut shard in shards {
-        let store = &stores
-            .values()
-            .find(|s| s.url == shard.store)
-            .expect("store registered")
-            .store;
+        let store = store_at(stores, &shard.store);
         for file in &mut shard.files {
             let statistics = format
                 .infer_stats(state, store, schema.clone(), &file.object_meta)

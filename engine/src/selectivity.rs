@@ -8,8 +8,6 @@
 //! filters into every scan that has late materialization on. So each scan chooses from its own
 //! filters, the column its files are sorted by, and the statistics read from their footers.
 
-use std::collections::BTreeMap;
-
 use arrow::datatypes::Schema;
 use datafusion::common::stats::Precision;
 use datafusion::common::{ScalarValue, Statistics};
@@ -31,21 +29,15 @@ pub fn selective(
     schema: &Schema,
     statistics: &Statistics,
 ) -> bool {
-    let Some(sorted_by) = sorted_by else {
+    let Some(key) = sorted_by else {
         return false;
     };
-    let on_key = |e: &Expr| column(e) == Some(sorted_by);
-    let mut bounds: BTreeMap<&str, Range> = BTreeMap::new();
-    for conjunct in filters
-        .iter()
-        .flat_map(split_conjunction)
-        .filter(|c| references_only(c, &on_key))
-    {
+    let on_key = |e: &Expr| column(e) == Some(key);
+    let mut range = Range::default();
+    for conjunct in filters.iter().flat_map(split_conjunction) {
         match conjunct {
             Expr::InList(list)
-                if !list.negated
-                    && list.list.len() <= MAX_IN_LIST
-                    && column(&list.expr).is_some() =>
+                if on_key(&list.expr) && !list.negated && list.list.len() <= MAX_IN_LIST =>
             {
                 return true;
             }
@@ -54,16 +46,16 @@ pub fn selective(
                 negated: false,
                 low,
                 high,
-            }) => {
-                if let (Some(c), Some(lo), Some(hi)) = (column(expr), number(low), number(high)) {
-                    bounds.entry(c).or_default().narrow(Some(lo), Some(hi));
+            }) if on_key(expr) => {
+                if let (Some(lo), Some(hi)) = (number(low), number(high)) {
+                    range.narrow(Some(lo), Some(hi));
                 }
             }
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                let (c, value, op) = match (column(left), column(right)) {
-                    (Some(c), None) => (c, right.as_ref(), *op),
-                    (None, Some(c)) => match op.swap() {
-                        Some(swapped) => (c, left.as_ref(), swapped),
+                let (value, op) = match (on_key(left), on_key(right)) {
+                    (true, false) => (right.as_ref(), *op),
+                    (false, true) => match op.swap() {
+                        Some(swapped) => (left.as_ref(), swapped),
                         None => continue,
                     },
                     _ => continue,
@@ -72,7 +64,6 @@ pub fn selective(
                     return true;
                 }
                 let Some(v) = number(value) else { continue };
-                let range = bounds.entry(c).or_default();
                 match op {
                     Operator::Lt | Operator::LtEq => range.narrow(None, Some(v)),
                     Operator::Gt | Operator::GtEq => range.narrow(Some(v), None),
@@ -82,23 +73,12 @@ pub fn selective(
             _ => {}
         }
     }
-    bounds.into_iter().any(|(name, range)| {
-        column_span(name, schema, statistics)
-            .is_some_and(|(min, max)| range.fraction_of(min, max) <= SELECTIVE_FRACTION)
-    })
+    // No bounds: the whole span, never selective.
+    column_span(key, schema, statistics)
+        .is_some_and(|(min, max)| range.fraction_of(min, max) <= SELECTIVE_FRACTION)
 }
 
-/// Whether the conjunct compares the sort key (rather than another column) with values.
-fn references_only(conjunct: &Expr, on_key: &impl Fn(&Expr) -> bool) -> bool {
-    match conjunct {
-        Expr::InList(list) => on_key(&list.expr),
-        Expr::Between(b) => on_key(&b.expr),
-        Expr::BinaryExpr(b) => on_key(&b.left) || on_key(&b.right),
-        _ => false,
-    }
-}
-
-/// Bounds on a column that every conjunct imposes (None: unbounded on that side).
+/// Bounds on the sort key that every conjunct imposes (None: unbounded on that side).
 #[derive(Default)]
 struct Range {
     low: Option<f64>,
