@@ -446,3 +446,16 @@ def test_audit_records_name_the_door_a_request_came_through(client, mint_token, 
     # A refused passport is recorded at the door it knocked on, without its claims.
     refused = [r for r in records if r["action"] == "authenticate" and r["door"] == "cohort"]
     assert refused and all(r["sub"] == "" and r["outcome"] == "unauthenticated" for r in refused)
+
+
+@pytest.mark.parametrize("attribute", ["person_id", "person_source_value"])
+def test_aggregates_only_breakdown_by_an_identifier_is_refused(client, mint_token, attribute):
+    """A breakdown by the person key (cast to text by the service) or the source identifier
+    would list the cohort's members: found by lineage, not by the column's name."""
+    token = mint_token("controlled", "cs-dash-key", "--egress", "aggregates", "--ttl", "1d")
+    with pytest.raises(grpc.RpcError) as e:
+        client.call("Breakdown", token, definition_json=json.dumps(condition(4310024)), attribute=attribute)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, e.value.details()
+    # The same breakdown by sex is answered.
+    r = client.call("Breakdown", token, definition_json=json.dumps(condition(4310024)), attribute="sex")
+    assert r is not None

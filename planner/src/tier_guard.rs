@@ -9,6 +9,7 @@ use crate::error::{PlannerError, TierDenied};
 use crate::tiers::TierMap;
 use std::sync::Arc;
 
+use datafusion::common::Column;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -16,6 +17,22 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableScan};
 use datafusion::optimizer::AnalyzerRule;
 use strata_engine::Tier;
+
+/// Columns that identify a participant, at one point of a plan.
+#[derive(Debug, Default)]
+struct Identifiers(std::collections::HashSet<Column>);
+
+impl Identifiers {
+    /// A column reference written without its qualifier matches by name.
+    fn contains(&self, c: &Column) -> bool {
+        self.0.contains(c)
+            || (c.relation.is_none() && self.0.iter().any(|k| k.name == c.name))
+            || self
+                .0
+                .iter()
+                .any(|k| k.relation.is_none() && k.name == c.name)
+    }
+}
 
 #[derive(Debug)]
 pub struct TierGuard {
@@ -90,6 +107,7 @@ impl TierGuard {
     }
 
     fn check_node_key_use(&self, node: &LogicalPlan) -> Result<(), TierDenied> {
+        let ids = self.input_identifiers(node);
         let deny = |what: &str| {
             Err(TierDenied(format!(
                 "an aggregates-only principal may not {what} the person key"
@@ -102,13 +120,13 @@ impl TierGuard {
                 if agg
                     .group_expr
                     .iter()
-                    .any(|e| self.uses_person_key(e) && !is_bare_column(e))
+                    .any(|e| self.uses_person_key(e, &ids) && !is_bare_column(e))
                 {
                     return deny("group on");
                 }
                 for e in &agg.aggr_expr {
                     if let Some(f) = aggregate_function(e)
-                        && f.params.args.iter().any(|a| self.uses_person_key(a))
+                        && f.params.args.iter().any(|a| self.uses_person_key(a, &ids))
                         && !(f.func.name() == "count" && f.params.args.iter().all(is_bare_column))
                     {
                         return deny("aggregate a value of");
@@ -122,19 +140,47 @@ impl TierGuard {
                     ));
                 }
             }
-            LogicalPlan::Filter(f) if self.slices(&f.predicate) => return deny("filter on"),
-            LogicalPlan::Join(j) if j.filter.as_ref().is_some_and(|f| self.slices(f)) => {
+            LogicalPlan::Filter(f) if self.slices(&f.predicate, &ids) => return deny("filter on"),
+            LogicalPlan::Join(j) if j.filter.as_ref().is_some_and(|f| self.slices(f, &ids)) => {
                 return deny("filter on");
             }
             LogicalPlan::Projection(p)
                 if p.expr
                     .iter()
-                    .any(|e| self.uses_person_key(e) && !is_bare_column(e)) =>
+                    .any(|e| self.uses_person_key(e, &ids) && !is_bare_column(e)) =>
             {
                 return deny("compute with");
             }
-            LogicalPlan::Sort(s) if s.expr.iter().any(|e| self.uses_person_key(&e.expr)) => {
+            LogicalPlan::Sort(s) if s.expr.iter().any(|e| self.uses_person_key(&e.expr, &ids)) => {
                 return deny("sort on");
+            }
+            LogicalPlan::Window(w) => {
+                for e in &w.window_expr {
+                    let e = match e {
+                        Expr::Alias(a) => a.expr.as_ref(),
+                        e => e,
+                    };
+                    let Expr::WindowFunction(wf) = e else {
+                        continue;
+                    };
+                    let p = &wf.params;
+                    // Partitioned by the bare key: one participant's rows (allowed, as grouping).
+                    if p.partition_by
+                        .iter()
+                        .any(|e| self.uses_person_key(e, &ids) && !is_bare_column(e))
+                    {
+                        return deny("partition on");
+                    }
+                    if p.order_by
+                        .iter()
+                        .any(|s| self.uses_person_key(&s.expr, &ids))
+                    {
+                        return deny("sort on");
+                    }
+                    if p.args.iter().any(|a| self.uses_person_key(a, &ids)) {
+                        return deny("compute with");
+                    }
+                }
             }
             _ => {}
         }
@@ -142,27 +188,29 @@ impl TierGuard {
     }
 
     /// A condition that uses the person key other than to equate two columns.
-    fn slices(&self, predicate: &Expr) -> bool {
+    fn slices(&self, predicate: &Expr, ids: &Identifiers) -> bool {
         split_conjunction(predicate)
             .into_iter()
-            .any(|c| self.uses_person_key(c) && !is_column_equality(c))
+            .any(|c| self.uses_person_key(c, ids) && !is_column_equality(c))
     }
 
-    fn uses_person_key(&self, e: &Expr) -> bool {
-        use crate::registered::udfs::{GENERALIZE, KEEP_ANSWER, SHIFT, VISIBLE};
+    /// Whether `e` reads a column that identifies a participant (`ids`: those of the node's
+    /// inputs, found by lineage, whatever they are called there).
+    fn uses_person_key(&self, e: &Expr, ids: &Identifiers) -> bool {
+        use crate::registered::udfs::{GENERALIZE, KEEP_ANSWER, SHIFT, SHIFT_TEXT, VISIBLE};
         let mut found = false;
         let _ = e.apply(|e| {
             // The registered views' own functions take the person key (the date offset, the
             // 89+ filter, generalization); callers cannot name them, so what they compute is
             // the view's, not a caller's use of the key.
             if let Expr::ScalarFunction(f) = e
-                && ([SHIFT, VISIBLE, KEEP_ANSWER].contains(&f.func.name())
+                && ([SHIFT, SHIFT_TEXT, VISIBLE, KEEP_ANSWER].contains(&f.func.name())
                     || f.func.name().starts_with(GENERALIZE))
             {
                 return Ok(TreeNodeRecursion::Jump);
             }
             if let Expr::Column(c) = e
-                && self.tiers.person_keys().any(|k| k == c.name)
+                && ids.contains(c)
             {
                 found = true;
                 return Ok(TreeNodeRecursion::Stop);
@@ -170,6 +218,100 @@ impl TierGuard {
             Ok(TreeNodeRecursion::Continue)
         });
         found
+    }
+
+    /// The identifying columns of `node`'s inputs.
+    fn input_identifiers(&self, node: &LogicalPlan) -> Identifiers {
+        let mut ids = Identifiers::default();
+        for input in node.inputs() {
+            ids.0.extend(self.identifiers(input).0);
+        }
+        ids
+    }
+
+    /// The output columns of `plan` that identify a participant: a participant table's
+    /// identifying columns (`TierMap::identifies`), followed through renames, casts,
+    /// subquery aliases, group keys, joins and unions — by lineage, not by name.
+    fn identifiers(&self, plan: &LogicalPlan) -> Identifiers {
+        let schema = plan.schema();
+        let column = |i: usize| {
+            let (q, f) = schema.qualified_field(i);
+            Column::new(q.cloned(), f.name())
+        };
+        let mut out = Identifiers::default();
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                if !matches!(
+                    scan.table_name.schema(),
+                    Some("information_schema" | "pg_catalog")
+                ) {
+                    let table = scan.table_name.table();
+                    for (i, f) in schema.fields().iter().enumerate() {
+                        if self.tiers.identifies(table, f.name()) {
+                            out.0.insert(column(i));
+                        }
+                    }
+                }
+            }
+            LogicalPlan::Extension(_) if CohortBoundary::of(plan).is_some() => {
+                for (i, f) in schema.fields().iter().enumerate() {
+                    if f.name() == crate::cohort::boundary::PERSON {
+                        out.0.insert(column(i));
+                    }
+                }
+            }
+            LogicalPlan::Projection(p) => {
+                let inner = self.identifiers(&p.input);
+                for (i, e) in p.expr.iter().enumerate() {
+                    if is_bare_column(e) && self.uses_person_key(e, &inner) {
+                        out.0.insert(column(i));
+                    }
+                }
+            }
+            LogicalPlan::Aggregate(agg) => {
+                let inner = self.identifiers(&agg.input);
+                for (i, e) in agg.group_expr.iter().enumerate() {
+                    if is_bare_column(e) && self.uses_person_key(e, &inner) {
+                        out.0.insert(column(i));
+                    }
+                }
+            }
+            LogicalPlan::Union(u) => {
+                for input in &u.inputs {
+                    let inner = self.identifiers(input);
+                    let input_schema = input.schema();
+                    for i in 0..schema.fields().len().min(input_schema.fields().len()) {
+                        let (q, f) = input_schema.qualified_field(i);
+                        if inner.contains(&Column::new(q.cloned(), f.name())) {
+                            out.0.insert(column(i));
+                        }
+                    }
+                }
+            }
+            LogicalPlan::SubqueryAlias(a) => {
+                // The same columns, renamed: by position.
+                let inner = self.identifiers(&a.input);
+                let input_schema = a.input.schema();
+                for i in 0..input_schema.fields().len() {
+                    let (q, f) = input_schema.qualified_field(i);
+                    if inner.contains(&Column::new(q.cloned(), f.name())) {
+                        out.0.insert(column(i));
+                    }
+                }
+            }
+            _ => {
+                // Nodes that pass their inputs' columns through as they are: filters, sorts,
+                // limits, joins, windows, DISTINCT.
+                for input in plan.inputs() {
+                    for c in self.identifiers(input).0 {
+                        if schema.has_column(&c) {
+                            out.0.insert(c);
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// A Limit (or a Sort with a fetch) over participant rows below this point.
@@ -197,7 +339,8 @@ impl TierGuard {
         match plan {
             // Per-participant groups are participants' rows.
             LogicalPlan::Aggregate(agg) => {
-                agg.group_expr.iter().any(|e| self.uses_person_key(e))
+                let ids = self.identifiers(&agg.input);
+                agg.group_expr.iter().any(|e| self.uses_person_key(e, &ids))
                     && self.emits_participant_rows(&agg.input)
             }
             // A cohort's rows are participants, whatever its plan aggregates inside.

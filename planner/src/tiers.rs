@@ -63,6 +63,24 @@ impl TierMap {
         self.tables.values().filter_map(|t| t.person_key.as_deref())
     }
 
+    /// Whether a column of a participant table identifies a participant: the person key, the
+    /// row's own id and visit ids (each row and visit is one participant's), the source
+    /// identifier and the exact time of birth.
+    pub fn identifies(&self, table: &str, column: &str) -> bool {
+        let Some(t) = self.tables.get(table).filter(|t| t.participant) else {
+            return false;
+        };
+        t.person_key.as_deref() == Some(column)
+            || column.strip_suffix("_id") == Some(table)
+            || matches!(
+                column,
+                "person_source_value"
+                    | "birth_datetime"
+                    | "visit_occurrence_id"
+                    | "visit_detail_id"
+            )
+    }
+
     /// Whether the table's rows belong to participants.
     pub fn is_participant_table(&self, table: &str) -> bool {
         // Unknown tables count as participant data: the safe assumption.

@@ -66,7 +66,17 @@ async fn registered_policy(
     settings: &RegisteredSettings,
     year: i32,
 ) -> Result<RegisteredPolicy, QueryError> {
-    let has = |t: &str| raw.table_exist(t).unwrap_or(false);
+    let mut person_columns = Vec::new();
+    if let Ok(person) = raw.table_provider("person").await {
+        person_columns = person
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| format!("person.{}", f.name()))
+            .collect();
+    }
+    let has =
+        |t: &str| raw.table_exist(t).unwrap_or(false) || person_columns.iter().any(|c| c == t);
     let mut facts = Vec::new();
     for (fact, sql) in RegisteredPolicy::fact_queries(settings, year, has) {
         let batches = raw

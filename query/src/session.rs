@@ -153,7 +153,7 @@ impl QueryService {
         );
         ctx.add_analyzer_rule(guard.clone());
         if registered {
-            ctx.add_optimizer_rule(Arc::new(ShiftBounds));
+            ShiftBounds::install(&ctx);
         }
         Ok(Session {
             ctx,

@@ -181,7 +181,8 @@ fn udf(imp: impl ScalarUDFImpl + 'static) -> Arc<ScalarUDF> {
     Arc::new(ScalarUDF::new_from_impl(imp))
 }
 
-/// `strata_cell_check(participants [, dominated])`: the cell's reason code.
+/// `strata_cell_check(participants, sub-cell participants… [, dominated])`: the cell's reason
+/// code.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CellCheck {
     threshold: u64,
@@ -237,28 +238,27 @@ impl ScalarUDFImpl for CellCheck {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        // Participant sets or counts (the cell's own, then its sub-cells'), each checked
+        // against the threshold, and the dominance flag (Boolean).
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let counts = participant_counts(&arrays[0])?;
-        let dominated = arrays.get(1).map(|a| a.as_boolean().clone());
         let t = self.threshold;
-        let codes: UInt8Array = counts
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| {
-                let mut code = 0;
+        let mut codes = vec![0u8; args.number_rows];
+        for array in &arrays {
+            if let Some(dominated) = array.as_boolean_opt() {
+                for (i, code) in codes.iter_mut().enumerate() {
+                    if dominated.is_valid(i) && dominated.value(i) {
+                        *code |= reason::DOMINANCE;
+                    }
+                }
+                continue;
+            }
+            for (code, n) in codes.iter_mut().zip(participant_counts(array)?) {
                 if (1..=t).contains(&n) {
-                    code |= reason::THRESHOLD;
+                    *code |= reason::THRESHOLD;
                 }
-                if dominated
-                    .as_ref()
-                    .is_some_and(|d| d.is_valid(i) && d.value(i))
-                {
-                    code |= reason::DOMINANCE;
-                }
-                Some(code)
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(codes)))
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(UInt8Array::from(codes))))
     }
 }
 

@@ -32,6 +32,7 @@ use datafusion::logical_expr::{
 
 use crate::cohort::boundary::{CohortBoundary, PERSON};
 
+use super::branches;
 use super::cells::{
     Level, Protection, SuppressionCounter, cell_check_udf, dominance_udaf, mask_udf, protect_udf,
     reason,
@@ -60,6 +61,9 @@ enum Kind {
     Bitmap,
     /// A statistical cell's reason code (UInt8, 0: releasable).
     Code,
+    /// The participants a cell's value is computed from, when fewer than its row's (a FILTER,
+    /// a nullable argument): a roaring bitmap (Binary), what the release step decides on.
+    CellSet,
 }
 
 /// A hidden column of the rewrite.
@@ -80,7 +84,7 @@ impl Hidden {
     fn data_type(&self) -> DataType {
         match self.kind {
             Kind::Person => DataType::Int64,
-            Kind::Bitmap => DataType::Binary,
+            Kind::Bitmap | Kind::CellSet => DataType::Binary,
             Kind::Code => DataType::UInt8,
         }
     }
@@ -98,6 +102,10 @@ struct Rel {
     /// For each visible column (by position in the original node's schema), the code columns
     /// of the statistical cells its value is computed from.
     cells: Vec<Vec<String>>,
+    /// For each visible column, the `CellSet` columns of the participants its value is computed
+    /// from (at most one holds a value per row: UNION inputs have slots); empty: the row's
+    /// lineage.
+    sets: Vec<Vec<String>>,
     /// Its rows are participants' rows (of a table, or per-participant groups), not
     /// statistics.
     rows: bool,
@@ -110,6 +118,7 @@ impl Rel {
             plan,
             hidden: vec![],
             cells: vec![vec![]; n],
+            sets: vec![vec![]; n],
             rows: false,
         }
     }
@@ -119,14 +128,19 @@ impl Rel {
     }
 
     fn has_lineage(&self) -> bool {
-        self.hidden.iter().any(|h| h.kind != Kind::Code)
+        self.hidden.iter().any(|h| is_lineage(h.kind))
     }
+}
+
+/// Hidden columns naming a row's participants (not codes, not cells' own sets).
+fn is_lineage(kind: Kind) -> bool {
+    matches!(kind, Kind::Person | Kind::Bitmap)
 }
 
 fn lineage_of(hidden: &[Hidden]) -> Vec<Hidden> {
     hidden
         .iter()
-        .filter(|h| h.kind != Kind::Code)
+        .filter(|h| is_lineage(h.kind))
         .cloned()
         .collect()
 }
@@ -154,12 +168,16 @@ pub struct Rewriter<'a> {
     next: usize,
     /// Statistical cells the rewrite found (aggregate and window outputs).
     pub protected_cells: usize,
-    /// Output columns that hold statistical cells; the result then ends with a hidden
-    /// `__strata_cell_set` column (each row's participants) for the release step.
+    /// Output columns that hold statistical cells; the result then ends with hidden
+    /// `__strata_cell_set_<j>` columns (the participants of each row's cells) for the release
+    /// step.
     pub output_cells: Vec<usize>,
+    /// For each of `output_cells`, the `j` of its participant-set column.
+    pub cell_sets: Vec<usize>,
 }
 
-/// The hidden last column of a protected result: each row's participant set.
+/// The hidden last columns of a protected result (`__strata_cell_set_<j>`): the participants
+/// each row's cells are computed from.
 pub const CELL_SET_COLUMN: &str = "__strata_cell_set";
 
 impl<'a> Rewriter<'a> {
@@ -175,6 +193,7 @@ impl<'a> Rewriter<'a> {
             next: 0,
             protected_cells: 0,
             output_cells: Vec::new(),
+            cell_sets: Vec::new(),
         }
     }
 
@@ -182,6 +201,7 @@ impl<'a> Rewriter<'a> {
         self.next += 1;
         let prefix = match kind {
             Kind::Code => "__strata_code",
+            Kind::CellSet => "__strata_set",
             _ => "__strata_lineage",
         };
         Hidden {
@@ -234,15 +254,37 @@ impl<'a> Rewriter<'a> {
             args.extend(rel.cells[i].iter().map(|c| col(c)));
             exprs.push(mask.call(args).alias_qualified(q.cloned(), f.name()));
         }
+        // One participant-set column per distinct set the result's cells are computed from:
+        // the row's lineage, or a cell's own (a FILTER, a nullable argument).
         let lineage = rel.lineage();
+        let mut distinct: Vec<&Vec<String>> = Vec::new();
+        self.cell_sets.clear();
+        for &i in &self.output_cells {
+            let j = distinct
+                .iter()
+                .position(|d| **d == rel.sets[i])
+                .unwrap_or_else(|| {
+                    distinct.push(&rel.sets[i]);
+                    distinct.len() - 1
+                });
+            self.cell_sets.push(j);
+        }
         if !self.output_cells.is_empty() && !lineage.is_empty() {
-            exprs.push(
-                crate::participants::cell_set_udf()
-                    .call(lineage.iter().map(Hidden::expr).collect())
-                    .alias(CELL_SET_COLUMN),
-            );
+            for (j, set) in distinct.iter().enumerate() {
+                let args = if set.is_empty() {
+                    lineage.iter().map(Hidden::expr).collect()
+                } else {
+                    set.iter().map(|c| col(c)).collect()
+                };
+                exprs.push(
+                    crate::participants::cell_set_udf()
+                        .call(args)
+                        .alias(format!("{CELL_SET_COLUMN}_{j}")),
+                );
+            }
         } else {
             self.output_cells.clear();
+            self.cell_sets.clear();
         }
         df(Projection::try_new(exprs, Arc::new(rel.plan)).map(LogicalPlan::Projection))
     }
@@ -294,6 +336,32 @@ impl<'a> Rewriter<'a> {
                 }
             }
         }
+    }
+
+    /// The participant-set columns a value computed by `e` takes: those of the cells it reads,
+    /// when they all have the same ones; else (no cell, or cells of different sets) the row's
+    /// lineage (empty).
+    fn sets_of(
+        e: &Expr,
+        schema: &DFSchema,
+        cells: &[Vec<String>],
+        sets: &[Vec<String>],
+    ) -> Vec<String> {
+        let mut out: Option<&Vec<String>> = None;
+        for c in e.column_refs() {
+            let Some(i) = schema.maybe_index_of_column(c) else {
+                continue;
+            };
+            if cells[i].is_empty() {
+                continue;
+            }
+            match out {
+                None => out = Some(&sets[i]),
+                Some(o) if *o == sets[i] => {}
+                Some(_) => return vec![],
+            }
+        }
+        out.cloned().unwrap_or_default()
     }
 
     /// The code columns of the cells `e` is computed from (columns of `schema`, the input).
@@ -383,6 +451,11 @@ impl<'a> Rewriter<'a> {
             .iter()
             .map(|e| Self::codes_of(e, schema, &input.cells))
             .collect();
+        let sets = p
+            .expr
+            .iter()
+            .map(|e| Self::sets_of(e, schema, &input.cells, &input.sets))
+            .collect();
         let mut exprs = p.expr.clone();
         exprs.extend(input.hidden.iter().map(Hidden::expr));
         let plan = df(Projection::try_new(exprs, Arc::new(input.plan)))?;
@@ -407,6 +480,7 @@ impl<'a> Rewriter<'a> {
             plan: LogicalPlan::Projection(plan),
             hidden,
             cells,
+            sets,
             rows: input.rows,
         })
     }
@@ -479,6 +553,7 @@ impl<'a> Rewriter<'a> {
             plan: LogicalPlan::Projection(plan),
             hidden: vec![hidden],
             cells: vec![vec![]; scan.projected_schema.fields().len()],
+            sets: vec![vec![]; scan.projected_schema.fields().len()],
             rows: true,
         })
     }
@@ -500,6 +575,7 @@ impl<'a> Rewriter<'a> {
             plan: LogicalPlan::Projection(plan),
             hidden: vec![hidden],
             cells: vec![vec![]; schema.fields().len()],
+            sets: vec![vec![]; schema.fields().len()],
             rows: true,
         })
     }
@@ -513,14 +589,16 @@ impl<'a> Rewriter<'a> {
         };
         // Semi, anti and mark joins output one side's rows (and the mark column).
         let keep = |side: Rel, joined: LogicalPlan| {
-            let mut cells = side.cells;
+            let (mut cells, mut sets) = (side.cells, side.sets);
             if matches!(join.join_type, JoinType::LeftMark | JoinType::RightMark) {
                 cells.push(vec![]);
+                sets.push(vec![]);
             }
             Rel {
                 plan: joined,
                 hidden: side.hidden,
                 cells,
+                sets,
                 rows: side.rows,
             }
         };
@@ -530,6 +608,7 @@ impl<'a> Rewriter<'a> {
                 plan: rebuild(&left.plan, &right.plan)?,
                 hidden: [left.hidden, right.hidden].concat(),
                 cells: [left.cells, right.cells].concat(),
+                sets: [left.sets, right.sets].concat(),
                 rows,
             }),
             JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark if !hr => {
@@ -543,11 +622,15 @@ impl<'a> Rewriter<'a> {
             // Correlated on the person key (`EXISTS (… WHERE c.person_id = p.person_id …)`): the
             // right rows that can match, or whose absence decides, are the left row's own
             // participant's, so the left lineage is the whole lineage.
-            JoinType::LeftSemi | JoinType::LeftAnti if hl && self.correlated_on_person(join) => {
+            JoinType::LeftSemi | JoinType::LeftAnti
+                if hl && Self::correlated_on_person(join, &left, &right, true) =>
+            {
                 let joined = rebuild(&left.plan, &right.plan)?;
                 Ok(keep(left, joined))
             }
-            JoinType::RightSemi | JoinType::RightAnti if hr && self.correlated_on_person(join) => {
+            JoinType::RightSemi | JoinType::RightAnti
+                if hr && Self::correlated_on_person(join, &right, &left, false) =>
+            {
                 let joined = rebuild(&left.plan, &right.plan)?;
                 Ok(keep(right, joined))
             }
@@ -614,19 +697,49 @@ impl<'a> Rewriter<'a> {
             plan: joined,
             hidden,
             cells: kept.cells,
+            sets: kept.sets,
             rows: kept.rows,
         })
     }
 
-    fn correlated_on_person(&self, join: &datafusion::logical_expr::Join) -> bool {
-        let is_key = |e: &Expr| {
-            let e = match e {
-                Expr::Cast(c) => c.expr.as_ref(),
-                e => e,
-            };
-            matches!(e, Expr::Column(c) if self.person_keys.values().any(|k| *k == c.name))
+    /// Whether a semi or anti join matches each row of `kept` only with rows of `other` that
+    /// are the same participant's: `other` has one person lineage, and the join equates it
+    /// with a person lineage of `kept` — by lineage (the columns each person id was read
+    /// from), not by column names.
+    fn correlated_on_person(
+        join: &datafusion::logical_expr::Join,
+        kept: &Rel,
+        other: &Rel,
+        kept_left: bool,
+    ) -> bool {
+        let origins = |rel: &Rel| -> Vec<Column> {
+            rel.hidden
+                .iter()
+                .filter(|h| h.kind == Kind::Person)
+                .filter_map(|h| h.origin.clone())
+                .collect()
         };
-        join.on.iter().any(|(l, r)| is_key(l) && is_key(r))
+        let other_lineage = other.lineage();
+        let [only] = other_lineage.as_slice() else {
+            return false;
+        };
+        let Some(other_key) = only.origin.clone().filter(|_| only.kind == Kind::Person) else {
+            return false;
+        };
+        let kept_keys = origins(kept);
+        let column = |e: &Expr| match e {
+            Expr::Cast(c) => match c.expr.as_ref() {
+                Expr::Column(c) => Some(c.clone()),
+                _ => None,
+            },
+            Expr::Column(c) => Some(c.clone()),
+            _ => None,
+        };
+        join.on.iter().any(|(l, r)| {
+            let (k, o) = if kept_left { (l, r) } else { (r, l) };
+            column(k).is_some_and(|k| kept_keys.contains(&k))
+                && column(o) == Some(other_key.clone())
+        })
     }
 
     /// `L SEMI JOIN R ON l = r` → `L JOIN (SELECT r, participants(R) FROM R GROUP BY r) ON l = r`:
@@ -683,6 +796,7 @@ impl<'a> Rewriter<'a> {
             plan: LogicalPlan::Projection(plan),
             hidden,
             cells: left.cells,
+            sets: left.sets,
             rows: left.rows,
         })
     }
@@ -739,6 +853,35 @@ impl<'a> Rewriter<'a> {
         out
     }
 
+    /// What an aggregates-only principal's statistical cells may be: aggregates of columns and
+    /// arithmetic over them. A FILTER, a condition (CASE, COALESCE, NULLIF, a comparison turned
+    /// into a number) or a step function (SIGN, FLOOR, integer division …) inside the aggregate
+    /// makes its value count or pick rows the release never sees as the cell's participants —
+    /// the cross-query ledger would remember the group, not those rows; a collection aggregate
+    /// puts every member's value into one cell.
+    fn aggregates_only_cells<'e>(
+        cells: impl Iterator<Item = (&'e str, bool, &'e [Expr])>,
+        schema: &DFSchema,
+    ) -> R<()> {
+        for (name, filtered, args) in cells {
+            if collects_values(name) {
+                return refuse(format!(
+                    "{name} over participant data is not available to an aggregates-only \
+                     principal: it puts every member's value into one cell"
+                ));
+            }
+            if filtered || !args.iter().all(|a| branches::plain(a, schema)) {
+                return refuse(format!(
+                    "an aggregates-only principal may aggregate columns and arithmetic over \
+                     them, not a condition or function inside {name} (FILTER, CASE, \
+                     COALESCE, a comparison, SIGN …): choose the rows with WHERE and the \
+                     groups with GROUP BY"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn aggregate(&mut self, agg: &Aggregate) -> R<Rel> {
         let input = self.node(&agg.input)?;
         if !input.has_lineage() {
@@ -770,6 +913,18 @@ impl<'a> Rewriter<'a> {
         }
         if let Some(person) = self.person_group(agg, &lineage) {
             return self.per_person_aggregate(agg, input, person);
+        }
+        if self.aggregates_only() {
+            Self::aggregates_only_cells(
+                agg.aggr_expr.iter().filter_map(aggregate_of).map(|f| {
+                    (
+                        f.func.name(),
+                        f.params.filter.is_some(),
+                        f.params.args.as_slice(),
+                    )
+                }),
+                agg.input.schema(),
+            )?;
         }
         // Group keys computed from cells keep those cells' codes.
         let key_codes = if grouping_sets {
@@ -807,7 +962,7 @@ impl<'a> Rewriter<'a> {
             match c {
                 None => sets.push(group_set.clone()),
                 Some(c) => {
-                    let h = self.hidden(Kind::Bitmap);
+                    let h = self.hidden(Kind::CellSet);
                     aggr.push(
                         self.participants(&lineage, Some(c.clone()), Output::Bitmap)
                             .alias(&h.name),
@@ -815,6 +970,34 @@ impl<'a> Rewriter<'a> {
                     sets.push(h);
                 }
             }
+        }
+        // Sub-cells: the rows each value-dependent part of a value comes from.
+        let mut seen: Vec<(Expr, Hidden)> = Vec::new();
+        let mut subs_of: Vec<Vec<Hidden>> = Vec::with_capacity(agg.aggr_expr.len());
+        for (k, e) in agg.aggr_expr.iter().enumerate() {
+            let mut mine = Vec::new();
+            let Some(f) = aggregate_of(e) else {
+                subs_of.push(mine);
+                continue;
+            };
+            let base = conditions[condition_of[k]].as_ref();
+            let args = (f.func.name(), f.params.distinct, f.params.args.as_slice());
+            for c in sub_cell_conditions(args, &input_schema, base)? {
+                let h = match seen.iter().find(|(x, _)| *x == c) {
+                    Some((_, h)) => h.clone(),
+                    None => {
+                        let h = self.hidden(Kind::Bitmap);
+                        aggr.push(
+                            self.participants(&lineage, Some(c.clone()), Output::Count)
+                                .alias(&h.name),
+                        );
+                        seen.push((c, h.clone()));
+                        h
+                    }
+                };
+                mine.push(h);
+            }
+            subs_of.push(mine);
         }
         // Magnitude cells: whether a few contributors dominate them.
         let dominance = self.dominance_checks(agg, &lineage, &mut aggr);
@@ -833,9 +1016,17 @@ impl<'a> Rewriter<'a> {
         let mut codes = Vec::with_capacity(agg.aggr_expr.len());
         let mut exprs = columns_of(&agg.schema);
         exprs.push(group_set.expr());
+        // The contribution sets of cells that take fewer rows than the group, for the release.
+        let cell_sets: Vec<Hidden> = sets
+            .iter()
+            .filter(|h| h.kind == Kind::CellSet)
+            .cloned()
+            .collect();
+        exprs.extend(cell_sets.iter().map(Hidden::expr));
         for k in 0..agg.aggr_expr.len() {
             let code = self.hidden(Kind::Code);
             let mut args = vec![sets[condition_of[k]].expr()];
+            args.extend(subs_of[k].iter().map(Hidden::expr));
             args.extend(dominance[k].as_ref().map(Hidden::expr));
             exprs.push(check.call(args).alias(&code.name));
             codes.push(code);
@@ -858,7 +1049,7 @@ impl<'a> Rewriter<'a> {
                 continue;
             }
             let k = i - n_group;
-            let protect = protect_udf(self.protection, is_count(&agg.aggr_expr[k]));
+            let protect = protect_udf(self.protection, counts_rows(&agg.aggr_expr[k]));
             exprs.push(
                 protect
                     .call(vec![column, codes[k].expr()])
@@ -869,6 +1060,7 @@ impl<'a> Rewriter<'a> {
         let mut hidden = vec![group_set];
         hidden.extend(codes.iter().cloned());
         hidden.extend(key_hidden);
+        hidden.extend(cell_sets);
         exprs.extend(hidden.iter().map(Hidden::expr));
         let plan = df(Projection::try_new(
             exprs,
@@ -881,10 +1073,18 @@ impl<'a> Rewriter<'a> {
         for (position, columns) in key_codes {
             cells[position] = columns.into_iter().map(|(_, h)| h.name).collect();
         }
+        let mut cell_sets = vec![vec![]; agg.schema.fields().len()];
+        for k in 0..agg.aggr_expr.len() {
+            let set = &sets[condition_of[k]];
+            if set.kind == Kind::CellSet {
+                cell_sets[n_group + k] = vec![set.name.clone()];
+            }
+        }
         Ok(Rel {
             plan: LogicalPlan::Projection(plan),
             hidden,
             cells,
+            sets: cell_sets,
             rows: false,
         })
     }
@@ -948,6 +1148,7 @@ impl<'a> Rewriter<'a> {
             plan: LogicalPlan::Aggregate(rebuilt),
             hidden: vec![set],
             cells: vec![vec![]; agg.schema.fields().len()],
+            sets: vec![vec![]; agg.schema.fields().len()],
             rows: false,
         })
     }
@@ -1009,6 +1210,7 @@ impl<'a> Rewriter<'a> {
             plan: LogicalPlan::Projection(plan),
             hidden,
             cells,
+            sets: vec![vec![]; agg.schema.fields().len()],
             rows: true,
         })
     }
@@ -1080,35 +1282,91 @@ impl<'a> Rewriter<'a> {
         let mut exprs = w.window_expr.clone();
         /// What the rewrite adds for one window expression.
         struct Added {
-            /// The frame's participant count, for a statistical cell.
-            count: Option<String>,
+            /// The frame's participant count, for a statistical cell, and its sub-cells'.
+            counts: Vec<String>,
             /// `bit_or` of each code the expression reads, over its frame or partition.
             inherited: Vec<String>,
+            /// The lineage of the row whose value it returns (LAG, LEAD, FIRST_VALUE …).
+            read_lineage: Vec<Hidden>,
         }
         let mut added = Vec::with_capacity(w.window_expr.len());
         for e in &w.window_expr {
             let Some(wf) = window_function(e) else {
                 return refuse("an unrecognized window expression cannot be protected");
             };
+            let name = wf.fun.name().to_string();
             let is_aggregate = matches!(wf.fun, WindowFunctionDefinition::AggregateUDF(_));
-            let statistical = is_aggregate && !self.per_person_window(wf, &lineage);
-            let mut count = None;
+            let per_person = self.per_person_window(wf, &lineage);
+            if self.aggregates_only() && input.rows && !per_person {
+                // Its frames are groups of participants the release ledger never sees, and a
+                // rank or LAG reads other participants' rows one by one.
+                return refuse(format!(
+                    "{name} over participants' rows is not available to an aggregates-only \
+                     principal unless partitioned by the person key: aggregate with GROUP BY \
+                     first"
+                ));
+            }
+            let statistical = !per_person && (is_aggregate || ranks_rows(&name));
+            let mut counts = Vec::new();
             if statistical {
-                let name = self.hidden(Kind::Bitmap).name;
-                let mut params = wf.params.clone();
-                params.args = lineage.iter().map(Hidden::expr).collect();
-                params.distinct = false;
-                params.filter = contribution_window(wf, w.input.schema()).map(Box::new);
-                exprs.push(
-                    Expr::WindowFunction(Box::new(WindowFunction {
-                        fun: WindowFunctionDefinition::AggregateUDF(participants_udaf(
-                            Output::Count,
-                        )),
-                        params,
-                    }))
-                    .alias(&name),
-                );
-                count = Some(name);
+                let base = if is_aggregate {
+                    contribution_window(wf, w.input.schema())
+                } else {
+                    None
+                };
+                let mut conditions = vec![base.clone()];
+                if is_aggregate {
+                    let args = (name.as_str(), wf.params.distinct, wf.params.args.as_slice());
+                    conditions.extend(
+                        sub_cell_conditions(args, w.input.schema(), base.as_ref())?
+                            .into_iter()
+                            .map(Some),
+                    );
+                }
+                for condition in conditions {
+                    let count = self.hidden(Kind::Bitmap).name;
+                    let mut params = wf.params.clone();
+                    params.args = lineage.iter().map(Hidden::expr).collect();
+                    params.distinct = false;
+                    params.filter = condition.map(Box::new);
+                    params.null_treatment = None;
+                    if !is_aggregate {
+                        // A rank counts the partition's rows before it: the partition decides.
+                        params.window_frame = whole_partition();
+                    }
+                    exprs.push(
+                        Expr::WindowFunction(Box::new(WindowFunction {
+                            fun: WindowFunctionDefinition::AggregateUDF(participants_udaf(
+                                Output::Count,
+                            )),
+                            params,
+                        }))
+                        .alias(&count),
+                    );
+                    counts.push(count);
+                }
+            }
+            // Over participants' rows, the value read is another participant's. (Over cells,
+            // the code of the cell read goes with it: `code_window`.)
+            let mut read_lineage = Vec::new();
+            if !per_person && input.rows && reads_another_row(&name) {
+                for h in &lineage {
+                    let mut read = self.hidden(h.kind);
+                    read.origin = None;
+                    let mut params = wf.params.clone();
+                    params.args[0] = h.expr();
+                    if matches!(name.as_str(), "lag" | "lead") && params.args.len() > 2 {
+                        params.args[2] = cast(lit(ScalarValue::Null), h.data_type());
+                    }
+                    exprs.push(
+                        Expr::WindowFunction(Box::new(WindowFunction {
+                            fun: wf.fun.clone(),
+                            params,
+                        }))
+                        .alias(&read.name),
+                    );
+                    read_lineage.push(read);
+                }
             }
             // A window over cells is computed from them: over its frame for an aggregate, from
             // the row it reads for LAG and the like, over the whole partition for a rank.
@@ -1127,7 +1385,11 @@ impl<'a> Rewriter<'a> {
                 );
                 inherited.push(name);
             }
-            added.push(Added { count, inherited });
+            added.push(Added {
+                counts,
+                inherited,
+                read_lineage,
+            });
         }
         let rebuilt = df(Window::try_new(exprs, Arc::new(input.plan)))?;
         // Codes next to the values, then the values as the rest of the plan sees them.
@@ -1136,14 +1398,18 @@ impl<'a> Rewriter<'a> {
         checked.extend(input.hidden.iter().map(Hidden::expr));
         let mut hidden = input.hidden.clone();
         let mut cells = input.cells.clone();
+        let mut sets = input.sets.clone();
         let mut own_codes: Vec<Option<Hidden>> = Vec::new();
         for a in &added {
             let mut codes = Vec::new();
-            let own = a.count.as_ref().map(|count| {
+            let own = (!a.counts.is_empty()).then(|| {
                 let code = self.hidden(Kind::Code);
-                checked.push(check.call(vec![col(count)]).alias(&code.name));
+                let counts = a.counts.iter().map(|c| col(c)).collect();
+                checked.push(check.call(counts).alias(&code.name));
                 code
             });
+            checked.extend(a.read_lineage.iter().map(Hidden::expr));
+            hidden.extend(a.read_lineage.iter().cloned());
             if let Some(code) = &own {
                 codes.push(code.name.clone());
                 hidden.push(code.clone());
@@ -1167,6 +1433,7 @@ impl<'a> Rewriter<'a> {
                 hidden.push(code);
             }
             cells.push(codes);
+            sets.push(vec![]);
             own_codes.push(own);
         }
         let checked = df(Projection::try_new(
@@ -1206,6 +1473,7 @@ impl<'a> Rewriter<'a> {
             plan: LogicalPlan::Projection(plan),
             hidden,
             cells,
+            sets,
             rows: input.rows,
         })
     }
@@ -1236,10 +1504,21 @@ impl<'a> Rewriter<'a> {
                 .map(|(_, n)| n.name.clone())
         };
         let mut cells = vec![vec![]; u.schema.fields().len()];
+        let mut sets = vec![vec![]; u.schema.fields().len()];
+        // A column whose set is its row's lineage in some input has no set of its own.
+        let mut row_lineage = vec![false; u.schema.fields().len()];
         for (i, r) in inputs.iter().enumerate() {
             for (k, codes) in r.cells.iter().enumerate() {
                 let codes: Vec<String> = codes.iter().filter_map(|c| renamed(i, c)).collect();
                 union_into(&mut cells[k], &codes);
+                let own: Vec<String> = r.sets[k].iter().filter_map(|c| renamed(i, c)).collect();
+                row_lineage[k] |= own.is_empty() && !r.cells[k].is_empty();
+                union_into(&mut sets[k], &own);
+            }
+        }
+        for (k, lineage) in row_lineage.into_iter().enumerate() {
+            if lineage {
+                sets[k].clear();
             }
         }
         let mut projected = Vec::new();
@@ -1273,6 +1552,7 @@ impl<'a> Rewriter<'a> {
             plan: LogicalPlan::Union(union),
             hidden: names,
             cells,
+            sets,
             rows,
         })
     }
@@ -1299,8 +1579,47 @@ fn aggregate_of(e: &Expr) -> Option<&AggregateFunction> {
     }
 }
 
-fn is_count(e: &Expr) -> bool {
-    aggregate_of(e).is_some_and(|f| f.func.name() == "count")
+/// A count of rows: COUNT, or a SUM of a constant (`SUM(1)`), which is rounded like one.
+fn counts_rows(e: &Expr) -> bool {
+    aggregate_of(e).is_some_and(|f| {
+        f.func.name() == "count"
+            || (f.func.name() == "sum"
+                && matches!(f.params.args.first(), Some(Expr::Literal(v, _)) if !v.is_null()))
+    })
+}
+
+/// More sub-cells than this in one aggregate is refused rather than counted.
+const MAX_SUB_CELLS: usize = 64;
+
+/// The sub-cells of aggregate `(name, distinct, args)` (see `branches`), each within the rows
+/// the aggregate takes its value from (`base`).
+fn sub_cell_conditions(
+    (name, distinct, args): (&str, bool, &[Expr]),
+    schema: &DFSchema,
+    base: Option<&Expr>,
+) -> R<Vec<Expr>> {
+    let conditions = branches::sub_cells(name, distinct, args, schema);
+    if conditions.len() > MAX_SUB_CELLS {
+        return refuse(format!(
+            "an aggregate whose value depends on more than {MAX_SUB_CELLS} conditions cannot \
+             be protected"
+        ));
+    }
+    Ok(conditions
+        .into_iter()
+        .map(|c| match base {
+            Some(b) => b.clone().and(c),
+            None => c,
+        })
+        .collect())
+}
+
+/// Aggregates that put every member's value into one cell.
+fn collects_values(name: &str) -> bool {
+    matches!(
+        name,
+        "array_agg" | "string_agg" | "listagg" | "group_concat" | "array_union_agg"
+    )
 }
 
 /// Aggregates whose value is a magnitude the dominance rules apply to.
@@ -1352,6 +1671,31 @@ fn condition(filter: Option<&Expr>, args: &[Expr], schema: &DFSchema) -> Option<
     }
     parts.into_iter().reduce(|a, b| a.and(b))
 }
+/// Window functions whose value counts the partition's rows (a rank), which are statistics
+/// unless the partition is one participant.
+fn ranks_rows(name: &str) -> bool {
+    matches!(
+        name,
+        "row_number" | "rank" | "dense_rank" | "percent_rank" | "cume_dist" | "ntile"
+    )
+}
+
+/// Window functions that return the value of another row of the partition.
+fn reads_another_row(name: &str) -> bool {
+    matches!(
+        name,
+        "lag" | "lead" | "first_value" | "last_value" | "nth_value"
+    )
+}
+
+fn whole_partition() -> WindowFrame {
+    WindowFrame::new_bounds(
+        WindowFrameUnits::Rows,
+        WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+        WindowFrameBound::Following(ScalarValue::UInt64(None)),
+    )
+}
+
 /// The window expression that carries a code column along with a window expression over cells:
 /// the code of the row read (LAG, LEAD, FIRST_VALUE and the like), the codes of the frame (an
 /// aggregate), or of the whole partition (a rank).
@@ -1360,11 +1704,7 @@ fn code_window(
     code: &str,
     is_aggregate: bool,
 ) -> (WindowFunctionDefinition, WindowFunctionParams) {
-    let value_of_another_row = matches!(
-        wf.fun.name(),
-        "lag" | "lead" | "first_value" | "last_value" | "nth_value"
-    );
-    if value_of_another_row {
+    if reads_another_row(wf.fun.name()) {
         // The code of the row whose value it returns: the same function over the
         // code column (a default value is releasable: code 0).
         let mut args = wf.params.args.clone();
@@ -1399,11 +1739,7 @@ fn code_window(
                 args: vec![col(code)],
                 partition_by: wf.params.partition_by.clone(),
                 order_by: wf.params.order_by.clone(),
-                window_frame: WindowFrame::new_bounds(
-                    WindowFrameUnits::Rows,
-                    WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
-                    WindowFrameBound::Following(ScalarValue::UInt64(None)),
-                ),
+                window_frame: whole_partition(),
                 filter: None,
                 null_treatment: None,
                 distinct: false,

@@ -3,6 +3,7 @@
 //! DataFusion `QueryPlanner` installed in the principal's session — the extension point every
 //! execution path goes through.
 
+pub mod branches;
 pub mod cells;
 pub mod lineage;
 
@@ -135,6 +136,8 @@ pub struct DisclosureReport {
     /// Output columns holding protected values (the result then ends with the hidden
     /// participant-set column).
     output_cells: std::sync::Mutex<Vec<usize>>,
+    /// For each output cell, which of the result's participant-set columns it is decided on.
+    cell_sets: std::sync::Mutex<Vec<usize>>,
     result_cells: AtomicU64,
 }
 
@@ -152,6 +155,10 @@ impl DisclosureReport {
             .lock()
             .map(|c| c.clone())
             .unwrap_or_default()
+    }
+
+    pub fn cell_sets(&self) -> Vec<usize> {
+        self.cell_sets.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// Protected cells in the result (released and suppressed).
@@ -213,6 +220,9 @@ impl QueryPlanner for DisclosurePlanner {
             .fetch_add(rewriter.protected_cells as u64, Ordering::Relaxed);
         if let Ok(mut cells) = self.report.output_cells.lock() {
             *cells = rewriter.output_cells.clone();
+        }
+        if let Ok(mut sets) = self.report.cell_sets.lock() {
+            *sets = rewriter.cell_sets.clone();
         }
         crate::cohort::boundary::physical_planner()
             .create_physical_plan(&protected, session)

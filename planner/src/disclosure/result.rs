@@ -1,7 +1,7 @@
 //! A protected result between execution and release — the one interface between the lineage
 //! rewrite and whoever releases results. The rewrite's output ends with the hidden
-//! participant-set column [`CELL_SET_COLUMN`]; [`ProtectedResult::release`] decides each row
-//! with the ledger, masks the withheld cells and drops that column; [`Summary`] is what
+//! participant-set columns [`CELL_SET_COLUMN`]`_<j>`; [`ProtectedResult::release`] decides each
+//! row's cells of one set with the ledger, masks the withheld cells and drops those columns; [`Summary`] is what
 //! disclosure control did, as it rides in the released schema's metadata.
 
 use std::collections::HashMap;
@@ -22,33 +22,53 @@ use crate::participants;
 /// A whole protected result as executed: visible columns, then the hidden participant sets.
 pub struct ProtectedResult {
     batch: RecordBatch,
-    /// Visible columns that hold statistical cells.
-    cells: Vec<usize>,
+    /// Visible columns that hold statistical cells, each with the participant-set column
+    /// (`__strata_cell_set_<j>`, counted from the first of them) it is decided on.
+    cells: Vec<(usize, usize)>,
+    /// How many visible columns the result has.
+    visible: usize,
 }
 
 impl ProtectedResult {
     /// `batch` is the whole result of a plan the lineage rewrite protected (`report` says which
-    /// of its columns are cells).
+    /// of its columns are cells and which participant sets they are decided on).
     pub fn new(batch: RecordBatch, report: &DisclosureReport) -> Result<Self, PlannerError> {
-        let last = batch.num_columns().checked_sub(1);
-        if last.map(|l| batch.schema().field(l).name() != CELL_SET_COLUMN) != Some(false) {
+        let schema = batch.schema();
+        let n_sets = schema
+            .fields()
+            .iter()
+            .rev()
+            .take_while(|f| f.name().starts_with(CELL_SET_COLUMN))
+            .count();
+        let cells: Vec<(usize, usize)> = report
+            .output_cells()
+            .into_iter()
+            .zip(report.cell_sets())
+            .collect();
+        if n_sets == 0 || cells.iter().any(|&(_, j)| j >= n_sets) {
             return Err(PlannerError::Internal(
                 "a protected result without its participant sets".into(),
             ));
         }
-        let cells = report.output_cells();
         report.set_result_cells((batch.num_rows() * cells.len()) as u64);
-        Ok(ProtectedResult { batch, cells })
+        let visible = batch.num_columns() - n_sets;
+        Ok(ProtectedResult {
+            batch,
+            cells,
+            visible,
+        })
     }
 
-    fn sets(&self) -> BinaryArray {
-        let last = self.batch.num_columns() - 1;
-        self.batch.column(last).as_binary::<i32>().clone()
+    fn set_column(&self, j: usize) -> BinaryArray {
+        self.batch
+            .column(self.visible + j)
+            .as_binary::<i32>()
+            .clone()
     }
 
-    /// Applies the release ledger: rows whose participant set would let a small group be solved
-    /// (with this result's other rows or with what the principal already received) get their
-    /// cells withheld. Returns the visible columns only.
+    /// Applies the release ledger: each row's cells of one participant set are a unit, withheld
+    /// when that set would let a small group be solved (with this result's other units or with
+    /// what the principal already received). Returns the visible columns only.
     pub fn release(
         self,
         protection: Protection,
@@ -58,22 +78,35 @@ impl ProtectedResult {
     ) -> Result<RecordBatch, PlannerError> {
         let internal = |e: arrow::error::ArrowError| PlannerError::Internal(e.to_string());
         let batch = &self.batch;
-        let last = batch.num_columns() - 1;
-        let sets = self.sets();
-        let rows: Vec<Row> = (0..batch.num_rows())
-            .map(|i| {
-                let offered = self.cells.iter().any(|&c| batch.column(c).is_valid(i));
-                let set = if sets.is_null(i) {
+        let n_sets = batch.num_columns() - self.visible;
+        // Units in row order, then set order: (row, set column).
+        let mut units: Vec<(usize, usize)> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
+        let sets: Vec<BinaryArray> = (0..n_sets).map(|j| self.set_column(j)).collect();
+        for i in 0..batch.num_rows() {
+            for (j, set_column) in sets.iter().enumerate() {
+                let mine: Vec<usize> = self
+                    .cells
+                    .iter()
+                    .filter(|&&(_, s)| s == j)
+                    .map(|&(c, _)| c)
+                    .collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let offered = mine.iter().any(|&c| batch.column(c).is_valid(i));
+                let set = if set_column.is_null(i) {
                     None
                 } else {
                     Some(
-                        participants::deserialize(sets.value(i))
+                        participants::deserialize(set_column.value(i))
                             .map_err(PlannerError::from_datafusion)?,
                     )
                 };
-                Ok(Row { set, offered })
-            })
-            .collect::<Result<_, PlannerError>>()?;
+                units.push((i, j));
+                rows.push(Row { set, offered });
+            }
+        }
         let started = Instant::now();
         let decisions = ledger
             .decide(principal, &rows, protection.threshold, rules)
@@ -84,32 +117,40 @@ impl ProtectedResult {
                 super::release::LedgerError::Journal(_) => PlannerError::Internal(e.to_string()),
             })?;
         tracing::debug!(
-            rows = rows.len(),
+            units = rows.len(),
             release_ms = started.elapsed().as_secs_f64() * 1000.0,
             "release decided"
         );
-        let withhold: BooleanArray = decisions.iter().map(|d| Some(!d.released())).collect();
-        let mut columns = Vec::with_capacity(last);
-        for (i, column) in batch.columns()[..last].iter().enumerate() {
-            if self.cells.contains(&i) {
-                for (row, d) in decisions.iter().enumerate() {
-                    if let Some(reason) = d.reason()
-                        && column.is_valid(row)
-                    {
-                        report.add_suppressed(reason, 1);
-                    }
-                }
-                columns.push(arrow::compute::nullif(column, &withhold).map_err(internal)?);
-            } else {
-                columns.push(column.clone());
+        // Per set column, the rows whose unit is withheld, and why.
+        let mut withheld: Vec<Vec<Option<&'static str>>> =
+            vec![vec![None; batch.num_rows()]; n_sets];
+        for (&(i, j), d) in units.iter().zip(&decisions) {
+            if !d.released() {
+                withheld[j][i] = Some(d.reason().unwrap_or("differencing"));
             }
         }
+        let mut columns = Vec::with_capacity(self.visible);
+        for (c, column) in batch.columns()[..self.visible].iter().enumerate() {
+            let Some(&(_, j)) = self.cells.iter().find(|&&(cell, _)| cell == c) else {
+                columns.push(column.clone());
+                continue;
+            };
+            for (row, why) in withheld[j].iter().enumerate() {
+                if let Some(reason) = why
+                    && column.is_valid(row)
+                {
+                    report.add_suppressed(reason, 1);
+                }
+            }
+            let mask: BooleanArray = withheld[j].iter().map(|w| Some(w.is_some())).collect();
+            columns.push(arrow::compute::nullif(column, &mask).map_err(internal)?);
+        }
         let schema = batch.schema();
-        let fields: Vec<_> = schema.fields()[..last]
+        let fields: Vec<_> = schema.fields()[..self.visible]
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                if self.cells.contains(&i) {
+                if self.cells.iter().any(|&(c, _)| c == i) {
                     Arc::new(f.as_ref().clone().with_nullable(true))
                 } else {
                     f.clone()

@@ -5,6 +5,7 @@
 //! no SQL path (subquery, CTE, join, EXISTS, UNION) reaches the real values; the tier guard
 //! accepts the real table's scan only underneath a view (see [`RegisteredBase`]).
 
+mod base;
 pub mod policy;
 pub mod shift_bounds;
 pub mod udfs;
@@ -26,44 +27,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use strata_engine::{Catalog, Tier};
 
 use crate::tiers::TierMap;
+pub use base::RegisteredBase;
 use policy::{Attribute, GENDER_QUESTION, RACE_QUESTION, SEX_QUESTION};
 pub use policy::{RegisteredPolicy, RegisteredSettings};
 use udfs::Kind;
-
-/// The real table, as read from inside a registered view. It is never registered under a name
-/// a caller can write, so a plan reaches it only through the view that wraps it.
-#[derive(Debug)]
-pub struct RegisteredBase {
-    inner: Arc<dyn TableProvider>,
-}
-
-#[async_trait]
-impl TableProvider for RegisteredBase {
-    fn schema(&self) -> SchemaRef {
-        self.inner.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        self.inner.table_type()
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.inner.scan(state, projection, filters, limit).await
-    }
-}
 
 /// A participant table as the registered tier sees it. Listed as a base table: to the caller
 /// it is the table.
@@ -133,19 +100,25 @@ fn build_view(
     policy: Arc<RegisteredPolicy>,
 ) -> DfResult<Arc<dyn TableProvider>> {
     let schema = table.schema();
-    let base = Arc::new(RegisteredBase { inner: table });
     let has = |c: &str| schema.column_with_name(c).is_some();
     let person = || col(Column::new(Some(name), person_key));
     let column = |c: &str| col(Column::new(Some(name), c));
 
-    let mut keep = udfs::udf(Kind::Visible, policy.clone()).call(vec![person()]);
+    // Over the base table's own (unqualified) columns: it runs inside the scan.
+    let mut keep =
+        udfs::udf(Kind::Visible, policy.clone()).call(vec![col(Column::from_name(person_key))]);
     if let Some((question, answer)) = survey_columns(name)
         && has(question)
         && has(answer)
     {
         let keep_answer = udfs::udf(Kind::KeepAnswer, policy.clone());
-        keep = keep.and(keep_answer.call(vec![person(), column(question), column(answer)]));
+        keep = keep.and(keep_answer.call(vec![
+            col(Column::from_name(person_key)),
+            col(Column::from_name(question)),
+            col(Column::from_name(answer)),
+        ]));
     }
+    let base = Arc::new(RegisteredBase { inner: table, keep });
 
     let shift = udfs::udf(Kind::Shift, policy.clone());
     let mut projection = Vec::new();
@@ -166,18 +139,29 @@ fn build_view(
             shift.call(vec![person(), column(c)])
         } else if let Some(expr) = generalized(name, c, &has, &column, &person, &policy) {
             expr
+        } else if is_text_date(c, field.data_type()) {
+            udfs::udf(Kind::ShiftText, policy.clone()).call(vec![person(), column(c)])
         } else {
             column(c)
         };
         projection.push(expr.alias(c));
     }
     let plan = LogicalPlanBuilder::scan(name, provider_as_source(base), None)?
-        .filter(keep)?
         .project(projection)?
         .build()?;
     Ok(Arc::new(RegisteredView {
         view: ViewTable::new(plan, None),
     }))
+}
+
+/// A text column named like a date or time (OMOP 5.3's `measurement_time` holds dates).
+fn is_text_date(column: &str, data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) && ["_time", "_date", "_datetime"]
+        .iter()
+        .any(|s| column.ends_with(s))
 }
 
 /// The (question, answer concept) columns of tables that hold survey answers.
@@ -198,19 +182,21 @@ fn generalized(
     person: &dyn Fn() -> Expr,
     policy: &Arc<RegisteredPolicy>,
 ) -> Option<Expr> {
-    let apply = |attribute: Attribute, decided_by: &str| -> Option<Expr> {
+    let by = |kind: Kind, decided_by: &str| -> Option<Expr> {
         has(decided_by).then(|| {
-            udfs::udf(Kind::Generalize(attribute), policy.clone()).call(vec![
-                person(),
-                col_of(decided_by),
-                col_of(column),
-            ])
+            udfs::udf(kind, policy.clone()).call(vec![person(), col_of(decided_by), col_of(column)])
         })
     };
+    let apply =
+        |attribute: Attribute, decided_by: &str| by(Kind::Generalize(attribute), decided_by);
+    // Decided by the standard concept (the source concept is 0 where the source was not
+    // mapped, which would keep every source value) and by the source value's own rarity.
+    let source =
+        |attribute: Attribute, decided_by: &str| by(Kind::GeneralizeSource(attribute), decided_by);
     match (table, column) {
         ("person", "gender_concept_id") => apply(Attribute::Gender, "gender_concept_id"),
         ("person", "gender_source_value" | "gender_source_concept_id") => {
-            apply(Attribute::SexAtBirth, "gender_source_concept_id")
+            source(Attribute::Gender, "gender_concept_id")
         }
         ("person", "sex_at_birth_concept_id") => {
             apply(Attribute::SexAtBirth, "sex_at_birth_concept_id")
@@ -220,7 +206,10 @@ fn generalized(
         }
         ("person", "race_concept_id") => apply(Attribute::Race, "race_concept_id"),
         ("person", "race_source_value" | "race_source_concept_id") => {
-            apply(Attribute::Race, "race_source_concept_id")
+            source(Attribute::Race, "race_concept_id")
+        }
+        ("person", "ethnicity_source_value" | "ethnicity_source_concept_id") => {
+            source(Attribute::Ethnicity, "ethnicity_concept_id")
         }
         _ => {
             let (question, answer) = survey_columns(table)?;

@@ -63,6 +63,7 @@ pub enum Attribute {
     Gender,
     SexAtBirth,
     Race,
+    Ethnicity,
 }
 
 impl Attribute {
@@ -71,6 +72,29 @@ impl Attribute {
             Attribute::Gender => "gender",
             Attribute::SexAtBirth => "sex_at_birth",
             Attribute::Race => "race",
+            Attribute::Ethnicity => "ethnicity",
+        }
+    }
+
+    /// What a value of this attribute becomes when it is generalized.
+    fn generalized(self) -> Decision {
+        match self {
+            Attribute::Gender => Decision::Replace {
+                code: GENDER_GENERALIZED,
+                label: "Not man only, not woman only, prefer not to answer, or skipped",
+            },
+            Attribute::SexAtBirth => Decision::Replace {
+                code: SEX_GENERALIZED,
+                label: "Not male, not female, prefer not to answer, or skipped",
+            },
+            Attribute::Race => Decision::Replace {
+                code: RACE_ANOTHER_SINGLE,
+                label: "Another single population",
+            },
+            Attribute::Ethnicity => Decision::Replace {
+                code: 0,
+                label: "Another ethnicity",
+            },
         }
     }
 }
@@ -115,7 +139,28 @@ pub enum Fact {
     MultiRace,
     /// `race, participants`: how many hold each race concept or race answer.
     RaceCounts,
+    /// `person_id`: participants whose source value of the attribute (free text or a source
+    /// concept) is shared by fewer than `min_race_group` participants.
+    RareSource(Attribute),
 }
+
+/// The person table's source columns of each generalized attribute: free text and source
+/// concepts, which name small groups verbatim (GiBleed's race source value "other" is two
+/// participants, its ethnicity source values are ancestries) whatever the standard concept.
+pub const SOURCE_COLUMNS: &[(Attribute, &[&str])] = &[
+    (
+        Attribute::Gender,
+        &["gender_source_value", "gender_source_concept_id"],
+    ),
+    (
+        Attribute::Race,
+        &["race_source_value", "race_source_concept_id"],
+    ),
+    (
+        Attribute::Ethnicity,
+        &["ethnicity_source_value", "ethnicity_source_concept_id"],
+    ),
+];
 
 pub struct RegisteredPolicy {
     key: (u64, u64),
@@ -125,6 +170,8 @@ pub struct RegisteredPolicy {
     rare_races: HashSet<i64>,
     /// Participants who answered more than one race → the one race answer row kept for them.
     multi_race: HashMap<i64, i64>,
+    /// Participants whose source values of an attribute belong to a small group.
+    rare_source: HashSet<(Attribute, i64)>,
 }
 
 impl std::fmt::Debug for RegisteredPolicy {
@@ -134,13 +181,14 @@ impl std::fmt::Debug for RegisteredPolicy {
             .field("excluded", &self.excluded.len())
             .field("rare_races", &self.rare_races.len())
             .field("multi_race", &self.multi_race.len())
+            .field("rare_source", &self.rare_source.len())
             .finish()
     }
 }
 
 impl RegisteredPolicy {
     /// The questions the views ask of the data once, at start-up, as SQL over the unrestricted
-    /// dataset (`has_table` says which tables it holds). The query service runs them — the
+    /// dataset (`has` says which tables, and which `table.column`s, it holds). The query service runs them — the
     /// planner does no I/O — and hands the answers to [`RegisteredPolicy::from_facts`].
     pub fn fact_queries(
         settings: &RegisteredSettings,
@@ -160,6 +208,25 @@ impl RegisteredPolicy {
                 Fact::RaceCounts,
                 "SELECT race_concept_id, COUNT(DISTINCT person_id) FROM person GROUP BY 1".into(),
             ));
+            let min = settings.min_race_group;
+            for (attribute, columns) in SOURCE_COLUMNS {
+                let rare: Vec<String> = columns
+                    .iter()
+                    .filter(|c| has_table(&format!("person.{c}")))
+                    .map(|c| {
+                        format!(
+                            "{c} IN (SELECT {c} FROM person WHERE {c} IS NOT NULL GROUP BY 1 \
+                             HAVING COUNT(DISTINCT person_id) < {min})"
+                        )
+                    })
+                    .collect();
+                if !rare.is_empty() {
+                    queries.push((
+                        Fact::RareSource(*attribute),
+                        format!("SELECT person_id FROM person WHERE {}", rare.join(" OR ")),
+                    ));
+                }
+            }
         }
         if has_table("ds_survey") {
             queries.push((
@@ -196,6 +263,9 @@ impl RegisteredPolicy {
                 Fact::Excluded => policy.excluded.extend(rows.iter().map(|r| r[0])),
                 Fact::MultiRace => policy.multi_race.extend(rows.iter().map(|r| (r[0], r[1]))),
                 Fact::RaceCounts => policy.add_rare(rows, settings.min_race_group),
+                Fact::RareSource(attribute) => policy
+                    .rare_source
+                    .extend(rows.iter().map(|r| (attribute, r[0]))),
             }
         }
         policy
@@ -209,6 +279,7 @@ impl RegisteredPolicy {
             excluded: HashSet::new(),
             rare_races: HashSet::new(),
             multi_race: HashMap::new(),
+            rare_source: HashSet::new(),
         }
     }
 
@@ -238,6 +309,24 @@ impl RegisteredPolicy {
         self.excluded.len()
     }
 
+    /// A source column's value: generalized as the attribute's standard concept is, and also
+    /// when the participant's source value itself is rare.
+    pub fn decide_source(
+        &self,
+        attribute: Attribute,
+        person: Option<i64>,
+        concept: Option<i64>,
+    ) -> Decision {
+        match self.decide(attribute, person, concept) {
+            Decision::Keep
+                if person.is_some_and(|p| self.rare_source.contains(&(attribute, p))) =>
+            {
+                attribute.generalized()
+            }
+            decision => decision,
+        }
+    }
+
     pub fn decide(
         &self,
         attribute: Attribute,
@@ -247,18 +336,14 @@ impl RegisteredPolicy {
         match attribute {
             Attribute::Gender => match concept {
                 Some(MALE | FEMALE | GENDER_MAN | GENDER_WOMAN) => Decision::Keep,
-                _ => Decision::Replace {
-                    code: GENDER_GENERALIZED,
-                    label: "Not man only, not woman only, prefer not to answer, or skipped",
-                },
+                _ => attribute.generalized(),
             },
             Attribute::SexAtBirth => match concept {
                 Some(MALE | FEMALE | SEX_MALE | SEX_FEMALE) => Decision::Keep,
-                _ => Decision::Replace {
-                    code: SEX_GENERALIZED,
-                    label: "Not male, not female, prefer not to answer, or skipped",
-                },
+                _ => attribute.generalized(),
             },
+            // Hispanic or not: two large groups; the source values are checked for rarity.
+            Attribute::Ethnicity => Decision::Keep,
             Attribute::Race => {
                 let concept = concept.unwrap_or(0);
                 if NOT_A_RACE.contains(&concept) {
@@ -269,10 +354,7 @@ impl RegisteredPolicy {
                         label: "More than one population",
                     }
                 } else if self.rare_races.contains(&concept) {
-                    Decision::Replace {
-                        code: RACE_ANOTHER_SINGLE,
-                        label: "Another single population",
-                    }
+                    attribute.generalized()
                 } else {
                     Decision::Keep
                 }

@@ -20,6 +20,26 @@ const MAX_OFFSET_DAYS: i64 = 365;
 #[derive(Debug, Default)]
 pub struct ShiftBounds;
 
+impl ShiftBounds {
+    /// Adds the rule to a session's optimizer ahead of common subexpression elimination, which
+    /// would otherwise move `shift(person, d)` out of a filter that uses it twice (BETWEEN)
+    /// before the rule sees it.
+    pub fn install(ctx: &datafusion::prelude::SessionContext) {
+        let rules = ctx.state().optimizers().to_vec();
+        let at = rules
+            .iter()
+            .position(|r| r.name() == "common_sub_expression_eliminate")
+            .unwrap_or(rules.len());
+        for r in &rules[at..] {
+            ctx.remove_optimizer_rule(r.name());
+        }
+        ctx.add_optimizer_rule(std::sync::Arc::new(ShiftBounds));
+        for r in &rules[at..] {
+            ctx.add_optimizer_rule(r.clone());
+        }
+    }
+}
+
 impl OptimizerRule for ShiftBounds {
     fn name(&self) -> &str {
         "strata_shift_bounds"

@@ -24,6 +24,7 @@ use datafusion::logical_expr::{
 use super::policy::{Attribute, Decision, RegisteredPolicy};
 
 pub const SHIFT: &str = "strata_shift_date";
+pub const SHIFT_TEXT: &str = "strata_shift_date_text";
 pub const VISIBLE: &str = "strata_registered_participant";
 pub const GENERALIZE: &str = "strata_generalize";
 pub const KEEP_ANSWER: &str = "strata_keep_answer";
@@ -36,6 +37,12 @@ pub enum Kind {
     Visible,
     /// `(person_id, decision_concept, value)` → the value, or the generalized code or label.
     Generalize(Attribute),
+    /// The same for a source column: also generalized when the participant's source value is
+    /// rare.
+    GeneralizeSource(Attribute),
+    /// `(person_id, text)` → a date or datetime written as text, shifted like a date column;
+    /// a time of day unchanged; anything else NULL (it cannot be told apart from a date).
+    ShiftText,
     /// `(person_id, question_concept, answer_concept)` → false for the duplicate race answers
     /// of a participant whose answers were generalized to one "More than one population".
     KeepAnswer,
@@ -69,6 +76,8 @@ pub fn udf(kind: Kind, policy: Arc<RegisteredPolicy>) -> Arc<ScalarUDF> {
         Kind::Shift => (SHIFT.to_string(), 2),
         Kind::Visible => (VISIBLE.to_string(), 1),
         Kind::Generalize(a) => (format!("{GENERALIZE}_{}", a.name()), 3),
+        Kind::GeneralizeSource(a) => (format!("{GENERALIZE}_{}_source", a.name()), 3),
+        Kind::ShiftText => (SHIFT_TEXT.to_string(), 2),
         Kind::KeepAnswer => (KEEP_ANSWER.to_string(), 3),
     };
     Arc::new(ScalarUDF::new_from_impl(PolicyUdf {
@@ -102,7 +111,8 @@ impl ScalarUDFImpl for PolicyUdf {
                 other => plan_err!("{SHIFT} cannot shift a value of type {other}"),
             },
             Kind::Visible | Kind::KeepAnswer => Ok(DataType::Boolean),
-            Kind::Generalize(_) => Ok(arg_types[2].clone()),
+            Kind::Generalize(_) | Kind::GeneralizeSource(_) => Ok(arg_types[2].clone()),
+            Kind::ShiftText => Ok(DataType::Utf8),
         }
     }
 
@@ -120,8 +130,17 @@ impl ScalarUDFImpl for PolicyUdf {
             ),
             Kind::Generalize(attribute) => {
                 let concepts = concept_ids(&arrays[1])?;
-                generalize(&self.policy, attribute, &persons, &concepts, &arrays[2])?
+                generalize(&persons, &concepts, &arrays[2], |p, c| {
+                    self.policy.decide(attribute, p, c)
+                })?
             }
+            Kind::GeneralizeSource(attribute) => {
+                let concepts = concept_ids(&arrays[1])?;
+                generalize(&persons, &concepts, &arrays[2], |p, c| {
+                    self.policy.decide_source(attribute, p, c)
+                })?
+            }
+            Kind::ShiftText => shift_text(&self.policy, &persons, &arrays[1])?,
             Kind::KeepAnswer => {
                 let questions = concept_ids(&arrays[1])?;
                 let answers = concept_ids(&arrays[2])?;
@@ -234,15 +253,13 @@ fn shift_primitive<T: ArrowPrimitiveType>(
 }
 
 fn generalize(
-    policy: &RegisteredPolicy,
-    attribute: Attribute,
     persons: &Int64Array,
     concepts: &Int64Array,
     values: &ArrayRef,
+    decision: impl Fn(Option<i64>, Option<i64>) -> Decision,
 ) -> DfResult<ArrayRef> {
     let decide = |i: usize| -> Decision {
-        policy.decide(
-            attribute,
+        decision(
             persons.is_valid(i).then(|| persons.value(i)),
             concepts.is_valid(i).then(|| concepts.value(i)),
         )
@@ -284,4 +301,48 @@ fn generalize(
         }
         other => exec_err!("cannot generalize a value of type {other}"),
     }
+}
+
+/// Dates and datetimes held as text (OMOP 5.3's `measurement_time` holds `1993-07-08`), shifted
+/// back by the participant's offset and written in the same shape.
+fn shift_text(
+    policy: &RegisteredPolicy,
+    persons: &Int64Array,
+    values: &ArrayRef,
+) -> DfResult<ArrayRef> {
+    use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime};
+    let as_utf8 = cast(values, &DataType::Utf8)?;
+    let v = as_utf8.as_string::<i32>();
+    let mut out = StringBuilder::with_capacity(v.len(), v.value_data().len());
+    for i in 0..v.len() {
+        let (Some(text), true) = (
+            v.is_valid(i).then(|| v.value(i).trim()),
+            persons.is_valid(i),
+        ) else {
+            out.append_null();
+            continue;
+        };
+        let back = Duration::days(policy.offset_days(persons.value(i)));
+        let shifted = if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            Some((d - back).format("%Y-%m-%d").to_string())
+        } else if let Some(t) = [
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M",
+        ]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+        {
+            Some((t - back).format("%Y-%m-%d %H:%M:%S").to_string())
+        } else if ["%H:%M:%S%.f", "%H:%M"]
+            .iter()
+            .any(|f| NaiveTime::parse_from_str(text, f).is_ok())
+        {
+            Some(text.to_string())
+        } else {
+            None
+        };
+        out.append_option(shifted);
+    }
+    Ok(Arc::new(out.finish()))
 }

@@ -233,7 +233,12 @@ pub async fn registered_policy() -> Arc<RegisteredPolicy> {
         ..RegisteredSettings::default()
     };
     let ctx = unrestricted();
-    let has = |t: &str| ctx.table_exist(t).unwrap_or(false);
+    let person = ctx.table_provider("person").await.expect("person").schema();
+    let has = |t: &str| {
+        ctx.table_exist(t).unwrap_or(false)
+            || t.strip_prefix("person.")
+                .is_some_and(|c| person.column_with_name(c).is_some())
+    };
     let mut facts = Vec::new();
     for (fact, sql) in RegisteredPolicy::fact_queries(&settings, REFERENCE_YEAR, has) {
         let batches = ctx.sql(&sql).await.expect("fact query").collect().await;
@@ -280,9 +285,7 @@ pub async fn registered_session_with(shift_bounds: bool) -> SessionContext {
     let ctx = session_of(&visible, None);
     ctx.add_analyzer_rule(Arc::new(TierGuard::new(tiers, Tier::Registered)));
     if shift_bounds {
-        ctx.add_optimizer_rule(Arc::new(
-            strata_planner::registered::shift_bounds::ShiftBounds,
-        ));
+        strata_planner::registered::shift_bounds::ShiftBounds::install(&ctx);
     }
     ctx
 }

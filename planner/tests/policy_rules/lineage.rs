@@ -47,7 +47,7 @@ async fn row_level_counts_are_masked_at_the_output() {
     assert_plan(
         &plan,
         r#"
-Projection: person.gender_concept_id, strata_mask(n, __strata_code_3) AS n, strata_cell_set(__strata_lineage_2) AS __strata_cell_set
+Projection: person.gender_concept_id, strata_mask(n, __strata_code_3) AS n, strata_cell_set(__strata_lineage_2) AS __strata_cell_set_0
   Projection: person.gender_concept_id, count(Int64(1)) AS count(*) AS n, __strata_lineage_2, __strata_code_3
     Projection: person.gender_concept_id, count(Int64(1)), __strata_lineage_2, __strata_code_3
       Projection: person.gender_concept_id, count(Int64(1)), __strata_lineage_2, strata_cell_check(__strata_lineage_2) AS __strata_code_3
@@ -67,7 +67,7 @@ async fn aggregates_only_counts_are_protected_where_computed() {
     assert_plan(
         &plan,
         r#"
-Projection: person.gender_concept_id, strata_mask(n, __strata_code_3) AS n, strata_cell_set(__strata_lineage_2) AS __strata_cell_set
+Projection: person.gender_concept_id, strata_mask(n, __strata_code_3) AS n, strata_cell_set(__strata_lineage_2) AS __strata_cell_set_0
   Projection: person.gender_concept_id, count(Int64(1)) AS count(*) AS n, __strata_lineage_2, __strata_code_3
     Projection: person.gender_concept_id, strata_protect(count(Int64(1)), __strata_code_3) AS count(Int64(1)), __strata_lineage_2, __strata_code_3
       Projection: person.gender_concept_id, count(Int64(1)), __strata_lineage_2, strata_cell_check(__strata_lineage_2) AS __strata_code_3
@@ -93,7 +93,7 @@ async fn count_distinct_person_id_by_gender_gets_a_mask_and_a_hidden_code_column
     assert_plan(
         &plan,
         r#"
-Projection: person.gender_concept_id, strata_mask(n, __strata_code_4) AS n, strata_cell_set(__strata_lineage_3) AS __strata_cell_set
+Projection: person.gender_concept_id, strata_mask(n, __strata_code_4) AS n, strata_cell_set(__strata_lineage_3) AS __strata_cell_set_0
   Projection: person.gender_concept_id, count(alias1) AS n, __strata_lineage_3, __strata_code_4
     Projection: person.gender_concept_id, count(alias1), __strata_lineage_3, __strata_code_4
       Projection: person.gender_concept_id, count(alias1), __strata_lineage_3, strata_cell_check(__strata_lineage_3) AS __strata_code_4
@@ -137,7 +137,28 @@ async fn small_cells_are_suppressed_and_large_ones_released() {
     let (ctx, _) = protected_session(Level::RowLevel);
     assert_eq!(
         column_names(&ctx, BY_GENDER).await,
-        vec!["gender_concept_id", "n", CELL_SET_COLUMN]
+        vec![
+            "gender_concept_id".to_string(),
+            "n".to_string(),
+            format!("{CELL_SET_COLUMN}_0")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_cell_with_fewer_contributors_than_its_row_is_released_on_its_own_set() {
+    let (ctx, _) = protected_session(Level::RowLevel);
+    let sql = "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE year_of_birth > 1950) AS young \
+               FROM person";
+    // The row's participants for `n`; the filtered rows' for `young`.
+    assert_eq!(
+        column_names(&ctx, sql).await,
+        vec![
+            "n".to_string(),
+            "young".to_string(),
+            format!("{CELL_SET_COLUMN}_0"),
+            format!("{CELL_SET_COLUMN}_1")
+        ]
     );
 }
 

@@ -51,8 +51,7 @@ async fn registered_reads_are_swapped_for_views() {
 Projection: person.person_id, person.year_of_birth, person.gender_concept_id
   SubqueryAlias: person
     Projection: person.person_id AS person_id, person.year_of_birth AS year_of_birth, strata_generalize_gender(person.person_id, person.gender_concept_id, person.gender_concept_id) AS gender_concept_id, strata_generalize_race(person.person_id, person.race_concept_id, person.race_concept_id) AS race_concept_id
-      Filter: strata_registered_participant(person.person_id)
-        TableScan: person
+      TableScan: person
 "#,
     );
 }
@@ -75,8 +74,7 @@ Projection: c.concept_name, co.condition_start_date
     SubqueryAlias: co
       SubqueryAlias: condition_occurrence
         Projection: condition_occurrence.person_id AS person_id, condition_occurrence.condition_concept_id AS condition_concept_id, strata_shift_date(condition_occurrence.person_id, condition_occurrence.condition_start_date) AS condition_start_date
-          Filter: strata_registered_participant(condition_occurrence.person_id)
-            TableScan: condition_occurrence
+          TableScan: condition_occurrence
     SubqueryAlias: c
       TableScan: concept
 "#,
@@ -197,4 +195,47 @@ async fn only_the_table_under_a_view_passes_the_tier_guard() {
             .contains("column person.birth_datetime requires the controlled tier"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_views_row_filter_runs_before_any_expression_of_the_caller() {
+    // Fails on the elder's row only (division by zero): the registered tier must not see it.
+    let sql = format!(
+        "SELECT COUNT(*) FROM person \
+         WHERE 10 / (person_id - {ELDER}) > -100 AND person_id IN ({ELDER}, 1, 2)"
+    );
+    assert!(
+        unrestricted()
+            .sql(&sql)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .is_err(),
+        "the probe fails on the elder's row"
+    );
+    let ctx = registered_session().await;
+    let df = ctx.sql(&sql).await.unwrap();
+    let physical = df.clone().create_physical_plan().await.unwrap();
+    let shown = datafusion::physical_plan::displayable(physical.as_ref())
+        .indent(false)
+        .to_string();
+    // The caller's filter above the view's rows; below them only the filter that cannot fail.
+    let caller = shown.find("FilterExec: 10 /").expect("caller's filter");
+    let rows = shown.find("RegisteredRowsExec").expect("the view's rows");
+    assert!(caller < rows, "{shown}");
+    let below = &shown[rows..];
+    assert!(!below.contains("10 /"), "{shown}");
+    assert!(below.contains("person_id@0 = 1"), "{shown}");
+    let batches = df
+        .collect()
+        .await
+        .expect("the elder's row is never evaluated");
+    let n = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n, 2);
 }
