@@ -147,7 +147,7 @@ def test_aggregates_only_sum_of_a_constant_is_rounded_like_a_count(dashboard, ge
 
 
 def test_aggregates_only_arithmetic_over_columns_is_allowed(dashboard, gen_duck):
-    sql = "SELECT AVG(year_of_birth * 1.0 / 10.0) AS v, SUM(year_of_birth - 1900) AS s FROM person"
+    sql = "SELECT AVG(year_of_birth * 1.0 / 10.0) AS v, SUM(year_of_birth * 2) AS s FROM person"
     got = dashboard.rows(sql)[0]
     want = truth(gen_duck, sql)[0]
     assert got["v"] == pytest.approx(float(want["v"]))
@@ -265,3 +265,66 @@ def test_row_level_union_of_filtered_totals_is_released_on_their_own_sets(caller
     assert got["both"] is None or got["big"] is None, got
     for k in ("both", "big"):
         assert got[k] in (None, want[k])
+
+
+# --------------------------------------------------------------------------------------------------
+# The same shapes one step removed: the branch computed in a subquery or per participant
+# --------------------------------------------------------------------------------------------------
+
+REMOVED = {
+    "subquery": "SELECT MAX(v) AS v FROM (SELECT CASE WHEN condition_concept_id = {c} THEN 1 ELSE 0 END AS v FROM condition_occurrence) t",
+    "subquery-sum": "SELECT SUM(v) AS v FROM (SELECT CASE WHEN condition_concept_id = {c} THEN 1 ELSE 0 END AS v FROM condition_occurrence) t",
+    "per-person": "SELECT SUM(m) AS v FROM (SELECT person_id, MAX(CASE WHEN condition_concept_id = {c} THEN 1 ELSE 0 END) AS m FROM condition_occurrence GROUP BY person_id) t",
+    "common-subexpression": "SELECT SUM(CASE WHEN condition_concept_id = {c} THEN 1 ELSE 0 END) + MAX(CASE WHEN condition_concept_id = {c} THEN 1 ELSE 0 END) AS v FROM condition_occurrence",
+    "renamed-twice": "SELECT SUM(w) AS v FROM (SELECT v + 0 AS w FROM (SELECT COALESCE(NULLIF(condition_concept_id, {c}) * 0, 1) AS v FROM condition_occurrence) a) b",
+}
+
+
+@pytest.mark.parametrize("concept,persons", [(441267, 5), (374919, 19), (257628, 21), (4310024, 40)])
+@pytest.mark.parametrize("shape", sorted(REMOVED))
+def test_row_level_branches_computed_below_the_aggregate_are_sub_cells(caller, gen_duck, shape, concept, persons):
+    sql = REMOVED[shape].format(c=concept)
+    got = caller.value(sql)
+    want = truth(gen_duck, sql)[0]["v"]
+    if persons <= T:
+        assert got is None, (shape, got)
+    else:
+        assert got == want
+
+
+@pytest.mark.parametrize("shape", sorted(REMOVED))
+def test_aggregates_only_branches_computed_below_the_aggregate_are_refused(dashboard, shape):
+    dashboard.refused(REMOVED[shape].format(c=BIG), status="")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT SUM(gender_concept_id) FROM person",
+        "SELECT AVG(race_concept_id) FROM person",
+        "SELECT SUM(year_of_birth - year_of_birth + 1) FROM person",
+        "SELECT SUM(year_of_birth + 1) FROM person",
+        "SELECT REGR_COUNT(year_of_birth, year_of_birth) FROM person",
+        "SELECT BOOL_OR(year_of_birth > 1950) FROM person",
+    ],
+    ids=["sum-concept-ids", "avg-concept-ids", "x-minus-x", "constant-added", "regr-count", "bool-or"],
+)
+def test_aggregates_only_exact_counts_in_disguise_are_refused(dashboard, sql):
+    dashboard.refused(sql, status="")
+
+
+def test_aggregates_only_approx_distinct_is_rounded(dashboard, gen_duck):
+    n = truth(gen_duck, "SELECT COUNT(DISTINCT year_of_birth) AS n FROM person")[0]["n"]
+    got = dashboard.value("SELECT APPROX_DISTINCT(year_of_birth) FROM person")
+    assert got % 20 == 0 and abs(got - n) <= 20 + n // 10
+
+
+@pytest.mark.parametrize("who", ["caller", "dashboard"])
+def test_disclosure_controls_own_column_names_are_reserved(request, who):
+    """A caller's column named like the release's participant sets would be read as one."""
+    p = request.getfixturevalue(who)
+    message = p.refused(
+        "SELECT gender_concept_id, COUNT(*) AS n, X'3a30' AS \"__strata_cell_set_0\" FROM person GROUP BY 1",
+        status="",
+    )
+    assert "reserved" in message

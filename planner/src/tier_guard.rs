@@ -189,9 +189,12 @@ impl TierGuard {
 
     /// A condition that uses the person key other than to equate two columns.
     fn slices(&self, predicate: &Expr, ids: &Identifiers) -> bool {
+        // A NULL test (the outer-join anti-join idiom) singles no one out.
+        let null_test =
+            |c: &Expr| matches!(c, Expr::IsNull(e) | Expr::IsNotNull(e) if is_bare_column(e));
         split_conjunction(predicate)
             .into_iter()
-            .any(|c| self.uses_person_key(c, ids) && !is_column_equality(c))
+            .any(|c| self.uses_person_key(c, ids) && !is_column_equality(c) && !null_test(c))
     }
 
     /// Whether `e` reads a column that identifies a participant (`ids`: those of the node's

@@ -7,8 +7,8 @@
 //! and means also depend only on their nonzero terms (`SUM(x > 5)`, `SUM(floor(v / 1e6))`).
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchema, ScalarValue};
-use datafusion::logical_expr::{Expr, ExprSchemable, lit};
+use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, lit};
 
 /// Conditions selecting the rows each sub-cell of aggregate `name(args)` is computed from
 /// (empty: the value depends on which rows are non-NULL only, as for a plain COUNT).
@@ -38,40 +38,178 @@ pub fn sub_cells(name: &str, distinct: bool, args: &[Expr], schema: &DFSchema) -
     unique
 }
 
-/// An argument made of columns, literals and arithmetic that cannot turn a value into an
-/// indicator: `+ - *`, division by a constant into a non-integer, numeric casts. What an
-/// aggregates-only principal may aggregate.
-pub fn plain(e: &Expr, schema: &DFSchema) -> bool {
+/// An argument an aggregates-only principal may aggregate: each column at most once, scaled by
+/// constants (`*`, division by a non-integer constant), added to or subtracted from other
+/// columns — nothing that can turn a value into an indicator (a comparison, CASE, a step
+/// function, integer division) or into a count (`x - x + 1`, a constant added: `SUM(x + 1)` is
+/// `SUM(x)` plus the exact row count). Sums and means (`magnitude`) take no ids or concept ids:
+/// `SUM(gender_concept_id)` decodes the exact count of each gender. A lone constant is allowed
+/// (`SUM(1)`, rounded like a count).
+pub fn plain(e: &Expr, magnitude: bool) -> bool {
+    if matches!(e, Expr::Literal(v, _) if !v.is_null()) {
+        return true;
+    }
+    let columns = e.column_refs();
+    let mut names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let n = names.len();
+    names.sort_unstable();
+    names.dedup();
+    let ids = magnitude && names.iter().any(|c| c.ends_with("_id"));
+    n > 0 && names.len() == n && !ids && sum_of_terms(e)
+}
+
+fn sum_of_terms(e: &Expr) -> bool {
     use datafusion::logical_expr::Operator;
     match e {
-        Expr::Column(_) | Expr::Literal(..) => true,
-        Expr::Alias(a) => plain(&a.expr, schema),
-        Expr::Negative(e) => plain(e, schema),
-        Expr::Cast(c) => !boolean(&c.expr, schema) && plain(&c.expr, schema),
-        Expr::BinaryExpr(b) => {
-            let arithmetic = match b.op {
-                Operator::Plus | Operator::Minus | Operator::Multiply => true,
-                // By a constant, into a non-integer: integer division is a step function, and
-                // a column below the line makes bumps (1.0 / (1 + 1e9 * (x - c) * (x - c))).
-                Operator::Divide => {
-                    matches!(b.right.as_ref(), Expr::Literal(..))
-                        && e.get_type(schema).is_ok_and(|t| {
-                            matches!(
-                                t,
-                                arrow::datatypes::DataType::Float16
-                                    | arrow::datatypes::DataType::Float32
-                                    | arrow::datatypes::DataType::Float64
-                                    | arrow::datatypes::DataType::Decimal128(..)
-                                    | arrow::datatypes::DataType::Decimal256(..)
-                            )
-                        })
-                }
-                _ => false,
-            };
-            arithmetic && plain(&b.left, schema) && plain(&b.right, schema)
+        Expr::BinaryExpr(b) if matches!(b.op, Operator::Plus | Operator::Minus) => {
+            sum_of_terms(&b.left) && sum_of_terms(&b.right)
         }
+        e => term(e),
+    }
+}
+
+/// A column, cast or negated, scaled by constants.
+fn term(e: &Expr) -> bool {
+    use datafusion::logical_expr::Operator;
+    let constant = |e: &Expr| matches!(e, Expr::Literal(v, _) if !v.is_null());
+    // Dividing by an integer constant may be integer division: a step function.
+    let fractional = |e: &Expr| {
+        matches!(
+            e,
+            Expr::Literal(
+                ScalarValue::Float32(Some(_))
+                    | ScalarValue::Float64(Some(_))
+                    | ScalarValue::Decimal128(Some(_), _, _)
+                    | ScalarValue::Decimal256(Some(_), _, _),
+                _
+            )
+        )
+    };
+    match e {
+        Expr::Column(_) => true,
+        Expr::Alias(a) => term(&a.expr),
+        Expr::Negative(e) => term(e),
+        Expr::Cast(c) => term(&c.expr),
+        Expr::BinaryExpr(b) => match b.op {
+            Operator::Multiply => {
+                (term(&b.left) && constant(&b.right)) || (constant(&b.left) && term(&b.right))
+            }
+            Operator::Divide => term(&b.left) && fractional(&b.right),
+            _ => false,
+        },
         _ => false,
     }
+}
+
+/// `e` (over `plan`'s output) with each column replaced by the expression that defines it
+/// below — through projections, subquery aliases, filters, sorts, joins and group keys — down
+/// to the columns of scans (and of aggregates the principal may compute: their values are
+/// opaque). `None`: a column whose definition cannot be followed.
+pub fn unfold(e: &Expr, plan: &LogicalPlan) -> Option<Expr> {
+    use datafusion::common::tree_node::Transformed;
+    let mut lost = false;
+    let out = e
+        .clone()
+        .transform_up(|e| match e {
+            Expr::Column(c) => match define(&c, plan) {
+                Some(d) => Ok(Transformed::yes(d)),
+                None => {
+                    lost = true;
+                    Ok(Transformed::no(Expr::Column(c)))
+                }
+            },
+            e => Ok(Transformed::no(e)),
+        })
+        .ok()?
+        .data;
+    (!lost).then_some(out)
+}
+
+fn unalias(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => unalias(&a.expr),
+        e => e,
+    }
+}
+
+/// The expression that defines column `c` of `plan`'s output.
+fn define(c: &Column, plan: &LogicalPlan) -> Option<Expr> {
+    let index = || plan.schema().maybe_index_of_column(c);
+    let input_column = |input: &LogicalPlan, i: usize| {
+        let (q, f) = input.schema().qualified_field(i);
+        Column::new(q.cloned(), f.name())
+    };
+    match plan {
+        LogicalPlan::Projection(p) => unfold(unalias(&p.expr[index()?]), &p.input),
+        LogicalPlan::SubqueryAlias(a) => define(&input_column(&a.input, index()?), &a.input),
+        LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Repartition(_)
+        | LogicalPlan::Distinct(_) => define(c, plan.inputs()[0]),
+        LogicalPlan::Join(j) => {
+            if j.left.schema().has_column(c) {
+                define(c, &j.left)
+            } else {
+                define(c, &j.right)
+            }
+        }
+        LogicalPlan::Window(w) => {
+            if w.input.schema().has_column(c) {
+                define(c, &w.input)
+            } else {
+                // A window's value is no column: not plain.
+                Some(w.window_expr[index()? - w.input.schema().fields().len()].clone())
+            }
+        }
+        LogicalPlan::Aggregate(agg) => {
+            if matches!(agg.group_expr.first(), Some(Expr::GroupingSet(_))) {
+                return None;
+            }
+            let i = index()?;
+            let n_group = agg.group_expr.len();
+            if i < n_group {
+                return unfold(unalias(&agg.group_expr[i]), &agg.input);
+            }
+            // An inner aggregate's value (per participant, say) is plain if it aggregates a
+            // plain argument.
+            let f = unalias(&agg.aggr_expr[i - n_group]);
+            let Expr::AggregateFunction(af) = f else {
+                return Some(f.clone());
+            };
+            let magnitude = matches!(af.func.name(), "sum" | "avg" | "mean");
+            let plain_args = af.params.filter.is_none()
+                && af
+                    .params
+                    .args
+                    .iter()
+                    .all(|a| unfold(a, &agg.input).is_some_and(|a| plain(&a, magnitude)));
+            if plain_args {
+                Some(Expr::Column(c.clone()))
+            } else {
+                Some(f.clone())
+            }
+        }
+        LogicalPlan::Union(u) => {
+            let i = index()?;
+            let plain_inputs = u.inputs.iter().all(|input| {
+                define(&input_column(input, i), input).is_some_and(|d| plain(&d, false))
+            });
+            plain_inputs.then(|| Expr::Column(c.clone()))
+        }
+        LogicalPlan::TableScan(_)
+        | LogicalPlan::Values(_)
+        | LogicalPlan::EmptyRelation(_)
+        | LogicalPlan::Extension(_) => Some(Expr::Column(c.clone())),
+        _ => None,
+    }
+}
+
+/// The conditions under which each value-dependent branch inside `e` gives its value.
+pub fn conditions(e: &Expr, schema: &DFSchema) -> Vec<Expr> {
+    let mut out = Vec::new();
+    branches(e, None, schema, &mut out);
+    out
 }
 
 fn and(path: &Option<Expr>, c: Expr) -> Expr {

@@ -64,6 +64,9 @@ enum Kind {
     /// The participants a cell's value is computed from, when fewer than its row's (a FILTER,
     /// a nullable argument): a roaring bitmap (Binary), what the release step decides on.
     CellSet,
+    /// Whether a row's value of a visible column (its `origin`) was given by one branch of a
+    /// CASE, COALESCE … (Boolean): a sub-cell of any aggregate of that column, however far up.
+    Branch,
 }
 
 /// A hidden column of the rewrite.
@@ -72,7 +75,8 @@ struct Hidden {
     name: String,
     kind: Kind,
     /// For a person id: the visible column it equals on every row (the scan's person key, as
-    /// named at this point of the plan), while that is known.
+    /// named at this point of the plan), while that is known. For a branch: the visible column
+    /// whose value it decides.
     origin: Option<Column>,
 }
 
@@ -86,6 +90,7 @@ impl Hidden {
             Kind::Person => DataType::Int64,
             Kind::Bitmap | Kind::CellSet => DataType::Binary,
             Kind::Code => DataType::UInt8,
+            Kind::Branch => DataType::Boolean,
         }
     }
 }
@@ -130,6 +135,29 @@ impl Rel {
     fn has_lineage(&self) -> bool {
         self.hidden.iter().any(|h| is_lineage(h.kind))
     }
+}
+
+/// A column name of the plan (subqueries included) in disclosure control's own namespace: a
+/// caller's `AS __strata_cell_set_0` would be read as a participant set by the release.
+fn reserved_name(plan: &LogicalPlan) -> Option<String> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        if CohortBoundary::of(node).is_some() {
+            return Ok(TreeNodeRecursion::Jump);
+        }
+        if let Some(f) = node
+            .schema()
+            .fields()
+            .iter()
+            .find(|f| f.name().starts_with("__strata"))
+        {
+            found = Some(f.name().clone());
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 /// Hidden columns naming a row's participants (not codes, not cells' own sets).
@@ -202,6 +230,7 @@ impl<'a> Rewriter<'a> {
         let prefix = match kind {
             Kind::Code => "__strata_code",
             Kind::CellSet => "__strata_set",
+            Kind::Branch => "__strata_branch",
             _ => "__strata_lineage",
         };
         Hidden {
@@ -225,6 +254,11 @@ impl<'a> Rewriter<'a> {
         if !self.aggregates_participants(plan) {
             // Row-level results and vocabulary aggregates: no cell to protect.
             return Ok(plan.clone());
+        }
+        if let Some(name) = reserved_name(plan) {
+            return refuse(format!(
+                "the name {name} is reserved for disclosure control's own columns"
+            ));
         }
         let rel = self.node(plan)?;
         if self.aggregates_only() && rel.rows {
@@ -458,24 +492,55 @@ impl<'a> Rewriter<'a> {
             .collect();
         let mut exprs = p.expr.clone();
         exprs.extend(input.hidden.iter().map(Hidden::expr));
-        let plan = df(Projection::try_new(exprs, Arc::new(input.plan)))?;
-        let hidden = input
-            .hidden
-            .into_iter()
-            .map(|mut h| {
-                h.origin = h.origin.and_then(|o| {
-                    p.expr.iter().zip(p.schema.iter()).find_map(|(e, (q, f))| {
-                        let inner = match e {
-                            Expr::Alias(a) => a.expr.as_ref(),
-                            e => e,
-                        };
-                        matches!(inner, Expr::Column(c) if *c == o)
-                            .then(|| Column::new(q.cloned(), f.name()))
-                    })
+        let output = |k: usize| {
+            let (q, f) = p.schema.qualified_field(k);
+            Column::new(q.cloned(), f.name())
+        };
+        let mut hidden: Vec<Hidden> = Vec::with_capacity(input.hidden.len());
+        let mut branches_of = Vec::new();
+        for mut h in input.hidden {
+            if h.kind == Kind::Branch {
+                // A branch goes with every output computed from its column.
+                let readers: Vec<usize> = h.origin.as_ref().map_or_else(Vec::new, |o| {
+                    (0..p.expr.len())
+                        .filter(|&k| p.expr[k].column_refs().contains(o))
+                        .collect()
                 });
-                h
-            })
-            .collect();
+                for &k in readers.iter().skip(1) {
+                    let mut copy = self.hidden(Kind::Branch);
+                    copy.origin = Some(output(k));
+                    branches_of.push(h.expr().alias(&copy.name));
+                    hidden.push(copy);
+                }
+                h.origin = readers.first().map(|&k| output(k));
+                hidden.push(h);
+                continue;
+            }
+            h.origin = h.origin.and_then(|o| {
+                p.expr.iter().zip(p.schema.iter()).find_map(|(e, (q, f))| {
+                    let inner = match e {
+                        Expr::Alias(a) => a.expr.as_ref(),
+                        e => e,
+                    };
+                    matches!(inner, Expr::Column(c) if *c == o)
+                        .then(|| Column::new(q.cloned(), f.name()))
+                })
+            });
+            hidden.push(h);
+        }
+        if input.rows || hidden.iter().any(|h| is_lineage(h.kind)) {
+            // Values this projection computes by branches over participant data.
+            for (k, e) in p.expr.iter().enumerate() {
+                for condition in branches::conditions(e, schema) {
+                    let mut b = self.hidden(Kind::Branch);
+                    b.origin = Some(output(k));
+                    branches_of.push(condition.alias(&b.name));
+                    hidden.push(b);
+                }
+            }
+        }
+        exprs.extend(branches_of);
+        let plan = df(Projection::try_new(exprs, Arc::new(input.plan)))?;
         Ok(Rel {
             plan: LogicalPlan::Projection(plan),
             hidden,
@@ -861,7 +926,7 @@ impl<'a> Rewriter<'a> {
     /// puts every member's value into one cell.
     fn aggregates_only_cells<'e>(
         cells: impl Iterator<Item = (&'e str, bool, &'e [Expr])>,
-        schema: &DFSchema,
+        input: &LogicalPlan,
     ) -> R<()> {
         for (name, filtered, args) in cells {
             if collects_values(name) {
@@ -870,12 +935,25 @@ impl<'a> Rewriter<'a> {
                      principal: it puts every member's value into one cell"
                 ));
             }
-            if filtered || !args.iter().all(|a| branches::plain(a, schema)) {
+            if !AGGREGATES_ONLY_FUNCTIONS.contains(&name) {
                 return refuse(format!(
-                    "an aggregates-only principal may aggregate columns and arithmetic over \
-                     them, not a condition or function inside {name} (FILTER, CASE, \
-                     COALESCE, a comparison, SIGN …): choose the rows with WHERE and the \
-                     groups with GROUP BY"
+                    "{name} over participant data is not available to an aggregates-only \
+                     principal (allowed: {})",
+                    AGGREGATES_ONLY_FUNCTIONS.join(", ")
+                ));
+            }
+            // Each argument as defined where its columns come from, through the projections
+            // and subqueries below (a CASE in a subquery is still inside the aggregate).
+            let magnitude = is_magnitude(name);
+            let plain = args.iter().all(|a| {
+                branches::unfold(a, input).is_some_and(|a| branches::plain(&a, magnitude))
+            });
+            if filtered || !plain {
+                return refuse(format!(
+                    "an aggregates-only principal may aggregate columns (each once, scaled by a \
+                     constant; SUM and AVG not of ids or concept ids), not a condition or \
+                     function inside {name} (FILTER, CASE, COALESCE, a comparison, SIGN, a \
+                     constant added …): choose the rows with WHERE and the groups with GROUP BY"
                 ));
             }
         }
@@ -923,7 +1001,7 @@ impl<'a> Rewriter<'a> {
                         f.params.args.as_slice(),
                     )
                 }),
-                agg.input.schema(),
+                &agg.input,
             )?;
         }
         // Group keys computed from cells keep those cells' codes.
@@ -982,7 +1060,17 @@ impl<'a> Rewriter<'a> {
             };
             let base = conditions[condition_of[k]].as_ref();
             let args = (f.func.name(), f.params.distinct, f.params.args.as_slice());
-            for c in sub_cell_conditions(args, &input_schema, base)? {
+            let mut own = sub_cell_conditions(args, &input_schema, base)?;
+            // Branches computed below, in a projection or subquery, of the columns it reads.
+            if f.func.name() != "count" || f.params.distinct {
+                for b in branches_read(&f.params.args, &input.hidden) {
+                    own.push(match base {
+                        Some(base) => base.clone().and(b.expr().is_true()),
+                        None => b.expr().is_true(),
+                    });
+                }
+            }
+            for c in own {
                 let h = match seen.iter().find(|(x, _)| *x == c) {
                     Some((_, h)) => h.clone(),
                     None => {
@@ -1073,12 +1161,11 @@ impl<'a> Rewriter<'a> {
         for (position, columns) in key_codes {
             cells[position] = columns.into_iter().map(|(_, h)| h.name).collect();
         }
+        // Each cell is released on its own contributors (the group's, or those its condition
+        // keeps), wherever its row goes: a join with padding does not widen them.
         let mut cell_sets = vec![vec![]; agg.schema.fields().len()];
         for k in 0..agg.aggr_expr.len() {
-            let set = &sets[condition_of[k]];
-            if set.kind == Kind::CellSet {
-                cell_sets[n_group + k] = vec![set.name.clone()];
-            }
+            cell_sets[n_group + k] = vec![sets[condition_of[k]].name.clone()];
         }
         Ok(Rel {
             plan: LogicalPlan::Projection(plan),
@@ -1131,7 +1218,7 @@ impl<'a> Rewriter<'a> {
         lineage: Vec<Hidden>,
     ) -> R<Rel> {
         if let Some(person) = self.person_group(agg, &lineage) {
-            return self.keyed_by_person(agg, input, person, vec![]);
+            return self.keyed_by_person(agg, input, person, vec![], vec![]);
         }
         let set = self.hidden(Kind::Bitmap);
         let mut aggr = agg.aggr_expr.clone();
@@ -1165,7 +1252,27 @@ impl<'a> Rewriter<'a> {
                 .map(|(k, e)| (n_group + k, e)),
         );
         let inherited = self.inherited_codes(agg, outputs, &input.cells);
-        self.keyed_by_person(agg, input.plan, person, inherited)
+        // A participant's value computed from branches (`MAX(CASE WHEN rare THEN …)`) is
+        // decided by whether any of their rows took each branch.
+        let mut branches = Vec::new();
+        for (k, e) in agg.aggr_expr.iter().enumerate() {
+            let Some(f) = aggregate_of(e) else { continue };
+            for b in branches_read(&f.params.args, &input.hidden) {
+                let mut any = self.hidden(Kind::Branch);
+                let (q, field) = agg.schema.qualified_field(n_group + k);
+                any.origin = Some(Column::new(q.cloned(), field.name()));
+                let bool_or = Expr::AggregateFunction(AggregateFunction::new_udf(
+                    datafusion::functions_aggregate::bool_and_or::bool_or_udaf(),
+                    vec![b.expr()],
+                    false,
+                    None,
+                    vec![],
+                    None,
+                ));
+                branches.push((bool_or, any));
+            }
+        }
+        self.keyed_by_person(agg, input.plan, person, inherited, branches)
     }
 
     /// The aggregate, rebuilt over the rewritten input, plus its person group key as the
@@ -1176,12 +1283,16 @@ impl<'a> Rewriter<'a> {
         input: LogicalPlan,
         person: Column,
         inherited: Vec<Inherited>,
+        branches: Vec<(Expr, Hidden)>,
     ) -> R<Rel> {
         let mut aggr = agg.aggr_expr.clone();
         for (_, columns) in &inherited {
             for (e, h) in columns {
                 aggr.push(e.clone().alias(&h.name));
             }
+        }
+        for (e, h) in &branches {
+            aggr.push(e.clone().alias(&h.name));
         }
         let rebuilt = df(Aggregate::try_new(
             Arc::new(input),
@@ -1199,6 +1310,10 @@ impl<'a> Rewriter<'a> {
                 cells[position].push(h.name.clone());
                 hidden.push(h);
             }
+        }
+        for (_, h) in branches {
+            exprs.push(h.expr());
+            hidden.push(h);
         }
         let plan = df(Projection::try_new(
             exprs,
@@ -1354,7 +1469,11 @@ impl<'a> Rewriter<'a> {
                     let mut read = self.hidden(h.kind);
                     read.origin = None;
                     let mut params = wf.params.clone();
-                    params.args[0] = h.expr();
+                    // The lineage of the row whose value is returned: under IGNORE NULLS, the
+                    // nearest row whose argument is not NULL.
+                    params.args[0] = when(wf.params.args[0].clone().is_not_null(), h.expr())
+                        .end()
+                        .map_err(|e| Unprotectable(format!("internal: {e}")))?;
                     if matches!(name.as_str(), "lag" | "lead") && params.args.len() > 2 {
                         params.args[2] = cast(lit(ScalarValue::Null), h.data_type());
                     }
@@ -1495,7 +1614,19 @@ impl<'a> Rewriter<'a> {
             .enumerate()
             .flat_map(|(i, r)| r.hidden.iter().map(move |h| (i, h.clone())))
             .collect();
-        let names: Vec<Hidden> = slots.iter().map(|(_, h)| self.hidden(h.kind)).collect();
+        let mut names: Vec<Hidden> = slots.iter().map(|(_, h)| self.hidden(h.kind)).collect();
+        // A branch stays with its column: the union's column at the same position.
+        for ((owner, h), name) in slots.iter().zip(names.iter_mut()) {
+            if h.kind == Kind::Branch
+                && let Some(k) = h
+                    .origin
+                    .as_ref()
+                    .and_then(|o| u.inputs[*owner].schema().maybe_index_of_column(o))
+            {
+                let (q, f) = u.schema.qualified_field(k);
+                name.origin = Some(Column::new(q.cloned(), f.name()));
+            }
+        }
         let renamed = |input: usize, code: &String| {
             slots
                 .iter()
@@ -1579,13 +1710,23 @@ fn aggregate_of(e: &Expr) -> Option<&AggregateFunction> {
     }
 }
 
-/// A count of rows: COUNT, or a SUM of a constant (`SUM(1)`), which is rounded like one.
+/// A count of rows or participants: COUNT, APPROX_DISTINCT, or a SUM of a constant (`SUM(1)`),
+/// rounded like one.
 fn counts_rows(e: &Expr) -> bool {
     aggregate_of(e).is_some_and(|f| {
-        f.func.name() == "count"
+        matches!(f.func.name(), "count" | "approx_distinct")
             || (f.func.name() == "sum"
                 && matches!(f.params.args.first(), Some(Expr::Literal(v, _)) if !v.is_null()))
     })
+}
+
+/// The branch columns (of `hidden`) deciding the columns `args` read.
+fn branches_read<'h>(args: &[Expr], hidden: &'h [Hidden]) -> Vec<&'h Hidden> {
+    let read: Vec<&Column> = args.iter().flat_map(|a| a.column_refs()).collect();
+    hidden
+        .iter()
+        .filter(|h| h.kind == Kind::Branch && h.origin.as_ref().is_some_and(|o| read.contains(&o)))
+        .collect()
 }
 
 /// More sub-cells than this in one aggregate is refused rather than counted.
@@ -1613,6 +1754,30 @@ fn sub_cell_conditions(
         })
         .collect())
 }
+
+/// The aggregates an aggregates-only principal may compute over participant data.
+const AGGREGATES_ONLY_FUNCTIONS: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "mean",
+    "min",
+    "max",
+    "median",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "var",
+    "var_pop",
+    "var_samp",
+    "variance",
+    "approx_distinct",
+    "approx_median",
+    "approx_percentile_cont",
+    "percentile_cont",
+    "first_value",
+    "last_value",
+];
 
 /// Aggregates that put every member's value into one cell.
 fn collects_values(name: &str) -> bool {

@@ -34,28 +34,27 @@ impl ProtectedResult {
     /// of its columns are cells and which participant sets they are decided on).
     pub fn new(batch: RecordBatch, report: &DisclosureReport) -> Result<Self, PlannerError> {
         let schema = batch.schema();
-        let n_sets = schema
-            .fields()
-            .iter()
-            .rev()
-            .take_while(|f| f.name().starts_with(CELL_SET_COLUMN))
-            .count();
         let cells: Vec<(usize, usize)> = report
             .output_cells()
             .into_iter()
             .zip(report.cell_sets())
             .collect();
-        if n_sets == 0 || cells.iter().any(|&(_, j)| j >= n_sets) {
+        // Exactly the set columns the rewrite added, by name, last.
+        let n_sets = cells.iter().map(|&(_, j)| j + 1).max().unwrap_or(0);
+        let visible = batch.num_columns().checked_sub(n_sets);
+        let named = visible.is_some_and(|v| {
+            (0..n_sets).all(|j| *schema.field(v + j).name() == format!("{CELL_SET_COLUMN}_{j}"))
+        });
+        if n_sets == 0 || !named {
             return Err(PlannerError::Internal(
                 "a protected result without its participant sets".into(),
             ));
         }
         report.set_result_cells((batch.num_rows() * cells.len()) as u64);
-        let visible = batch.num_columns() - n_sets;
         Ok(ProtectedResult {
             batch,
             cells,
-            visible,
+            visible: visible.unwrap_or_default(),
         })
     }
 
