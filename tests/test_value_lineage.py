@@ -328,3 +328,71 @@ def test_disclosure_controls_own_column_names_are_reserved(request, who):
         status="",
     )
     assert "reserved" in message
+
+
+# --------------------------------------------------------------------------------------------------
+# Second review: ordering, unions and windows as branches; step casts; ids renamed per person
+# --------------------------------------------------------------------------------------------------
+
+PICKED = {
+    "first-value-ordered-by-case": (
+        "SELECT FIRST_VALUE(condition_start_date ORDER BY CASE WHEN condition_concept_id = {c} THEN 0 ELSE 1 END, "
+        "condition_occurrence_id) AS v FROM condition_occurrence",
+        "SELECT first(condition_start_date ORDER BY CASE WHEN condition_concept_id = {c} THEN 0 ELSE 1 END, "
+        "condition_occurrence_id) AS v FROM condition_occurrence",
+    ),
+    "union-as-case": (
+        "SELECT MAX(v) AS v FROM (SELECT condition_start_date AS v FROM condition_occurrence WHERE condition_concept_id = {c} "
+        "UNION ALL SELECT DATE '1900-01-01' AS v FROM condition_occurrence) t",
+        None,
+    ),
+    "window-over-branch": (
+        "SELECT DISTINCT MAX(y) OVER () AS v FROM (SELECT CASE WHEN condition_concept_id = {c} "
+        "THEN condition_start_date ELSE DATE '1900-01-01' END AS y FROM condition_occurrence) t",
+        None,
+    ),
+    "per-person-own-case": (
+        "SELECT MAX(m) AS v FROM (SELECT person_id, MAX(CASE WHEN condition_concept_id = {c} THEN condition_start_date "
+        "ELSE DATE '1900-01-01' END) AS m FROM condition_occurrence GROUP BY person_id) t",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("concept,persons", [(441267, 5), (374919, 19), (257628, 21), (4310024, 40)])
+@pytest.mark.parametrize("shape", sorted(PICKED))
+def test_row_level_values_picked_by_ordering_union_or_window_are_sub_cells(caller, gen_duck, shape, concept, persons):
+    sql, oracle = PICKED[shape]
+    got = caller.rows(sql.format(c=concept))
+    want = truth(gen_duck, (oracle or sql).format(c=concept))
+    assert len(got) == len(want) == 1
+    if persons <= T:
+        assert got[0]["v"] is None, (shape, got)
+    else:
+        assert got[0]["v"] == want[0]["v"]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [PICKED[k][0].format(c=BIG) for k in sorted(PICKED)]
+    + [
+        "SELECT SUM(CAST(year_of_birth / 2000.0 AS INT) + month_of_birth) FROM person",
+        "SELECT SUM(g) FROM (SELECT person_id, MAX(gender_concept_id) AS g FROM person GROUP BY person_id) t",
+        "SELECT SUM(g) FROM (SELECT gender_concept_id AS g FROM person UNION ALL SELECT year_of_birth AS g FROM person) t",
+        "SELECT FIRST_VALUE(year_of_birth ORDER BY year_of_birth) FROM person",
+    ],
+    ids=sorted(PICKED) + ["step-cast", "ids-per-person", "union-of-different-columns", "first-value"],
+)
+def test_aggregates_only_picking_and_decoding_are_refused(dashboard, sql):
+    dashboard.refused(sql, status="")
+
+
+def test_row_level_branch_conditions_are_evaluated_like_case(caller, gen_duck):
+    """A later WHEN must not run on rows an earlier WHEN took: no division by zero."""
+    sql = (
+        "SELECT k, COUNT(*) AS n FROM (SELECT CASE WHEN year_of_birth - year_of_birth = 0 THEN 'none' "
+        "WHEN 100 / (year_of_birth - year_of_birth) > 1 THEN 'a' ELSE 'b' END AS k FROM person) t GROUP BY k"
+    )
+    got = caller.rows(sql)
+    total = truth(gen_duck, "SELECT COUNT(*) AS n FROM person")[0]["n"]
+    assert got == [{"k": "none", "n": total}]

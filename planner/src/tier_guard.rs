@@ -126,7 +126,11 @@ impl TierGuard {
                 }
                 for e in &agg.aggr_expr {
                     if let Some(f) = aggregate_function(e)
-                        && f.params.args.iter().any(|a| self.uses_person_key(a, &ids))
+                        && (f.params.args.iter().any(|a| self.uses_person_key(a, &ids))
+                            || f.params
+                                .order_by
+                                .iter()
+                                .any(|o| self.uses_person_key(&o.expr, &ids)))
                         && !(f.func.name() == "count" && f.params.args.iter().all(is_bare_column))
                     {
                         return deny("aggregate a value of");

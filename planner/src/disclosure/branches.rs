@@ -12,22 +12,40 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, lit};
 
 /// Conditions selecting the rows each sub-cell of aggregate `name(args)` is computed from
 /// (empty: the value depends on which rows are non-NULL only, as for a plain COUNT).
-pub fn sub_cells(name: &str, distinct: bool, args: &[Expr], schema: &DFSchema) -> Vec<Expr> {
+pub fn sub_cells(
+    name: &str,
+    distinct: bool,
+    args: &[Expr],
+    order_by: &[Expr],
+    schema: &DFSchema,
+) -> Vec<Expr> {
     if name == "count" && !distinct {
         // A count of rows depends on which rows are non-NULL, which the cell's own set is.
         return vec![];
     }
     let mut out = Vec::new();
-    for a in args {
+    // FIRST_VALUE(x ORDER BY CASE WHEN rare THEN 0 ELSE 1 END) picks by its ordering's branches.
+    for a in args.iter().chain(order_by) {
         branches(a, None, schema, &mut out);
     }
     if matches!(name, "sum" | "avg" | "mean")
         && let Some(a) = args.first()
-        && let Ok(t) = a.get_type(schema)
-        && t.is_numeric()
-        && let Ok(zero) = ScalarValue::new_zero(&t)
     {
-        out.push(a.clone().not_eq(lit(zero)));
+        // The whole, and each added term on its own: `SUM(rare_part + always_nonzero)`.
+        let mut terms = vec![a];
+        let parts = added_terms(a);
+        if parts.len() > 1 {
+            terms.extend(parts);
+        }
+        for t in terms {
+            if let Ok(ty) = t.get_type(schema)
+                && ty.is_numeric()
+                && !matches!(t, Expr::Literal(..))
+                && let Ok(zero) = ScalarValue::new_zero(&ty)
+            {
+                out.push(t.clone().not_eq(lit(zero)));
+            }
+        }
     }
     let mut unique: Vec<Expr> = Vec::with_capacity(out.len());
     for c in out {
@@ -89,7 +107,16 @@ fn term(e: &Expr) -> bool {
         Expr::Column(_) => true,
         Expr::Alias(a) => term(&a.expr),
         Expr::Negative(e) => term(e),
-        Expr::Cast(c) => term(&c.expr),
+        // A cast of a column; of anything else, only into a fractional type (a cast of
+        // `x / 2000.0` to an integer is a step function).
+        Expr::Cast(c) => {
+            matches!(c.expr.as_ref(), Expr::Column(_))
+                || (term(&c.expr)
+                    && matches!(
+                        c.field.data_type(),
+                        arrow::datatypes::DataType::Float32 | arrow::datatypes::DataType::Float64
+                    ))
+        }
         Expr::BinaryExpr(b) => match b.op {
             Operator::Multiply => {
                 (term(&b.left) && constant(&b.right)) || (constant(&b.left) && term(&b.right))
@@ -179,29 +206,52 @@ fn define(c: &Column, plan: &LogicalPlan) -> Option<Expr> {
             };
             let magnitude = matches!(af.func.name(), "sum" | "avg" | "mean");
             let plain_args = af.params.filter.is_none()
+                && af.params.order_by.is_empty()
                 && af
                     .params
                     .args
                     .iter()
                     .all(|a| unfold(a, &agg.input).is_some_and(|a| plain(&a, magnitude)));
-            if plain_args {
-                Some(Expr::Column(c.clone()))
-            } else {
-                Some(f.clone())
+            match (plain_args, af.func.name()) {
+                // The participant's own value of the column (`_id` rules see the column).
+                (true, "min" | "max" | "first_value" | "last_value" | "median") => {
+                    unfold(&af.params.args[0], &agg.input)
+                }
+                (true, _) => Some(Expr::Column(c.clone())),
+                _ => Some(f.clone()),
             }
         }
         LogicalPlan::Union(u) => {
+            // The same definition in every input, or the union picks between them like a CASE.
             let i = index()?;
-            let plain_inputs = u.inputs.iter().all(|input| {
-                define(&input_column(input, i), input).is_some_and(|d| plain(&d, false))
-            });
-            plain_inputs.then(|| Expr::Column(c.clone()))
+            let mut definitions = u
+                .inputs
+                .iter()
+                .map(|input| define(&input_column(input, i), input));
+            let first = definitions.next()??;
+            definitions
+                .all(|d| d.as_ref() == Some(&first))
+                .then_some(first)
         }
         LogicalPlan::TableScan(_)
         | LogicalPlan::Values(_)
         | LogicalPlan::EmptyRelation(_)
         | LogicalPlan::Extension(_) => Some(Expr::Column(c.clone())),
         _ => None,
+    }
+}
+
+/// The terms of a sum (`a + b - c` → a, b, c; anything else → itself).
+fn added_terms(e: &Expr) -> Vec<&Expr> {
+    use datafusion::logical_expr::Operator;
+    match e {
+        Expr::BinaryExpr(b) if matches!(b.op, Operator::Plus | Operator::Minus) => {
+            let mut out = added_terms(&b.left);
+            out.extend(added_terms(&b.right));
+            out
+        }
+        Expr::Alias(a) => added_terms(&a.expr),
+        e => vec![e],
     }
 }
 
@@ -212,9 +262,13 @@ pub fn conditions(e: &Expr, schema: &DFSchema) -> Vec<Expr> {
     out
 }
 
+/// `c` where `path` holds, else false, evaluated as CASE does: `c` never runs on a row `path`
+/// rejects (`CASE WHEN d = 0 THEN NULL WHEN n / d > 1 …` must not divide by zero).
 fn and(path: &Option<Expr>, c: Expr) -> Expr {
     match path {
-        Some(p) => p.clone().and(c),
+        Some(p) => datafusion::logical_expr::when(p.clone(), c)
+            .otherwise(lit(false))
+            .unwrap_or_else(|_| p.clone().and(lit(false))),
         None => c,
     }
 }
@@ -328,7 +382,13 @@ mod tests {
         let Expr::AggregateFunction(f) = e else {
             panic!("an aggregate")
         };
-        sub_cells(f.func.name(), f.params.distinct, &f.params.args, &schema())
+        sub_cells(
+            f.func.name(),
+            f.params.distinct,
+            &f.params.args,
+            &[],
+            &schema(),
+        )
     }
 
     #[test]
@@ -361,10 +421,13 @@ mod tests {
             cells,
             vec![
                 col("x").gt(lit(5i64)).is_true(),
-                col("x")
-                    .gt(lit(5i64))
-                    .is_true()
-                    .and(col("v").eq(lit(1i64)).is_true()),
+                // Evaluated as CASE does: the inner condition only where the outer holds.
+                when(
+                    col("x").gt(lit(5i64)).is_true(),
+                    col("v").eq(lit(1i64)).is_true()
+                )
+                .otherwise(lit(false))
+                .unwrap(),
             ]
         );
     }

@@ -531,7 +531,14 @@ impl<'a> Rewriter<'a> {
         if input.rows || hidden.iter().any(|h| is_lineage(h.kind)) {
             // Values this projection computes by branches over participant data.
             for (k, e) in p.expr.iter().enumerate() {
-                for condition in branches::conditions(e, schema) {
+                let conditions = branches::conditions(e, schema);
+                if conditions.len() > MAX_SUB_CELLS {
+                    return refuse(format!(
+                        "a value that depends on more than {MAX_SUB_CELLS} conditions cannot \
+                         be protected"
+                    ));
+                }
+                for condition in conditions {
                     let mut b = self.hidden(Kind::Branch);
                     b.origin = Some(output(k));
                     branches_of.push(condition.alias(&b.name));
@@ -995,9 +1002,10 @@ impl<'a> Rewriter<'a> {
         if self.aggregates_only() {
             Self::aggregates_only_cells(
                 agg.aggr_expr.iter().filter_map(aggregate_of).map(|f| {
+                    // An aggregate's own ORDER BY picks a row like a condition does.
                     (
                         f.func.name(),
-                        f.params.filter.is_some(),
+                        f.params.filter.is_some() || !f.params.order_by.is_empty(),
                         f.params.args.as_slice(),
                     )
                 }),
@@ -1059,7 +1067,13 @@ impl<'a> Rewriter<'a> {
                 continue;
             };
             let base = conditions[condition_of[k]].as_ref();
-            let args = (f.func.name(), f.params.distinct, f.params.args.as_slice());
+            let order_by: Vec<Expr> = f.params.order_by.iter().map(|s| s.expr.clone()).collect();
+            let args = (
+                f.func.name(),
+                f.params.distinct,
+                f.params.args.as_slice(),
+                order_by.as_slice(),
+            );
             let mut own = sub_cell_conditions(args, &input_schema, base)?;
             // Branches computed below, in a projection or subquery, of the columns it reads.
             if f.func.name() != "count" || f.params.distinct {
@@ -1255,21 +1269,45 @@ impl<'a> Rewriter<'a> {
         // A participant's value computed from branches (`MAX(CASE WHEN rare THEN …)`) is
         // decided by whether any of their rows took each branch.
         let mut branches = Vec::new();
+        let bool_or = |condition: Expr| {
+            Expr::AggregateFunction(AggregateFunction::new_udf(
+                datafusion::functions_aggregate::bool_and_or::bool_or_udaf(),
+                vec![condition],
+                false,
+                None,
+                vec![],
+                None,
+            ))
+        };
+        let output = |k: usize| {
+            let (q, field) = agg.schema.qualified_field(k);
+            Column::new(q.cloned(), field.name())
+        };
+        for (j, key) in agg.group_expr.iter().enumerate() {
+            for b in branches_read(std::slice::from_ref(key), &input.hidden) {
+                let mut any = self.hidden(Kind::Branch);
+                any.origin = Some(output(j));
+                branches.push((bool_or(b.expr()), any));
+            }
+        }
         for (k, e) in agg.aggr_expr.iter().enumerate() {
             let Some(f) = aggregate_of(e) else { continue };
-            for b in branches_read(&f.params.args, &input.hidden) {
+            // Its own branches (`MAX(CASE WHEN rare …)`), and those computed below.
+            let order_by: Vec<Expr> = f.params.order_by.iter().map(|s| s.expr.clone()).collect();
+            let own = branches::sub_cells(
+                f.func.name(),
+                f.params.distinct,
+                &f.params.args,
+                &order_by,
+                agg.input.schema(),
+            );
+            let below = branches_read(&f.params.args, &input.hidden)
+                .into_iter()
+                .map(Hidden::expr);
+            for condition in own.into_iter().chain(below) {
                 let mut any = self.hidden(Kind::Branch);
-                let (q, field) = agg.schema.qualified_field(n_group + k);
-                any.origin = Some(Column::new(q.cloned(), field.name()));
-                let bool_or = Expr::AggregateFunction(AggregateFunction::new_udf(
-                    datafusion::functions_aggregate::bool_and_or::bool_or_udaf(),
-                    vec![b.expr()],
-                    false,
-                    None,
-                    vec![],
-                    None,
-                ));
-                branches.push((bool_or, any));
+                any.origin = Some(output(n_group + k));
+                branches.push((bool_or(condition), any));
             }
         }
         self.keyed_by_person(agg, input.plan, person, inherited, branches)
@@ -1431,12 +1469,25 @@ impl<'a> Rewriter<'a> {
                 };
                 let mut conditions = vec![base.clone()];
                 if is_aggregate {
-                    let args = (name.as_str(), wf.params.distinct, wf.params.args.as_slice());
+                    let args = (
+                        name.as_str(),
+                        wf.params.distinct,
+                        wf.params.args.as_slice(),
+                        &[][..],
+                    );
                     conditions.extend(
                         sub_cell_conditions(args, w.input.schema(), base.as_ref())?
                             .into_iter()
                             .map(Some),
                     );
+                    if name != "count" || wf.params.distinct {
+                        for b in branches_read(&wf.params.args, &input.hidden) {
+                            conditions.push(Some(match &base {
+                                Some(base) => base.clone().and(b.expr().is_true()),
+                                None => b.expr().is_true(),
+                            }));
+                        }
+                    }
                 }
                 for condition in conditions {
                     let count = self.hidden(Kind::Bitmap).name;
@@ -1652,6 +1703,20 @@ impl<'a> Rewriter<'a> {
                 sets[k].clear();
             }
         }
+        // Which input a row came from decides its values like a CASE branch (`SELECT y … WHERE
+        // rare UNION ALL SELECT 0 …`): one branch column per input and column, for aggregates
+        // above.
+        let n_inputs = inputs.len();
+        let mut from_input: Vec<(usize, Hidden)> = Vec::new();
+        if n_inputs > 1 && inputs.iter().any(Rel::has_lineage) {
+            for i in 0..n_inputs {
+                for (q, f) in u.schema.iter() {
+                    let mut b = self.hidden(Kind::Branch);
+                    b.origin = Some(Column::new(q.cloned(), f.name()));
+                    from_input.push((i, b));
+                }
+            }
+        }
         let mut projected = Vec::new();
         for (i, r) in inputs.into_iter().enumerate() {
             let original = &u.inputs[i];
@@ -1671,6 +1736,9 @@ impl<'a> Rewriter<'a> {
                 };
                 exprs.push(e.alias(&name.name));
             }
+            for (owner, b) in &from_input {
+                exprs.push(lit(*owner == i).alias(&b.name));
+            }
             projected.push(Arc::new(LogicalPlan::Projection(df(Projection::try_new(
                 exprs,
                 Arc::new(r.plan),
@@ -1679,6 +1747,7 @@ impl<'a> Rewriter<'a> {
         let union = df(datafusion::logical_expr::Union::try_new_with_loose_types(
             projected,
         ))?;
+        names.extend(from_input.into_iter().map(|(_, b)| b));
         Ok(Rel {
             plan: LogicalPlan::Union(union),
             hidden: names,
@@ -1735,11 +1804,11 @@ const MAX_SUB_CELLS: usize = 64;
 /// The sub-cells of aggregate `(name, distinct, args)` (see `branches`), each within the rows
 /// the aggregate takes its value from (`base`).
 fn sub_cell_conditions(
-    (name, distinct, args): (&str, bool, &[Expr]),
+    (name, distinct, args, order_by): (&str, bool, &[Expr], &[Expr]),
     schema: &DFSchema,
     base: Option<&Expr>,
 ) -> R<Vec<Expr>> {
-    let conditions = branches::sub_cells(name, distinct, args, schema);
+    let conditions = branches::sub_cells(name, distinct, args, order_by, schema);
     if conditions.len() > MAX_SUB_CELLS {
         return refuse(format!(
             "an aggregate whose value depends on more than {MAX_SUB_CELLS} conditions cannot \
@@ -1775,8 +1844,6 @@ const AGGREGATES_ONLY_FUNCTIONS: &[&str] = &[
     "approx_median",
     "approx_percentile_cont",
     "percentile_cont",
-    "first_value",
-    "last_value",
 ];
 
 /// Aggregates that put every member's value into one cell.
