@@ -73,3 +73,16 @@ def test_aggregates_only_outer_join_anti_join_idiom_is_allowed(dashboard, gen_du
     got = dashboard.value(sql)  # answered, not refused
     # Protected: rounded up, or suppressed when the persons without a visit are 1..20.
     assert got == ceil20(want) or (got is None and 1 <= want <= 20), (got, want)
+
+
+def test_aggregates_only_per_person_windows_may_break_ties_by_row_id(dashboard, gen_duck):
+    """The latest HbA1c per person: ordered by date then by the row's own id within the person."""
+    sql = (
+        "WITH m AS (SELECT person_id, value_as_number, ROW_NUMBER() OVER (PARTITION BY person_id "
+        "ORDER BY measurement_date DESC, measurement_id DESC) AS rn FROM measurement "
+        "WHERE measurement_concept_id = 3004410 AND value_as_number IS NOT NULL) "
+        "SELECT COUNT(*) AS n FROM m WHERE rn = 1"
+    )
+    want = duck_query(gen_duck, sql).to_pylist()[0]["n"]
+    assert want > 20
+    assert dashboard.value(sql) == ceil20(want)

@@ -175,9 +175,15 @@ impl TierGuard {
                     {
                         return deny("partition on");
                     }
-                    if p.order_by
+                    // Within one participant's rows, any order (a row id breaking ties) is theirs.
+                    let per_participant = p
+                        .partition_by
                         .iter()
-                        .any(|s| self.uses_person_key(&s.expr, &ids))
+                        .any(|e| is_bare_column(e) && self.uses_person_key(e, &ids));
+                    if !per_participant
+                        && p.order_by
+                            .iter()
+                            .any(|s| self.uses_person_key(&s.expr, &ids))
                     {
                         return deny("sort on");
                     }
