@@ -9,9 +9,9 @@ use crate::error::{PlannerError, TierDenied};
 use crate::tiers::TierMap;
 use std::sync::Arc;
 
-use datafusion::common::Column;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableScan};
@@ -233,6 +233,34 @@ impl TierGuard {
         found
     }
 
+    /// Adds the columns of `schema` (output `i` for expression `i` over `input`) that pass an
+    /// identifying column on, bare, renamed or cast.
+    fn renamed(
+        &self,
+        exprs: &[Expr],
+        input: &LogicalPlan,
+        schema: &DFSchema,
+        out: &mut Identifiers,
+    ) {
+        let inner = self.identifiers(input);
+        for (i, e) in exprs.iter().enumerate() {
+            if is_bare_column(e) && self.uses_person_key(e, &inner) {
+                out.0.insert(qualified(schema, i));
+            }
+        }
+    }
+
+    /// Adds the columns of `schema` at the positions of `input`'s identifying columns.
+    fn by_position(&self, input: &LogicalPlan, schema: &DFSchema, out: &mut Identifiers) {
+        let inner = self.identifiers(input);
+        let input_schema = input.schema();
+        for i in 0..schema.fields().len().min(input_schema.fields().len()) {
+            if inner.contains(&qualified(input_schema, i)) {
+                out.0.insert(qualified(schema, i));
+            }
+        }
+    }
+
     /// The identifying columns of `node`'s inputs.
     fn input_identifiers(&self, node: &LogicalPlan) -> Identifiers {
         let mut ids = Identifiers::default();
@@ -247,10 +275,6 @@ impl TierGuard {
     /// subquery aliases, group keys, joins and unions — by lineage, not by name.
     fn identifiers(&self, plan: &LogicalPlan) -> Identifiers {
         let schema = plan.schema();
-        let column = |i: usize| {
-            let (q, f) = schema.qualified_field(i);
-            Column::new(q.cloned(), f.name())
-        };
         let mut out = Identifiers::default();
         match plan {
             LogicalPlan::TableScan(scan) => {
@@ -261,7 +285,7 @@ impl TierGuard {
                     let table = scan.table_name.table();
                     for (i, f) in schema.fields().iter().enumerate() {
                         if self.tiers.identifies(table, f.name()) {
-                            out.0.insert(column(i));
+                            out.0.insert(qualified(schema, i));
                         }
                     }
                 }
@@ -269,49 +293,21 @@ impl TierGuard {
             LogicalPlan::Extension(_) if CohortBoundary::of(plan).is_some() => {
                 for (i, f) in schema.fields().iter().enumerate() {
                     if f.name() == crate::cohort::boundary::PERSON {
-                        out.0.insert(column(i));
+                        out.0.insert(qualified(schema, i));
                     }
                 }
             }
-            LogicalPlan::Projection(p) => {
-                let inner = self.identifiers(&p.input);
-                for (i, e) in p.expr.iter().enumerate() {
-                    if is_bare_column(e) && self.uses_person_key(e, &inner) {
-                        out.0.insert(column(i));
-                    }
-                }
-            }
+            LogicalPlan::Projection(p) => self.renamed(&p.expr, &p.input, schema, &mut out),
             LogicalPlan::Aggregate(agg) => {
-                let inner = self.identifiers(&agg.input);
-                for (i, e) in agg.group_expr.iter().enumerate() {
-                    if is_bare_column(e) && self.uses_person_key(e, &inner) {
-                        out.0.insert(column(i));
-                    }
-                }
+                self.renamed(&agg.group_expr, &agg.input, schema, &mut out);
             }
+            // The same columns under new names: by position.
             LogicalPlan::Union(u) => {
                 for input in &u.inputs {
-                    let inner = self.identifiers(input);
-                    let input_schema = input.schema();
-                    for i in 0..schema.fields().len().min(input_schema.fields().len()) {
-                        let (q, f) = input_schema.qualified_field(i);
-                        if inner.contains(&Column::new(q.cloned(), f.name())) {
-                            out.0.insert(column(i));
-                        }
-                    }
+                    self.by_position(input, schema, &mut out);
                 }
             }
-            LogicalPlan::SubqueryAlias(a) => {
-                // The same columns, renamed: by position.
-                let inner = self.identifiers(&a.input);
-                let input_schema = a.input.schema();
-                for i in 0..input_schema.fields().len() {
-                    let (q, f) = input_schema.qualified_field(i);
-                    if inner.contains(&Column::new(q.cloned(), f.name())) {
-                        out.0.insert(column(i));
-                    }
-                }
-            }
+            LogicalPlan::SubqueryAlias(a) => self.by_position(&a.input, schema, &mut out),
             _ => {
                 // Nodes that pass their inputs' columns through as they are: filters, sorts,
                 // limits, joins, windows, DISTINCT.
@@ -508,6 +504,12 @@ pub fn denied_table(table: &str, needed: Tier, yours: Tier) -> TierDenied {
     TierDenied(format!(
         "table '{table}' requires the {needed} tier (yours: {yours})"
     ))
+}
+
+/// Column `i` of `schema`, with its qualifier.
+fn qualified(schema: &DFSchema, i: usize) -> Column {
+    let (q, f) = schema.qualified_field(i);
+    Column::new(q.cloned(), f.name())
 }
 
 fn aggregate_function(e: &Expr) -> Option<&datafusion::logical_expr::expr::AggregateFunction> {

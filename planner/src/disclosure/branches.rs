@@ -28,7 +28,7 @@ pub fn sub_cells(
     for a in args.iter().chain(order_by) {
         branches(a, None, schema, &mut out);
     }
-    if matches!(name, "sum" | "avg" | "mean")
+    if is_magnitude(name)
         && let Some(a) = args.first()
     {
         // The whole, and each added term on its own: `SUM(rare_part + always_nonzero)`.
@@ -54,6 +54,11 @@ pub fn sub_cells(
         }
     }
     unique
+}
+
+/// Aggregates whose value is a magnitude: dominance rules and nonzero terms apply.
+pub fn is_magnitude(name: &str) -> bool {
+    matches!(name, "sum" | "avg" | "mean")
 }
 
 /// An argument an aggregates-only principal may aggregate: each column at most once, scaled by
@@ -204,7 +209,7 @@ fn define(c: &Column, plan: &LogicalPlan) -> Option<Expr> {
             let Expr::AggregateFunction(af) = f else {
                 return Some(f.clone());
             };
-            let magnitude = matches!(af.func.name(), "sum" | "avg" | "mean");
+            let magnitude = is_magnitude(af.func.name());
             let plain_args = af.params.filter.is_none()
                 && af.params.order_by.is_empty()
                 && af
@@ -264,7 +269,7 @@ pub fn conditions(e: &Expr, schema: &DFSchema) -> Vec<Expr> {
 
 /// `c` where `path` holds, else false, evaluated as CASE does: `c` never runs on a row `path`
 /// rejects (`CASE WHEN d = 0 THEN NULL WHEN n / d > 1 …` must not divide by zero).
-fn and(path: &Option<Expr>, c: Expr) -> Expr {
+fn guarded(path: &Option<Expr>, c: Expr) -> Expr {
     match path {
         Some(p) => datafusion::logical_expr::when(p.clone(), c)
             .otherwise(lit(false))
@@ -288,12 +293,12 @@ fn branches(e: &Expr, path: Option<Expr>, schema: &DFSchema, out: &mut Vec<Expr>
                     Some(base) => base.as_ref().clone().eq(when.as_ref().clone()),
                     None => when.as_ref().clone(),
                 };
-                let taken = and(&before, condition.clone().is_true());
+                let taken = guarded(&before, condition.clone().is_true());
                 if !is_null_literal(then) {
                     out.push(taken.clone());
                 }
                 branches(then, Some(taken), schema, out);
-                before = Some(and(&before, condition.is_not_true()));
+                before = Some(guarded(&before, condition.is_not_true()));
             }
             if let Some(otherwise) = &case.else_expr
                 && !is_null_literal(otherwise)
@@ -307,22 +312,22 @@ fn branches(e: &Expr, path: Option<Expr>, schema: &DFSchema, out: &mut Vec<Expr>
             "coalesce" | "nvl" | "ifnull" => {
                 let mut before = path;
                 for a in &f.args {
-                    let taken = and(&before, a.clone().is_not_null());
+                    let taken = guarded(&before, a.clone().is_not_null());
                     if !is_null_literal(a) {
                         out.push(taken.clone());
                     }
                     branches(a, Some(taken), schema, out);
-                    before = Some(and(&before, a.clone().is_null()));
+                    before = Some(guarded(&before, a.clone().is_null()));
                 }
             }
             "nullif" if f.args.len() == 2 => {
                 let (a, b) = (&f.args[0], &f.args[1]);
-                out.push(and(&path, a.clone().eq(b.clone()).is_not_true()));
+                out.push(guarded(&path, a.clone().eq(b.clone()).is_not_true()));
                 branches(a, path, schema, out);
             }
             name @ ("greatest" | "least") => {
                 for (k, a) in f.args.iter().enumerate() {
-                    let mut taken = and(&path, a.clone().is_not_null());
+                    let mut taken = guarded(&path, a.clone().is_not_null());
                     for (j, other) in f.args.iter().enumerate() {
                         if j != k {
                             let wins = if name == "greatest" {
@@ -340,12 +345,12 @@ fn branches(e: &Expr, path: Option<Expr>, schema: &DFSchema, out: &mut Vec<Expr>
             _ => children(e, path, schema, out),
         },
         Expr::Cast(c) if boolean(&c.expr, schema) => {
-            out.push(and(&path, c.expr.as_ref().clone().is_true()));
-            out.push(and(&path, c.expr.as_ref().clone().is_false()));
+            out.push(guarded(&path, c.expr.as_ref().clone().is_true()));
+            out.push(guarded(&path, c.expr.as_ref().clone().is_false()));
         }
         Expr::TryCast(c) if boolean(&c.expr, schema) => {
-            out.push(and(&path, c.expr.as_ref().clone().is_true()));
-            out.push(and(&path, c.expr.as_ref().clone().is_false()));
+            out.push(guarded(&path, c.expr.as_ref().clone().is_true()));
+            out.push(guarded(&path, c.expr.as_ref().clone().is_false()));
         }
         _ => children(e, path, schema, out),
     }

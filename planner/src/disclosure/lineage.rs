@@ -32,7 +32,7 @@ use datafusion::logical_expr::{
 
 use crate::cohort::boundary::{CohortBoundary, PERSON};
 
-use super::branches;
+use super::branches::{self, is_magnitude};
 use super::cells::{
     Level, Protection, SuppressionCounter, cell_check_udf, dominance_udaf, mask_udf, protect_udf,
     reason,
@@ -1074,17 +1074,7 @@ impl<'a> Rewriter<'a> {
                 f.params.args.as_slice(),
                 order_by.as_slice(),
             );
-            let mut own = sub_cell_conditions(args, &input_schema, base)?;
-            // Branches computed below, in a projection or subquery, of the columns it reads.
-            if f.func.name() != "count" || f.params.distinct {
-                for b in branches_read(&f.params.args, &input.hidden) {
-                    own.push(match base {
-                        Some(base) => base.clone().and(b.expr().is_true()),
-                        None => b.expr().is_true(),
-                    });
-                }
-            }
-            for c in own {
+            for c in sub_cell_conditions(args, &input_schema, base, &input.hidden)? {
                 let h = match seen.iter().find(|(x, _)| *x == c) {
                     Some((_, h)) => h.clone(),
                     None => {
@@ -1475,19 +1465,9 @@ impl<'a> Rewriter<'a> {
                         wf.params.args.as_slice(),
                         &[][..],
                     );
-                    conditions.extend(
-                        sub_cell_conditions(args, w.input.schema(), base.as_ref())?
-                            .into_iter()
-                            .map(Some),
-                    );
-                    if name != "count" || wf.params.distinct {
-                        for b in branches_read(&wf.params.args, &input.hidden) {
-                            conditions.push(Some(match &base {
-                                Some(base) => base.clone().and(b.expr().is_true()),
-                                None => b.expr().is_true(),
-                            }));
-                        }
-                    }
+                    let own =
+                        sub_cell_conditions(args, w.input.schema(), base.as_ref(), &input.hidden)?;
+                    conditions.extend(own.into_iter().map(Some));
                 }
                 for condition in conditions {
                     let count = self.hidden(Kind::Bitmap).name;
@@ -1801,19 +1781,28 @@ fn branches_read<'h>(args: &[Expr], hidden: &'h [Hidden]) -> Vec<&'h Hidden> {
 /// More sub-cells than this in one aggregate is refused rather than counted.
 const MAX_SUB_CELLS: usize = 64;
 
-/// The sub-cells of aggregate `(name, distinct, args)` (see `branches`), each within the rows
-/// the aggregate takes its value from (`base`).
+/// The sub-cells of aggregate `(name, distinct, args)` (see `branches`) — its own branches and
+/// those computed below of the columns it reads (`hidden`'s branch columns) — each within the
+/// rows the aggregate takes its value from (`base`).
 fn sub_cell_conditions(
     (name, distinct, args, order_by): (&str, bool, &[Expr], &[Expr]),
     schema: &DFSchema,
     base: Option<&Expr>,
+    hidden: &[Hidden],
 ) -> R<Vec<Expr>> {
-    let conditions = branches::sub_cells(name, distinct, args, order_by, schema);
+    let mut conditions = branches::sub_cells(name, distinct, args, order_by, schema);
     if conditions.len() > MAX_SUB_CELLS {
         return refuse(format!(
             "an aggregate whose value depends on more than {MAX_SUB_CELLS} conditions cannot \
              be protected"
         ));
+    }
+    if name != "count" || distinct {
+        conditions.extend(
+            branches_read(args, hidden)
+                .into_iter()
+                .map(|b| b.expr().is_true()),
+        );
     }
     Ok(conditions
         .into_iter()
@@ -1852,11 +1841,6 @@ fn collects_values(name: &str) -> bool {
         name,
         "array_agg" | "string_agg" | "listagg" | "group_concat" | "array_union_agg"
     )
-}
-
-/// Aggregates whose value is a magnitude the dominance rules apply to.
-fn is_magnitude(name: &str) -> bool {
-    matches!(name, "sum" | "avg" | "mean")
 }
 
 fn window_function(e: &Expr) -> Option<&WindowFunction> {
