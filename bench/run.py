@@ -300,7 +300,7 @@ def main():
     ap.add_argument("--dataset", type=Path, help="use this dataset instead of generating one")
     ap.add_argument("--skip", nargs="*", default=[], choices=["ledger", "cohorts"],
                     help="leave these parts out of the run")
-    ap.add_argument("--ledger-history", type=int, default=20_000,
+    ap.add_argument("--ledger-history", type=int, default=100_000,
                     help="released sets in the long history of the ledger microbench")
     args = ap.parse_args()
 

@@ -7,6 +7,7 @@ pub mod branches;
 pub mod cells;
 pub mod lineage;
 
+pub mod index;
 pub mod release;
 pub mod result;
 pub mod sets;

@@ -11,17 +11,22 @@
 //!   withheld cell, withheld cells of 1..=T participants together, or (groups) any 1..=T;
 //! - overlapping sets with their union released: |A| + |B| - |A ∪ B| is their intersection.
 //!
+//! Every relation involves a set's subsets, its supersets, or sets of a given size, which the
+//! history's index (`index.rs`) finds without walking the history: a check costs what the
+//! related sets hold, not how many sets a principal was given.
+//!
 //! Rows are decided largest set first, ties by content, so the same sets with the same history
 //! get the same decisions whatever order the engine produced them in; a repeated query (same
 //! sets) is released again unchanged. Decisions depend only on the sets of released rows and of
-//! the new rows, never on values. Sets carry a min-hash sketch (`sets.rs`) so that relations
-//! between unrelated sets are ruled out without bitmap work.
+//! the new rows, never on values.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 
 use roaring::RoaringTreemap;
 
+use super::index::{Id, SetIndex};
 use super::sets::Set;
 
 /// Bytes of participant sets kept per principal by default (`[disclosure] ledger_budget_mb`).
@@ -29,12 +34,14 @@ pub const DEFAULT_BUDGET_BYTES: u64 = 512 << 20;
 
 #[derive(Debug)]
 pub struct ReleaseLedger {
-    principals: Mutex<HashMap<String, History>>,
+    /// One lock per principal: deciding (and journaling) one principal's result does not wait
+    /// for another's.
+    principals: Mutex<HashMap<String, Arc<Mutex<History>>>>,
     /// Where every decision is recorded before the result is released, so that a restart does
     /// not forget what a principal was given (none: a ledger of one result).
     journal: Option<Arc<dyn LedgerJournal>>,
-    /// Bytes of sets a principal may accumulate; past it their protected queries are refused
-    /// (forgetting old releases would reopen differencing against them).
+    /// Bytes of sets (and their index) a principal may accumulate; past it their protected
+    /// queries are refused (forgetting old releases would reopen differencing against them).
     budget: u64,
 }
 
@@ -71,19 +78,24 @@ pub struct Recorded {
 /// What one principal was given, and what it was refused.
 #[derive(Debug, Default)]
 struct History {
-    released: Vec<Set>,
-    withheld: Vec<Set>,
-    bytes: u64,
+    released: SetIndex,
+    withheld: SetIndex,
+    /// Serialized bytes of the sets.
+    set_bytes: u64,
 }
 
 impl History {
     fn add(&mut self, set: Set, released: bool) {
-        self.bytes += set.serialized_size() as u64;
+        self.set_bytes += set.serialized_size() as u64;
         if released {
-            self.released.push(set);
+            self.released.insert(set);
         } else {
-            self.withheld.push(set);
+            self.withheld.insert(set);
         }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.set_bytes + self.released.overhead_bytes() + self.withheld.overhead_bytes()
     }
 }
 
@@ -179,10 +191,20 @@ impl ReleaseLedger {
                 .add(Set::new(r.set), r.released);
         }
         ReleaseLedger {
-            principals: Mutex::new(principals),
+            principals: Mutex::new(
+                principals
+                    .into_iter()
+                    .map(|(p, h)| (p, Arc::new(Mutex::new(h))))
+                    .collect(),
+            ),
             journal: Some(journal),
             budget,
         }
+    }
+
+    fn history_of(&self, principal: &str) -> Arc<Mutex<History>> {
+        let mut principals = self.principals.lock().unwrap_or_else(|p| p.into_inner());
+        principals.entry(principal.to_string()).or_default().clone()
     }
 
     /// Decides which rows may be released to `principal` and records what was released and
@@ -214,26 +236,30 @@ impl ReleaseLedger {
                 .then_with(|| sa.iter().cmp(sb.iter()))
                 .then_with(|| rows[a].offered.cmp(&rows[b].offered))
         });
-        let mut ledger = self.principals.lock().unwrap_or_else(|p| p.into_inner());
-        let history = ledger.entry(principal.to_string()).or_default();
-        if history.bytes > self.budget {
+        let history = self.history_of(principal);
+        let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = history.bytes();
+        if bytes > self.budget {
             return Err(LedgerError::Full(LedgerFull {
-                bytes: history.bytes,
+                bytes,
                 budget: self.budget,
             }));
         }
-        let mut released = std::mem::take(&mut history.released);
-        let mut withheld = std::mem::take(&mut history.withheld);
-        let first_withheld = withheld.len();
+        let History {
+            released,
+            withheld,
+            set_bytes,
+        } = &mut *history;
+        let first_withheld = withheld.next_id();
+        let first_new = released.next_id();
         for &i in &taking_part {
             if let (Some(set), false) = (&sets[i], rows[i].offered)
                 && !set.is_empty()
-                && !withheld.contains(set)
+                && withheld.find(set, 0).is_none()
             {
-                withheld.push(set.clone());
+                withheld.insert(set.clone());
             }
         }
-        let first_new = released.len();
         let mut order: Vec<usize> = taking_part
             .iter()
             .copied()
@@ -247,99 +273,186 @@ impl ReleaseLedger {
         });
         for i in order {
             let set = sets[i].as_ref().unwrap();
-            if set.is_empty() || released.contains(set) {
+            if set.is_empty() || released.find(set, 0).is_some() {
                 continue;
             }
             // Withheld before: withheld again, so that repeating a query changes nothing.
-            if withheld[..first_withheld].contains(set) {
+            if withheld.find(set, 0).is_some_and(|id| id < first_withheld) {
                 release[i] = Decision::Differencing;
                 continue;
             }
-            let refs: Vec<&Set> = released.iter().collect();
-            if derivable(set, &refs, &withheld, threshold, rules) {
+            let check = Check {
+                withheld: &*withheld,
+                threshold,
+                rules,
+            };
+            if check.derivable(set, Released::all(released)) {
                 // Solvable from this result alone, or only with what was released before.
-                release[i] = if derivable(set, &refs[first_new..], &withheld, threshold, rules) {
+                release[i] = if check.derivable(set, Released::since(released, first_new)) {
                     Decision::Complementary
                 } else {
                     Decision::Differencing
                 };
-                if !withheld.contains(set) {
-                    withheld.push(set.clone());
+                if withheld.find(set, 0).is_none() {
+                    withheld.insert(set.clone());
                 }
                 continue;
             }
-            released.push(set.clone());
+            released.insert(set.clone());
         }
-        // A later withholding can make an earlier release of this result solvable (a cell alone
-        // with a withheld one in its line): revoke such releases until nothing changes.
-        // Smallest first, so that a line gives up its smallest cells before its margin. Only
-        // the lines of this result's withheld cells can change: with nothing withheld, every
-        // relation was checked as its rows came in.
-        let offered: Vec<&Set> = taking_part
-            .iter()
-            .filter(|&&i| rows[i].offered)
-            .filter_map(|&i| sets[i].as_ref())
-            .collect();
-        while withheld.len() > first_withheld {
-            let on_lines = on_lines_of(&released[first_new..], &withheld[first_withheld..]);
-            let mut newest: Vec<usize> = on_lines.iter().map(|k| first_new + k).collect();
-            newest.sort_by(|&a, &b| {
-                let (sa, sb) = (&released[a], &released[b]);
-                sa.len()
-                    .cmp(&sb.len())
-                    .then_with(|| sa.iter().cmp(sb.iter()))
-            });
-            let revoked = newest.into_iter().find(|&k| {
-                let others: Vec<&Set> = released
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != k)
-                    .map(|(_, r)| r)
-                    .collect();
-                derivable(&released[k], &others, &withheld, threshold, rules)
-            });
-            let revoked = revoked
-                .or_else(|| {
-                    // Bridges join lines of withheld cells: only their cells matter.
-                    let cells: Vec<&Set> =
-                        on_lines.iter().map(|&k| &released[first_new + k]).collect();
-                    bridge_victim(&cells, &withheld[first_withheld..])
-                        .map(|j| first_new + on_lines[j])
-                })
-                .or_else(|| {
-                    tie_of_withheld(&released, first_new, &withheld[first_withheld..], &offered)
-                });
-            let Some(k) = revoked else { break };
-            let set = released.remove(k);
-            for (i, s) in sets.iter().enumerate() {
-                if s.as_ref() == Some(&set) {
-                    release[i] = Decision::Complementary;
-                }
-            }
-            withheld.push(set);
-        }
-        let (new_released, new_withheld) = (&released[first_new..], &withheld[first_withheld..]);
+        revoke_solvable(
+            released,
+            withheld,
+            (first_new, first_withheld),
+            (&sets, rows, &mut release),
+            threshold,
+            rules,
+        );
+        let new_sets = |index: &SetIndex, from| -> Vec<RoaringTreemap> {
+            index
+                .since(from)
+                .map(|id| index.get(id).bits().clone())
+                .collect()
+        };
+        let (new_released, new_withheld) = (
+            new_sets(released, first_new),
+            new_sets(withheld, first_withheld),
+        );
         if let Some(journal) = &self.journal
             && let Err(e) = journal.record(
                 principal,
-                &new_released.iter().map(Set::bits).collect::<Vec<_>>(),
-                &new_withheld.iter().map(Set::bits).collect::<Vec<_>>(),
+                &new_released.iter().collect::<Vec<_>>(),
+                &new_withheld.iter().collect::<Vec<_>>(),
             )
         {
             released.truncate(first_new);
             withheld.truncate(first_withheld);
-            history.released = released;
-            history.withheld = withheld;
             return Err(LedgerError::Journal(e));
         }
-        history.bytes += new_released
+        *set_bytes += new_released
             .iter()
-            .chain(new_withheld)
+            .chain(&new_withheld)
             .map(|s| s.serialized_size() as u64)
             .sum::<u64>();
-        history.released = released;
-        history.withheld = withheld;
         Ok(release)
+    }
+}
+
+/// A later withholding can make an earlier release of this result solvable (a cell alone with
+/// a withheld one in its line): revokes such releases until nothing changes. Smallest first, so
+/// that a line gives up its smallest cells before its margin. Only the lines of this result's
+/// withheld cells can change: with nothing withheld, every relation was checked as its rows
+/// came in.
+fn revoke_solvable(
+    released: &mut SetIndex,
+    withheld: &mut SetIndex,
+    (first_new, first_withheld): (Id, Id),
+    (sets, rows, release): (&[Option<Set>], &[Row], &mut [Decision]),
+    threshold: u64,
+    rules: Rules,
+) {
+    let offered: Vec<&Set> = (0..rows.len())
+        .filter(|&i| rows[i].offered)
+        .filter_map(|i| sets[i].as_ref())
+        .collect();
+    while withheld.next_id() > first_withheld {
+        let new: Vec<Id> = released.since(first_new).collect();
+        let new_sets: Vec<&Set> = new.iter().map(|&id| released.get(id)).collect();
+        let new_withheld: Vec<&Set> = withheld
+            .since(first_withheld)
+            .map(|id| withheld.get(id))
+            .collect();
+        let on_lines = on_lines_of(&new_sets, &new_withheld);
+        let mut newest: Vec<usize> = on_lines.clone();
+        newest.sort_by(|&a, &b| {
+            let (sa, sb) = (new_sets[a], new_sets[b]);
+            sa.len()
+                .cmp(&sb.len())
+                .then_with(|| sa.iter().cmp(sb.iter()))
+        });
+        let check = Check {
+            withheld: &*withheld,
+            threshold,
+            rules,
+        };
+        let revoked = newest
+            .into_iter()
+            .find(|&k| check.derivable(new_sets[k], Released::all(released).skipping(new[k])))
+            .or_else(|| {
+                // Bridges join lines of withheld cells: only their cells matter.
+                let cells: Vec<&Set> = on_lines.iter().map(|&k| new_sets[k]).collect();
+                bridge_victim(&cells, &new_withheld).map(|j| on_lines[j])
+            })
+            .or_else(|| tie_of_withheld(Released::all(released), &new, &new_withheld, &offered))
+            .map(|k| new[k]);
+        let Some(id) = revoked else { break };
+        let set = released.get(id).clone();
+        released.remove(id);
+        for (i, s) in sets.iter().enumerate() {
+            if s.as_ref() == Some(&set) {
+                release[i] = Decision::Complementary;
+            }
+        }
+        withheld.insert(set);
+    }
+}
+
+/// The released sets a check may use: the principal's history, or only this result's, minus
+/// one set being reconsidered.
+#[derive(Clone, Copy)]
+struct Released<'a> {
+    index: &'a SetIndex,
+    from: Id,
+    skip: Option<Id>,
+}
+
+impl<'a> Released<'a> {
+    fn all(index: &'a SetIndex) -> Self {
+        Released {
+            index,
+            from: 0,
+            skip: None,
+        }
+    }
+
+    fn since(index: &'a SetIndex, from: Id) -> Self {
+        Released {
+            index,
+            from,
+            skip: None,
+        }
+    }
+
+    fn skipping(self, id: Id) -> Self {
+        Released {
+            skip: Some(id),
+            ..self
+        }
+    }
+
+    fn sets(&self, ids: impl IntoIterator<Item = Id>) -> Vec<&'a Set> {
+        ids.into_iter()
+            .filter(|&id| Some(id) != self.skip)
+            .map(|id| self.index.get(id))
+            .collect()
+    }
+
+    /// Released sets strictly inside `s`.
+    fn inside(&self, s: &Set) -> Vec<&'a Set> {
+        let mut out = self.sets(self.index.subsets(s, self.from));
+        out.retain(|r| r.len() < s.len());
+        out
+    }
+
+    /// Released sets strictly containing `s`.
+    fn around(&self, s: &Set) -> Vec<&'a Set> {
+        let mut out = self.sets(self.index.supersets(s, self.from));
+        out.retain(|u| u.len() > s.len());
+        out
+    }
+
+    fn with_len(&self, lens: RangeInclusive<u64>) -> Vec<&'a Set> {
+        self.sets(self.index.with_len(lens, self.from))
     }
 }
 
@@ -379,16 +492,16 @@ fn lines_of_withheld(rows: &[Row], sets: &[Option<Set>]) -> Vec<usize> {
 
 /// Indexes (in `released`) of the released sets on a line of a withheld set: its totals and
 /// their parts.
-fn on_lines_of(released: &[Set], withheld: &[Set]) -> Vec<usize> {
+fn on_lines_of(released: &[&Set], withheld: &[&Set]) -> Vec<usize> {
     let totals: Vec<usize> = (0..released.len())
-        .filter(|&i| withheld.iter().any(|w| w.strict_subset_of(&released[i])))
+        .filter(|&i| withheld.iter().any(|w| w.strict_subset_of(released[i])))
         .collect();
     (0..released.len())
         .filter(|&i| {
             totals.contains(&i)
                 || totals
                     .iter()
-                    .any(|&t| released[i].strict_subset_of(&released[t]))
+                    .any(|&t| released[i].strict_subset_of(released[t]))
         })
         .collect()
 }
@@ -403,9 +516,9 @@ fn on_lines_of(released: &[Set], withheld: &[Set]) -> Vec<usize> {
 /// line and on the grand total's line of its family (margins of one family are disjoint, the
 /// two families overlap). Returns the index in `released` of a cell to withhold as well: the
 /// smallest released cell on one of the bridge's lines, else that line's total.
-fn bridge_victim(released: &[&Set], withheld: &[Set]) -> Option<usize> {
+fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
     // The result's cells: released ones (this result) then withheld ones.
-    let cells: Vec<&Set> = released.iter().copied().chain(withheld.iter()).collect();
+    let cells: Vec<&Set> = released.iter().chain(withheld).copied().collect();
     let n_released = released.len();
     let supersets = |c: &Set| -> Vec<usize> {
         let sup: Vec<usize> = (0..cells.len())
@@ -522,26 +635,27 @@ fn bridge_victim(released: &[&Set], withheld: &[Set]) -> Option<usize> {
 }
 
 /// The published 1-D rule withholds the next-smallest cell *and its ties*: a released cell of
-/// this result with the same participant count as a cell withheld by complementary
-/// suppression (an offered row) on the same line (sharing its smallest released total).
+/// this result (`new`, ids in `released`) with the same participant count as a cell withheld
+/// by complementary suppression (an offered row) on the same line (sharing its smallest
+/// released total). Returns the position in `new`.
 fn tie_of_withheld(
-    released: &[Set],
-    first_new: usize,
-    withheld: &[Set],
+    released: Released,
+    new: &[Id],
+    withheld: &[&Set],
     offered: &[&Set],
 ) -> Option<usize> {
     let is_offered = |w: &Set| offered.contains(&w);
     let line_of = |c: &Set| -> Option<&Set> {
         released
-            .iter()
-            .filter(|t| c.strict_subset_of(t))
+            .around(c)
+            .into_iter()
             .min_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.iter().cmp(b.iter())))
     };
     let is_total = |c: &Set| withheld.iter().any(|w| w.strict_subset_of(c));
     for w in withheld.iter().filter(|w| is_offered(w)) {
         let Some(line) = line_of(w) else { continue };
-        if let Some(k) = (first_new..released.len()).find(|&k| {
-            let c = &released[k];
+        if let Some(k) = (0..new.len()).find(|&k| {
+            let c = released.index.get(new[k]);
             c.len() == w.len() && !is_total(c) && line_of(c) == Some(line)
         }) {
             return Some(k);
@@ -554,140 +668,175 @@ fn small(n: u64, threshold: u64) -> bool {
     (1..=threshold).contains(&n)
 }
 
-/// Whether a line (a total and disjoint parts of it, whose counts add up) gives a protected
-/// group away: the rest its parts leave is exactly one withheld cell (solvable by subtraction,
-/// whatever its size), is made of withheld cells that together hold 1..=T participants, or —
-/// under the `Groups` rules — is any 1..=T participants.
-fn exposes(
-    total: &Set,
-    start: Option<&Set>,
-    released: &[&Set],
-    withheld: &[Set],
+/// What one decision is checked against: the sets withheld so far and the rules.
+#[derive(Clone, Copy)]
+struct Check<'a> {
+    withheld: &'a SetIndex,
     threshold: u64,
     rules: Rules,
-) -> bool {
-    let mut parts: Vec<&Set> = released
-        .iter()
-        .copied()
-        .filter(|r| r.strict_subset_of(total))
-        .collect();
-    if parts.is_empty() && start.is_none() {
-        return false;
-    }
-    // Disjoint parts taken largest first, then smallest first: two ways a line adds up.
-    parts.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.iter().cmp(b.iter())));
-    let largest_first = parts.clone();
-    parts.reverse();
-    for order in [largest_first, parts] {
-        let mut disjoint = start.map(|s| s.bits().clone()).unwrap_or_default();
-        for p in order {
-            if p.is_disjoint(&disjoint) {
-                disjoint |= p.bits();
-            }
-        }
-        if disjoint.is_empty() {
-            continue;
-        }
-        let rest = total.bits() - &disjoint;
-        let n = rest.len();
-        if n == 0 {
-            continue;
-        }
-        if rules == Rules::Groups && small(n, threshold) {
-            return true;
-        }
-        if withheld.iter().any(|w| w.len() == n && *w.bits() == rest) {
-            return true;
-        }
-        if small(n, threshold) {
-            let mut covered = RoaringTreemap::new();
-            for w in withheld
-                .iter()
-                .filter(|w| w.len() <= n && w.is_subset(&rest))
-            {
-                covered |= w.bits();
-            }
-            if covered == rest {
-                return true;
-            }
-        }
-    }
-    false
 }
 
-/// `set` with a released set and their union released too (either as `set` or as the other
-/// two), where the intersection or one side's rest is 1..=T participants.
-fn overlap_exposes(set: &Set, released: &[&Set], threshold: u64) -> bool {
-    let reveals = |a: u64, b: u64, union: u64| {
-        small(a + b - union, threshold)
-            || small(union - a, threshold)
-            || small(union - b, threshold)
-    };
-    let n = set.len();
-    // `set` as one side: a released union U ⊋ set, and a released R ⊊ U, not nested with
-    // `set`, with R ∪ set = U.
-    for u in released.iter().filter(|u| set.strict_subset_of(u)) {
-        let outside = u.bits() - set.bits();
-        for r in released.iter().filter(|r| r.strict_subset_of(u)) {
-            if r.subset_of(set) || set.subset_of(r) || !outside.is_subset(r.bits()) {
+impl Check<'_> {
+    fn small(&self, n: u64) -> bool {
+        small(n, self.threshold)
+    }
+
+    /// Whether releasing `set` on top of `released` lets a protected group be solved.
+    fn derivable(&self, set: &Set, released: Released) -> bool {
+        let n = set.len();
+        let inside = released.inside(set);
+        let around = released.around(set);
+        // As a total, against its released parts; as a part of each released total, with the
+        // total's other released parts.
+        let on_a_line = || {
+            self.exposes(set, None, &inside)
+                || around
+                    .iter()
+                    .any(|total| self.exposes(total, Some(set), &released.inside(total)))
+        };
+        if self.rules == Rules::Cells {
+            return on_a_line();
+        }
+        // A released set that contains it, or that it contains, with 1..=T participants more:
+        // the difference of the two counts is that small group. Two overlapping sets that
+        // merely differ by a few participants reveal nothing by subtraction.
+        if inside.iter().any(|r| self.small(n - r.len()))
+            || around.iter().any(|u| self.small(u.len() - n))
+        {
+            return true;
+        }
+        // Two overlapping sets and their union: |A| + |B| - |A ∪ B| is their intersection,
+        // and |A ∪ B| - |B| the part of A outside B.
+        self.overlap_exposes(set, &inside, &around, released) || on_a_line()
+    }
+
+    /// Whether a line (a total and disjoint parts of it, whose counts add up) gives a
+    /// protected group away: the rest its parts leave is exactly one withheld cell (solvable by
+    /// subtraction, whatever its size), is made of withheld cells that together hold 1..=T
+    /// participants, or — under the `Groups` rules — is any 1..=T participants. `parts` are
+    /// the released sets strictly inside `total`.
+    fn exposes(&self, total: &Set, start: Option<&Set>, parts: &[&Set]) -> bool {
+        if parts.is_empty() && start.is_none() {
+            return false;
+        }
+        let mut parts = parts.to_vec();
+        // Disjoint parts taken largest first, then smallest first: two ways a line adds up.
+        parts.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.iter().cmp(b.iter())));
+        let largest_first = parts.clone();
+        parts.reverse();
+        for order in [largest_first, parts] {
+            let mut disjoint = start.map(|s| s.bits().clone()).unwrap_or_default();
+            for p in order {
+                if p.is_disjoint(&disjoint) {
+                    disjoint |= p.bits();
+                }
+            }
+            if disjoint.is_empty() {
                 continue;
             }
-            if reveals(n, r.len(), u.len()) {
+            let rest = total.bits() - &disjoint;
+            let n = rest.len();
+            if n == 0 {
+                continue;
+            }
+            if self.rules == Rules::Groups && self.small(n) {
                 return true;
             }
-        }
-    }
-    // `set` as the union of two released sets inside it.
-    let inside: Vec<&Set> = released
-        .iter()
-        .copied()
-        .filter(|r| r.strict_subset_of(set))
-        .collect();
-    for (i, a) in inside.iter().enumerate() {
-        for b in &inside[i + 1..] {
-            if a.len() + b.len() > n
-                && !a.subset_of(b)
-                && !b.subset_of(a)
-                && (a.bits() | b.bits()).len() == n
-                && reveals(a.len(), b.len(), n)
-            {
+            let withheld = |lens| {
+                self.withheld
+                    .with_len(lens, 0)
+                    .map(|id| self.withheld.get(id))
+            };
+            if withheld(n..=n).any(|w| *w.bits() == rest) {
                 return true;
             }
+            if self.small(n) {
+                let mut covered = RoaringTreemap::new();
+                for w in withheld(0..=n).filter(|w| w.is_subset(&rest)) {
+                    covered |= w.bits();
+                }
+                if covered == rest {
+                    return true;
+                }
+            }
         }
+        false
     }
-    false
-}
 
-fn derivable(set: &Set, released: &[&Set], withheld: &[Set], threshold: u64, rules: Rules) -> bool {
-    let n = set.len();
-    // As a total, against its released parts; as a part of each released total, with the
-    // total's other released parts.
-    let on_a_line = |rules| {
-        exposes(set, None, released, withheld, threshold, rules)
-            || released.iter().any(|total| {
-                set.strict_subset_of(total)
-                    && exposes(total, Some(set), released, withheld, threshold, rules)
-            })
-    };
-    if rules == Rules::Cells {
-        return on_a_line(rules);
-    }
-    // A released set that contains it, or that it contains, with 1..=T participants more:
-    // the difference of the two counts is that small group. Two overlapping sets that merely
-    // differ by a few participants reveal nothing by subtraction.
-    if released.iter().any(|r| {
-        small(r.len().abs_diff(n), threshold)
-            && if r.len() < n {
-                r.subset_of(set)
+    /// `set` with a released set and their union released too (either as `set` or as the
+    /// other two), where the intersection or one side's rest is 1..=T participants. `inside`
+    /// and `around` are the released sets strictly inside and around `set`.
+    fn overlap_exposes(
+        &self,
+        set: &Set,
+        inside: &[&Set],
+        around: &[&Set],
+        released: Released,
+    ) -> bool {
+        let reveals = |a: u64, b: u64, union: u64| {
+            self.small(a + b - union) || self.small(union - a) || self.small(union - b)
+        };
+        let n = set.len();
+        let t = self.threshold;
+        // `set` as one side: a released union U ⊋ set, and a released R ⊊ U, not nested with
+        // `set`, with R ∪ set = U. R holds U's outside of `set`, so |R| >= |U| - n; only the
+        // sizes where a count reveals something are looked at.
+        for u in around {
+            let (m, outside) = (u.len(), u.bits() - set.bits());
+            let lens: Vec<RangeInclusive<u64>> = if self.small(m - n) {
+                vec![m - n..=m - 1]
             } else {
-                set.subset_of(r)
+                vec![
+                    m - n + 1..=(m - n + t).min(m - 1),
+                    m.saturating_sub(t).max(m - n + t + 1)..=m - 1,
+                ]
+            };
+            for r in lens.into_iter().flat_map(|l| released.with_len(l)) {
+                if r.subset_of(set)
+                    || set.subset_of(r)
+                    || !r.strict_subset_of(u)
+                    || !outside.is_subset(r.bits())
+                {
+                    continue;
+                }
+                if reveals(n, r.len(), m) {
+                    return true;
+                }
             }
-    }) {
-        return true;
+        }
+        // `set` as the union of two released sets inside it: only pairs whose sizes reveal a
+        // count (sorted by size, each side's partners found by binary search).
+        let mut inside = inside.to_vec();
+        inside.sort_by_key(|s| s.len());
+        let lens: Vec<u64> = inside.iter().map(|s| s.len()).collect();
+        let between = |lo: u64, hi: u64| {
+            lens.partition_point(|&l| l < lo)..lens.partition_point(|&l| l <= hi)
+        };
+        for (i, a) in inside.iter().enumerate() {
+            let la = a.len();
+            let partners: Vec<std::ops::Range<usize>> = if self.small(n - la) {
+                vec![between(n - la + 1, n)]
+            } else {
+                vec![
+                    between(n - la + 1, n - la + t),
+                    between((n - la + t + 1).max(n.saturating_sub(t)), n - 1),
+                ]
+            };
+            for j in partners.into_iter().flatten() {
+                let b = inside[j];
+                if j != i
+                    && la + b.len() > n
+                    && !a.subset_of(b)
+                    && !b.subset_of(a)
+                    && reveals(la, b.len(), n)
+                    && (a.bits() | b.bits()).len() == n
+                {
+                    return true;
+                }
+            }
+        }
+        false
     }
-    // Two overlapping sets and their union: |A| + |B| - |A ∪ B| is their intersection, and
-    // |A ∪ B| - |B| the part of A outside B.
-    overlap_exposes(set, released, threshold) || on_a_line(rules)
 }
 
 #[cfg(test)]

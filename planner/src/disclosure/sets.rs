@@ -20,7 +20,11 @@ pub struct Set {
     sketch: [u64; HASHES],
     /// The elements that give the first two hashes their minimum: a superset holds both, and a
     /// large unrelated set seldom does (the sketch alone passes a small set's supersets-by-size).
+    /// The first is also the key a set is filed under for subset searches (`index.rs`).
     pivots: [u64; 2],
+    /// Up to `PROBES` of the set's elements that the index keeps postings for (`sampled`): a
+    /// superset holds all of them, so the sets holding all of them are its candidates.
+    probes: Vec<u64>,
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -28,6 +32,17 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// One element in `SAMPLING` has postings in a set index: a set of more than a few dozen
+/// participants almost always has a probe, and the postings cost an eighth of the sets' size.
+pub const SAMPLING: u64 = 8;
+const PROBES: usize = 4;
+const SAMPLE_SEED: u64 = 0x2545_F491_4F6C_DD1D;
+
+/// Whether the index keeps postings for element `x`.
+pub fn sampled(x: u64) -> bool {
+    mix(x ^ SAMPLE_SEED).is_multiple_of(SAMPLING)
 }
 
 const SEEDS: [u64; HASHES] = [
@@ -45,7 +60,17 @@ impl Set {
     pub fn new(bits: RoaringTreemap) -> Self {
         let mut sketch = [u64::MAX; HASHES];
         let mut pivots = [0u64; 2];
+        // The sampled elements with the smallest sample hashes: deterministic per set.
+        let mut probes: Vec<(u64, u64)> = Vec::with_capacity(PROBES + 1);
         for x in bits.iter() {
+            if sampled(x) {
+                let key = mix(x ^ SAMPLE_SEED);
+                if probes.len() < PROBES || key < probes[PROBES - 1].0 {
+                    let at = probes.partition_point(|p| p.0 < key);
+                    probes.insert(at, (key, x));
+                    probes.truncate(PROBES);
+                }
+            }
             for (i, (s, seed)) in sketch.iter_mut().zip(SEEDS).enumerate() {
                 let h = mix(x ^ seed);
                 if h < *s {
@@ -63,7 +88,18 @@ impl Set {
             bits,
             sketch,
             pivots,
+            probes: probes.into_iter().map(|(_, x)| x).collect(),
         }
+    }
+
+    /// The element a set is filed under for subset searches: a subset of `s` has its own
+    /// in `s`.
+    pub fn key(&self) -> Option<u64> {
+        (!self.is_empty()).then_some(self.pivots[0])
+    }
+
+    pub fn probes(&self) -> &[u64] {
+        &self.probes
     }
 
     pub fn len(&self) -> u64 {

@@ -1,0 +1,289 @@
+//! The sets a principal was given (or refused), indexed so that the ledger's questions about a
+//! new set — which sets are inside it, which contain it, which have a given size — cost what
+//! their answers hold rather than the length of the history.
+//!
+//! - Subsets of `s`: a set `r ⊆ s` has its filing key (the element minimizing the first
+//!   min-hash) in `s`, so the candidates are the sets filed under `s`'s elements (walking `s`
+//!   or the keys, whichever is shorter).
+//! - Supersets of `s`: a set `u ⊇ s` holds every element of `s`, in particular `s`'s probes
+//!   (sampled elements, `sets::sampled`); the index keeps the postings of sampled elements, so
+//!   the candidates are the intersection of the probes' postings. A set without a probe (a few
+//!   dozen participants or fewer, rarely) falls back to the sets larger than it. Postings are
+//!   built once the index holds `POSTINGS_FROM` sets: below that a scan of the sets' sketches
+//!   is cheaper than filing every sampled element of every set (a fresh principal's result).
+//! - Sizes: the sets of each cardinality.
+//!
+//! Candidates are confirmed by `Set::subset_of` (sketch, then bitmaps). Sets are never moved:
+//! a removed set is dead in place, and its id stays valid.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::{Bound, RangeInclusive};
+
+use roaring::RoaringBitmap;
+
+use super::sets::{Set, sampled};
+
+pub type Id = u32;
+
+/// Sets below which supersets are found by a scan (see the module's comment).
+const POSTINGS_FROM: usize = 256;
+
+#[derive(Debug, Default)]
+pub struct SetIndex {
+    sets: Vec<Set>,
+    dead: RoaringBitmap,
+    by_len: BTreeMap<u64, Vec<Id>>,
+    by_key: HashMap<u64, Vec<Id>>,
+    /// Built once `POSTINGS_FROM` sets are filed.
+    postings: Option<HashMap<u64, RoaringBitmap>>,
+    /// Bytes of the postings, which the principal's budget counts with the sets.
+    posting_entries: u64,
+}
+
+impl SetIndex {
+    /// Files `set`; returns its id.
+    pub fn insert(&mut self, set: Set) -> Id {
+        let id = Id::try_from(self.sets.len()).expect("fewer than 2^32 sets per principal");
+        self.by_len.entry(set.len()).or_default().push(id);
+        if let Some(key) = set.key() {
+            self.by_key.entry(key).or_default().push(id);
+        }
+        self.sets.push(set);
+        match &mut self.postings {
+            Some(postings) => self.posting_entries += post(postings, id, &self.sets[id as usize]),
+            None if self.sets.len() >= POSTINGS_FROM => {
+                let mut postings = HashMap::new();
+                for (id, set) in self.sets.iter().enumerate() {
+                    self.posting_entries += post(&mut postings, id as Id, set);
+                }
+                self.postings = Some(postings);
+            }
+            None => {}
+        }
+        id
+    }
+
+    /// Marks a set removed (it stays in the postings, dead).
+    pub fn remove(&mut self, id: Id) {
+        self.dead.insert(id);
+    }
+
+    /// Forgets every set with id `next..` (decisions that could not be made durable).
+    pub fn truncate(&mut self, next: Id) {
+        if next >= self.next_id() {
+            return;
+        }
+        for set in self.sets.drain(next as usize..) {
+            let (len, key) = (set.len(), set.key());
+            if let Some(ids) = self.by_len.get_mut(&len) {
+                ids.retain(|&id| id < next);
+            }
+            if let Some(ids) = key.and_then(|k| self.by_key.get_mut(&k)) {
+                ids.retain(|&id| id < next);
+            }
+            let Some(postings) = &mut self.postings else {
+                continue;
+            };
+            for x in set.bits().iter().filter(|&x| sampled(x)) {
+                if let Some(p) = postings.get_mut(&x) {
+                    let before = p.len();
+                    p.remove_range(next..);
+                    self.posting_entries -= before - p.len();
+                }
+            }
+        }
+        self.dead.remove_range(next..);
+    }
+
+    pub fn get(&self, id: Id) -> &Set {
+        &self.sets[id as usize]
+    }
+
+    pub fn alive(&self, id: Id) -> bool {
+        !self.dead.contains(id)
+    }
+
+    /// The number of ids handed out (dead sets included): ids from here on are newer.
+    pub fn next_id(&self) -> Id {
+        self.sets.len() as Id
+    }
+
+    /// Approximate bytes the index adds to its sets.
+    pub fn overhead_bytes(&self) -> u64 {
+        2 * self.posting_entries + 16 * self.sets.len() as u64
+    }
+
+    /// Live sets equal to `set`, among ids in `from..`.
+    pub fn find(&self, set: &Set, from: Id) -> Option<Id> {
+        self.with_len(set.len()..=set.len(), from)
+            .find(|&id| self.get(id) == set)
+    }
+
+    /// Live sets whose size is in `lens`, among ids in `from..`.
+    pub fn with_len(&self, lens: RangeInclusive<u64>, from: Id) -> impl Iterator<Item = Id> + '_ {
+        // An empty range (start past end) is no error: nothing has such a size.
+        let lens = if lens.is_empty() {
+            (Bound::Included(0), Bound::Excluded(0))
+        } else {
+            (Bound::Included(*lens.start()), Bound::Included(*lens.end()))
+        };
+        self.by_len
+            .range(lens)
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .filter(move |&id| id >= from && self.alive(id))
+    }
+
+    /// Live sets `r ⊆ s`, among ids in `from..`.
+    pub fn subsets(&self, s: &Set, from: Id) -> Vec<Id> {
+        // Empty sets are filed under no key; they are subsets of everything.
+        let mut out: Vec<Id> = self.with_len(0..=0, from).collect();
+        if s.is_empty() {
+            return out;
+        }
+        let mut take = |ids: &Vec<Id>| {
+            out.extend(
+                ids.iter()
+                    .copied()
+                    .filter(|&id| id >= from && self.alive(id) && self.get(id).subset_of(s)),
+            )
+        };
+        if s.len() < self.by_key.len() as u64 {
+            for x in s.bits().iter() {
+                if let Some(ids) = self.by_key.get(&x) {
+                    take(ids);
+                }
+            }
+        } else {
+            for (x, ids) in &self.by_key {
+                if s.bits().contains(*x) {
+                    take(ids);
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Live sets `u ⊇ s`, among ids in `from..`.
+    pub fn supersets(&self, s: &Set, from: Id) -> Vec<Id> {
+        let Some(postings) = self.postings.as_ref().filter(|_| !s.probes().is_empty()) else {
+            return self
+                .with_len(s.len()..=u64::MAX, from)
+                .filter(|&id| s.subset_of(self.get(id)))
+                .collect();
+        };
+        let mut probed: Vec<&RoaringBitmap> = Vec::with_capacity(s.probes().len());
+        for x in s.probes() {
+            match postings.get(x) {
+                Some(p) => probed.push(p),
+                None => return vec![],
+            }
+        }
+        probed.sort_by_key(|p| p.len());
+        let mut candidates = probed[0].clone();
+        for p in &probed[1..] {
+            if candidates.len() <= 4 {
+                break;
+            }
+            candidates &= *p;
+        }
+        candidates.remove_range(..from);
+        candidates
+            .iter()
+            .filter(|&id| self.alive(id) && s.subset_of(self.get(id)))
+            .collect()
+    }
+
+    /// Every live set with id in `from..`, oldest first.
+    pub fn since(&self, from: Id) -> impl Iterator<Item = Id> + '_ {
+        (from..self.next_id()).filter(|&id| self.alive(id))
+    }
+}
+
+/// Files `set`'s sampled elements under `id` in `postings`; returns how many.
+fn post(postings: &mut HashMap<u64, RoaringBitmap>, id: Id, set: &Set) -> u64 {
+    let mut n = 0;
+    for x in set.bits().iter().filter(|&x| sampled(x)) {
+        postings.entry(x).or_default().insert(id);
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roaring::RoaringTreemap;
+
+    fn set(xs: impl IntoIterator<Item = u64>) -> Set {
+        Set::new(xs.into_iter().collect::<RoaringTreemap>())
+    }
+
+    /// Brute force over every filed set, as the index must answer.
+    fn brute(index: &SetIndex, s: &Set, sub: bool) -> Vec<Id> {
+        (0..index.next_id())
+            .filter(|&id| index.alive(id))
+            .filter(|&id| {
+                if sub {
+                    index.get(id).subset_of(s)
+                } else {
+                    s.subset_of(index.get(id))
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn answers_equal_brute_force() {
+        let mut index = SetIndex::default();
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        // Nested chains, random sets, small sets without probes, an empty set.
+        let everyone = set(0..5_000);
+        index.insert(everyone.clone());
+        for k in 1..100u64 {
+            index.insert(set((0..5_000).filter(|x| x % k == 0)));
+            let size = 1 + next() % 300;
+            index.insert(set((0..size).map(|_| next() % 5_000)));
+            index.insert(set((0..(k % 6)).map(|_| next() % 5_000)));
+        }
+        index.insert(set(std::iter::empty()));
+        index.remove(5);
+        let queries: Vec<Set> = (0..index.next_id())
+            .map(|id| index.get(id).clone())
+            .chain([
+                set([0, 6, 12]),
+                set((0..5_000).filter(|x| x % 6 == 0)),
+                everyone,
+            ])
+            .collect();
+        assert!(
+            index.next_id() as usize > POSTINGS_FROM,
+            "postings are built"
+        );
+        let agree = |index: &SetIndex| {
+            for q in &queries {
+                assert_eq!(index.subsets(q, 0), brute(index, q, true));
+                let mut sup = index.supersets(q, 0);
+                sup.sort_unstable();
+                assert_eq!(sup, brute(index, q, false));
+                assert!(index.subsets(q, 50).iter().all(|&id| id >= 50));
+            }
+        };
+        agree(&index);
+        assert!(!index.subsets(&queries[0], 0).contains(&5));
+        assert_eq!(index.find(&queries[3], 0), Some(3));
+        // Decisions that could not be made durable are forgotten, postings included.
+        let entries = index.posting_entries;
+        index.remove(index.next_id() - 1);
+        index.truncate(200);
+        assert_eq!(index.next_id(), 200);
+        assert!(index.posting_entries < entries);
+        agree(&index);
+    }
+}
