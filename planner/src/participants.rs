@@ -324,9 +324,60 @@ impl Accumulator for SlidingCount {
     }
 }
 
+/// Person ids buffered across batches before they are built into bitmaps: a group's ids are
+/// sorted and added once per this many rows in the accumulator, instead of a small bitmap
+/// made and unioned per group and batch (array containers are rewritten by each union).
+const PENDING_IDS: usize = 1 << 20;
+
+/// The bitmap of `ids` (any order, duplicates allowed). Files are sorted by person, so ids
+/// often arrive in order; ids out of order that are dense in their range (a cell holding a
+/// good share of the participants) are set in a plain bit array, which yields them sorted in
+/// one pass; only sparse ones are sorted.
+fn bitmap_of(mut ids: Vec<u64>) -> RoaringTreemap {
+    if !ids.is_sorted() {
+        let (lo, hi) = ids
+            .iter()
+            .fold((u64::MAX, 0), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let span = (hi - lo).saturating_add(1);
+        if span / 64 <= ids.len() as u64 {
+            let mut words = vec![0u64; span.div_ceil(64) as usize];
+            for &x in &ids {
+                let at = x - lo;
+                words[(at / 64) as usize] |= 1 << (at % 64);
+            }
+            let sorted = words.iter().enumerate().flat_map(|(w, &bits)| {
+                let base = lo + 64 * w as u64;
+                BitIter(bits).map(move |b| base + b)
+            });
+            return RoaringTreemap::from_sorted_iter(sorted).expect("ascending");
+        }
+        ids.sort_unstable();
+    }
+    ids.dedup();
+    RoaringTreemap::from_sorted_iter(ids).expect("sorted and deduplicated")
+}
+
+/// The positions of a word's set bits, lowest first.
+struct BitIter(u64);
+
+impl Iterator for BitIter {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        (self.0 != 0).then(|| {
+            let b = self.0.trailing_zeros() as u64;
+            self.0 &= self.0 - 1;
+            b
+        })
+    }
+}
+
 #[derive(Debug)]
 struct BitmapGroups {
     sets: Vec<RoaringTreemap>,
+    /// Each group's person ids not yet in its bitmap (in arrival order, duplicates kept).
+    pending: Vec<Vec<u64>>,
+    pending_total: usize,
     /// Each set's serialized size when last changed, and their sum: DataFusion asks for the
     /// accumulator's size after every batch, and summing thousands of sets each time costs more
     /// than the batch.
@@ -339,6 +390,8 @@ impl BitmapGroups {
     fn new(output: Output) -> Self {
         BitmapGroups {
             sets: Vec::new(),
+            pending: Vec::new(),
+            pending_total: 0,
             sizes: Vec::new(),
             total_size: 0,
             output,
@@ -354,18 +407,21 @@ impl BitmapGroups {
     ) -> DfResult<()> {
         if self.sets.len() < total_num_groups {
             self.sets.resize_with(total_num_groups, RoaringTreemap::new);
+            self.pending.resize_with(total_num_groups, Vec::new);
             self.sizes.resize(total_num_groups, 0);
         }
         let mut unions = Vec::new();
-        // Inserting ids one by one into a treemap looks each up in a B-tree and a container;
-        // the batch's (group, id) pairs sorted build each group's new members in one pass.
-        let mut pairs: Vec<(usize, u64)> = Vec::new();
         let mut keys = std::collections::HashSet::new();
         let mut shared = Vec::new();
+        let pending = &mut self.pending;
+        let mut added = 0;
         for_each_input(
             values,
             filter,
-            |row, p| pairs.push((group_indices[row], p)),
+            |row, p| {
+                pending[group_indices[row]].push(p);
+                added += 1;
+            },
             |row, s| unions.push((group_indices[row], s)),
             |row, key, s| {
                 if keys.insert((group_indices[row], key)) {
@@ -373,34 +429,49 @@ impl BitmapGroups {
                 }
             },
         )?;
-        pairs.sort_unstable();
-        pairs.dedup();
-        let mut touched = Vec::new();
-        for run in pairs.chunk_by(|a, b| a.0 == b.0) {
-            let g = run[0].0;
-            let members = RoaringTreemap::from_sorted_iter(run.iter().map(|&(_, p)| p))
-                .expect("sorted and deduplicated");
+        self.pending_total += added;
+        for (g, s) in unions.into_iter().chain(shared) {
+            self.sets[g] |= s;
+            self.resized(g);
+        }
+        if self.pending_total > PENDING_IDS {
+            self.build(0..self.sets.len());
+        }
+        Ok(())
+    }
+
+    /// Builds the pending ids of `groups` into their bitmaps.
+    fn build(&mut self, groups: std::ops::Range<usize>) {
+        for g in groups {
+            if self.pending[g].is_empty() {
+                continue;
+            }
+            let ids = std::mem::take(&mut self.pending[g]);
+            self.pending_total -= ids.len();
+            let members = bitmap_of(ids);
             if self.sets[g].is_empty() {
                 self.sets[g] = members;
             } else {
                 self.sets[g] |= members;
             }
-            touched.push(g);
+            self.resized(g);
         }
-        for (g, s) in unions.into_iter().chain(shared) {
-            self.sets[g] |= s;
-            touched.push(g);
-        }
-        for g in touched {
-            let size = self.sets[g].serialized_size();
-            self.total_size = self.total_size + size - self.sizes[g];
-            self.sizes[g] = size;
-        }
-        Ok(())
+    }
+
+    fn resized(&mut self, g: usize) {
+        let size = self.sets[g].serialized_size();
+        self.total_size = self.total_size + size - self.sizes[g];
+        self.sizes[g] = size;
     }
 
     /// Takes the sets `emit_to` names out of the accumulator.
     fn take(&mut self, emit_to: EmitTo) -> Vec<RoaringTreemap> {
+        let emitted = match emit_to {
+            EmitTo::All => self.sets.len(),
+            EmitTo::First(n) => n,
+        };
+        self.build(0..emitted);
+        emit_to.take_needed(&mut self.pending);
         let sizes = emit_to.take_needed(&mut self.sizes);
         self.total_size -= sizes.iter().sum::<usize>();
         emit_to.take_needed(&mut self.sets)
@@ -466,6 +537,8 @@ impl GroupsAccumulator for BitmapGroups {
 
     fn size(&self) -> usize {
         self.sets.capacity() * std::mem::size_of::<RoaringTreemap>()
+            + self.pending.capacity() * std::mem::size_of::<Vec<u64>>()
+            + self.pending_total * std::mem::size_of::<u64>()
             + self.sizes.capacity() * std::mem::size_of::<usize>()
             + self.total_size
     }
@@ -476,6 +549,30 @@ mod tests {
     use super::*;
     use arrow::array::BinaryArray;
     use arrow::datatypes::UInt64Type;
+
+    #[test]
+    fn bitmaps_of_ids_in_any_order() {
+        let mut state = 11u64;
+        for (n, range) in [
+            (0, 10),
+            (5, 10),
+            (1_000, 1_500),
+            (1_000, 1 << 40),
+            (70_000, 100_000),
+        ] {
+            let ids: Vec<u64> = (0..n)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    1 + (state >> 20) % range
+                })
+                .collect();
+            let expected: RoaringTreemap = ids.iter().copied().collect();
+            assert_eq!(bitmap_of(ids.clone()), expected);
+            let mut sorted = ids;
+            sorted.sort_unstable();
+            assert_eq!(bitmap_of(sorted), expected);
+        }
+    }
 
     #[test]
     fn groups_union_ids_and_bitmaps() {

@@ -69,6 +69,11 @@ impl QueryService {
             .create_physical_plan()
             .await
             .map_err(PlannerError::from_datafusion)?;
+        // The plan as it runs, policy rewrites included (EXPLAIN shows the caller's plan).
+        tracing::debug!(
+            plan = %datafusion::physical_plan::displayable(physical.as_ref()).indent(false),
+            "physical plan"
+        );
         let mut stream = execute_stream(physical.clone(), ctx.task_ctx())
             .map_err(PlannerError::from_datafusion)?;
         let mut summary = None;

@@ -26,10 +26,12 @@ use super::sets::{Set, sampled};
 pub type Id = u32;
 
 /// Sets below which supersets are found by a scan (see the module's comment).
-const POSTINGS_FROM: usize = 256;
+const POSTINGS_FROM: usize = 4096;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SetIndex {
+    /// Sets from which postings are kept (`POSTINGS_FROM`; lower in tests).
+    postings_from: usize,
     sets: Vec<Set>,
     dead: RoaringBitmap,
     by_len: BTreeMap<u64, Vec<Id>>,
@@ -38,6 +40,20 @@ pub struct SetIndex {
     postings: Option<HashMap<u64, RoaringBitmap>>,
     /// Bytes of the postings, which the principal's budget counts with the sets.
     posting_entries: u64,
+}
+
+impl Default for SetIndex {
+    fn default() -> Self {
+        SetIndex {
+            postings_from: POSTINGS_FROM,
+            sets: Vec::new(),
+            dead: RoaringBitmap::new(),
+            by_len: BTreeMap::new(),
+            by_key: HashMap::new(),
+            postings: None,
+            posting_entries: 0,
+        }
+    }
 }
 
 impl SetIndex {
@@ -51,7 +67,7 @@ impl SetIndex {
         self.sets.push(set);
         match &mut self.postings {
             Some(postings) => self.posting_entries += post(postings, id, &self.sets[id as usize]),
-            None if self.sets.len() >= POSTINGS_FROM => {
+            None if self.sets.len() >= self.postings_from => {
                 let mut postings = HashMap::new();
                 for (id, set) in self.sets.iter().enumerate() {
                     self.posting_entries += post(&mut postings, id as Id, set);
@@ -154,11 +170,13 @@ impl SetIndex {
                 }
             }
         } else {
-            for (x, ids) in &self.by_key {
-                if s.bits().contains(*x) {
-                    take(ids);
-                }
-            }
+            // `s` holds more elements than there are keys: a scan of the sets (whose subset
+            // test looks at sizes and sketches before any bitmap) costs less than testing
+            // every key's membership in `s`.
+            out.extend((from..self.next_id()).filter(|&id| {
+                let r = self.get(id);
+                !r.is_empty() && self.alive(id) && r.subset_of(s)
+            }));
         }
         out.sort_unstable();
         out
@@ -166,17 +184,34 @@ impl SetIndex {
 
     /// Live sets `u ⊇ s`, among ids in `from..`.
     pub fn supersets(&self, s: &Set, from: Id) -> Vec<Id> {
+        self.superset_candidates(s, s.len(), from)
+            .filter(|&id| s.subset_of(self.get(id)))
+            .collect()
+    }
+
+    /// Whether a live set `u ⊇ s` of at least `min_len` members is filed (stops at the first).
+    pub fn has_superset(&self, s: &Set, min_len: u64) -> bool {
+        self.superset_candidates(s, min_len, 0)
+            .any(|id| s.subset_of(self.get(id)))
+    }
+
+    /// Live sets of `min_len..` members with ids in `from..` that may contain `s`: those
+    /// holding all of its probes, or (no postings, no probes) every one.
+    fn superset_candidates(
+        &self,
+        s: &Set,
+        min_len: u64,
+        from: Id,
+    ) -> Box<dyn Iterator<Item = Id> + '_> {
+        let min_len = min_len.max(s.len());
         let Some(postings) = self.postings.as_ref().filter(|_| !s.probes().is_empty()) else {
-            return self
-                .with_len(s.len()..=u64::MAX, from)
-                .filter(|&id| s.subset_of(self.get(id)))
-                .collect();
+            return Box::new(self.with_len(min_len..=u64::MAX, from));
         };
         let mut probed: Vec<&RoaringBitmap> = Vec::with_capacity(s.probes().len());
         for x in s.probes() {
             match postings.get(x) {
                 Some(p) => probed.push(p),
-                None => return vec![],
+                None => return Box::new(std::iter::empty()),
             }
         }
         probed.sort_by_key(|p| p.len());
@@ -188,10 +223,11 @@ impl SetIndex {
             candidates &= *p;
         }
         candidates.remove_range(..from);
-        candidates
-            .iter()
-            .filter(|&id| self.alive(id) && s.subset_of(self.get(id)))
-            .collect()
+        Box::new(
+            candidates
+                .into_iter()
+                .filter(move |&id| self.alive(id) && self.get(id).len() >= min_len),
+        )
     }
 
     /// Every live set with id in `from..`, oldest first.
@@ -235,7 +271,10 @@ mod tests {
 
     #[test]
     fn answers_equal_brute_force() {
-        let mut index = SetIndex::default();
+        let mut index = SetIndex {
+            postings_from: 64,
+            ..SetIndex::default()
+        };
         let mut state = 7u64;
         let mut next = || {
             state = state
@@ -262,16 +301,15 @@ mod tests {
                 everyone,
             ])
             .collect();
-        assert!(
-            index.next_id() as usize > POSTINGS_FROM,
-            "postings are built"
-        );
+        assert!(index.postings.is_some(), "postings are built");
         let agree = |index: &SetIndex| {
             for q in &queries {
                 assert_eq!(index.subsets(q, 0), brute(index, q, true));
                 let mut sup = index.supersets(q, 0);
                 sup.sort_unstable();
                 assert_eq!(sup, brute(index, q, false));
+                let larger = sup.iter().any(|&id| index.get(id).len() > q.len());
+                assert_eq!(index.has_superset(q, q.len() + 1), larger);
                 assert!(index.subsets(q, 50).iter().all(|&id| id >= 50));
             }
         };

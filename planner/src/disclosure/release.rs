@@ -216,8 +216,17 @@ impl ReleaseLedger {
         threshold: u64,
         rules: Rules,
     ) -> Result<Vec<Decision>, LedgerError> {
-        let sets: Vec<Option<Set>> = rows.iter().map(|r| r.set.clone().map(Set::new)).collect();
         let mut release = vec![Decision::Release; rows.len()];
+        // Under the cell rules a result without a suppressed cell has no line to protect:
+        // spare it the sketches of its sets.
+        if rules == Rules::Cells
+            && !rows
+                .iter()
+                .any(|r| !r.offered && r.set.as_ref().is_some_and(|s| !s.is_empty()))
+        {
+            return Ok(release);
+        }
+        let sets: Vec<Option<Set>> = rows.iter().map(|r| r.set.clone().map(Set::new)).collect();
         // Which rows take part: under the cell rules only the lines of the result's
         // suppressed cells (their totals and the totals' parts); every row otherwise.
         let mut taking_part: Vec<usize> = (0..rows.len()).filter(|&i| sets[i].is_some()).collect();
@@ -362,7 +371,7 @@ fn revoke_solvable(
             .since(first_withheld)
             .map(|id| withheld.get(id))
             .collect();
-        let on_lines = on_lines_of(&new_sets, &new_withheld);
+        let on_lines = on_lines_of(released, &new, &new_withheld);
         let mut newest: Vec<usize> = on_lines.clone();
         newest.sort_by(|&a, &b| {
             let (sa, sb) = (new_sets[a], new_sets[b]);
@@ -458,6 +467,8 @@ impl<'a> Released<'a> {
 
 /// The rows on a line of a withheld (not offered) row: offered rows whose set strictly
 /// contains a withheld set (its totals), and the rows inside those totals (their parts).
+/// Withheld cells hold a few participants (too few for the index's probes): their totals are
+/// found by a scan; the parts by an index of the totals, stopping at the first found.
 fn lines_of_withheld(rows: &[Row], sets: &[Option<Set>]) -> Vec<usize> {
     let withheld: Vec<&Set> = (0..rows.len())
         .filter(|&i| !rows[i].offered)
@@ -478,31 +489,52 @@ fn lines_of_withheld(rows: &[Row], sets: &[Option<Set>]) -> Vec<usize> {
     if totals.is_empty() {
         return vec![];
     }
+    let mut index = SetIndex::default();
+    for &t in &totals {
+        index.insert(sets[t].clone().expect("a total has a set"));
+    }
     (0..rows.len())
         .filter(|&i| {
-            sets[i].as_ref().is_some_and(|s| {
-                totals.contains(&i)
-                    || totals
-                        .iter()
-                        .any(|&t| s.strict_subset_of(sets[t].as_ref().expect("a total has a set")))
-            })
+            totals.binary_search(&i).is_ok()
+                || sets[i]
+                    .as_ref()
+                    .is_some_and(|s| index.has_superset(s, s.len() + 1))
         })
         .collect()
 }
 
-/// Indexes (in `released`) of the released sets on a line of a withheld set: its totals and
-/// their parts.
-fn on_lines_of(released: &[&Set], withheld: &[&Set]) -> Vec<usize> {
-    let totals: Vec<usize> = (0..released.len())
-        .filter(|&i| withheld.iter().any(|w| w.strict_subset_of(released[i])))
-        .collect();
-    (0..released.len())
-        .filter(|&i| {
-            totals.contains(&i)
-                || totals
-                    .iter()
-                    .any(|&t| released[i].strict_subset_of(released[t]))
+/// Positions in `new` (this result's released sets, ids in `released`) of the sets on a line
+/// of a withheld set: its totals and their parts, among this result's sets.
+fn on_lines_of(released: &SetIndex, new: &[Id], withheld: &[&Set]) -> Vec<usize> {
+    let Some(&first) = new.first() else {
+        return vec![];
+    };
+    let len = |id: Id| released.get(id).len();
+    let mut totals: Vec<Id> = withheld
+        .iter()
+        .flat_map(|w| {
+            released
+                .supersets(w, first)
+                .into_iter()
+                .filter(|&id| len(id) > w.len())
         })
+        .collect();
+    totals.sort_unstable();
+    totals.dedup();
+    let mut on: Vec<Id> = totals
+        .iter()
+        .flat_map(|&t| {
+            released
+                .subsets(released.get(t), first)
+                .into_iter()
+                .filter(move |&id| len(id) < len(t))
+        })
+        .chain(totals.iter().copied())
+        .collect();
+    on.sort_unstable();
+    on.dedup();
+    on.into_iter()
+        .filter_map(|id| new.binary_search(&id).ok())
         .collect()
 }
 

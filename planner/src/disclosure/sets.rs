@@ -1,7 +1,10 @@
 //! Participant sets as the release ledger keeps them: the bitmap with what makes relations
 //! between sets cheap to rule out — its cardinality, range and a min-hash sketch. `R ⊆ S` implies
 //! `|R| <= |S|`, `min R >= min S`, `max R <= max S` and, for every hash, `min h(R) >= min h(S)`;
-//! unrelated sets fail one of these almost always, so the exact bitmap test runs rarely.
+//! unrelated sets fail one of these almost always, so the exact bitmap test runs rarely. The
+//! minima are taken over the sampled elements only (`sampled`: one in `SAMPLING`), which keeps
+//! the implication (R's sampled elements are S's) at an eighth of the hashing: a result's sets
+//! hold millions of (cell, participant) pairs.
 
 use std::ops::Deref;
 
@@ -63,13 +66,14 @@ impl Set {
         // The sampled elements with the smallest sample hashes: deterministic per set.
         let mut probes: Vec<(u64, u64)> = Vec::with_capacity(PROBES + 1);
         for x in bits.iter() {
-            if sampled(x) {
-                let key = mix(x ^ SAMPLE_SEED);
-                if probes.len() < PROBES || key < probes[PROBES - 1].0 {
-                    let at = probes.partition_point(|p| p.0 < key);
-                    probes.insert(at, (key, x));
-                    probes.truncate(PROBES);
-                }
+            let key = mix(x ^ SAMPLE_SEED);
+            if !key.is_multiple_of(SAMPLING) {
+                continue;
+            }
+            if probes.len() < PROBES || key < probes[PROBES - 1].0 {
+                let at = probes.partition_point(|p| p.0 < key);
+                probes.insert(at, (key, x));
+                probes.truncate(PROBES);
             }
             for (i, (s, seed)) in sketch.iter_mut().zip(SEEDS).enumerate() {
                 let h = mix(x ^ seed);
@@ -81,10 +85,15 @@ impl Set {
                 }
             }
         }
+        let (lo, hi) = (bits.min().unwrap_or(u64::MAX), bits.max().unwrap_or(0));
+        if probes.is_empty() {
+            // Nothing sampled (a small set): its ends are members too.
+            pivots = [lo, hi];
+        }
         Set {
             len: bits.len(),
-            lo: bits.min().unwrap_or(u64::MAX),
-            hi: bits.max().unwrap_or(0),
+            lo,
+            hi,
             bits,
             sketch,
             pivots,
