@@ -815,13 +815,16 @@ impl Check<'_> {
         // sizes where a count reveals something are looked at.
         for u in around {
             let (m, outside) = (u.len(), u.bits() - set.bits());
+            // |R| - (m - n) participants of `set` in R, or m - |R| of U outside R (R ∩ set = ∅
+            // at |R| = m - n: then `set` itself is that rest).
+            let rest = m.saturating_sub(t).max(m - n)..=m - 1;
+            let shared = m - n + 1..=(m - n).saturating_add(t).min(m - 1);
             let lens: Vec<RangeInclusive<u64>> = if self.small(m - n) {
                 vec![m - n..=m - 1]
+            } else if shared.start() <= rest.end() && rest.start() <= shared.end() {
+                vec![(*shared.start()).min(*rest.start())..=m - 1]
             } else {
-                vec![
-                    m - n + 1..=(m - n + t).min(m - 1),
-                    m.saturating_sub(t).max(m - n + t + 1)..=m - 1,
-                ]
+                vec![shared, rest]
             };
             for r in lens.into_iter().flat_map(|l| released.with_len(l)) {
                 if r.subset_of(set)
@@ -850,8 +853,14 @@ impl Check<'_> {
                 vec![between(n - la + 1, n)]
             } else {
                 vec![
-                    between(n - la + 1, n - la + t),
-                    between((n - la + t + 1).max(n.saturating_sub(t)), n - 1),
+                    between(n - la + 1, (n - la).saturating_add(t)),
+                    between(
+                        (n - la)
+                            .saturating_add(t)
+                            .saturating_add(1)
+                            .max(n.saturating_sub(t)),
+                        n - 1,
+                    ),
                 ]
             };
             for j in partners.into_iter().flatten() {
@@ -1194,6 +1203,26 @@ mod tests {
                 .decide("q", &[offered(set(0..500))], 20, Rules::Groups)
                 .is_ok()
         );
+    }
+
+    /// A threshold raised after releases (T 1 → 2): U and R ⊂ U two apart were released under
+    /// the old one; the part of U outside R, offered now, is solvable (|U| - |R|) and withheld.
+    #[test]
+    fn a_raised_threshold_sees_old_releases() {
+        let ledger = ReleaseLedger::default();
+        let both = ledger
+            .decide(
+                "p",
+                &[offered(set(1..11)), offered(set(3..11))],
+                1,
+                Rules::Groups,
+            )
+            .unwrap();
+        assert_eq!(released(both), [true, true]);
+        let d = ledger
+            .decide("p", &[offered(set(1..3))], 2, Rules::Groups)
+            .unwrap();
+        assert_eq!(released(d), [false]);
     }
 
     fn released(d: Vec<Decision>) -> Vec<bool> {

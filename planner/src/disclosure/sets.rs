@@ -77,7 +77,8 @@ impl Set {
             }
             for (i, (s, seed)) in sketch.iter_mut().zip(SEEDS).enumerate() {
                 let h = mix(x ^ seed);
-                if h < *s {
+                // `<=`: a first element hashing to u64::MAX still becomes the pivot.
+                if h <= *s {
                     *s = h;
                     if i < 2 {
                         pivots[i] = x;
