@@ -2,8 +2,8 @@
 //! new set — which sets are inside it, which contain it, which have a given size — cost what
 //! their answers hold rather than the length of the history.
 //!
-//! - Subsets of `s`: a set `r ⊆ s` has its filing key (the element minimizing the first
-//!   min-hash) in `s`, so the candidates are the sets filed under `s`'s elements (walking `s`
+//! - Subsets of `s`: a set `r ⊆ s` has its filing key (one of its elements, `Set::key`) in
+//!   `s`, so the candidates are the sets filed under `s`'s elements (walking `s`
 //!   or the keys, whichever is shorter).
 //! - Supersets of `s`: a set `u ⊇ s` holds every element of `s`, in particular `s`'s probes
 //!   (sampled elements, `sets::sampled`); the index keeps the postings of sampled elements, so

@@ -819,13 +819,14 @@ impl Check<'_> {
             // at |R| = m - n: then `set` itself is that rest).
             let rest = m.saturating_sub(t).max(m - n)..=m - 1;
             let shared = m - n + 1..=(m - n).saturating_add(t).min(m - 1);
-            let lens: Vec<RangeInclusive<u64>> = if self.small(m - n) {
-                vec![m - n..=m - 1]
-            } else if shared.start() <= rest.end() && rest.start() <= shared.end() {
-                vec![(*shared.start()).min(*rest.start())..=m - 1]
-            } else {
-                vec![shared, rest]
-            };
+            // One walk when the two overlap (always when m - n <= T: `rest` is then all of
+            // m - n..m, and every R reveals U's rest outside `set`).
+            let lens: Vec<RangeInclusive<u64>> =
+                if shared.start() <= rest.end() && rest.start() <= shared.end() {
+                    vec![(*shared.start()).min(*rest.start())..=m - 1]
+                } else {
+                    vec![shared, rest]
+                };
             for r in lens.into_iter().flat_map(|l| released.with_len(l)) {
                 if r.subset_of(set)
                     || set.subset_of(r)

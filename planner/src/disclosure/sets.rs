@@ -45,7 +45,12 @@ const SAMPLE_SEED: u64 = 0x2545_F491_4F6C_DD1D;
 
 /// Whether the index keeps postings for element `x`.
 pub fn sampled(x: u64) -> bool {
-    mix(x ^ SAMPLE_SEED).is_multiple_of(SAMPLING)
+    sample_hash(x).is_some()
+}
+
+/// `x`'s sample hash if `x` is sampled (probes are the sampled elements with the smallest).
+fn sample_hash(x: u64) -> Option<u64> {
+    Some(mix(x ^ SAMPLE_SEED)).filter(|h| h.is_multiple_of(SAMPLING))
 }
 
 const SEEDS: [u64; HASHES] = [
@@ -66,10 +71,9 @@ impl Set {
         // The sampled elements with the smallest sample hashes: deterministic per set.
         let mut probes: Vec<(u64, u64)> = Vec::with_capacity(PROBES + 1);
         for x in bits.iter() {
-            let key = mix(x ^ SAMPLE_SEED);
-            if !key.is_multiple_of(SAMPLING) {
+            let Some(key) = sample_hash(x) else {
                 continue;
-            }
+            };
             if probes.len() < PROBES || key < probes[PROBES - 1].0 {
                 let at = probes.partition_point(|p| p.0 < key);
                 probes.insert(at, (key, x));
