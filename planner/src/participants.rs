@@ -7,13 +7,16 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Int64Array, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator,
-    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+    ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 use roaring::RoaringTreemap;
 
@@ -635,5 +638,54 @@ impl ScalarUDFImpl for CellSet {
         let indices: Vec<usize> = (0..rows).collect();
         groups.add(&arrays, &indices, None, rows)?;
         Ok(ColumnarValue::Array(groups.emit_bitmaps(EmitTo::All)))
+    }
+}
+
+pub const SET_SIZE: &str = "strata_set_size";
+
+/// `strata_set_size(bitmap)`: how many participants a set holds, as an Int64 count. A
+/// `COUNT(DISTINCT person)` is read off the set disclosure control builds for its cell anyway,
+/// instead of a second distinct aggregation of the same ids.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SetSize {
+    signature: Signature,
+}
+
+pub fn set_size_udf() -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(SetSize {
+        signature: Signature::exact(vec![DataType::Binary], Volatility::Immutable),
+    }))
+}
+
+impl ScalarUDFImpl for SetSize {
+    fn name(&self) -> &str {
+        SET_SIZE
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    /// Never NULL, like the COUNT it stands for.
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        Ok(Arc::new(Field::new(SET_SIZE, DataType::Int64, false)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let sets = arrays[0].as_binary::<i32>();
+        let sizes = (0..sets.len())
+            .map(|row| {
+                if sets.is_null(row) {
+                    return Ok(0);
+                }
+                Ok(deserialize(sets.value(row))?.len() as i64)
+            })
+            .collect::<DfResult<Int64Array>>()?;
+        Ok(ColumnarValue::Array(Arc::new(sizes)))
     }
 }

@@ -37,7 +37,7 @@ use super::cells::{
     Level, Protection, SuppressionCounter, cell_check_udf, dominance_udaf, mask_udf, protect_udf,
     reason,
 };
-use crate::participants::{Output, participants_udaf};
+use crate::participants::{Output, participants_udaf, set_size_udf};
 
 /// Why a plan cannot be protected; becomes an "unsupported" refusal.
 #[derive(Debug, Clone)]
@@ -968,7 +968,26 @@ impl<'a> Rewriter<'a> {
     }
 
     fn aggregate(&mut self, agg: &Aggregate) -> R<Rel> {
+        if let Some((inner, fused)) = distinct_count_parts(agg) {
+            self.no_participant_subqueries(&agg.input)?;
+            let input = self.node(&inner.input)?;
+            let lineage = input.lineage();
+            if fused
+                .aggr_expr
+                .iter()
+                .all(|e| counts_participants(e, &lineage))
+            {
+                return self.aggregate_over(&fused, input);
+            }
+            let inner = self.aggregate_over(inner, input)?;
+            return self.aggregate_over(agg, inner);
+        }
         let input = self.node(&agg.input)?;
+        self.aggregate_over(agg, input)
+    }
+
+    /// The aggregate `agg`, rebuilt over its rewritten input.
+    fn aggregate_over(&mut self, agg: &Aggregate, input: Rel) -> R<Rel> {
         if !input.has_lineage() {
             let plan = df(Aggregate::try_new(
                 Arc::new(input.plan),
@@ -1036,9 +1055,22 @@ impl<'a> Rewriter<'a> {
             });
             condition_of.push(i);
         }
+        // COUNT(DISTINCT person) is the size of the set its cell is released on: read off that
+        // set instead of a second distinct aggregation of the same ids.
+        let from_set: Vec<bool> = agg
+            .aggr_expr
+            .iter()
+            .map(|e| counts_participants(e, &lineage))
+            .collect();
         // The group's participants (all rows), carried up as the aggregate's lineage.
         let group_set = self.hidden(Kind::Bitmap);
-        let mut aggr = agg.aggr_expr.clone();
+        let mut aggr: Vec<Expr> = agg
+            .aggr_expr
+            .iter()
+            .zip(&from_set)
+            .filter(|(_, from_set)| !**from_set)
+            .map(|(e, _)| e.clone())
+            .collect();
         aggr.push(
             self.participants(&lineage, None, Output::Bitmap)
                 .alias(&group_set.name),
@@ -1107,6 +1139,12 @@ impl<'a> Rewriter<'a> {
         let check = cell_check_udf(self.protection.threshold);
         let mut codes = Vec::with_capacity(agg.aggr_expr.len());
         let mut exprs = columns_of(&agg.schema);
+        for (k, _) in from_set.iter().enumerate().filter(|(_, f)| **f) {
+            let (q, field) = agg.schema.qualified_field(n_group + k);
+            exprs[n_group + k] = set_size_udf()
+                .call(vec![sets[condition_of[k]].expr()])
+                .alias_qualified(q.cloned(), field.name());
+        }
         exprs.push(group_set.expr());
         // The contribution sets of cells that take fewer rows than the group, for the release.
         let cell_sets: Vec<Hidden> = sets
@@ -1739,6 +1777,90 @@ impl<'a> Rewriter<'a> {
 }
 
 /// Whether a plan yields exactly one row: an aggregate without groups, under projections.
+/// DataFusion plans `COUNT(DISTINCT k) … GROUP BY g` as a group by `g, k` under a group by `g`
+/// that counts `k` (its single-distinct rule). Returns that inner aggregate and the one
+/// aggregate the pair stands for, `COUNT(DISTINCT k) … GROUP BY g` with `agg`'s output, so that
+/// a count of participants can be read off the set each group builds anyway.
+fn distinct_count_parts(agg: &Aggregate) -> Option<(&Aggregate, Aggregate)> {
+    let LogicalPlan::Aggregate(inner) = agg.input.as_ref() else {
+        return None;
+    };
+    let grouping_sets = |a: &Aggregate| matches!(a.group_expr.first(), Some(Expr::GroupingSet(_)));
+    if !inner.aggr_expr.is_empty()
+        || agg.aggr_expr.is_empty()
+        || grouping_sets(inner)
+        || grouping_sets(agg)
+    {
+        return None;
+    }
+    // The inner key each outer key is; the one left over is the counted key.
+    let mut used = vec![false; inner.group_expr.len()];
+    let mut groups = Vec::with_capacity(agg.group_expr.len());
+    for e in &agg.group_expr {
+        let Expr::Column(c) = e else { return None };
+        let i = inner.schema.index_of_column(c).ok()?;
+        if i >= used.len() || used[i] {
+            return None;
+        }
+        used[i] = true;
+        groups.push(inner.group_expr[i].clone());
+    }
+    let mut unused = used
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| !**u)
+        .map(|(i, _)| i);
+    let (Some(k), None) = (unused.next(), unused.next()) else {
+        return None;
+    };
+    let (q, f) = inner.schema.qualified_field(k);
+    let counted = Column::new(q.cloned(), f.name());
+    let key = match &inner.group_expr[k] {
+        Expr::Alias(a) => a.expr.as_ref().clone(),
+        e => e.clone(),
+    };
+    if !matches!(key, Expr::Column(_)) {
+        return None;
+    }
+    let n_group = agg.group_expr.len();
+    let mut aggr = Vec::with_capacity(agg.aggr_expr.len());
+    for (e, (q, field)) in agg.aggr_expr.iter().zip(agg.schema.iter().skip(n_group)) {
+        let f = aggregate_of(e)?;
+        let counts_key = f.func.name() == "count"
+            && f.params.filter.is_none()
+            && f.params.order_by.is_empty()
+            && matches!(f.params.args.as_slice(), [Expr::Column(c)] if *c == counted);
+        if !counts_key {
+            return None;
+        }
+        let distinct =
+            AggregateFunction::new_udf(f.func.clone(), vec![key.clone()], true, None, vec![], None);
+        aggr.push(Expr::AggregateFunction(distinct).alias_qualified(q.cloned(), field.name()));
+    }
+    let fused = Aggregate::try_new(inner.input.clone(), groups, aggr).ok()?;
+    let same_output = fused.schema.fields().len() == agg.schema.fields().len()
+        && fused
+            .schema
+            .iter()
+            .zip(agg.schema.iter())
+            .all(|((q1, f1), (q2, f2))| {
+                q1 == q2 && f1.name() == f2.name() && f1.data_type() == f2.data_type()
+            });
+    same_output.then_some((inner, fused))
+}
+
+/// `COUNT(DISTINCT k)` where `k` is the person key all of the rows' lineage is: the number of
+/// the cell's participants.
+fn counts_participants(e: &Expr, lineage: &[Hidden]) -> bool {
+    aggregate_of(e).is_some_and(|f| {
+        f.func.name() == "count"
+            && f.params.distinct
+            && f.params.order_by.is_empty()
+            && matches!((f.params.args.as_slice(), lineage), ([Expr::Column(c)], [only])
+                if only.kind == Kind::Person && only.origin.as_ref() == Some(c))
+    })
+}
+
 fn one_row(plan: &LogicalPlan) -> bool {
     match plan {
         LogicalPlan::Aggregate(a) => a.group_expr.is_empty(),

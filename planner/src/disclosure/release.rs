@@ -317,32 +317,28 @@ impl ReleaseLedger {
             threshold,
             rules,
         );
-        let new_sets = |index: &SetIndex, from| -> Vec<RoaringTreemap> {
-            index
-                .since(from)
-                .map(|id| index.get(id).bits().clone())
-                .collect()
-        };
+        fn new_sets(index: &SetIndex, from: Id) -> Vec<&RoaringTreemap> {
+            index.since(from).map(|id| index.get(id).bits()).collect()
+        }
         let (new_released, new_withheld) = (
             new_sets(released, first_new),
             new_sets(withheld, first_withheld),
         );
-        if let Some(journal) = &self.journal
-            && let Err(e) = journal.record(
-                principal,
-                &new_released.iter().collect::<Vec<_>>(),
-                &new_withheld.iter().collect::<Vec<_>>(),
-            )
-        {
-            released.truncate(first_new);
-            withheld.truncate(first_withheld);
-            return Err(LedgerError::Journal(e));
-        }
-        *set_bytes += new_released
+        let journaled = match &self.journal {
+            Some(journal) => journal.record(principal, &new_released, &new_withheld),
+            None => Ok(()),
+        };
+        let new_bytes = new_released
             .iter()
             .chain(&new_withheld)
             .map(|s| s.serialized_size() as u64)
             .sum::<u64>();
+        if let Err(e) = journaled {
+            released.truncate(first_new);
+            withheld.truncate(first_withheld);
+            return Err(LedgerError::Journal(e));
+        }
+        *set_bytes += new_bytes;
         Ok(release)
     }
 }
@@ -371,7 +367,7 @@ fn revoke_solvable(
             .since(first_withheld)
             .map(|id| withheld.get(id))
             .collect();
-        let on_lines = on_lines_of(released, &new, &new_withheld);
+        let on_lines = on_lines_of(released, withheld, &new, &new_withheld, rules);
         let mut newest: Vec<usize> = on_lines.clone();
         newest.sort_by(|&a, &b| {
             let (sa, sb) = (new_sets[a], new_sets[b]);
@@ -466,9 +462,10 @@ impl<'a> Released<'a> {
 }
 
 /// The rows on a line of a withheld (not offered) row: offered rows whose set strictly
-/// contains a withheld set (its totals), and the rows inside those totals (their parts).
-/// Withheld cells hold a few participants (too few for the index's probes): their totals are
-/// found by a scan; the parts by an index of the totals, stopping at the first found.
+/// contains a withheld set and is the union of the result's cells inside it (its totals), and
+/// the rows inside those totals (their parts). Withheld cells hold a few participants (too few
+/// for the index's probes): the candidate totals are found by a scan; the parts by an index of
+/// the totals, stopping at the first found.
 fn lines_of_withheld(rows: &[Row], sets: &[Option<Set>]) -> Vec<usize> {
     let withheld: Vec<&Set> = (0..rows.len())
         .filter(|&i| !rows[i].offered)
@@ -478,12 +475,26 @@ fn lines_of_withheld(rows: &[Row], sets: &[Option<Set>]) -> Vec<usize> {
     if withheld.is_empty() {
         return vec![];
     }
-    let totals: Vec<usize> = (0..rows.len())
+    let candidates: Vec<usize> = (0..rows.len())
         .filter(|&i| rows[i].offered)
         .filter(|&i| {
             sets[i]
                 .as_ref()
                 .is_some_and(|s| withheld.iter().any(|w| w.strict_subset_of(s)))
+        })
+        .collect();
+    if candidates.is_empty() {
+        return vec![];
+    }
+    let mut cells = SetIndex::default();
+    for s in sets.iter().flatten().filter(|s| !s.is_empty()) {
+        cells.insert(s.clone());
+    }
+    let totals: Vec<usize> = candidates
+        .into_iter()
+        .filter(|&t| {
+            let total = sets[t].as_ref().expect("a total has a set");
+            covered(total, &cells, None)
         })
         .collect();
     if totals.is_empty() {
@@ -503,9 +514,44 @@ fn lines_of_withheld(rows: &[Row], sets: &[Option<Set>]) -> Vec<usize> {
         .collect()
 }
 
+/// Whether `total` is the union of the sets strictly inside it, among `cells` and `more`. A
+/// line's total is (its parts and the cells withheld on it add up to it); a large cell that
+/// holds a few small ones by coincidence is not: whatever is subtracted from it leaves a
+/// participant no cell holds, so no cell is solved through it (`Check::exposes` under the cell
+/// rules), and taking it for a line would put every cell inside it on one.
+fn covered(total: &Set, cells: &SetIndex, more: Option<&SetIndex>) -> bool {
+    let inside: Vec<&Set> = [Some(cells), more]
+        .into_iter()
+        .flatten()
+        .flat_map(|index| {
+            index
+                .subsets(total, 0)
+                .into_iter()
+                .map(|id| index.get(id))
+                .filter(|s| s.len() < total.len())
+        })
+        .collect();
+    if inside.iter().map(|s| s.len()).sum::<u64>() < total.len() {
+        return false;
+    }
+    let mut union = RoaringTreemap::new();
+    for s in inside {
+        union |= s.bits();
+    }
+    union.len() == total.len()
+}
+
 /// Positions in `new` (this result's released sets, ids in `released`) of the sets on a line
-/// of a withheld set: its totals and their parts, among this result's sets.
-fn on_lines_of(released: &SetIndex, new: &[Id], withheld: &[&Set]) -> Vec<usize> {
+/// of a withheld set: its totals and their parts, among this result's sets. Under the cell
+/// rules a total is the union of the sets inside it (`covered`); under the group rules any
+/// superset is one (a rest of 1..=T participants is protected whoever holds it).
+fn on_lines_of(
+    released: &SetIndex,
+    withheld_index: &SetIndex,
+    new: &[Id],
+    withheld: &[&Set],
+    rules: Rules,
+) -> Vec<usize> {
     let Some(&first) = new.first() else {
         return vec![];
     };
@@ -521,6 +567,9 @@ fn on_lines_of(released: &SetIndex, new: &[Id], withheld: &[&Set]) -> Vec<usize>
         .collect();
     totals.sort_unstable();
     totals.dedup();
+    if rules == Rules::Cells {
+        totals.retain(|&t| covered(released.get(t), released, Some(withheld_index)));
+    }
     let mut on: Vec<Id> = totals
         .iter()
         .flat_map(|&t| {
@@ -1153,6 +1202,47 @@ mod tests {
     }
 
     /// Aggregates-only rules: two overlapping sets and their union give the intersection away.
+    /// A line's total is the union of the cells inside it; a large cell that holds a
+    /// withheld one by coincidence (a person with a rare condition who also has a common one)
+    /// is not, and neither it nor the cells inside it are taken for a line — while the genuine
+    /// line next to it still gives up its smallest cell.
+    #[test]
+    fn a_cell_holding_a_withheld_one_by_coincidence_is_no_line() {
+        let withheld = |s| Row {
+            set: Some(s),
+            offered: false,
+        };
+        let large: RoaringTreemap = set(97..100) | set(200..1000);
+        let mut rows = vec![
+            offered(set(0..100)),
+            offered(set(0..50)),
+            offered(set(50..97)),
+            withheld(set(97..100)),
+            offered(large),
+            offered(set(200..300)),
+        ];
+        let sets: Vec<Option<Set>> = rows.iter().map(|r| r.set.clone().map(Set::new)).collect();
+        assert_eq!(lines_of_withheld(&rows, &sets), vec![0, 1, 2, 3]);
+        let d = ReleaseLedger::default()
+            .decide("p", &rows, 20, Rules::Cells)
+            .unwrap();
+        // (The withheld row's decision is the caller's: it was never offered.)
+        assert_eq!(
+            released(d.clone()),
+            vec![true, true, false, true, true, true]
+        );
+        assert_eq!(d[2], Decision::Complementary);
+        // With the rest of the large cell a cell too, the large cell is the total of the
+        // withheld one's second line, and a cell of that line is withheld with it.
+        rows.push(offered(set(300..1000)));
+        let sets: Vec<Option<Set>> = rows.iter().map(|r| r.set.clone().map(Set::new)).collect();
+        assert_eq!(lines_of_withheld(&rows, &sets), (0..7).collect::<Vec<_>>());
+        let d = ReleaseLedger::default()
+            .decide("p", &rows, 20, Rules::Cells)
+            .unwrap();
+        assert!(d[4..].iter().any(|d| !d.released()), "{d:?}");
+    }
+
     #[test]
     fn group_rules_see_intersections() {
         let ledger = ReleaseLedger::default();

@@ -7,6 +7,7 @@
 //! hold millions of (cell, participant) pairs.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 use roaring::RoaringTreemap;
 
@@ -16,7 +17,9 @@ const HASHES: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct Set {
-    bits: RoaringTreemap,
+    /// Shared: the same set is filed in several indexes (a result's cells, the released or
+    /// withheld history), and cloning it must not copy the bitmap.
+    bits: Arc<RoaringTreemap>,
     len: u64,
     lo: u64,
     hi: u64,
@@ -99,7 +102,7 @@ impl Set {
             len: bits.len(),
             lo,
             hi,
-            bits,
+            bits: Arc::new(bits),
             sketch,
             pivots,
             probes: probes.into_iter().map(|(_, x)| x).collect(),

@@ -79,10 +79,11 @@ Projection: person.gender_concept_id, strata_mask(n, __strata_code_3) AS n, stra
 }
 
 /// DataFusion plans COUNT(DISTINCT person_id) as per-participant groups (`alias1`) under an
-/// outer count: the inner groups are one participant each (their key is the lineage, no set
-/// needed), the outer count is the statistical cell with its code column and mask.
+/// outer count; the rewrite puts the pair back into one aggregate whose count is the size of
+/// the group's participant set (`strata_set_size`), the set the cell is checked and released
+/// on: one aggregation of the ids instead of two.
 #[tokio::test]
-async fn count_distinct_person_id_by_gender_gets_a_mask_and_a_hidden_code_column() {
+async fn count_distinct_person_id_by_gender_is_read_off_the_participant_set() {
     let (plan, _) = rewrite(
         Level::RowLevel,
         "SELECT gender_concept_id, COUNT(DISTINCT person_id) AS n FROM person \
@@ -93,16 +94,37 @@ async fn count_distinct_person_id_by_gender_gets_a_mask_and_a_hidden_code_column
     assert_plan(
         &plan,
         r#"
-Projection: person.gender_concept_id, strata_mask(n, __strata_code_4) AS n, strata_cell_set(__strata_lineage_3) AS __strata_cell_set_0
-  Projection: person.gender_concept_id, count(alias1) AS n, __strata_lineage_3, __strata_code_4
-    Projection: person.gender_concept_id, count(alias1), __strata_lineage_3, __strata_code_4
-      Projection: person.gender_concept_id, count(alias1), __strata_lineage_3, strata_cell_check(__strata_lineage_3) AS __strata_code_4
-        Aggregate: groupBy=[[person.gender_concept_id]], aggr=[[count(alias1), strata_participants(__strata_lineage_2) AS __strata_lineage_3]]
-          Projection: person.gender_concept_id, alias1, CAST(alias1 AS Int64) AS __strata_lineage_2
-            Aggregate: groupBy=[[person.gender_concept_id, person.person_id AS alias1]], aggr=[[]]
-              Projection: person.person_id, person.gender_concept_id, CAST(person.person_id AS Int64) AS __strata_lineage_1
-                TableScan: person projection=[person_id, gender_concept_id]
+Projection: person.gender_concept_id, strata_mask(n, __strata_code_3) AS n, strata_cell_set(__strata_lineage_2) AS __strata_cell_set_0
+  Projection: person.gender_concept_id, count(alias1) AS n, __strata_lineage_2, __strata_code_3
+    Projection: person.gender_concept_id, count(alias1), __strata_lineage_2, __strata_code_3
+      Projection: person.gender_concept_id, strata_set_size(__strata_lineage_2) AS count(alias1), __strata_lineage_2, strata_cell_check(__strata_lineage_2) AS __strata_code_3
+        Aggregate: groupBy=[[person.gender_concept_id]], aggr=[[strata_participants(__strata_lineage_1) AS __strata_lineage_2]]
+          Projection: person.person_id, person.gender_concept_id, CAST(person.person_id AS Int64) AS __strata_lineage_1
+            TableScan: person projection=[person_id, gender_concept_id]
 "#,
+    );
+}
+
+/// A distinct count of anything but the person key stays DataFusion's two aggregates: the
+/// inner groups are not one participant each, and the outer count is a cell over them.
+#[tokio::test]
+async fn count_distinct_of_another_column_keeps_its_two_aggregates() {
+    let (plan, _) = rewrite(
+        Level::RowLevel,
+        "SELECT gender_concept_id, COUNT(DISTINCT year_of_birth) AS n FROM person \
+         GROUP BY gender_concept_id",
+    )
+    .await
+    .unwrap();
+    let shown = plan.display_indent().to_string();
+    assert!(!shown.contains("strata_set_size"), "{shown}");
+    assert!(
+        shown.contains("aggr=[[count(alias1), strata_participants("),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("person.year_of_birth AS alias1]], aggr=[["),
+        "{shown}"
     );
 }
 
