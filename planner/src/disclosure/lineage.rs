@@ -975,7 +975,7 @@ impl<'a> Rewriter<'a> {
             if fused
                 .aggr_expr
                 .iter()
-                .all(|e| counts_participants(e, &lineage))
+                .all(|e| counts_participants(e, &lineage, inner.input.schema()))
             {
                 return self.aggregate_over(&fused, input);
             }
@@ -1060,7 +1060,7 @@ impl<'a> Rewriter<'a> {
         let from_set: Vec<bool> = agg
             .aggr_expr
             .iter()
-            .map(|e| counts_participants(e, &lineage))
+            .map(|e| counts_participants(e, &lineage, agg.input.schema()))
             .collect();
         // The group's participants (all rows), carried up as the aggregate's lineage.
         let group_set = self.hidden(Kind::Bitmap);
@@ -1776,7 +1776,6 @@ impl<'a> Rewriter<'a> {
     }
 }
 
-/// Whether a plan yields exactly one row: an aggregate without groups, under projections.
 /// DataFusion plans `COUNT(DISTINCT k) … GROUP BY g` as a group by `g, k` under a group by `g`
 /// that counts `k` (its single-distinct rule). Returns that inner aggregate and the one
 /// aggregate the pair stands for, `COUNT(DISTINCT k) … GROUP BY g` with `agg`'s output, so that
@@ -1850,17 +1849,21 @@ fn distinct_count_parts(agg: &Aggregate) -> Option<(&Aggregate, Aggregate)> {
 }
 
 /// `COUNT(DISTINCT k)` where `k` is the person key all of the rows' lineage is: the number of
-/// the cell's participants.
-fn counts_participants(e: &Expr, lineage: &[Hidden]) -> bool {
+/// the cell's participants. Integer keys only: the participant sets hold the key cast to
+/// Int64, one to one for integers (a cast of text or decimals could merge two keys).
+fn counts_participants(e: &Expr, lineage: &[Hidden], schema: &DFSchema) -> bool {
     aggregate_of(e).is_some_and(|f| {
         f.func.name() == "count"
             && f.params.distinct
             && f.params.order_by.is_empty()
             && matches!((f.params.args.as_slice(), lineage), ([Expr::Column(c)], [only])
-                if only.kind == Kind::Person && only.origin.as_ref() == Some(c))
+                if only.kind == Kind::Person
+                    && only.origin.as_ref() == Some(c)
+                    && schema.qualified_field_from_column(c).is_ok_and(|(_, f)| f.data_type().is_integer()))
     })
 }
 
+/// Whether a plan yields exactly one row: an aggregate without groups, under projections.
 fn one_row(plan: &LogicalPlan) -> bool {
     match plan {
         LogicalPlan::Aggregate(a) => a.group_expr.is_empty(),

@@ -229,22 +229,14 @@ impl ReleaseLedger {
         let sets: Vec<Option<Set>> = rows.iter().map(|r| r.set.clone().map(Set::new)).collect();
         // Which rows take part: under the cell rules only the lines of the result's
         // suppressed cells (their totals and the totals' parts); every row otherwise.
+        let mut withheld_rows: Vec<bool> = rows.iter().map(|r| !r.offered).collect();
         let mut taking_part: Vec<usize> = (0..rows.len()).filter(|&i| sets[i].is_some()).collect();
         if rules == Rules::Cells {
-            taking_part = lines_of_withheld(rows, &sets);
-            if taking_part.is_empty() {
+            taking_part = lines_of_withheld(rows, &sets, &withheld_rows);
+            if !taking_part.iter().any(|&i| rows[i].offered) {
                 return Ok(release);
             }
         }
-        // The decisions must not depend on the order the rows arrived in (partitions finish in
-        // any order): the same question asked twice gives up the same cells, never a union.
-        taking_part.sort_by(|&a, &b| {
-            let (sa, sb) = (sets[a].as_ref().unwrap(), sets[b].as_ref().unwrap());
-            sa.len()
-                .cmp(&sb.len())
-                .then_with(|| sa.iter().cmp(sb.iter()))
-                .then_with(|| rows[a].offered.cmp(&rows[b].offered))
-        });
         let history = self.history_of(principal);
         let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
         let bytes = history.bytes();
@@ -261,62 +253,35 @@ impl ReleaseLedger {
         } = &mut *history;
         let first_withheld = withheld.next_id();
         let first_new = released.next_id();
-        for &i in &taking_part {
-            if let (Some(set), false) = (&sets[i], rows[i].offered)
-                && !set.is_empty()
-                && withheld.find(set, 0).is_none()
-            {
-                withheld.insert(set.clone());
-            }
-        }
-        let mut order: Vec<usize> = taking_part
-            .iter()
-            .copied()
-            .filter(|&i| rows[i].offered)
-            .collect();
-        order.sort_by(|&a, &b| {
-            let (sa, sb) = (sets[a].as_ref().unwrap(), sets[b].as_ref().unwrap());
-            sb.len()
-                .cmp(&sa.len())
-                .then_with(|| sa.iter().cmp(sb.iter()))
-        });
-        for i in order {
-            let set = sets[i].as_ref().unwrap();
-            if set.is_empty() || released.find(set, 0).is_some() {
-                continue;
-            }
-            // Withheld before: withheld again, so that repeating a query changes nothing.
-            if withheld.find(set, 0).is_some_and(|id| id < first_withheld) {
-                release[i] = Decision::Differencing;
-                continue;
-            }
-            let check = Check {
-                withheld: &*withheld,
+        loop {
+            decide_rows(
+                (released, withheld),
+                (first_new, first_withheld),
+                (&sets, rows, &mut release),
+                &taking_part,
                 threshold,
                 rules,
-            };
-            if check.derivable(set, Released::all(released)) {
-                // Solvable from this result alone, or only with what was released before.
-                release[i] = if check.derivable(set, Released::since(released, first_new)) {
-                    Decision::Complementary
-                } else {
-                    Decision::Differencing
-                };
-                if withheld.find(set, 0).is_none() {
-                    withheld.insert(set.clone());
-                }
-                continue;
+            );
+            if rules != Rules::Cells {
+                break;
             }
-            released.insert(set.clone());
+            // A cell withheld to protect another lies on lines of its own (its row and its
+            // column, say), which a chain of subtractions can run along: they take part too,
+            // decided again from the start, until every withheld cell's lines take part.
+            for (i, d) in release.iter().enumerate() {
+                if rows[i].offered && !d.released() {
+                    withheld_rows[i] = true;
+                }
+            }
+            let grown = lines_of_withheld(rows, &sets, &withheld_rows);
+            if grown.iter().all(|i| taking_part.binary_search(i).is_ok()) {
+                break;
+            }
+            taking_part = grown;
+            released.truncate(first_new);
+            withheld.truncate(first_withheld);
+            release.fill(Decision::Release);
         }
-        revoke_solvable(
-            released,
-            withheld,
-            (first_new, first_withheld),
-            (&sets, rows, &mut release),
-            threshold,
-            rules,
-        );
         fn new_sets(index: &SetIndex, from: Id) -> Vec<&RoaringTreemap> {
             index.since(from).map(|id| index.get(id).bits()).collect()
         }
@@ -343,6 +308,85 @@ impl ReleaseLedger {
     }
 }
 
+/// One pass of decisions over the rows taking part (ids of this result from `first_new` and
+/// `first_withheld` on): the withheld rows filed, the offered ones decided largest first, then
+/// releases a later withholding made solvable revoked.
+fn decide_rows(
+    (released, withheld): (&mut SetIndex, &mut SetIndex),
+    (first_new, first_withheld): (Id, Id),
+    (sets, rows, release): (&[Option<Set>], &[Row], &mut [Decision]),
+    taking_part: &[usize],
+    threshold: u64,
+    rules: Rules,
+) {
+    let mut taking_part = taking_part.to_vec();
+    // The decisions must not depend on the order the rows arrived in (partitions finish in
+    // any order): the same question asked twice gives up the same cells, never a union.
+    taking_part.sort_by(|&a, &b| {
+        let (sa, sb) = (sets[a].as_ref().unwrap(), sets[b].as_ref().unwrap());
+        sa.len()
+            .cmp(&sb.len())
+            .then_with(|| sa.iter().cmp(sb.iter()))
+            .then_with(|| rows[a].offered.cmp(&rows[b].offered))
+    });
+    for &i in &taking_part {
+        if let (Some(set), false) = (&sets[i], rows[i].offered)
+            && !set.is_empty()
+            && withheld.find(set, 0).is_none()
+        {
+            withheld.insert(set.clone());
+        }
+    }
+    let mut order: Vec<usize> = taking_part
+        .iter()
+        .copied()
+        .filter(|&i| rows[i].offered)
+        .collect();
+    order.sort_by(|&a, &b| {
+        let (sa, sb) = (sets[a].as_ref().unwrap(), sets[b].as_ref().unwrap());
+        sb.len()
+            .cmp(&sa.len())
+            .then_with(|| sa.iter().cmp(sb.iter()))
+    });
+    for i in order {
+        let set = sets[i].as_ref().unwrap();
+        if set.is_empty() || released.find(set, 0).is_some() {
+            continue;
+        }
+        // Withheld before: withheld again, so that repeating a query changes nothing.
+        if withheld.find(set, 0).is_some_and(|id| id < first_withheld) {
+            release[i] = Decision::Differencing;
+            continue;
+        }
+        let check = Check {
+            withheld: &*withheld,
+            threshold,
+            rules,
+        };
+        if check.derivable(set, Released::all(released)) {
+            // Solvable from this result alone, or only with what was released before.
+            release[i] = if check.derivable(set, Released::since(released, first_new)) {
+                Decision::Complementary
+            } else {
+                Decision::Differencing
+            };
+            if withheld.find(set, 0).is_none() {
+                withheld.insert(set.clone());
+            }
+            continue;
+        }
+        released.insert(set.clone());
+    }
+    revoke_solvable(
+        released,
+        withheld,
+        (first_new, first_withheld),
+        (sets, rows, release),
+        threshold,
+        rules,
+    );
+}
+
 /// A later withholding can make an earlier release of this result solvable (a cell alone with
 /// a withheld one in its line): revokes such releases until nothing changes. Smallest first, so
 /// that a line gives up its smallest cells before its margin. Only the lines of this result's
@@ -360,6 +404,7 @@ fn revoke_solvable(
         .filter(|&i| rows[i].offered)
         .filter_map(|i| sets[i].as_ref())
         .collect();
+    let mut passes = 0usize;
     while withheld.next_id() > first_withheld {
         let new: Vec<Id> = released.since(first_new).collect();
         let new_sets: Vec<&Set> = new.iter().map(|&id| released.get(id)).collect();
@@ -367,7 +412,7 @@ fn revoke_solvable(
             .since(first_withheld)
             .map(|id| withheld.get(id))
             .collect();
-        let on_lines = on_lines_of(released, withheld, &new, &new_withheld, rules);
+        let on_lines = on_lines_of(released, &new, &new_withheld);
         let mut newest: Vec<usize> = on_lines.clone();
         newest.sort_by(|&a, &b| {
             let (sa, sb) = (new_sets[a], new_sets[b]);
@@ -390,7 +435,11 @@ fn revoke_solvable(
             })
             .or_else(|| tie_of_withheld(Released::all(released), &new, &new_withheld, &offered))
             .map(|k| new[k]);
-        let Some(id) = revoked else { break };
+        let Some(id) = revoked else {
+            tracing::debug!(passes, on_lines = on_lines.len(), "revocations done");
+            break;
+        };
+        passes += 1;
         let set = released.get(id).clone();
         released.remove(id);
         for (i, s) in sets.iter().enumerate() {
@@ -461,52 +510,35 @@ impl<'a> Released<'a> {
     }
 }
 
-/// The rows on a line of a withheld (not offered) row: offered rows whose set strictly
-/// contains a withheld set and is the union of the result's cells inside it (its totals), and
-/// the rows inside those totals (their parts). Withheld cells hold a few participants (too few
-/// for the index's probes): the candidate totals are found by a scan; the parts by an index of
-/// the totals, stopping at the first found.
-fn lines_of_withheld(rows: &[Row], sets: &[Option<Set>]) -> Vec<usize> {
-    let withheld: Vec<&Set> = (0..rows.len())
-        .filter(|&i| !rows[i].offered)
+/// The rows on a line of a withheld row (`withheld[i]`): offered rows whose set strictly
+/// contains a withheld set (its totals), and the rows inside those totals (their parts).
+/// Withheld cells hold a few participants (too few for the index's probes): their totals are
+/// found by a scan; the parts by an index of the totals, stopping at the first found.
+fn lines_of_withheld(rows: &[Row], sets: &[Option<Set>], withheld: &[bool]) -> Vec<usize> {
+    let seeds: Vec<&Set> = (0..rows.len())
+        .filter(|&i| withheld[i])
         .filter_map(|i| sets[i].as_ref())
         .filter(|s| !s.is_empty())
         .collect();
-    if withheld.is_empty() {
+    if seeds.is_empty() {
         return vec![];
     }
-    let candidates: Vec<usize> = (0..rows.len())
-        .filter(|&i| rows[i].offered)
+    let totals: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].offered && !withheld[i])
         .filter(|&i| {
             sets[i]
                 .as_ref()
-                .is_some_and(|s| withheld.iter().any(|w| w.strict_subset_of(s)))
+                .is_some_and(|s| seeds.iter().any(|w| w.strict_subset_of(s)))
         })
         .collect();
-    if candidates.is_empty() {
-        return vec![];
-    }
-    let mut cells = SetIndex::default();
-    for s in sets.iter().flatten().filter(|s| !s.is_empty()) {
-        cells.insert(s.clone());
-    }
-    let totals: Vec<usize> = candidates
-        .into_iter()
-        .filter(|&t| {
-            let total = sets[t].as_ref().expect("a total has a set");
-            covered(total, &cells, None)
-        })
-        .collect();
-    if totals.is_empty() {
-        return vec![];
-    }
     let mut index = SetIndex::default();
     for &t in &totals {
         index.insert(sets[t].clone().expect("a total has a set"));
     }
     (0..rows.len())
         .filter(|&i| {
-            totals.binary_search(&i).is_ok()
+            withheld[i]
+                || totals.binary_search(&i).is_ok()
                 || sets[i]
                     .as_ref()
                     .is_some_and(|s| index.has_superset(s, s.len() + 1))
@@ -514,44 +546,9 @@ fn lines_of_withheld(rows: &[Row], sets: &[Option<Set>]) -> Vec<usize> {
         .collect()
 }
 
-/// Whether `total` is the union of the sets strictly inside it, among `cells` and `more`. A
-/// line's total is (its parts and the cells withheld on it add up to it); a large cell that
-/// holds a few small ones by coincidence is not: whatever is subtracted from it leaves a
-/// participant no cell holds, so no cell is solved through it (`Check::exposes` under the cell
-/// rules), and taking it for a line would put every cell inside it on one.
-fn covered(total: &Set, cells: &SetIndex, more: Option<&SetIndex>) -> bool {
-    let inside: Vec<&Set> = [Some(cells), more]
-        .into_iter()
-        .flatten()
-        .flat_map(|index| {
-            index
-                .subsets(total, 0)
-                .into_iter()
-                .map(|id| index.get(id))
-                .filter(|s| s.len() < total.len())
-        })
-        .collect();
-    if inside.iter().map(|s| s.len()).sum::<u64>() < total.len() {
-        return false;
-    }
-    let mut union = RoaringTreemap::new();
-    for s in inside {
-        union |= s.bits();
-    }
-    union.len() == total.len()
-}
-
 /// Positions in `new` (this result's released sets, ids in `released`) of the sets on a line
-/// of a withheld set: its totals and their parts, among this result's sets. Under the cell
-/// rules a total is the union of the sets inside it (`covered`); under the group rules any
-/// superset is one (a rest of 1..=T participants is protected whoever holds it).
-fn on_lines_of(
-    released: &SetIndex,
-    withheld_index: &SetIndex,
-    new: &[Id],
-    withheld: &[&Set],
-    rules: Rules,
-) -> Vec<usize> {
+/// of a withheld set: its totals and their parts, among this result's sets.
+fn on_lines_of(released: &SetIndex, new: &[Id], withheld: &[&Set]) -> Vec<usize> {
     let Some(&first) = new.first() else {
         return vec![];
     };
@@ -567,9 +564,6 @@ fn on_lines_of(
         .collect();
     totals.sort_unstable();
     totals.dedup();
-    if rules == Rules::Cells {
-        totals.retain(|&t| covered(released.get(t), released, Some(withheld_index)));
-    }
     let mut on: Vec<Id> = totals
         .iter()
         .flat_map(|&t| {
@@ -1202,45 +1196,91 @@ mod tests {
     }
 
     /// Aggregates-only rules: two overlapping sets and their union give the intersection away.
-    /// A line's total is the union of the cells inside it; a large cell that holds a
-    /// withheld one by coincidence (a person with a rare condition who also has a common one)
-    /// is not, and neither it nor the cells inside it are taken for a line — while the genuine
-    /// line next to it still gives up its smallest cell.
-    #[test]
-    fn a_cell_holding_a_withheld_one_by_coincidence_is_no_line() {
-        let withheld = |s| Row {
-            set: Some(s),
-            offered: false,
+    /// Whether `target`'s count follows from the `released` counts by addition and
+    /// subtraction: its indicator is in the span of theirs (over the atoms of the sets'
+    /// Venn diagram), by Gaussian elimination.
+    fn in_span(released: &[RoaringTreemap], target: &RoaringTreemap) -> bool {
+        let mut all = target.clone();
+        for r in released {
+            all |= r;
+        }
+        let mut atoms: Vec<Vec<bool>> = all
+            .iter()
+            .map(|x| {
+                released
+                    .iter()
+                    .chain([target])
+                    .map(|r| r.contains(x))
+                    .collect()
+            })
+            .collect();
+        atoms.sort();
+        atoms.dedup();
+        let rank = |rows: usize| {
+            let mut m: Vec<Vec<f64>> = (0..rows)
+                .map(|r| atoms.iter().map(|a| f64::from(u8::from(a[r]))).collect())
+                .collect();
+            let (mut rank, cols) = (0, atoms.len());
+            for c in 0..cols {
+                let Some(p) = (rank..m.len()).find(|&r| m[r][c].abs() > 1e-9) else {
+                    continue;
+                };
+                m.swap(rank, p);
+                let pivot = m[rank].clone();
+                for (r, row) in m.iter_mut().enumerate() {
+                    if r != rank && row[c].abs() > 1e-9 {
+                        let f = row[c] / pivot[c];
+                        for (x, p) in row.iter_mut().zip(&pivot) {
+                            *x -= f * p;
+                        }
+                    }
+                }
+                rank += 1;
+            }
+            rank
         };
-        let large: RoaringTreemap = set(97..100) | set(200..1000);
-        let mut rows = vec![
-            offered(set(0..100)),
-            offered(set(0..50)),
-            offered(set(50..97)),
-            withheld(set(97..100)),
-            offered(large),
-            offered(set(200..300)),
+        rank(released.len()) == rank(released.len() + 1)
+    }
+
+    /// Margins with gaps and chains through cells withheld to protect another: a suppressed
+    /// cell W = (F, X) of a 2 x 2 table whose (F, Y) cell is not in the result, with row totals
+    /// R_F, R_M and column totals C_X, C_Y, in every combination of rows. Withholding (M, X)
+    /// for W puts (M, X)'s own lines in play (R_M − (M, Y)): those take part too, and no
+    /// combination leaves W solvable from what is released.
+    #[test]
+    fn chains_through_complementary_cells_are_broken() {
+        let w = set(0..3);
+        let cells = [
+            set(3..43),               // (M, X)
+            set(43..93),              // (M, Y)
+            set(0..3) | set(93..153), // R_F: W and (F, Y), which is no cell
+            set(3..93),               // R_M
+            set(0..43),               // C_X
+            set(43..153),             // C_Y
         ];
-        let sets: Vec<Option<Set>> = rows.iter().map(|r| r.set.clone().map(Set::new)).collect();
-        assert_eq!(lines_of_withheld(&rows, &sets), vec![0, 1, 2, 3]);
-        let d = ReleaseLedger::default()
-            .decide("p", &rows, 20, Rules::Cells)
-            .unwrap();
-        // (The withheld row's decision is the caller's: it was never offered.)
-        assert_eq!(
-            released(d.clone()),
-            vec![true, true, false, true, true, true]
-        );
-        assert_eq!(d[2], Decision::Complementary);
-        // With the rest of the large cell a cell too, the large cell is the total of the
-        // withheld one's second line, and a cell of that line is withheld with it.
-        rows.push(offered(set(300..1000)));
-        let sets: Vec<Option<Set>> = rows.iter().map(|r| r.set.clone().map(Set::new)).collect();
-        assert_eq!(lines_of_withheld(&rows, &sets), (0..7).collect::<Vec<_>>());
-        let d = ReleaseLedger::default()
-            .decide("p", &rows, 20, Rules::Cells)
-            .unwrap();
-        assert!(d[4..].iter().any(|d| !d.released()), "{d:?}");
+        for mask in 1u32..(1 << cells.len()) {
+            let mut rows = vec![Row {
+                set: Some(w.clone()),
+                offered: false,
+            }];
+            let chosen: Vec<&RoaringTreemap> = (0..cells.len())
+                .filter(|k| mask & (1 << k) != 0)
+                .map(|k| &cells[k])
+                .collect();
+            rows.extend(chosen.iter().map(|&c| offered(c.clone())));
+            let d = ReleaseLedger::default()
+                .decide("p", &rows, 20, Rules::Cells)
+                .unwrap();
+            let released: Vec<RoaringTreemap> = (1..rows.len())
+                .filter(|&i| d[i].released())
+                .map(|i| rows[i].set.clone().unwrap())
+                .collect();
+            assert!(
+                !in_span(&released, &w),
+                "cells {mask:06b}: the suppressed cell follows from {} released",
+                released.len()
+            );
+        }
     }
 
     #[test]
