@@ -1195,7 +1195,6 @@ mod tests {
         );
     }
 
-    /// Aggregates-only rules: two overlapping sets and their union give the intersection away.
     /// Whether `target`'s count follows from the `released` counts by addition and
     /// subtraction: its indicator is in the span of theirs (over the atoms of the sets'
     /// Venn diagram), by Gaussian elimination.
@@ -1283,6 +1282,7 @@ mod tests {
         }
     }
 
+    /// Aggregates-only rules: two overlapping sets and their union give the intersection away.
     #[test]
     fn group_rules_see_intersections() {
         let ledger = ReleaseLedger::default();
