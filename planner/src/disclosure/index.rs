@@ -25,6 +25,15 @@ use super::sets::{Set, sampled};
 
 pub type Id = u32;
 
+/// A set as filed under its key: what rules most candidates out without a visit to the set.
+#[derive(Debug)]
+struct Filed {
+    id: Id,
+    len: u64,
+    /// `Set::minimum(1)`: a subset's is no smaller than its superset's.
+    minimum: u64,
+}
+
 /// Sets below which supersets are found by a scan (see the module's comment).
 const POSTINGS_FROM: usize = 4096;
 
@@ -35,7 +44,7 @@ pub struct SetIndex {
     sets: Vec<Set>,
     dead: RoaringBitmap,
     by_len: BTreeMap<u64, Vec<Id>>,
-    by_key: HashMap<u64, Vec<Id>>,
+    by_key: HashMap<u64, Vec<Filed>>,
     /// Built once `POSTINGS_FROM` sets are filed.
     postings: Option<HashMap<u64, RoaringBitmap>>,
     /// Bytes of the postings, which the principal's budget counts with the sets.
@@ -62,7 +71,11 @@ impl SetIndex {
         let id = Id::try_from(self.sets.len()).expect("fewer than 2^32 sets per principal");
         self.by_len.entry(set.len()).or_default().push(id);
         if let Some(key) = set.key() {
-            self.by_key.entry(key).or_default().push(id);
+            self.by_key.entry(key).or_default().push(Filed {
+                id,
+                len: set.len(),
+                minimum: set.minimum(1),
+            });
         }
         self.sets.push(set);
         match &mut self.postings {
@@ -94,8 +107,8 @@ impl SetIndex {
             if let Some(ids) = self.by_len.get_mut(&len) {
                 ids.retain(|&id| id < next);
             }
-            if let Some(ids) = key.and_then(|k| self.by_key.get_mut(&k)) {
-                ids.retain(|&id| id < next);
+            if let Some(filed) = key.and_then(|k| self.by_key.get_mut(&k)) {
+                filed.retain(|f| f.id < next);
             }
             let Some(postings) = &mut self.postings else {
                 continue;
@@ -156,17 +169,20 @@ impl SetIndex {
         if s.is_empty() {
             return out;
         }
-        let mut take = |ids: &Vec<Id>| {
+        let minimum = s.minimum(1);
+        let mut take = |filed: &Vec<Filed>| {
             out.extend(
-                ids.iter()
-                    .copied()
-                    .filter(|&id| id >= from && self.alive(id) && self.get(id).subset_of(s)),
+                filed
+                    .iter()
+                    .filter(|f| f.id >= from && f.len <= s.len() && f.minimum >= minimum)
+                    .map(|f| f.id)
+                    .filter(|&id| self.alive(id) && self.get(id).subset_of(s)),
             )
         };
         if s.len() < self.by_key.len() as u64 {
             for x in s.bits().iter() {
-                if let Some(ids) = self.by_key.get(&x) {
-                    take(ids);
+                if let Some(filed) = self.by_key.get(&x) {
+                    take(filed);
                 }
             }
         } else {
@@ -205,6 +221,14 @@ impl SetIndex {
     ) -> Box<dyn Iterator<Item = Id> + '_> {
         let min_len = min_len.max(s.len());
         let Some(postings) = self.postings.as_ref().filter(|_| !s.probes().is_empty()) else {
+            // Among one result's sets (a long history before them), a walk of those ids beats
+            // a walk of every size's list.
+            if from > 0 {
+                return Box::new(
+                    self.since(from)
+                        .filter(move |&id| self.get(id).len() >= min_len),
+                );
+            }
             return Box::new(self.with_len(min_len..=u64::MAX, from));
         };
         let mut probed: Vec<&RoaringBitmap> = Vec::with_capacity(s.probes().len());
@@ -215,12 +239,23 @@ impl SetIndex {
             }
         }
         probed.sort_by_key(|p| p.len());
-        let mut candidates = probed[0].clone();
-        for p in &probed[1..] {
+        // The first two intersected into a new bitmap (a merge of the two postings) rather than
+        // a clone of the shortest narrowed in place: postings run to thousands of ids.
+        let mut candidates = match probed[..] {
+            [only] => only.clone(),
+            [a, b, ..] => a & b,
+            [] => unreachable!("a set with probes"),
+        };
+        for p in probed.iter().skip(2) {
             if candidates.len() <= 4 {
                 break;
             }
-            candidates &= *p;
+            // Few candidates are looked up one by one: a merge would walk the whole posting.
+            if candidates.len() * 16 < p.len() {
+                candidates = candidates.iter().filter(|&id| p.contains(id)).collect();
+            } else {
+                candidates &= *p;
+            }
         }
         candidates.remove_range(..from);
         Box::new(
@@ -240,7 +275,11 @@ impl SetIndex {
 fn post(postings: &mut HashMap<u64, RoaringBitmap>, id: Id, set: &Set) -> u64 {
     let mut n = 0;
     for x in set.bits().iter().filter(|&x| sampled(x)) {
-        postings.entry(x).or_default().insert(id);
+        let posting = postings.entry(x).or_default();
+        // Ids are handed out in order: appended, without a search of the posting.
+        if posting.try_push(id).is_err() {
+            posting.insert(id);
+        }
         n += 1;
     }
     n

@@ -405,14 +405,13 @@ fn revoke_solvable(
         .filter_map(|i| sets[i].as_ref())
         .collect();
     let mut passes = 0usize;
+    let mut lines = Lines::default();
     while withheld.next_id() > first_withheld {
         let new: Vec<Id> = released.since(first_new).collect();
         let new_sets: Vec<&Set> = new.iter().map(|&id| released.get(id)).collect();
-        let new_withheld: Vec<&Set> = withheld
-            .since(first_withheld)
-            .map(|id| withheld.get(id))
-            .collect();
-        let on_lines = on_lines_of(released, &new, &new_withheld);
+        let withheld_ids: Vec<Id> = withheld.since(first_withheld).collect();
+        let new_withheld: Vec<&Set> = withheld_ids.iter().map(|&id| withheld.get(id)).collect();
+        let on_lines = lines.on_lines_of(released, &new, withheld, &withheld_ids);
         let mut newest: Vec<usize> = on_lines.clone();
         newest.sort_by(|&a, &b| {
             let (sa, sb) = (new_sets[a], new_sets[b]);
@@ -546,39 +545,63 @@ fn lines_of_withheld(rows: &[Row], sets: &[Option<Set>], withheld: &[bool]) -> V
         .collect()
 }
 
-/// Positions in `new` (this result's released sets, ids in `released`) of the sets on a line
-/// of a withheld set: its totals and their parts, among this result's sets.
-fn on_lines_of(released: &SetIndex, new: &[Id], withheld: &[&Set]) -> Vec<usize> {
-    let Some(&first) = new.first() else {
-        return vec![];
-    };
-    let len = |id: Id| released.get(id).len();
-    let mut totals: Vec<Id> = withheld
-        .iter()
-        .flat_map(|w| {
-            released
-                .supersets(w, first)
-                .into_iter()
-                .filter(|&id| len(id) > w.len())
-        })
-        .collect();
-    totals.sort_unstable();
-    totals.dedup();
-    let mut on: Vec<Id> = totals
-        .iter()
-        .flat_map(|&t| {
-            released
-                .subsets(released.get(t), first)
-                .into_iter()
-                .filter(move |&id| len(id) < len(t))
-        })
-        .chain(totals.iter().copied())
-        .collect();
-    on.sort_unstable();
-    on.dedup();
-    on.into_iter()
-        .filter_map(|id| new.binary_search(&id).ok())
-        .collect()
+/// The totals and parts `on_lines_of` found in earlier revocation passes. Between passes
+/// released sets only go (revoked, then withheld), so a relation found once holds for as long
+/// as its released sets are alive: a pass looks up only what the last revocation added.
+#[derive(Default)]
+struct Lines {
+    /// A withheld set's (by id) released strict supersets.
+    totals: HashMap<Id, Vec<Id>>,
+    /// A released total's released strict subsets.
+    parts: HashMap<Id, Vec<Id>>,
+}
+
+impl Lines {
+    /// Positions in `new` (this result's released sets, ids in `released`) of the sets on a
+    /// line of a withheld set (`withheld_ids`, ids in `withheld`): its totals and their parts,
+    /// among this result's sets.
+    fn on_lines_of(
+        &mut self,
+        released: &SetIndex,
+        new: &[Id],
+        withheld: &SetIndex,
+        withheld_ids: &[Id],
+    ) -> Vec<usize> {
+        let Some(&first) = new.first() else {
+            return vec![];
+        };
+        let len = |id: Id| released.get(id).len();
+        let mut totals: Vec<Id> = Vec::new();
+        for &w in withheld_ids {
+            let found = self.totals.entry(w).or_insert_with(|| {
+                let w = withheld.get(w);
+                released
+                    .supersets(w, first)
+                    .into_iter()
+                    .filter(|&id| len(id) > w.len())
+                    .collect()
+            });
+            totals.extend(found.iter().copied().filter(|&id| released.alive(id)));
+        }
+        totals.sort_unstable();
+        totals.dedup();
+        let mut on: Vec<Id> = totals.clone();
+        for &t in &totals {
+            let found = self.parts.entry(t).or_insert_with(|| {
+                released
+                    .subsets(released.get(t), first)
+                    .into_iter()
+                    .filter(|&id| len(id) < len(t))
+                    .collect()
+            });
+            on.extend(found.iter().copied().filter(|&id| released.alive(id)));
+        }
+        on.sort_unstable();
+        on.dedup();
+        on.into_iter()
+            .filter_map(|id| new.binary_search(&id).ok())
+            .collect()
+    }
 }
 
 /// Two-dimensional tables (a table with its margins, as CUBE, ROLLUP or a UNION writes it).
@@ -593,20 +616,35 @@ fn on_lines_of(released: &SetIndex, new: &[Id], withheld: &[&Set]) -> Vec<usize>
 /// smallest released cell on one of the bridge's lines, else that line's total.
 fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
     // The result's cells: released ones (this result) then withheld ones.
-    let cells: Vec<&Set> = released.iter().chain(withheld).copied().collect();
+    let cells: &[&Set] = &released.iter().chain(withheld).copied().collect::<Vec<_>>();
     let n_released = released.len();
-    let supersets = |c: &Set| -> Vec<usize> {
-        let sup: Vec<usize> = (0..cells.len())
-            .filter(|&i| c.strict_subset_of(cells[i]))
-            .collect();
-        sup.iter()
-            .copied()
-            .filter(|&i| {
-                !sup.iter()
-                    .any(|&j| j != i && cells[j].strict_subset_of(cells[i]))
-            })
-            .collect()
+    // Minimal supersets are found when asked for: the withheld cells' always, a released
+    // cell's only when a bridge's line is searched for candidates (a table's worth of subset
+    // tests per cell otherwise).
+    let minimal_of: Vec<std::cell::OnceCell<Vec<usize>>> =
+        cells.iter().map(|_| std::cell::OnceCell::new()).collect();
+    let minimal = |i: usize| -> &[usize] {
+        minimal_of[i].get_or_init(|| {
+            let c = cells[i];
+            let mut sup: Vec<usize> = (0..cells.len())
+                .filter(|&j| c.strict_subset_of(cells[j]))
+                .collect();
+            // Smallest first, a superset is minimal unless a minimal one found before lies
+            // inside it (one that is not minimal holds a minimal one, which would lie inside it
+            // too): a test against the few minimal ones, not against every superset.
+            sup.sort_by_key(|&j| cells[j].len());
+            let mut minimal: Vec<usize> = Vec::new();
+            for j in sup {
+                if !minimal.iter().any(|&m| cells[m].strict_subset_of(cells[j])) {
+                    minimal.push(j);
+                }
+            }
+            minimal.sort_unstable();
+            minimal
+        })
     };
+    // Cells strictly inside cell `g`, in order: the only ones `g` can be a minimal superset of.
+    let inside = |g: usize| (0..cells.len()).filter(move |&j| cells[j].strict_subset_of(cells[g]));
     // Line nodes: a cell index (the line it totals), or the grand total's line for a family.
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
     enum Node {
@@ -615,14 +653,14 @@ fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
         /// The one side of a cell that lies on a single line.
         Outside,
     }
-    let minimal: Vec<Vec<usize>> = cells.iter().map(|c| supersets(c)).collect();
     // Margins: cells whose only minimal superset is a top (a cell with no superset).
-    let is_top = |i: usize| minimal[i].is_empty();
+    let is_top = |i: usize| minimal(i).is_empty();
     let family = |i: usize| -> u8 {
         // Family 0 holds the margin first met (smallest index) among those it is disjoint from.
-        let grand = minimal[i][0];
-        let first = (0..cells.len())
-            .find(|&j| minimal[j].len() == 1 && minimal[j][0] == grand && is_top(grand))
+        let grand = minimal(i)[0];
+        let first = is_top(grand)
+            .then(|| inside(grand).find(|&j| minimal(j) == [grand]))
+            .flatten()
             .unwrap_or(i);
         if cells[first].disjoint(cells[i]) || first == i {
             0
@@ -631,12 +669,15 @@ fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
         }
     };
     // A margin has a line of its own only if inner cells sum to it.
-    let has_cells = |i: usize| minimal.iter().any(|m| m.len() == 2 && m.contains(&i));
-    let has_family_1 = |g: usize| {
-        (0..cells.len()).any(|j| minimal[j].len() == 1 && minimal[j][0] == g && family(j) == 1)
+    let has_cells = |i: usize| {
+        inside(i).any(|j| {
+            let m = minimal(j);
+            m.len() == 2 && m.contains(&i)
+        })
     };
+    let has_family_1 = |g: usize| inside(g).any(|j| minimal(j) == [g] && family(j) == 1);
     let lines_of = |i: usize| -> Option<(Node, Node)> {
-        match minimal[i].as_slice() {
+        match minimal(i) {
             [a, b] => Some((Node::Line(*a), Node::Line(*b))),
             [g] if is_top(*g) => {
                 let own = if has_cells(i) {
@@ -684,10 +725,18 @@ fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
         if connected_without(k, a, b) {
             continue;
         }
-        // Released cells on line `a` or `b`.
+        // Released cells on line `a` or `b` (a cell on another's line lies inside it; on a
+        // grand total's line, inside it or that total itself).
         let on = |node: Node, i: usize| match node {
-            Node::Line(l) => l != i && lines_of(i).is_some_and(|(x, y)| x == node || y == node),
-            Node::Grand(..) => lines_of(i).is_some_and(|(x, y)| x == node || y == node),
+            Node::Line(l) => {
+                l != i
+                    && cells[i].strict_subset_of(cells[l])
+                    && lines_of(i).is_some_and(|(x, y)| x == node || y == node)
+            }
+            Node::Grand(g, _) => {
+                (i == g || cells[i].strict_subset_of(cells[g]))
+                    && lines_of(i).is_some_and(|(x, y)| x == node || y == node)
+            }
             Node::Outside => false,
         };
         let mut candidates: Vec<usize> =

@@ -115,6 +115,11 @@ impl Set {
         (!self.is_empty()).then_some(self.pivots[0])
     }
 
+    /// The `i`th min-hash of the sketch: a subset's is no smaller than its superset's.
+    pub fn minimum(&self, i: usize) -> u64 {
+        self.sketch[i]
+    }
+
     pub fn probes(&self) -> &[u64] {
         &self.probes
     }
