@@ -2,6 +2,7 @@
 //! cache tiers), one `ShardedTable` per table, and fresh query sessions over them.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -135,24 +137,50 @@ impl Dataset {
 
     /// A new query session with every table registered and a fresh scan recorder.
     pub fn session(&self) -> Result<(SessionContext, Arc<ScanRecorder>)> {
-        self.session_with(|_, t| Some(t.clone() as Arc<dyn TableProvider>), None)
+        self.session_with(|_, t| Some(t.clone() as Arc<dyn TableProvider>), None, None)
     }
 
     /// A new query session holding only the tables `visible` admits: a table a principal may
     /// not read is not in its session at all, so no SQL path can name it.
     /// A session holding, for each table, the provider `provider` picks (none: the table is
-    /// left out of the session).
+    /// left out of the session). With `memory`, the session's operators share a pool of that
+    /// many bytes: past it, those that can spill to disk do, and the others fail with
+    /// `ResourcesExhausted`.
     pub fn session_with(
         &self,
         provider: impl Fn(&str, &Arc<ShardedTable>) -> Option<Arc<dyn TableProvider>>,
         query_planner: Option<Arc<dyn QueryPlanner + Send + Sync>>,
+        memory: Option<usize>,
     ) -> Result<(SessionContext, Arc<ScanRecorder>)> {
         let recorder = Arc::new(ScanRecorder::default());
-        let config = session_config().with_extension(recorder.clone());
+        let mut config = session_config().with_extension(recorder.clone());
+        if let Some(bytes) = memory {
+            // A sort that spills merges its runs in memory it reserved up front (10 MiB by
+            // default): in a small pool those reservations alone would fail the sort.
+            // Every partition's sort reserves its own: a quarter of the pool in all.
+            let partitions = config.target_partitions().max(1);
+            let execution = &mut config.options_mut().execution;
+            execution.sort_spill_reservation_bytes = execution
+                .sort_spill_reservation_bytes
+                .min(bytes / (4 * partitions));
+        }
+        let runtime = match memory {
+            Some(bytes) => {
+                // The object stores, caches and spill folder stay the dataset's.
+                let mut runtime = self.runtime.as_ref().clone();
+                runtime.memory_pool = Arc::new(TrackConsumersPool::new(
+                    FairSpillPool::new(bytes),
+                    NonZeroUsize::new(3).expect("nonzero"),
+                ));
+                Arc::new(runtime)
+            }
+            None => self.runtime.clone(),
+        };
         let mut builder = SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(self.runtime.clone())
-            .with_default_features();
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::yields::YieldAfterJoins));
         if let Some(planner) = query_planner {
             builder = builder.with_query_planner(planner);
         }

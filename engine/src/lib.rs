@@ -16,5 +16,6 @@ pub mod dataset;
 pub mod pruning;
 pub mod selectivity;
 pub mod table;
+pub mod yields;
 
 pub use dataset::{Dataset, DatasetOptions};

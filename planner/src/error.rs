@@ -90,7 +90,16 @@ impl PlannerError {
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..) => PlannerError::InvalidQuery(clean(&e)),
             DataFusionError::NotImplemented(_) => PlannerError::Unsupported(clean(&e)),
-            DataFusionError::ResourcesExhausted(_) => PlannerError::ResourcesExhausted(clean(&e)),
+            DataFusionError::ResourcesExhausted(m) => {
+                PlannerError::ResourcesExhausted(match memory_consumer(m) {
+                    Some(consumer) => format!(
+                        "the query needs more memory than its limit (limits.query_memory_mb): \
+                         {consumer} could not get what it needs, even after spilling what can be \
+                         spilled to disk"
+                    ),
+                    None => clean(&e),
+                })
+            }
             DataFusionError::Internal(_) => PlannerError::Internal(clean(&e)),
             // Kernels and functions quote the value they failed on ("Unable to parse date from
             // …", "Cannot cast …"); it may be a participant's, so only Strata's own messages
@@ -122,6 +131,16 @@ fn redacted_arrow_error(e: &arrow::error::ArrowError) -> Option<&'static str> {
         A::ComputeError(_) => "a function could not be computed for some value",
         _ => return None,
     })
+}
+
+/// The operator a memory pool refused ("Additional allocation failed for HashJoinInput[1] with
+/// top memory consumers …"): a plan node's name, never a value.
+fn memory_consumer(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("Additional allocation failed for ")?;
+    let name = rest.split(" with ").next()?;
+    name.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "[]#()_-: ".contains(c))
+        .then_some(name)
 }
 
 /// DataFusion's messages, cut to one line and without the "Error during planning:" noise.

@@ -20,6 +20,7 @@ pub struct ServerConfig {
     pub disclosure: DisclosureSettings,
     pub pg: PgSettings,
     pub tls: TlsSettings,
+    pub limits: crate::limits::LimitSettings,
 }
 
 /// The PostgreSQL-wire door (`[pg]`): off unless `listen` (or `--pg-listen`) is set.
@@ -99,6 +100,9 @@ impl ServerConfig {
                 "invalid config {}: egress alert thresholds must not exceed the caps",
                 path.display()
             );
+        }
+        if let Err(e) = config.limits.validate() {
+            anyhow::bail!("invalid config {}: {e}", path.display());
         }
         if let Err(e) = config.disclosure.validate() {
             anyhow::bail!("invalid config {}: {e}", path.display());

@@ -125,6 +125,9 @@ impl QueryService {
                 audit,
                 audit_log: self.audit.clone(),
             }),
+            admission: None,
+            deadline: None,
+            limits: self.limits.settings().clone(),
         })
     }
 }

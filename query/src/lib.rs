@@ -14,6 +14,7 @@ mod error;
 mod execute;
 mod handles;
 mod ledger_file;
+pub mod limits;
 mod listing;
 mod prepared;
 mod service;

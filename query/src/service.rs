@@ -23,6 +23,7 @@ use crate::config::{EgressSettings, ServerConfig, date_shift_secret};
 use crate::error::QueryError;
 use crate::handles::Handles;
 use crate::ledger_file::open_ledger;
+use crate::limits::{Held, Limits};
 use crate::prepared::{PlanningSession, Prepared};
 use crate::stream::QueryStream;
 
@@ -47,6 +48,31 @@ pub struct QueryService {
         std::collections::HashMap<(String, String), datafusion::logical_expr::LogicalPlan>,
     >,
     handles: Handles,
+    pub(crate) limits: Limits,
+}
+
+/// The end record of a query whose execution was dropped before it produced a stream.
+struct Unfinished<'a> {
+    record: Option<AuditRecord>,
+    audit: &'a AuditLog,
+}
+
+impl Unfinished<'_> {
+    fn finished(mut self) {
+        self.record = None;
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.record.take() {
+            record.phase = "end".into();
+            record.time = now_rfc3339();
+            record.outcome = QueryError::Cancelled.outcome().into();
+            record.error = Some(QueryError::Cancelled.message());
+            self.audit.submit(&record);
+        }
+    }
 }
 
 /// What a run hands the door: batches computed before the first one could leave (protected
@@ -138,6 +164,7 @@ impl QueryService {
             ),
             dataset,
             handles: Handles::default(),
+            limits: Limits::new(config.limits.clone()),
         })
     }
 
@@ -270,18 +297,45 @@ impl QueryService {
         record.set_statement(&prepared.query.sql);
         record.plan_sha256 = Some(prepared.plan_sha256.clone());
         record.tables = prepared.tables.clone();
+        let principal = call.principal()?;
+        let admission = match self.limits.admit(&principal.key()).await {
+            Ok(admission) => admission,
+            Err(e) => return self.audited(record, Err(e)).await,
+        };
+        let deadline = self
+            .limits
+            .settings()
+            .query_timeout()
+            .map(|t| tokio::time::Instant::now() + t);
         record.phase = "start".into();
         record.outcome = "started".into();
         record.time = now_rfc3339();
-        self.audit.append(&record).await.map_err(|e| {
+        // A client that goes away while the start record is written, or while a result is
+        // computed whole (protected ones run inside `execute`), drops this future: the query
+        // still gets its end record.
+        let unfinished = Unfinished {
+            record: Some(record.clone()),
+            audit: &self.audit,
+        };
+        if let Err(e) = self.audit.append(&record).await {
+            unfinished.finished();
             tracing::error!(error = %e, "audit log unavailable; refusing to stream");
-            QueryError::AuditUnavailable
-        })?;
-        match self
-            .execute(prepared, call.principal()?, record.clone())
-            .await
-        {
-            Ok(stream) => Ok(stream),
+            return Err(QueryError::AuditUnavailable);
+        }
+        let executed = self.execute(prepared, principal, record.clone());
+        let executed = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, executed)
+                .await
+                .unwrap_or_else(|_| Err(self.limits.settings().timed_out())),
+            None => executed.await,
+        };
+        unfinished.finished();
+        match executed {
+            Ok(mut stream) => {
+                stream.admission = Some(Held::new(admission, deadline));
+                stream.deadline = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+                Ok(stream)
+            }
             Err(e) => {
                 record.phase = "end".into();
                 self.audited(record, Err(e)).await

@@ -145,6 +145,7 @@ impl QueryService {
         let (ctx, recorder) = self.dataset.session_with(
             |name, table| self.visible_table(principal, name, table),
             Some(planner),
+            self.limits.settings().query_memory_bytes(),
         )?;
         strata_planner::cohort::function::CohortFunction::register(&ctx);
         let guard = Arc::new(

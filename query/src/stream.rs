@@ -1,6 +1,7 @@
 //! Result batches of one query on their way out: counted, held to the egress limits, and
 //! reported when the stream ends — one log line with what was scanned, and the audit end record.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use strata_planner::disclosure::{self, DisclosureReport, result::Summary};
 use crate::audit::{AuditLog, AuditRecord, now_rfc3339};
 use crate::config::EgressSettings;
 use crate::error::QueryError;
+use crate::limits::{Held, LimitSettings};
 
 /// Result batches of one query; counts rows and bytes, enforces the egress limits, and reports
 /// on completion.
@@ -34,6 +36,11 @@ pub struct QueryStream {
     pub(crate) alerts: Arc<AtomicU64>,
     pub(crate) done: bool,
     pub(crate) report: Option<QueryReport>,
+    /// The query's turns, given back when the stream ends or goes (or at its deadline).
+    pub(crate) admission: Option<Held>,
+    /// When the query's time is up: the stream ends with an error then.
+    pub(crate) deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    pub(crate) limits: LimitSettings,
 }
 
 impl QueryStream {
@@ -48,6 +55,13 @@ impl QueryStream {
 
     fn finish(&mut self, error: Option<String>) {
         self.done = true;
+        // Nothing more is computed: the execution and its turn go now, not when the client
+        // lets go of the stream (an open PostgreSQL cursor read to its end, say).
+        let schema = self.inner.schema();
+        self.inner = Box::pin(datafusion::physical_plan::EmptyRecordBatchStream::new(
+            schema,
+        ));
+        self.admission = None;
         if let Some(mut r) = self.report.take() {
             r.error = error;
             r.log();
@@ -106,6 +120,13 @@ impl Stream for QueryStream {
         if self.done {
             return Poll::Ready(None);
         }
+        if let Some(deadline) = self.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            let e = self.limits.timed_out();
+            self.finish(Some(e.to_string()));
+            return Poll::Ready(Some(Err(e)));
+        }
         let polled = Pin::new(&mut self.inner).poll_next(cx);
         match polled {
             Poll::Ready(Some(Ok(batch))) => match self.admit(&batch) {
@@ -163,6 +184,8 @@ struct ScanTotals {
     /// Files (or file ranges) skipped whole by their footer statistics before any row group.
     files_pruned: usize,
     page_rows_pruned: usize,
+    /// Bytes operators wrote to disk past the query's memory limit.
+    spilled_bytes: usize,
 }
 
 impl QueryReport {
@@ -188,6 +211,7 @@ impl QueryReport {
             row_groups_pruned = scan.row_groups_pruned,
             files_pruned = scan.files_pruned,
             page_index_rows_pruned = scan.page_rows_pruned,
+            spilled_bytes = scan.spilled_bytes,
             cache_memory_hits = cache.memory_hits,
             cache_memory_misses = cache.memory_misses,
             cache_disk_hits = cache.disk_hits,
@@ -228,6 +252,7 @@ fn collect_scan_metrics(plan: &dyn ExecutionPlan, totals: &mut ScanTotals) {
                 MetricValue::Count { name, count } if name == "bytes_scanned" => {
                     totals.bytes_scanned += count.value()
                 }
+                MetricValue::SpilledBytes(count) => totals.spilled_bytes += count.value(),
                 MetricValue::PruningMetrics {
                     name,
                     pruning_metrics,

@@ -337,7 +337,9 @@ impl ExecutionPlan for SpoolExec {
             let mut slot = shared.batches.lock().unwrap_or_else(|e| e.into_inner());
             slot.get_or_insert_with(|| {
                 use futures::FutureExt;
-                let task = tokio::spawn(async move {
+                // Aborted when the last holder of the computation goes (the query ended, timed
+                // out or its client went away), not left running to its end.
+                let task = datafusion::common::runtime::SpawnedTask::spawn(async move {
                     let input = match (planned, fallback) {
                         (Some(input), _) => input,
                         (None, Some(f)) => f.plan().await.map_err(Arc::new)?,
@@ -353,7 +355,7 @@ impl ExecutionPlan for SpoolExec {
                         .map_err(Arc::new)
                 });
                 async move {
-                    task.await.unwrap_or_else(|e| {
+                    task.join().await.unwrap_or_else(|e| {
                         Err(Arc::new(datafusion::error::DataFusionError::External(
                             Box::new(e),
                         )))
