@@ -154,6 +154,7 @@ impl Dataset {
     ) -> Result<(SessionContext, Arc<ScanRecorder>)> {
         let recorder = Arc::new(ScanRecorder::default());
         let mut config = session_config().with_extension(recorder.clone());
+        let mut runtime = self.runtime.clone();
         if let Some(bytes) = memory {
             // A sort that spills merges its runs in memory it reserved up front (10 MiB by
             // default): in a small pool those reservations alone would fail the sort.
@@ -163,19 +164,14 @@ impl Dataset {
             execution.sort_spill_reservation_bytes = execution
                 .sort_spill_reservation_bytes
                 .min(bytes / (4 * partitions));
+            // The object stores, caches and spill folder stay the dataset's.
+            let mut own = runtime.as_ref().clone();
+            own.memory_pool = Arc::new(TrackConsumersPool::new(
+                FairSpillPool::new(bytes),
+                NonZeroUsize::new(3).expect("nonzero"),
+            ));
+            runtime = Arc::new(own);
         }
-        let runtime = match memory {
-            Some(bytes) => {
-                // The object stores, caches and spill folder stay the dataset's.
-                let mut runtime = self.runtime.as_ref().clone();
-                runtime.memory_pool = Arc::new(TrackConsumersPool::new(
-                    FairSpillPool::new(bytes),
-                    NonZeroUsize::new(3).expect("nonzero"),
-                ));
-                Arc::new(runtime)
-            }
-            None => self.runtime.clone(),
-        };
         let mut builder = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)

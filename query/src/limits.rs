@@ -87,12 +87,11 @@ struct Share {
 }
 
 impl Share {
-    /// Whether nothing holds the share's turns (`held` references besides the map's are about
-    /// to go) and its last minute holds no start. Waiting and admitted queries hold the
-    /// semaphore, and clones are made under the map's lock.
-    fn idle(&mut self, now: Instant, held: usize) -> bool {
+    /// Whether nothing holds the share's turns and its last minute holds no start. Waiting and
+    /// admitted queries hold the semaphore, and clones are made under the map's lock.
+    fn idle(&mut self, now: Instant) -> bool {
         self.forget_before(now);
-        Arc::strong_count(&self.turns) <= 1 + held && self.started.is_empty()
+        Arc::strong_count(&self.turns) == 1 && self.started.is_empty()
     }
 
     /// Forgets the starts more than a minute before `now`.
@@ -112,15 +111,6 @@ impl Share {
 pub(crate) struct Admission {
     _turn: OwnedSemaphorePermit,
     _own_turn: OwnedSemaphorePermit,
-    principal: String,
-    principals: Arc<Mutex<HashMap<String, Share>>>,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        // The permits go after this body: its own turn still holds the share's semaphore.
-        forget_idle(&self.principals, &self.principal, 1);
-    }
 }
 
 /// A query's admission as its stream holds it: given back when the stream ends or goes, or at
@@ -150,17 +140,6 @@ impl Held {
     }
 }
 
-/// Drops `principal`'s share once nothing holds its turns (`held` references besides the map's
-/// are about to go) and its last minute holds no start.
-fn forget_idle(principals: &Mutex<HashMap<String, Share>>, principal: &str, held: usize) {
-    let mut principals = principals.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(share) = principals.get_mut(principal)
-        && share.idle(Instant::now(), held)
-    {
-        principals.remove(principal);
-    }
-}
-
 impl Limits {
     pub(crate) fn new(settings: LimitSettings) -> Self {
         Limits {
@@ -185,7 +164,6 @@ impl Limits {
             Ok(Ok(turn)) => turn,
             Ok(Err(_)) => return Err(QueryError::Internal("the query queue is closed".into())),
             Err(_) => {
-                forget_idle(&self.principals, principal, 0);
                 return Err(QueryError::ResourcesExhausted(format!(
                     "you have {} queries running, your limit, and none finished within {} s; \
                      wait for one to finish",
@@ -198,8 +176,6 @@ impl Limits {
             Ok(Ok(turn)) => turn,
             Ok(Err(_)) => return Err(QueryError::Internal("the query queue is closed".into())),
             Err(_) => {
-                drop(own_turn);
-                forget_idle(&self.principals, principal, 0);
                 return Err(QueryError::ResourcesExhausted(format!(
                     "the server is running its limit of {} queries and none finished within {} s; \
                      try again later",
@@ -210,8 +186,6 @@ impl Limits {
         Ok(Admission {
             _turn: turn,
             _own_turn: own_turn,
-            principal: principal.to_string(),
-            principals: self.principals.clone(),
         })
     }
 
@@ -219,8 +193,9 @@ impl Limits {
     fn start(&self, principal: &str) -> Result<Arc<Semaphore>, QueryError> {
         let now = Instant::now();
         let mut principals = self.principals.lock().unwrap_or_else(|p| p.into_inner());
-        // The map holds the principals of the last minute, not every one ever seen.
-        principals.retain(|_, share| !share.idle(now, 0));
+        // The map holds the principals of the last minute and those with queries, not every one
+        // ever seen.
+        principals.retain(|_, share| !share.idle(now));
         let share = principals
             .entry(principal.to_string())
             .or_insert_with(|| Share {
