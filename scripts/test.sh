@@ -71,12 +71,14 @@ setup_acro_venv() {
 }
 
 # Debian packages of the PostgreSQL-wire door's client tests (tests/pg_clients.py): psql, psqlODBC
-# through unixODBC, and R with DBI/RPostgreSQL, dbplyr, RODBC and reticulate. Installed only when one
-# is missing (then `apt-get update` first); a no-op on a machine that has them all. (jsonlite: the R
-# scripts of tests/pg_clients.py write their results as JSON.)
+# through unixODBC, and R with DBI/RPostgreSQL, dbplyr, RODBC and reticulate; and Prometheus, which
+# scrapes the metrics endpoint in tests/test_telemetry.py. Installed only when one is missing (then
+# `apt-get update` first); a no-op on a machine that has them all. (jsonlite: the R scripts of
+# tests/pg_clients.py write their results as JSON.)
 DEBIAN_PACKAGES=(
     postgresql-client odbc-postgresql unixodbc
     r-base-core r-cran-dbi r-cran-rpostgresql r-cran-dbplyr r-cran-rodbc r-cran-reticulate r-cran-jsonlite
+    prometheus
 )
 setup_debian_packages() {
     ensure_debian_packages "${DEBIAN_PACKAGES[@]}"
@@ -127,7 +129,7 @@ rm -f "$PYTEST_LOG"
 echo "repo: $REPO"
 echo "CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}"
 
-step "Debian packages (pg clients)" setup_debian_packages
+step "Debian packages (clients, Prometheus)" setup_debian_packages
 step "python venv + requirements" setup_venv
 step "ACRO venv" setup_acro_venv
 step "Superset venv + chromium" setup_superset

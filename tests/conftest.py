@@ -252,15 +252,17 @@ def mint_token(passport_keys):
 
 @pytest.fixture(scope="session")
 def start_passport_server(work_root, passport_keys, mint_token):
-    """`start_passport_server(dataset, name, config="", root=None)`: a started `strata serve --jwks`
-    trusting the session's issuer, with its own state folder, config and logs under `root`
-    (default: the session's work folder). Stopped at the end of the session, or earlier by
+    """`start_passport_server(dataset, name, config="", root=None, env=None)`: a started `strata
+    serve --jwks` trusting the session's issuer, with its own state folder, config and logs under
+    `root` (default: the session's work folder) and `env` added to its environment. Stopped at the end of the session, or earlier by
     `srv.stop()`; a server that panicked fails the session."""
     started = []
 
-    def start(dataset, name: str, config: str = "", root: Path | None = None) -> StrataServer:
+    def start(
+        dataset, name: str, config: str = "", root: Path | None = None, env: dict | None = None
+    ) -> StrataServer:
         token = mint_token("controlled", "ready", "--ttl", "1d")
-        srv = passport_server(dataset, passport_keys, root or work_root, name, token, config)
+        srv = passport_server(dataset, passport_keys, root or work_root, name, token, config, env)
         srv.start()
         started.append(srv)
         return srv

@@ -256,6 +256,9 @@ class StrataServer:
         self.pg_port: int | None = None
         # A PEM root certificate: the server speaks TLS ([tls] in its config), clients verify it.
         self.tls_root: str | None = None
+        # PEM certificate chain and key of this client, for a server that asks for them (mutual
+        # TLS: `client_ca` in [tls]).
+        self.tls_client: tuple[str, str] | None = None
         self.extra_args = [str(a) for a in extra_args]
         self.env = env
         self.token = token
@@ -426,6 +429,9 @@ class StrataServer:
             kwargs[adbc_driver_flightsql.DatabaseOptions.AUTHORIZATION_HEADER.value] = f"Bearer {token}"
         if self.tls_root:
             kwargs["adbc.flight.sql.client_option.tls_root_certs"] = self.tls_root
+        if self.tls_client:
+            kwargs["adbc.flight.sql.client_option.mtls_cert_chain"] = self.tls_client[0]
+            kwargs["adbc.flight.sql.client_option.mtls_private_key"] = self.tls_client[1]
         kwargs.update(db_kwargs)
         conn = flight_sql.connect(self.uri, db_kwargs=kwargs, autocommit=True)
         self._connections.append(conn)
@@ -519,7 +525,9 @@ class StrataServer:
             time.sleep(0.05)
 
 
-def passport_server(dataset, keys, root: Path, name: str, token: str, config: str = "") -> StrataServer:
+def passport_server(
+    dataset, keys, root: Path, name: str, token: str, config: str = "", env: dict | None = None
+) -> StrataServer:
     """`strata serve --jwks KEYS/jwks.json --config …` (not started) with its own state folder
     `root/<name>-state` (`srv.state_dir`, `srv.audit_path`), logs under `root/logs-<name>`, `config`
     (TOML) appended to the config file, and `token` for its readiness check."""
@@ -532,10 +540,40 @@ def passport_server(dataset, keys, root: Path, name: str, token: str, config: st
         token=token,
         log_dir=Path(root) / f"logs-{name}",
         pg=True,
+        env=env,
     )
     srv.state_dir = state
     srv.audit_path = state / "audit.jsonl"
     return srv
+
+
+# --------------------------------------------------------------------------------------------------
+# Prometheus metrics (`[telemetry] metrics_listen`)
+# --------------------------------------------------------------------------------------------------
+
+
+def scrape_metrics(port: int) -> dict[tuple, float]:
+    """The exposition on /metrics as {(name, (label, value)…): value}."""
+    text = __import__("urllib.request").request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        name, _, labels = series.partition("{")
+        pairs = tuple(
+            sorted(tuple(kv.split("=", 1)) for kv in labels.rstrip("}").split(",") if kv)
+        )
+        out[(name, tuple((k, v.strip('"')) for k, v in pairs))] = float(value)
+    return out
+
+
+def metric_total(metrics, name, **labels) -> float:
+    return sum(
+        v
+        for (n, ls), v in metrics.items()
+        if n == name and all((k, str(val)) in ls for k, val in labels.items())
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,7 +14,16 @@ import tomli_w
 
 from conftest import GEN_SHARDS
 from generated_queries import GEN_QUERIES
-from helpers import StrataServer, assert_tables_equal, check, duck_query, one_line_error
+from helpers import (
+    StrataServer,
+    assert_tables_equal,
+    check,
+    duck_query,
+    free_port,
+    metric_total,
+    one_line_error,
+    scrape_metrics,
+)
 
 BUCKET = "strata-test"
 PREFIX = "ds"
@@ -146,10 +155,35 @@ def test_split_table_point_lookups(s3_server, gen_duck, gen_dataset):
 
 def test_memory_cache_serves_repeated_query(s3_dataset, gen_duck, work_root, s3_env):
     cache = work_root / "s3-cache-mem"
-    with StrataServer(s3_dataset, extra_args=["--cache-dir", cache], env=s3_env,
+    metrics_port = free_port()
+    config = work_root / "s3-cache-mem.toml"
+    config.write_text(f'[telemetry]\nmetrics_listen = "127.0.0.1:{metrics_port}"\n')
+    series = [
+        ("strata_cache_hits_total", "memory", "cache_memory_hits"),
+        ("strata_cache_misses_total", "memory", "cache_memory_misses"),
+        ("strata_cache_hits_total", "disk", "cache_disk_hits"),
+        ("strata_object_store_gets_total", None, "object_store_gets"),
+    ]
+
+    def counters():
+        metrics = scrape_metrics(metrics_port)
+        return [metric_total(metrics, name, **({"tier": tier} if tier else {})) for name, tier, _ in series]
+
+    with StrataServer(s3_dataset, extra_args=["--cache-dir", cache, "--config", config], env=s3_env,
                       log_dir=work_root / "logs-s3-mem") as srv:
+        time.sleep(1.5)  # the counters are sampled each second: past the start's own reads
+        before = counters()
         t1, first = srv.query_with_record(CACHE_QUERY)
         t2, second = srv.query_with_record(CACHE_QUERY)
+        # Prometheus sees what the two queries' log lines report.
+        want = [first[key] + second[key] for _, _, key in series]
+        deadline = time.monotonic() + 10
+        while True:
+            got = [after - b for after, b in zip(counters(), before)]
+            if got == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert got == want, series
     assert_tables_equal(t1, duck_query(gen_duck, CACHE_QUERY), sort_by=True)
     assert_tables_equal(t2, t1, sort_by=True)
     assert first["object_store_gets"] > 0, f"first run read nothing from the store: {first}"

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use strata_query::audit::AuditQuery;
+use strata_query::config::ServerConfig;
 
 /// mimalloc, as datafusion-cli ships: query execution allocates and frees many short-lived
 /// buffers, and glibc's allocator spent a tenth of a protected aggregate's time in page faults
@@ -136,7 +137,8 @@ pub struct ServerArgs {
     pub cache_memory_mb: u64,
     #[arg(long, default_value_t = 8192)]
     pub cache_disk_mb: u64,
-    /// Server settings (TOML): state_dir, [registered], [egress], [audit].
+    /// Server settings (TOML): state_dir, [registered], [egress], [audit], [disclosure], [pg],
+    /// [tls], [limits], [telemetry].
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -177,53 +179,53 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log_format = match &cli.command {
-        Command::Serve { server, .. } | Command::Demo { server, .. } => server.log_format,
-        _ => LogFormat::Text,
+    let failed = |e: &dyn std::fmt::Display| {
+        eprintln!(
+            "error: {}",
+            strata_engine::error::first_line(&format!("{e:#}"))
+        );
+        ExitCode::FAILURE
     };
-    init_tracing(log_format);
+    // The server's settings come first: `[telemetry]` decides where the log and traces go.
+    let (log_format, config) = match &cli.command {
+        Command::Serve { server, .. } | Command::Demo { server, .. } => {
+            match ServerConfig::load(server.config.as_deref()) {
+                Ok(config) => (server.log_format, config),
+                Err(e) => return failed(&format!("{e:#}")),
+            }
+        }
+        _ => (LogFormat::Text, ServerConfig::default()),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+        Err(e) => return failed(&format!("cannot start the runtime: {e}")),
+    };
+    let format = match log_format {
+        LogFormat::Text => strata_telemetry::LogFormat::Text,
+        LogFormat::Json => strata_telemetry::LogFormat::Json,
+    };
+    let telemetry = {
+        let _runtime = runtime.enter();
+        match strata_telemetry::init(format, &config.telemetry) {
+            Ok(t) => t,
+            Err(e) => return failed(&e),
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli, config));
+    telemetry.shutdown();
+    // Connections a client left open past the shutdown hold their queries: dropping them writes
+    // their end records, and the audit log, dropped last, puts them on disk.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(3));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!(
-                "error: {}",
-                strata_engine::error::first_line(&format!("{e:#}"))
-            );
-            ExitCode::FAILURE
-        }
+        Err(e) => failed(&format!("{e:#}")),
     }
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
-        LogFormat::Text => builder
-            .with_target(false)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-    }
-}
-
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, config: ServerConfig) -> anyhow::Result<()> {
     match cli.command {
         Command::Generate {
             out,
@@ -257,7 +259,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(a) => commands::keys::run_keys(&a),
         Command::Token(a) => commands::keys::run_token(&a),
-        Command::Serve { dataset, server } => commands::serve::serve(&dataset, &server, None).await,
-        Command::Demo { persons, server } => commands::demo::demo(persons, &server).await,
+        Command::Serve { dataset, server } => {
+            commands::serve::serve(&dataset, &server, &config, None).await
+        }
+        Command::Demo { persons, server } => commands::demo::demo(persons, &server, &config).await,
     }
 }

@@ -15,7 +15,7 @@ pub fn status(e: QueryError) -> Status {
         QueryError::Invalid(_) => Status::invalid_argument(message),
         QueryError::Unsupported(_) => Status::unimplemented(message),
         QueryError::ResourcesExhausted(_) => Status::resource_exhausted(message),
-        QueryError::AuditUnavailable => Status::unavailable(message),
+        QueryError::AuditUnavailable | QueryError::ShuttingDown => Status::unavailable(message),
         QueryError::Cancelled => Status::cancelled(message),
         QueryError::Execution(_) | QueryError::Internal(_) => Status::internal(message),
     }
@@ -49,6 +49,7 @@ mod tests {
                 Code::ResourceExhausted,
             ),
             (QueryError::AuditUnavailable, Code::Unavailable),
+            (QueryError::ShuttingDown, Code::Unavailable),
             (QueryError::Cancelled, Code::Cancelled),
             (QueryError::Execution("x".into()), Code::Internal),
             (QueryError::Internal("x".into()), Code::Internal),

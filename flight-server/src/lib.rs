@@ -34,11 +34,32 @@ pub async fn serve(
     tls: &TlsSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let mut server = tonic::transport::Server::builder();
+    // Every call is a request span from before its passport is checked (`auth` is a child).
+    let mut server = tonic::transport::Server::builder().trace_fn(|request| {
+        let path = request.uri().path();
+        // Probes and discovery are not requests worth a trace.
+        if path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.") {
+            return tracing::Span::none();
+        }
+        let door = if path.starts_with("/strata.") {
+            "cohort"
+        } else {
+            "flight"
+        };
+        let operation = path.rsplit('/').next().unwrap_or(path);
+        strata_telemetry::request_span(door, operation, |name| {
+            request.headers().get(name).and_then(|v| v.to_str().ok())
+        })
+    });
     if let Some(identity) = identity(tls)? {
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &tls.client_ca {
+            // Mutual TLS: a client without a certificate from this CA never reaches a handler.
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
         server = server
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-            .context("invalid [tls] certificate or key")?;
+            .tls_config(config)
+            .context("invalid [tls] certificate, key or client CA")?;
     }
     let flight = FlightServiceServer::new(StrataFlightSql::new(query.clone()))
         .max_decoding_message_size(MAX_DECODING_MESSAGE);
@@ -88,11 +109,12 @@ fn identity(tls: &TlsSettings) -> anyhow::Result<Option<tonic::transport::Identi
         (None, None) => return Ok(None),
         _ => anyhow::bail!("[tls] needs both cert and key"),
     };
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-    };
     Ok(Some(tonic::transport::Identity::from_pem(
         read(cert)?,
         read(key)?,
     )))
+}
+
+fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }

@@ -14,7 +14,9 @@ use pgwire::api::auth::sasl::scram::ScramSecret;
 use pgwire::api::auth::{AuthSource, LoginInfo, Password};
 use pgwire::error::PgWireResult;
 use strata_query::config::ServiceAccount;
-use strata_query::{Call, Principal, QueryService};
+use strata_query::{Call, QueryService};
+
+use crate::auth::Verified;
 
 use crate::error::fatal;
 
@@ -82,7 +84,7 @@ impl Accounts {
 }
 
 #[async_trait]
-impl AuthSource<Principal> for Accounts {
+impl AuthSource<Verified> for Accounts {
     async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
         Err(fatal("28000", "service accounts log in with SCRAM".into()))
     }
@@ -90,16 +92,17 @@ impl AuthSource<Principal> for Accounts {
     async fn get_scram_secret(
         &self,
         login: &LoginInfo,
-    ) -> PgWireResult<(ScramSecret, Option<Principal>)> {
+    ) -> PgWireResult<(ScramSecret, Option<Verified>)> {
         let user = login.user().unwrap_or_default();
         let account = self
             .accounts
             .get(user)
             .ok_or_else(|| fatal("28P01", format!("no service account {user}")))?;
         let call = Call::new("pg").with_peer(Some(login.host().to_owned()));
+        let bearer = format!("Bearer {}", account.passport);
         let principal = self
             .query
-            .authenticate(&call, Some(&format!("Bearer {}", account.passport)))
+            .authenticate(&call, Some(&bearer))
             .map_err(|e| fatal("28P01", format!("service account {user}: {}", e.message())))?;
         let v = account.secret.clone();
         Ok((
@@ -109,7 +112,7 @@ impl AuthSource<Principal> for Accounts {
                 stored_key: v.stored_key,
                 server_key: v.server_key,
             },
-            Some(principal),
+            Some(Verified { principal, bearer }),
         ))
     }
 }

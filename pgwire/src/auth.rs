@@ -24,12 +24,24 @@ use crate::accounts::Accounts;
 use crate::error::fatal;
 use crate::session::Connection;
 
+/// A login's verdict: the principal, and the passport it came from, which every statement of
+/// the session presents again (an expired passport or a key taken out of the JWKS ends the
+/// session's queries at its next statement).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub principal: Principal,
+    /// `Bearer <JWT>`, as a gRPC call carries it.
+    pub bearer: String,
+}
+
 pub struct Login {
     query: Arc<QueryService>,
-    driver: AuthDriver<DefaultServerParameterProvider, Principal>,
+    driver: AuthDriver<DefaultServerParameterProvider, Verified>,
     passports: CleartextPasswordAuth<Passports>,
     accounts: Arc<Accounts>,
-    scram: ScramAuth<Principal>,
+    scram: ScramAuth<Verified>,
+    /// Mutual TLS: a connection without TLS has shown no client certificate.
+    client_certificates: bool,
 }
 
 impl Login {
@@ -37,6 +49,7 @@ impl Login {
         query: Arc<QueryService>,
         connections: Arc<ConnectionManager>,
         accounts: Accounts,
+        client_certificates: bool,
     ) -> Self {
         let accounts = Arc::new(accounts);
         let mut parameters = DefaultServerParameterProvider::default();
@@ -51,10 +64,11 @@ impl Login {
             driver: AuthDriver::new(parameters).with_connection_manager(connections),
             scram: ScramAuth::new(accounts.clone()),
             accounts,
+            client_certificates,
         }
     }
 
-    async fn finish<C>(&self, client: &mut C, outcome: AuthOutcome<Principal>) -> PgWireResult<()>
+    async fn finish<C>(&self, client: &mut C, outcome: AuthOutcome<Verified>) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -67,11 +81,13 @@ impl Login {
         else {
             return Ok(());
         };
-        let principal = identity.ok_or_else(|| fatal("28000", "no passport".into()))?;
-        let call = call(client).with_principal(Some(principal));
-        client
-            .session_extensions()
-            .insert(Connection::new(call, self.query.clone()));
+        let verified = identity.ok_or_else(|| fatal("28000", "no passport".into()))?;
+        let call = call(client).with_principal(Some(verified.principal));
+        client.session_extensions().insert(Connection::new(
+            call,
+            verified.bearer,
+            self.query.clone(),
+        ));
         self.driver
             .complete_authentication(client, final_message)
             .await
@@ -107,6 +123,14 @@ impl StartupHandler for Login {
             PgWireFrontendMessage::Startup(ref startup) => {
                 pgwire::api::auth::protocol_negotiation(client, startup).await?;
                 pgwire::api::auth::save_startup_parameters_to_metadata(client, startup);
+                if self.client_certificates && !client.is_secure() {
+                    return Err(fatal(
+                        "28000",
+                        "this server requires TLS with a client certificate \
+                         (sslmode=require with sslcert and sslkey)"
+                            .into(),
+                    ));
+                }
                 let user = client.metadata().get(pgwire::api::METADATA_USER);
                 let mechanism = if user.is_some_and(|u| self.accounts.has(u)) {
                     // SCRAM proves the password without sending it: fine on any network.
@@ -143,7 +167,7 @@ impl Debug for Passports {
 }
 
 #[async_trait]
-impl AuthSource<Principal> for Passports {
+impl AuthSource<Verified> for Passports {
     async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
         Err(fatal(
             "28000",
@@ -155,12 +179,13 @@ impl AuthSource<Principal> for Passports {
         &self,
         login: &LoginInfo,
         presented: &[u8],
-    ) -> PgWireResult<Option<Principal>> {
+    ) -> PgWireResult<Option<Verified>> {
         let call = Call::new("pg").with_peer(Some(login.host().to_owned()));
         let token = String::from_utf8_lossy(presented);
+        let bearer = format!("Bearer {}", token.trim());
         let principal = self
             .query
-            .authenticate(&call, Some(&format!("Bearer {}", token.trim())))
+            .authenticate(&call, Some(&bearer))
             .map_err(|e| fatal("28P01", e.message()))?;
         if login.user() != Some(principal.sub.as_str()) {
             let refused = QueryError::Unauthenticated(
@@ -174,6 +199,6 @@ impl AuthSource<Principal> for Passports {
                 .unwrap_err();
             return Err(fatal("28000", refused.message()));
         }
-        Ok(Some(principal))
+        Ok(Some(Verified { principal, bearer }))
     }
 }

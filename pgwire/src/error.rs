@@ -19,6 +19,7 @@ pub fn pg_error(e: QueryError) -> PgWireError {
         QueryError::ResourcesExhausted(_) => ("53400", e.message()),
         QueryError::AuditUnavailable => ("58030", e.message()),
         QueryError::Cancelled => ("57014", e.message()),
+        QueryError::ShuttingDown => ("57P01", e.message()),
         QueryError::Execution(_) | QueryError::Internal(_) => ("XX000", e.message()),
     };
     error(code, message)
@@ -60,6 +61,7 @@ mod tests {
         assert_eq!(code(QueryError::Unsupported("x".into())), "0A000");
         assert_eq!(code(QueryError::ResourcesExhausted("x".into())), "53400");
         assert_eq!(code(QueryError::Cancelled), "57014");
+        assert_eq!(code(QueryError::ShuttingDown), "57P01");
     }
 
     #[test]

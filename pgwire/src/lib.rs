@@ -38,7 +38,12 @@ impl Door {
         let connections = Arc::new(ConnectionManager::new());
         Ok(Door {
             handlers: Handlers {
-                login: Arc::new(Login::new(query, connections.clone(), accounts)),
+                login: Arc::new(Login::new(
+                    query,
+                    connections.clone(),
+                    accounts,
+                    config.tls.client_ca.is_some(),
+                )),
                 statements: Arc::new(Statements::new()),
                 cancel: Arc::new(DefaultCancelHandler::new(connections)),
             },
@@ -47,17 +52,37 @@ impl Door {
     }
 }
 
-/// Serves PostgreSQL clients on `listener` until `shutdown` completes.
+/// Serves PostgreSQL clients on `listener` until `shutdown` completes; the open connections
+/// are closed once `drained` completes too (their running queries ended: a connection between
+/// statements has nothing to lose).
 pub async fn serve(
     door: Door,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
+    drained: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let Door { handlers, tls } = door;
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // Reap ended connections so the set holds only open ones.
+        while connections.try_join_next().is_some() {}
         let (socket, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => {
+                drop(listener);
+                drained.await;
+                // The last statements' final messages are on their way: a moment to send them.
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_millis(500),
+                    async { while connections.join_next().await.is_some() {} },
+                )
+                .await;
+                connections.abort_all();
+                // Cancelled connections drop their queries, whose end records must be handed
+                // to the audit log before it is flushed.
+                while connections.join_next().await.is_some() {}
+                return Ok(());
+            }
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -71,7 +96,7 @@ pub async fn serve(
         let handlers = handlers.clone();
         let tls = tls.clone();
         let span = tracing::info_span!("pg_connection", %peer);
-        tokio::spawn(
+        connections.spawn(
             async move {
                 if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                     tracing::debug!(error = %e, "postgres connection ended");

@@ -21,7 +21,10 @@ use crate::results::{Batches, fields, response};
 
 /// What a connection keeps between statements.
 pub struct Connection {
-    pub call: Call,
+    /// The session's call as it logged in; [`Connection::call`] is what a statement runs as.
+    login: Call,
+    /// The passport presented at login, presented again by every statement.
+    bearer: String,
     pub query: Arc<QueryService>,
     settings: Mutex<BTreeMap<String, String>>,
     cursors: tokio::sync::Mutex<HashMap<String, Cursor>>,
@@ -34,13 +37,32 @@ struct Cursor {
 }
 
 impl Connection {
-    pub fn new(call: Call, query: Arc<QueryService>) -> Self {
+    pub fn new(login: Call, bearer: String, query: Arc<QueryService>) -> Self {
         Connection {
-            call,
+            login,
+            bearer,
             query,
             settings: Mutex::default(),
             cursors: Default::default(),
         }
+    }
+
+    /// The call a statement runs as: the login's passport verified again, so that one that
+    /// expired, or whose key the JWKS no longer holds, stops answering (the check is cached).
+    pub fn call(&self) -> PgWireResult<Call> {
+        let principal = self
+            .query
+            .authenticate(&self.login, Some(&self.bearer))
+            .map_err(|e| {
+                error(
+                    "28P01",
+                    format!(
+                        "the session's passport is no longer accepted: {}",
+                        e.message()
+                    ),
+                )
+            })?;
+        Ok(self.login.clone().with_principal(Some(principal)))
     }
 
     /// The connection of an authenticated client.
@@ -177,14 +199,15 @@ impl Connection {
             };
             let statement = Statement::Query(query.clone());
             let text = statement.to_string();
+            let call = self.call()?;
             let prepared = self
                 .query
-                .prepare_statement(&self.call, "plan_statement", &text, statement)
+                .prepare_statement(&call, "plan_statement", &text, statement)
                 .await
                 .map_err(pg_error)?;
             let results = self
                 .query
-                .run(&self.call, "execute_statement", &prepared)
+                .run(&call, "execute_statement", &prepared)
                 .await
                 .map_err(pg_error)?;
             let cursor = Cursor {

@@ -4,6 +4,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
@@ -58,7 +59,7 @@ async fn simple(
     if let Some(answer) = connection.command(&statement, &Format::UnifiedText).await {
         return answer;
     }
-    let call = &connection.call;
+    let call = &connection.call()?;
     let prepared = connection
         .query
         .prepare_statement(call, "plan_statement", text, statement)
@@ -96,7 +97,11 @@ impl SimpleQueryHandler for Statements {
             } else {
                 statement.to_string()
             };
-            match simple(&connection, &text, statement).await {
+            let request = strata_telemetry::request_span("pg", "query", |_| None);
+            match simple(&connection, &text, statement)
+                .instrument(request)
+                .await
+            {
                 Ok(response) => responses.push(response),
                 // PostgreSQL stops at the first failing statement of a simple query.
                 Err(PgWireError::UserError(info)) => {
@@ -163,7 +168,8 @@ impl ExtendedQueryHandler for Statements {
                 bound.parameters = Some(params::values(portal, prepared)?);
                 let results = connection
                     .query
-                    .run(&connection.call, "execute_prepared", &bound)
+                    .run(&connection.call()?, "execute_prepared", &bound)
+                    .instrument(strata_telemetry::request_span("pg", "execute", |_| None))
                     .await
                     .map_err(pg_error)?;
                 Ok(Response::Query(
@@ -223,7 +229,8 @@ impl QueryParser for Parser {
         }
         let prepared = connection
             .query
-            .prepare_statement(&connection.call, "prepare", sql, statement)
+            .prepare_statement(&connection.call()?, "prepare", sql, statement)
+            .instrument(strata_telemetry::request_span("pg", "parse", |_| None))
             .await
             .map_err(pg_error)?;
         Ok(Some(Parsed::Query(Arc::new(prepared))))

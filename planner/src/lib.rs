@@ -56,6 +56,7 @@ fn checked(
     planned: PlannedQuery,
     guard: &tier_guard::TierGuard,
 ) -> Result<PlannedQuery, PlannerError> {
+    let _policy = tracing::info_span!("policy", rule = "tier_guard").entered();
     guard
         .check(&planned.plan)
         .map_err(|d| PlannerError::NotPermitted(d.0))?;

@@ -550,6 +550,7 @@ fn filter_columns(expr: &Expr) -> Vec<String> {
 
 impl AnalyzerRule for TierGuard {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        let _policy = tracing::info_span!("policy", rule = "tier_guard").entered();
         self.check(&plan)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(plan)

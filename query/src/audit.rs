@@ -6,10 +6,12 @@
 //! A query leaves two lines with the same `request_id`: `phase: "start"` (durable before the
 //! first batch) and `phase: "end"` (rows, bytes, outcome). `strata audit` joins them.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -66,9 +68,16 @@ impl AuditRecord {
 
 type Ack = oneshot::Sender<Result<(), String>>;
 
+/// A line for the writer (none: only acknowledge once everything before is on disk).
+type Message = (Option<String>, Option<Ack>);
+
 pub struct AuditLog {
     path: PathBuf,
-    sender: std::sync::Mutex<mpsc::Sender<(String, Option<Ack>)>>,
+    /// Taken when the log is dropped: the writer then writes what is left and ends.
+    sender: std::sync::Mutex<Option<mpsc::Sender<Message>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    /// When each record not yet on disk was handed over, oldest first (the writer's backlog).
+    waiting: Arc<std::sync::Mutex<VecDeque<Instant>>>,
 }
 
 impl AuditLog {
@@ -83,13 +92,17 @@ impl AuditLog {
             .open(path)
             .with_context(|| format!("cannot open audit log {}", path.display()))?;
         let (sender, receiver) = mpsc::channel();
-        std::thread::Builder::new()
+        let waiting = Arc::new(std::sync::Mutex::new(VecDeque::new()));
+        let written = waiting.clone();
+        let writer = std::thread::Builder::new()
             .name("strata-audit".into())
-            .spawn(move || writer(file, receiver))
+            .spawn(move || writer(file, receiver, &written))
             .context("cannot start the audit writer")?;
         Ok(AuditLog {
             path: path.to_path_buf(),
-            sender: std::sync::Mutex::new(sender),
+            sender: std::sync::Mutex::new(Some(sender)),
+            writer: Some(writer),
+            waiting,
         })
     }
 
@@ -113,38 +126,103 @@ impl AuditLog {
         }
     }
 
-    fn send(&self, record: &AuditRecord, ack: Option<Ack>) -> Result<(), String> {
-        let line = serde_json::to_string(record).map_err(|e| e.to_string())?;
+    /// Waits until every record handed over before this call is on disk; an error when one
+    /// of them (since the last flush) could not be written.
+    pub async fn flush(&self) -> Result<(), String> {
+        let (ack, done) = oneshot::channel();
         self.sender
             .lock()
             .map_err(|_| "audit log poisoned".to_string())?
-            .send((line, ack))
-            .map_err(|_| "the audit writer stopped".to_string())
+            .as_ref()
+            .ok_or("the audit log is closed")?
+            .send((None, Some(ack)))
+            .map_err(|_| "the audit writer stopped".to_string())?;
+        done.await
+            .map_err(|_| "the audit writer stopped".to_string())?
+    }
+
+    /// Records waiting for the writer, and how long the oldest has waited.
+    pub fn backlog(&self) -> (usize, Duration) {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let oldest = waiting.front().map_or(Duration::ZERO, |t| t.elapsed());
+        (waiting.len(), oldest)
+    }
+
+    fn send(&self, record: &AuditRecord, ack: Option<Ack>) -> Result<(), String> {
+        let line = serde_json::to_string(record).map_err(|e| e.to_string())?;
+        let sender = self
+            .sender
+            .lock()
+            .map_err(|_| "audit log poisoned".to_string())?;
+        let sender = sender.as_ref().ok_or("the audit log is closed")?;
+        // Under the sender's lock: the backlog is in the channel's order.
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.push_back(Instant::now());
+        if sender.send((Some(line), ack)).is_err() {
+            waiting.pop_back();
+            return Err("the audit writer stopped".to_string());
+        }
+        drop(waiting);
+        crate::metrics::record(record);
+        Ok(())
     }
 }
 
-fn writer(mut file: File, receiver: mpsc::Receiver<(String, Option<Ack>)>) {
+impl Drop for AuditLog {
+    /// The last records (end records of streams dropped at shutdown) reach the disk before the
+    /// process exits: the writer drains the channel once it is closed, then ends.
+    fn drop(&mut self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn writer(
+    mut file: File,
+    receiver: mpsc::Receiver<Message>,
+    waiting: &std::sync::Mutex<VecDeque<Instant>>,
+) {
+    // A flush reports the records lost since the one before.
+    let mut lost: Option<String> = None;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while let Ok(more) = receiver.try_recv() {
             batch.push(more);
         }
         let mut buf = String::new();
-        for (line, _) in &batch {
+        let mut lines = 0;
+        for line in batch.iter().filter_map(|(line, _)| line.as_ref()) {
             buf.push_str(line);
             buf.push('\n');
+            lines += 1;
         }
-        let result = file
-            .write_all(buf.as_bytes())
-            .and_then(|_| file.sync_data())
-            .map_err(|e| format!("audit log write failed: {e}"));
+        let result = if lines == 0 {
+            Ok(())
+        } else {
+            file.write_all(buf.as_bytes())
+                .and_then(|_| file.sync_data())
+                .map_err(|e| format!("audit log write failed: {e}"))
+        };
         if let Err(e) = &result {
             tracing::error!(error = %e, "audit log write failed");
+            crate::metrics::audit_write_failed();
+            lost = Some(e.clone());
         }
-        for (_, ack) in batch {
-            if let Some(ack) = ack {
-                let _ = ack.send(result.clone());
-            }
+        let mut waiting = waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let written = lines.min(waiting.len());
+        waiting.drain(..written);
+        drop(waiting);
+        for (line, ack) in batch {
+            let Some(ack) = ack else { continue };
+            let answer = match line {
+                Some(_) => result.clone(),
+                None => lost.take().map_or(Ok(()), Err),
+            };
+            let _ = ack.send(answer);
         }
     }
 }
@@ -240,4 +318,61 @@ pub fn print(path: &Path, q: &AuditQuery) -> anyhow::Result<usize> {
         }
     }
     Ok(shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> AuditRecord {
+        AuditRecord {
+            request_id: id.into(),
+            phase: "request".into(),
+            outcome: "ok".into(),
+            ..AuditRecord::default()
+        }
+    }
+
+    fn lines(path: &Path) -> usize {
+        std::fs::read_to_string(path).unwrap().lines().count()
+    }
+
+    #[tokio::test]
+    async fn a_flush_returns_once_what_came_before_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        for i in 0..50 {
+            log.submit(&record(&i.to_string()));
+        }
+        log.flush().await.unwrap();
+        assert_eq!(lines(&path), 50);
+        assert_eq!(log.backlog().0, 0);
+    }
+
+    #[test]
+    fn dropping_the_log_writes_what_was_submitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        for i in 0..200 {
+            log.submit(&record(&i.to_string()));
+        }
+        drop(log);
+        assert_eq!(lines(&path), 200);
+    }
+
+    /// A full disk: the durable append fails (so nothing is released), and the next flush
+    /// reports the records submitted without waiting that were lost with it.
+    #[tokio::test]
+    async fn a_full_disk_fails_the_append_and_the_next_flush() {
+        let log = AuditLog::open(Path::new("/dev/full")).unwrap();
+        log.submit(&record("lost"));
+        assert!(log.append(&record("refused")).await.is_err());
+        let flushed = log.flush().await;
+        assert!(flushed.unwrap_err().contains("No space left"));
+        // Reported once: nothing was lost since.
+        log.flush().await.unwrap();
+        assert_eq!(log.backlog().0, 0);
+    }
 }

@@ -1,29 +1,155 @@
 //! Who is calling: a passport presented through any door (a gRPC bearer header, a PostgreSQL
 //! password) is verified, expiry included, into the [`Principal`] every later step works for.
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
 use strata_engine::Tier;
 use strata_passport::principal::{Egress, Principal};
-use strata_passport::{PassportVerifier, now_unix};
+use strata_passport::{AuthError, PassportVerifier, now_unix};
 
 use crate::error::QueryError;
 
 pub enum Authenticator {
     /// Passports verified against the configured JWKS.
-    Passports(PassportVerifier, PassportCache),
+    Passports(Jwks, PassportCache),
     /// No `--jwks`: a development server on loopback; every caller is the local operator.
     OpenLoopback,
 }
 
+/// The trusted keys, read again whenever their file changes: an issuer rotates or revokes a
+/// key by rewriting the file, without a restart. A file that does not parse keeps the keys
+/// loaded before (and says so in the log): a half-written or mistaken edit never locks every
+/// caller out, nor lets anyone in.
+pub struct Jwks {
+    path: PathBuf,
+    allow_anonymous: bool,
+    loaded: RwLock<Loaded>,
+}
+
+struct Loaded {
+    stamp: Stamp,
+    /// The content the keys came from, and when it was last compared with the file: an edit in
+    /// place that keeps the size within one tick of the clock leaves the stamp as it was.
+    digest: [u8; 32],
+    compared: Instant,
+    verifier: Arc<PassportVerifier>,
+    /// Counts the reloads: a cached verdict is good only under the keys that gave it.
+    generation: u64,
+}
+
+/// What tells a changed file at the cost of one `stat`: modification time, size and inode (an
+/// atomic rename).
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len(), meta.ino()))
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+impl Jwks {
+    pub fn open(path: &Path, allow_anonymous: bool) -> Result<Self, AuthError> {
+        let seen = stamp(path);
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            AuthError::Config(format!("cannot read JWKS file {}: {e}", path.display()))
+        })?;
+        let verifier = Self::parse(path, &text, allow_anonymous)?;
+        Ok(Jwks {
+            path: path.to_path_buf(),
+            allow_anonymous,
+            loaded: RwLock::new(Loaded {
+                stamp: seen,
+                digest: digest(text.as_bytes()),
+                compared: Instant::now(),
+                verifier: Arc::new(verifier),
+                generation: 0,
+            }),
+        })
+    }
+
+    fn parse(
+        path: &Path,
+        text: &str,
+        allow_anonymous: bool,
+    ) -> Result<PassportVerifier, AuthError> {
+        PassportVerifier::from_jwks_json(text, allow_anonymous).map_err(|e| match e {
+            AuthError::Config(msg) => AuthError::Config(format!("JWKS {}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    /// The keys as the file has them now, and their generation; `reloaded` runs when they
+    /// changed.
+    fn current(&self, reloaded: impl FnOnce()) -> (Arc<PassportVerifier>, u64) {
+        let now = stamp(&self.path);
+        {
+            let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
+            if loaded.stamp == now && loaded.compared.elapsed() < Duration::from_secs(1) {
+                return (loaded.verifier.clone(), loaded.generation);
+            }
+        }
+        let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
+        if loaded.stamp != now || loaded.compared.elapsed() >= Duration::from_secs(1) {
+            loaded.stamp = now;
+            loaded.compared = Instant::now();
+            self.reload(&mut loaded, reloaded);
+        }
+        (loaded.verifier.clone(), loaded.generation)
+    }
+
+    fn reload(&self, loaded: &mut Loaded, reloaded: impl FnOnce()) {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::error!(jwks = %self.path.display(), error = %e,
+                    "the JWKS file cannot be read; the keys loaded before stay trusted");
+                return;
+            }
+        };
+        let now = digest(text.as_bytes());
+        if now == loaded.digest {
+            return;
+        }
+        loaded.digest = now;
+        match Self::parse(&self.path, &text, self.allow_anonymous) {
+            Ok(verifier) => {
+                tracing::info!(jwks = %self.path.display(), "trusted keys reloaded");
+                loaded.verifier = Arc::new(verifier);
+                loaded.generation += 1;
+                reloaded();
+            }
+            Err(e) => tracing::error!(
+                jwks = %self.path.display(),
+                error = %e,
+                "the JWKS file changed but cannot be used; the keys loaded before stay trusted"
+            ),
+        }
+    }
+}
+
 impl Authenticator {
-    pub fn passports(verifier: PassportVerifier) -> Self {
-        Authenticator::Passports(verifier, passport_cache())
+    /// Passports against the JWKS at `path`, reloaded when it changes.
+    pub fn jwks_file(path: &Path, allow_anonymous: bool) -> Result<Self, AuthError> {
+        Ok(Authenticator::Passports(
+            Jwks::open(path, allow_anonymous)?,
+            passport_cache(),
+        ))
     }
 
     /// `authorization` is the whole header value, `Bearer <JWT>`; `None` when the caller sent
     /// none (anonymous, if the operator allows it).
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, QueryError> {
         match self {
-            Authenticator::Passports(verifier, cache) => {
+            Authenticator::Passports(jwks, cache) => {
+                // New keys void every verdict of the old ones (a revoked key's passports).
+                let (verifier, generation) = jwks.current(|| cache.invalidate_all());
                 let now = now_unix();
                 // The same token verifies the same way against the same keys: its signatures
                 // are checked once, its expiry on every call.
@@ -32,7 +158,8 @@ impl Authenticator {
                     <[u8; 32]>::from(sha2::Sha256::digest(h.as_bytes()))
                 });
                 if let Some(k) = &key
-                    && let Some(principal) = cache.get(k)
+                    && let Some((principal, verified_by)) = cache.get(k)
+                    && verified_by == generation
                 {
                     if principal.is_expired(now) {
                         cache.invalidate(k);
@@ -46,7 +173,7 @@ impl Authenticator {
                     .verify(authorization, now)
                     .map_err(|e| QueryError::Unauthenticated(e.to_string()))?;
                 if let Some(k) = key {
-                    cache.insert(k, principal.clone());
+                    cache.insert(k, (principal.clone(), generation));
                 }
                 Ok(principal)
             }
@@ -64,8 +191,9 @@ impl Authenticator {
     }
 }
 
-/// Verified passports by the SHA-256 of the authorization value.
-pub type PassportCache = moka::sync::Cache<[u8; 32], Principal>;
+/// Verified passports by the SHA-256 of the authorization value, with the generation of the keys
+/// that verified them.
+pub type PassportCache = moka::sync::Cache<[u8; 32], (Principal, u64)>;
 
 fn passport_cache() -> PassportCache {
     moka::sync::Cache::builder()

@@ -21,6 +21,7 @@ pub struct ServerConfig {
     pub pg: PgSettings,
     pub tls: TlsSettings,
     pub limits: crate::limits::LimitSettings,
+    pub telemetry: strata_telemetry::TelemetrySettings,
 }
 
 /// The PostgreSQL-wire door (`[pg]`): off unless `listen` (or `--pg-listen`) is set.
@@ -44,12 +45,27 @@ pub struct ServiceAccount {
     pub passport: PathBuf,
 }
 
-/// TLS for the listeners (`[tls]`): a PEM certificate chain and its private key.
+/// TLS for the listeners (`[tls]`): a PEM certificate chain and its private key; with
+/// `client_ca`, mutual TLS: every client must present a certificate that CA signed (on top of
+/// its passport), and the PostgreSQL door refuses connections without TLS.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSettings {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("[tls] needs both cert and key".into());
+        }
+        if self.client_ca.is_some() && self.cert.is_none() {
+            return Err("[tls] client_ca (mutual TLS) needs the server's cert and key too".into());
+        }
+        Ok(())
+    }
 }
 
 /// Row-level result sizes that raise an alert, and the hard cap that stops a stream.
@@ -102,6 +118,12 @@ impl ServerConfig {
             );
         }
         if let Err(e) = config.limits.validate() {
+            anyhow::bail!("invalid config {}: {e}", path.display());
+        }
+        if let Err(e) = config.tls.validate() {
+            anyhow::bail!("invalid config {}: {e}", path.display());
+        }
+        if let Err(e) = config.telemetry.validate() {
             anyhow::bail!("invalid config {}: {e}", path.display());
         }
         if let Err(e) = config.disclosure.validate() {

@@ -39,6 +39,10 @@ pub enum QueryError {
     AuditUnavailable,
     #[error("cancelled by the client")]
     Cancelled,
+    /// The server is stopping: no new queries, and a query still running at the end of the
+    /// shutdown grace is stopped.
+    #[error("the server is shutting down; try again shortly")]
+    ShuttingDown,
     /// Failure while executing an accepted plan.
     #[error("{0}")]
     Execution(String),
@@ -66,7 +70,7 @@ impl QueryError {
             QueryError::Unauthenticated(_) => "unauthenticated",
             QueryError::Invalid(_) | QueryError::NotFound(_) => "invalid",
             QueryError::Unsupported(_) => "unsupported",
-            QueryError::Cancelled => "cancelled",
+            QueryError::Cancelled | QueryError::ShuttingDown => "cancelled",
             _ => "error",
         }
     }

@@ -21,6 +21,7 @@ use crate::prepared::Prepared;
 use crate::service::QueryService;
 use crate::session::Session;
 use crate::stream::{QueryReport, QueryStream, batch_bytes};
+use tracing::Instrument;
 
 impl QueryService {
     /// Executes a prepared statement; batches stream lazily, and the query's log line and
@@ -33,6 +34,9 @@ impl QueryService {
         audit: AuditRecord,
     ) -> Result<QueryStream, QueryError> {
         let started = Instant::now();
+        // Before planning: physical planning reads footers, and a protected result is read
+        // whole before its stream exists.
+        let cache_before = self.dataset.cache_snapshot();
         let Session {
             ctx,
             recorder,
@@ -98,6 +102,10 @@ impl QueryService {
                 (&ledger, rules),
                 &principal.key(),
             )
+            .instrument(tracing::info_span!(
+                "protect",
+                cells = report.protected_cells()
+            ))
             .await?;
             stream = protected;
             summary = Some(released_summary);
@@ -115,7 +123,7 @@ impl QueryService {
                 started,
                 physical,
                 recorder,
-                cache_before: self.dataset.cache_snapshot(),
+                cache_before,
                 dataset: self.dataset.clone(),
                 rows: 0,
                 bytes: 0,
@@ -126,8 +134,8 @@ impl QueryService {
                 audit_log: self.audit.clone(),
             }),
             admission: None,
-            deadline: None,
-            limits: self.limits.settings().clone(),
+            end: None,
+            span: tracing::Span::none(),
         })
     }
 }

@@ -16,6 +16,7 @@ mod handles;
 mod ledger_file;
 pub mod limits;
 mod listing;
+pub mod metrics;
 mod prepared;
 mod service;
 mod session;

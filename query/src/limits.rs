@@ -3,6 +3,8 @@
 //! a result, never a shortened one.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,8 @@ pub struct LimitSettings {
     pub principal_concurrent_queries: usize,
     /// Queries one principal may start in any minute. 0: no quota.
     pub principal_queries_per_minute: usize,
+    /// On SIGTERM, how long running queries may go on before they are stopped.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for LimitSettings {
@@ -40,6 +44,7 @@ impl Default for LimitSettings {
             queue_timeout_secs: 120,
             principal_concurrent_queries: 8,
             principal_queries_per_minute: 0,
+            shutdown_grace_secs: 25,
         }
     }
 }
@@ -78,7 +83,20 @@ pub(crate) struct Limits {
     settings: LimitSettings,
     turns: Arc<Semaphore>,
     principals: Arc<Mutex<HashMap<String, Share>>>,
+    /// The server's shutdown: `Closing` refuses new queries, `Stopping` ends running ones.
+    shutdown: tokio::sync::watch::Sender<Shutdown>,
+    running: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Shutdown {
+    Serving,
+    Closing,
+    Stopping,
+}
+
+/// What ends a running query early: its time limit, or the server stopping.
+pub(crate) type End = Pin<Box<dyn Future<Output = QueryError> + Send>>;
 
 /// One principal's share: turns among its own queries, and the start times of the last minute's.
 struct Share {
@@ -111,6 +129,24 @@ impl Share {
 pub(crate) struct Admission {
     _turn: OwnedSemaphorePermit,
     _own_turn: OwnedSemaphorePermit,
+    _running: Running,
+}
+
+/// One running query in the count (`strata_queries_running`): a permit count would also count
+/// the permits a draining shutdown holds.
+struct Running(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Running {
+    fn start(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A query's admission as its stream holds it: given back when the stream ends or goes, or at
@@ -146,17 +182,71 @@ impl Limits {
             turns: Arc::new(Semaphore::new(settings.max_concurrent_queries)),
             settings,
             principals: Default::default(),
+            shutdown: tokio::sync::watch::Sender::new(Shutdown::Serving),
+            running: Default::default(),
         }
+    }
+
+    /// When a query started now must end: at its deadline, or when the server stops.
+    pub(crate) fn end(&self, deadline: Option<tokio::time::Instant>) -> End {
+        let timed_out = self.settings.timed_out();
+        let mut shutdown = self.shutdown.subscribe();
+        Box::pin(async move {
+            let stopping = async {
+                if shutdown
+                    .wait_for(|s| *s == Shutdown::Stopping)
+                    .await
+                    .is_err()
+                {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let deadline = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stopping => QueryError::ShuttingDown,
+                _ = deadline => timed_out,
+            }
+        })
+    }
+
+    /// No new queries from now on; then waits up to `shutdown_grace_secs` for the running ones,
+    /// and stops those still running. Returns how many had to be stopped.
+    pub(crate) async fn drain(&self) -> usize {
+        self.shutdown.send_replace(Shutdown::Closing);
+        let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
+        let all = self.settings.max_concurrent_queries as u32;
+        let drained = tokio::time::timeout(grace, self.turns.acquire_many(all)).await;
+        let stopped = match drained {
+            Ok(_) => 0,
+            Err(_) => self.running(),
+        };
+        // Turns the drain held go back to queries queued before it began: they start only to
+        // find the server stopping.
+        self.shutdown.send_replace(Shutdown::Stopping);
+        stopped
     }
 
     pub(crate) fn settings(&self) -> &LimitSettings {
         &self.settings
     }
 
+    /// Queries holding a turn now.
+    pub(crate) fn running(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Admits a query of `principal`: refused at once past its quota of starts; otherwise it
     /// waits, up to the queue timeout in all, for a turn among its own queries, then for one
     /// among everyone's.
     pub(crate) async fn admit(&self, principal: &str) -> Result<Admission, QueryError> {
+        if *self.shutdown.borrow() != Shutdown::Serving {
+            return Err(QueryError::ShuttingDown);
+        }
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs(self.settings.queue_timeout_secs);
         let own = self.start(principal)?;
@@ -183,9 +273,14 @@ impl Limits {
                 )));
             }
         };
+        // Queued before the drain began, and given a turn when it ended: too late.
+        if *self.shutdown.borrow() == Shutdown::Stopping {
+            return Err(QueryError::ShuttingDown);
+        }
         Ok(Admission {
             _turn: turn,
             _own_turn: own_turn,
+            _running: Running::start(&self.running),
         })
     }
 
@@ -284,6 +379,49 @@ mod tests {
         let principals = l.principals.lock().unwrap();
         assert_eq!(principals["bob"].turns.available_permits(), 8);
         assert_eq!(Arc::strong_count(&principals["bob"].turns), 1);
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_refuses_new_queries_waits_for_running_ones_then_stops_them() {
+        let l = Arc::new(Limits::new(LimitSettings {
+            shutdown_grace_secs: 1,
+            ..LimitSettings::default()
+        }));
+        let running = l.admit("alice").await.unwrap();
+        let end = l.end(None);
+        assert_eq!(l.running(), 1);
+        let drained = tokio::spawn({
+            let l = l.clone();
+            async move { l.drain().await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(matches!(
+            l.admit("bob").await.err(),
+            Some(QueryError::ShuttingDown)
+        ));
+        // The running query outlives the grace: it is counted as stopped, and its end fires.
+        assert_eq!(drained.await.unwrap(), 1);
+        assert!(matches!(end.await, QueryError::ShuttingDown));
+        drop(running);
+        assert_eq!(l.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_as_soon_as_the_last_query_does() {
+        let l = Arc::new(limits(4, 4, 0));
+        let running = l.admit("alice").await.unwrap();
+        let drained = tokio::spawn({
+            let l = l.clone();
+            async move { l.drain().await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!drained.is_finished());
+        drop(running);
+        let stopped = tokio::time::timeout(Duration::from_secs(5), drained)
+            .await
+            .expect("the drain ended with the query")
+            .unwrap();
+        assert_eq!(stopped, 0);
     }
 
     #[tokio::test]

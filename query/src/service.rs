@@ -26,6 +26,7 @@ use crate::ledger_file::open_ledger;
 use crate::limits::{Held, Limits};
 use crate::prepared::{PlanningSession, Prepared};
 use crate::stream::QueryStream;
+use tracing::Instrument;
 
 pub struct QueryService {
     pub(crate) dataset: Arc<Dataset>,
@@ -185,6 +186,7 @@ impl QueryService {
         call: &Call,
         authorization: Option<&str>,
     ) -> Result<Principal, QueryError> {
+        let _auth = tracing::info_span!("auth").entered();
         self.auth.authenticate(authorization).inspect_err(|e| {
             let mut record = call.record("authenticate");
             record.outcome = e.outcome().into();
@@ -238,6 +240,7 @@ impl QueryService {
             prepared.session = PlanningSession::new(session);
             Ok(prepared)
         }
+        .instrument(tracing::info_span!("plan"))
         .await;
         if let Ok(prepared) = &result {
             record.tables = prepared.tables.clone();
@@ -322,18 +325,23 @@ impl QueryService {
             tracing::error!(error = %e, "audit log unavailable; refusing to stream");
             return Err(QueryError::AuditUnavailable);
         }
-        let executed = self.execute(prepared, principal, record.clone());
-        let executed = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, executed)
-                .await
-                .unwrap_or_else(|_| Err(self.limits.settings().timed_out())),
-            None => executed.await,
+        let executed = self
+            .execute(prepared, principal, record.clone())
+            .instrument(tracing::info_span!("execute"));
+        let executed = tokio::select! {
+            executed = executed => executed,
+            e = self.limits.end(deadline) => Err(e),
         };
         unfinished.finished();
         match executed {
             Ok(mut stream) => {
+                stream.span = tracing::info_span!(
+                    "stream",
+                    rows = tracing::field::Empty,
+                    bytes = tracing::field::Empty
+                );
                 stream.admission = Some(Held::new(admission, deadline));
-                stream.deadline = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+                stream.end = Some(self.limits.end(deadline));
                 Ok(stream)
             }
             Err(e) => {
@@ -382,5 +390,33 @@ impl QueryService {
     pub fn is_protected(&self, prepared: &Prepared, principal: &Principal) -> bool {
         self.protection(principal).is_some()
             && disclosure::aggregates_participants(&prepared.query.plan, &self.person_keys)
+    }
+
+    /// Shuts the service down: no new queries, the running ones drained within the grace
+    /// (then stopped), and the audit log on disk.
+    pub async fn shut_down(&self) {
+        let running = self.limits.running();
+        if running > 0 {
+            tracing::info!(
+                running,
+                grace_secs = self.limits.settings().shutdown_grace_secs,
+                "waiting for running queries"
+            );
+        }
+        let stopped = self.limits.drain().await;
+        if stopped > 0 {
+            tracing::warn!(
+                stopped,
+                "queries still running at the end of the grace were stopped"
+            );
+        }
+    }
+
+    /// Waits until every audit record submitted so far is on disk.
+    pub async fn flush_audit(&self) {
+        match self.audit.flush().await {
+            Ok(()) => tracing::info!("audit log flushed"),
+            Err(e) => tracing::error!(error = %e, "audit log not flushed"),
+        }
     }
 }

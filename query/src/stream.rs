@@ -1,7 +1,6 @@
 //! Result batches of one query on their way out: counted, held to the egress limits, and
 //! reported when the stream ends — one log line with what was scanned, and the audit end record.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +21,7 @@ use strata_planner::disclosure::{self, DisclosureReport, result::Summary};
 use crate::audit::{AuditLog, AuditRecord, now_rfc3339};
 use crate::config::EgressSettings;
 use crate::error::QueryError;
-use crate::limits::{Held, LimitSettings};
+use crate::limits::{End, Held};
 
 /// Result batches of one query; counts rows and bytes, enforces the egress limits, and reports
 /// on completion.
@@ -38,9 +37,10 @@ pub struct QueryStream {
     pub(crate) report: Option<QueryReport>,
     /// The query's turns, given back when the stream ends or goes (or at its deadline).
     pub(crate) admission: Option<Held>,
-    /// When the query's time is up: the stream ends with an error then.
-    pub(crate) deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    pub(crate) limits: LimitSettings,
+    /// When the query's time is up, or the server stops: the stream ends with that error.
+    pub(crate) end: Option<End>,
+    /// The `stream` span: open from the first batch asked for until the last one leaves.
+    pub(crate) span: tracing::Span,
 }
 
 impl QueryStream {
@@ -53,7 +53,7 @@ impl QueryStream {
         self.summary.as_ref()
     }
 
-    fn finish(&mut self, error: Option<String>) {
+    fn finish(&mut self, error: Option<&QueryError>) {
         self.done = true;
         // Nothing more is computed: the execution and its turn go now, not when the client
         // lets go of the stream (an open PostgreSQL cursor read to its end, say).
@@ -63,9 +63,13 @@ impl QueryStream {
         ));
         self.admission = None;
         if let Some(mut r) = self.report.take() {
-            r.error = error;
+            self.span.record("rows", r.rows);
+            self.span.record("bytes", r.bytes);
+            r.error = error.map(|e| (e.outcome(), e.to_string()));
+            let _stream = self.span.enter();
             r.log();
         }
+        self.span = tracing::Span::none();
     }
 
     /// Counts a batch; an error once the row-level cap would be passed.
@@ -120,11 +124,12 @@ impl Stream for QueryStream {
         if self.done {
             return Poll::Ready(None);
         }
-        if let Some(deadline) = self.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
+        let span = self.span.clone();
+        let _stream = span.enter();
+        if let Some(end) = self.end.as_mut()
+            && let Poll::Ready(e) = end.as_mut().poll(cx)
         {
-            let e = self.limits.timed_out();
-            self.finish(Some(e.to_string()));
+            self.finish(Some(&e));
             return Poll::Ready(Some(Err(e)));
         }
         let polled = Pin::new(&mut self.inner).poll_next(cx);
@@ -132,13 +137,13 @@ impl Stream for QueryStream {
             Poll::Ready(Some(Ok(batch))) => match self.admit(&batch) {
                 Ok(()) => Poll::Ready(Some(Ok(batch))),
                 Err(e) => {
-                    self.finish(Some(e.to_string()));
+                    self.finish(Some(&e));
                     Poll::Ready(Some(Err(e)))
                 }
             },
             Poll::Ready(Some(Err(e))) => {
                 let err = QueryError::from(PlannerError::from_datafusion(e));
-                self.finish(Some(err.to_string()));
+                self.finish(Some(&err));
                 Poll::Ready(Some(Err(err)))
             }
             Poll::Ready(None) => {
@@ -153,7 +158,7 @@ impl Stream for QueryStream {
 impl Drop for QueryStream {
     fn drop(&mut self) {
         if self.report.is_some() {
-            self.finish(Some("cancelled by the client".into()));
+            self.finish(Some(&QueryError::Cancelled));
         }
     }
 }
@@ -169,7 +174,8 @@ pub(crate) struct QueryReport {
     pub(crate) rows: u64,
     pub(crate) bytes: u64,
     pub(crate) egress_alert: bool,
-    pub(crate) error: Option<String>,
+    /// How the query ended, when not well: its audit outcome and message.
+    pub(crate) error: Option<(&'static str, String)>,
     pub(crate) disclosure: Arc<DisclosureReport>,
     /// The start record of this query; its end record copies it.
     pub(crate) audit: AuditRecord,
@@ -195,6 +201,7 @@ impl QueryReport {
         let records = self.recorder.records();
         let cache = self.dataset.cache_snapshot().since(&self.cache_before);
         let tables: Vec<&str> = records.iter().map(|r| r.table.as_str()).collect();
+        crate::metrics::scanned(scan.bytes_scanned);
         tracing::info!(
             statement = %self.statement,
             principal = %self.principal,
@@ -218,8 +225,8 @@ impl QueryReport {
             cache_disk_misses = cache.disk_misses,
             object_store_gets = cache.store_gets,
             object_store_bytes = cache.store_bytes,
-            outcome = if self.error.is_some() { "error" } else { "ok" },
-            error = self.error.as_deref().unwrap_or(""),
+            outcome = self.error.as_ref().map_or("ok", |e| e.0),
+            error = self.error.as_ref().map_or("", |e| e.1.as_str()),
             "query"
         );
         let mut end = self.audit;
@@ -235,12 +242,8 @@ impl QueryReport {
             .collect();
         end.protected_cells = Some(self.disclosure.result_cells());
         end.duration_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
-        end.outcome = match &self.error {
-            None => "ok".into(),
-            Some(e) if e == "cancelled by the client" => "cancelled".into(),
-            Some(_) => "error".into(),
-        };
-        end.error = self.error;
+        end.outcome = self.error.as_ref().map_or("ok", |e| e.0).into();
+        end.error = self.error.map(|e| e.1);
         self.audit_log.submit(&end);
     }
 }

@@ -6,12 +6,13 @@ use std::path::Path;
 use anyhow::Context;
 use strata_engine::Tier;
 use strata_passport::dev::DevIssuer;
+use strata_query::config::ServerConfig;
 use strata_testdata::generate::{GenerateOptions, generate};
 
 use crate::ServerArgs;
 use crate::commands::serve::serve;
 
-pub async fn demo(persons: u64, args: &ServerArgs) -> anyhow::Result<()> {
+pub async fn demo(persons: u64, args: &ServerArgs, config: &ServerConfig) -> anyhow::Result<()> {
     let home = std::env::current_dir()?.join(".strata");
     let dataset = home.join("demo");
     if !dataset.join(strata_engine::catalog::CATALOG_FILE).exists() {
@@ -42,7 +43,7 @@ pub async fn demo(persons: u64, args: &ServerArgs) -> anyhow::Result<()> {
     let banner = DEMO_BANNER
         .replace("{tokens}", &tokens)
         .replace("{tokens_dir}", &home.join("tokens").display().to_string());
-    serve(&dataset, &args, Some(banner)).await
+    serve(&dataset, &args, config, Some(banner)).await
 }
 
 /// Dev passports for each tier and egress mode, valid for a day, written to `dir/<name>.jwt`

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use strata_engine::cache::CacheConfig;
 use strata_engine::{Dataset, DatasetOptions};
-use strata_passport::PassportVerifier;
 use strata_query::config::ServerConfig;
 use strata_query::{Authenticator, QueryService};
 use tracing::info;
@@ -16,6 +15,7 @@ use crate::ServerArgs;
 pub async fn serve(
     dataset_dir: &Path,
     args: &ServerArgs,
+    config: &ServerConfig,
     banner: Option<String>,
 ) -> anyhow::Result<()> {
     let options = DatasetOptions {
@@ -25,13 +25,18 @@ pub async fn serve(
             disk_bytes: args.cache_disk_mb << 20,
         },
     };
-    let config = ServerConfig::load(args.config.as_deref())?;
     let dataset = Arc::new(Dataset::open(dataset_dir, &options).await?);
     let auth = authenticator(args)?;
-    let query = Arc::new(QueryService::open(dataset.clone(), &config, auth).await?);
+    let query = Arc::new(QueryService::open(dataset.clone(), config, auth).await?);
+    if let Some(addr) = config.telemetry.metrics_listen {
+        strata_telemetry::serve_metrics(addr)?;
+        strata_query::metrics::describe();
+        query.sample_metrics_every_second();
+        info!(metrics_listen = %addr, "Prometheus metrics");
+    }
     let pg = match args.pg_listen.or(config.pg.listen) {
         Some(addr) => {
-            let door = strata_pgwire::Door::new(query.clone(), &config)?;
+            let door = strata_pgwire::Door::new(query.clone(), config)?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} (PostgreSQL door)"))?;
@@ -60,36 +65,66 @@ pub async fn serve(
                 .replace("{pg_port}", &pg_local.map_or(0, |a| a.port()).to_string())
         );
     }
-    // One shutdown signal for every door.
+    // One shutdown for every door: stop accepting, let the running queries finish (or stop
+    // them at the end of the grace), then put the audit log on disk.
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = move || {
-        let mut stopped = stopped.clone();
+    let (drain, drained) = tokio::sync::watch::channel(false);
+    tokio::spawn({
+        let query = query.clone();
         async move {
-            let _ = stopped.wait_for(|s| *s).await;
+            shutdown_signal().await;
+            info!("shutting down: no new connections or queries");
+            let _ = stop.send(true);
+            query.shut_down().await;
+            let _ = drain.send(true);
         }
-    };
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        info!("shutting down");
-        let _ = stop.send(true);
     });
     let postgres = async {
         match pg {
-            Some((door, listener)) => strata_pgwire::serve(door, listener, until_stopped()).await,
+            Some((door, listener)) => {
+                strata_pgwire::serve(door, listener, until(&stopped), until(&drained)).await
+            }
             None => Ok(()),
         }
     };
-    let flight = strata_flight_server::serve(query.clone(), listener, &config.tls, until_stopped());
-    let (flight, postgres) = tokio::join!(flight, postgres);
-    flight.and(postgres)
+    let flight = strata_flight_server::serve(query.clone(), listener, &config.tls, until(&stopped));
+    let doors = async {
+        let (flight, postgres) = tokio::join!(flight, postgres);
+        flight.and(postgres)
+    };
+    // A client that stopped reading would hold its connection open for ever: once the queries
+    // are drained, the doors get a few seconds to send what the last ones produced.
+    let served = tokio::select! {
+        served = doors => served,
+        _ = async {
+            until(&drained).await;
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        } => {
+            tracing::warn!("connections still open after the drain are closed");
+            Ok(())
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(10), query.flush_audit())
+        .await
+        .is_err()
+    {
+        tracing::error!("the audit log did not reach the disk within 10 s");
+    }
+    served
+}
+
+fn until(flag: &tokio::sync::watch::Receiver<bool>) -> impl Future<Output = ()> + use<> {
+    let mut flag = flag.clone();
+    async move {
+        let _ = flag.wait_for(|set| *set).await;
+    }
 }
 
 /// Passports against `--jwks`; without it, only a loopback development server whose every caller
 /// is the local operator.
 fn authenticator(args: &ServerArgs) -> anyhow::Result<Authenticator> {
     if let Some(jwks) = &args.jwks {
-        let verifier = PassportVerifier::from_jwks_file(jwks, args.allow_anonymous)?;
-        return Ok(Authenticator::passports(verifier));
+        return Ok(Authenticator::jwks_file(jwks, args.allow_anonymous)?);
     }
     if !args.listen.ip().is_loopback() {
         anyhow::bail!(

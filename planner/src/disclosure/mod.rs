@@ -208,6 +208,12 @@ impl QueryPlanner for DisclosurePlanner {
         logical_plan: &LogicalPlan,
         session: &dyn Session,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let policy = tracing::info_span!(
+            "policy",
+            rule = "disclosure",
+            protected_aggregates = tracing::field::Empty
+        );
+        let entered = policy.enter();
         let mut rewriter = lineage::Rewriter::new(
             &self.person_keys,
             self.protection,
@@ -216,6 +222,8 @@ impl QueryPlanner for DisclosurePlanner {
         let protected = rewriter
             .rewrite(logical_plan)
             .map_err(|u| DataFusionError::External(Box::new(NotProtectable(u.0))))?;
+        policy.record("protected_aggregates", rewriter.protected_cells);
+        drop(entered);
         self.report
             .protected_cells
             .fetch_add(rewriter.protected_cells as u64, Ordering::Relaxed);
