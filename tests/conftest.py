@@ -11,19 +11,17 @@ synthetic and GiBleed datasets for tests whose principals keep to themselves.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from helpers import (
+    start_moto,
+    stop_process,
     StrataServer,
     duck_over,
     free_port,
@@ -174,49 +172,11 @@ def s3_env():
 @pytest.fixture(scope="session")
 def moto_server(s3_env, work_root):
     """A moto S3 server on a free local port; yields its endpoint `http://127.0.0.1:PORT`."""
-    log = open(work_root / "moto.log", "wb")
-    proc = None
-    endpoint = None
-    for _attempt in range(3):
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        ready = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            with contextlib.suppress(Exception):
-                with urllib.request.urlopen(endpoint + "/moto-api/", timeout=2) as r:
-                    if r.status == 200:
-                        ready = True
-                        break
-            time.sleep(0.2)
-        if ready:
-            break
-        with contextlib.suppress(Exception):
-            proc.kill()
-        proc.wait(timeout=10)
-        proc = None
-    if proc is None:
-        log.close()
-        raise AssertionError(
-            "moto server did not start:\n" + (work_root / "moto.log").read_text(errors="replace")[-4000:]
-        )
+    proc, endpoint = start_moto(work_root / "moto.log")
     try:
         yield endpoint
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+        stop_process(proc)
 
 
 @pytest.fixture(scope="session")

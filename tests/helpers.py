@@ -26,6 +26,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -259,6 +260,9 @@ class StrataServer:
         # PEM certificate chain and key of this client, for a server that asks for them (mutual
         # TLS: `client_ca` in [tls]).
         self.tls_client: tuple[str, str] | None = None
+        # A server that must refuse every query (its audit log cannot be written, say) is ready
+        # when the readiness query is refused with this text.
+        self.ready_refusal: str | None = None
         self.extra_args = [str(a) for a in extra_args]
         self.env = env
         self.token = token
@@ -357,6 +361,8 @@ class StrataServer:
             except Exception as e:  # noqa: BLE001 - retried until the deadline
                 last = f"{type(e).__name__}: {e}"
                 self._reset_conn()
+                if self.ready_refusal and self.ready_refusal in str(e):
+                    return
             code = self.proc.poll()
             if code is not None:
                 raise AssertionError(
@@ -545,6 +551,49 @@ def passport_server(
     srv.state_dir = state
     srv.audit_path = state / "audit.jsonl"
     return srv
+
+
+# --------------------------------------------------------------------------------------------------
+# moto: a real S3-compatible server (PyPI `moto[server]`)
+# --------------------------------------------------------------------------------------------------
+
+
+def start_moto(log_path: Path) -> tuple[subprocess.Popen, str]:
+    """A moto S3 server on a free local port: (process, endpoint `http://127.0.0.1:PORT`)."""
+    import urllib.request
+
+    log = open(log_path, "wb")
+    for _attempt in range(3):
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(Exception):
+                with urllib.request.urlopen(endpoint + "/moto-api/", timeout=2) as r:
+                    if r.status == 200:
+                        log.close()
+                        return proc, endpoint
+            time.sleep(0.2)
+        stop_process(proc)
+    log.close()
+    raise AssertionError("moto server did not start:\n" + Path(log_path).read_text(errors="replace")[-4000:])
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 # --------------------------------------------------------------------------------------------------

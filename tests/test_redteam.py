@@ -370,3 +370,36 @@ def test_execution_errors_do_not_echo_participant_values(gen_passport_server, mi
     text = str(err.value)
     # No quoted number, no year of birth (19xx, 20xx) in the message.
     assert not re.search(r"'\d+'|\b(19|20)\d\d\b", text), text
+
+
+@pytest.mark.parametrize("egress", ["aggregates", "rows"])
+def test_a_filter_failing_inside_the_scan_quotes_no_value(gen_passport_server, mint_token, gen_duck, egress):
+    """A cheap filter on one participant runs first inside the Parquet reader (pushed down), then
+    a cast fails on that participant's own values: the error must not quote them, through either
+    door's message (the reader wraps the cast error in its own)."""
+    from helpers import Caller
+
+    person = gen_duck.execute(
+        "SELECT person_id FROM measurement WHERE measurement_source_value IS NOT NULL ORDER BY 1 LIMIT 1"
+    ).fetchone()[0]
+    values = {
+        r[0]
+        for r in gen_duck.execute(
+            f"SELECT DISTINCT measurement_source_value FROM measurement WHERE person_id = {person} "
+            "AND measurement_source_value IS NOT NULL"
+        ).fetchall()
+    }
+    assert values
+    caller = Caller(gen_passport_server, mint_token, f"redteam-cast-{egress}", egress=egress)
+    for sql in (
+        f"SELECT COUNT(*) AS n FROM measurement WHERE person_id = {person} "
+        "AND CAST(measurement_source_value AS INT) > 0",
+        f"SELECT COUNT(*) AS n FROM measurement WHERE person_id = {person} "
+        "AND 100 / (CAST(measurement_concept_id AS BIGINT) - CAST(measurement_concept_id AS BIGINT)) > 0",
+    ):
+        with pytest.raises(Exception) as err:
+            caller.rows(sql)
+        message = str(err.value)
+        leaked = [v for v in values if v in message]
+        assert not leaked, message
+        assert "stored data" not in message, message

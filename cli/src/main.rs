@@ -151,15 +151,20 @@ pub enum LogFormat {
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
-        // A panic is a bug; still, the operator gets one line, not a backtrace dump.
+        // A panic is a bug; still, the operator gets one line, not a backtrace dump — with
+        // where it happened, for the bug report.
         let msg = info
             .payload()
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" (at {}:{})", l.file(), l.line()))
+            .unwrap_or_default();
         eprintln!(
-            "error: internal error: {}",
+            "error: internal error: {}{at}",
             strata_engine::error::first_line(&msg)
         );
     }));

@@ -71,6 +71,10 @@ pub struct StoreConfig {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_http: bool,
+    /// How long a failing request is retried (with backoff) before the query gets the error;
+    /// object_store's default (180 s) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

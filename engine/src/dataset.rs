@@ -252,6 +252,12 @@ fn resolve_store(
             if config.allow_http {
                 builder = builder.with_allow_http(true);
             }
+            if let Some(secs) = config.retry_timeout_secs {
+                builder = builder.with_retry(object_store::RetryConfig {
+                    retry_timeout: std::time::Duration::from_secs(secs),
+                    ..Default::default()
+                });
+            }
             let s3 = builder
                 .build()
                 .map_err(|e| bad(crate::error::first_line(&e.to_string())))?;
@@ -378,9 +384,17 @@ async fn with_statistics(
     for mut shard in shards {
         let store = store_at(stores, &shard.store);
         for file in &mut shard.files {
+            // The file is named: an operator repairs a dataset one file at a time.
             let statistics = format
                 .infer_stats(state, store, schema.clone(), &file.object_meta)
-                .await?;
+                .await
+                .map_err(|e| {
+                    datafusion::error::DataFusionError::Execution(format!(
+                        "{}: {}",
+                        file.object_meta.location,
+                        crate::error::first_line(&e.to_string())
+                    ))
+                })?;
             *file = file.clone().with_statistics(Arc::new(statistics));
         }
         out.push(shard);

@@ -20,6 +20,8 @@ pub fn pg_error(e: QueryError) -> PgWireError {
         QueryError::AuditUnavailable => ("58030", e.message()),
         QueryError::Cancelled => ("57014", e.message()),
         QueryError::ShuttingDown => ("57P01", e.message()),
+        QueryError::Storage { damaged: true, .. } => ("XX001", e.message()),
+        QueryError::Storage { damaged: false, .. } => ("58030", e.message()),
         QueryError::Execution(_) | QueryError::Internal(_) => ("XX000", e.message()),
     };
     error(code, message)

@@ -51,6 +51,11 @@ pub enum PlannerError {
     Execution(String),
     #[error("resources exhausted: {0}")]
     ResourcesExhausted(String),
+    /// The dataset's files could not be read: `damaged` when a file is missing or does not
+    /// decode (the operator must repair the dataset), else the storage failed (an object store
+    /// that does not answer: worth a retry).
+    #[error("the stored data could not be read: {message}")]
+    Storage { message: String, damaged: bool },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -61,6 +66,11 @@ impl PlannerError {
     }
 
     pub fn from_datafusion(e: DataFusionError) -> Self {
+        // Before the Arrow redaction below: the Parquet reader's errors travel as Arrow's
+        // external errors, and they describe files, not values.
+        if let Some((message, damaged)) = storage_failure(&e) {
+            return PlannerError::Storage { message, damaged };
+        }
         if let DataFusionError::ArrowError(a, _) = e.find_root()
             && let Some(message) = redacted_arrow_error(a)
         {
@@ -107,15 +117,92 @@ impl PlannerError {
             DataFusionError::Execution(m) if m.starts_with("strata_") => {
                 PlannerError::Execution(clean(&e))
             }
-            DataFusionError::Execution(_) | DataFusionError::ArrowError(..) => {
-                PlannerError::Execution(
-                    "a function could not be computed for some value (the message is withheld: it \
+            // A Parquet error that is not a storage failure wraps an Arrow error: a pushed-down
+            // filter that failed on a value.
+            DataFusionError::Execution(_)
+            | DataFusionError::ArrowError(..)
+            | DataFusionError::ParquetError(_) => PlannerError::Execution(
+                "a function could not be computed for some value (the message is withheld: it \
                  may quote participant data)"
-                        .into(),
-                )
-            }
+                    .into(),
+            ),
             _ => PlannerError::Execution(clean(&e)),
         }
+    }
+}
+
+/// A failure to read the dataset's files somewhere in `e`'s chain, as a fixed message for the
+/// client (the full error goes to the server's log: it names server paths and endpoints) and
+/// whether the data itself is damaged rather than the store unreachable.
+///
+/// Only errors that cannot carry a value pass: the object store's, and the Parquet decoder's own.
+/// A Parquet error that wraps an Arrow error (a pushed-down filter that failed on a value:
+/// "Cannot cast string '…'") is not a storage failure, and its text stays withheld below; nor is
+/// a bare io error (spilling to the local disk).
+fn storage_failure(e: &DataFusionError) -> Option<(String, bool)> {
+    use datafusion::arrow::error::ArrowError;
+    use datafusion::parquet::errors::ParquetError;
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = current {
+        let found = if let Some(DataFusionError::ObjectStore(o)) = error.downcast_ref() {
+            Some(store_failure(o))
+        } else if let Some(o) = error.downcast_ref::<object_store::Error>() {
+            Some(store_failure(o))
+        } else if let Some(p) = error.downcast_ref::<ParquetError>() {
+            match p {
+                ParquetError::External(inner) => {
+                    if let Some(o) = inner.downcast_ref::<object_store::Error>() {
+                        Some(store_failure(o))
+                    } else if inner.downcast_ref::<std::io::Error>().is_some() {
+                        Some((UNREACHABLE.to_string(), false))
+                    } else {
+                        return None;
+                    }
+                }
+                ParquetError::ArrowError(_) => return None,
+                _ => Some((UNDECODABLE.to_string(), true)),
+            }
+        } else if let Some(ArrowError::ParquetError(text)) = error.downcast_ref::<ArrowError>() {
+            // The Arrow reader's decoding errors arrive as text; an Arrow error inside one (a
+            // filter's) is rendered `External: …` or `Arrow: …`.
+            if text.starts_with("External") || text.starts_with("Arrow") {
+                return None;
+            }
+            Some((UNDECODABLE.to_string(), true))
+        } else {
+            None
+        };
+        if let Some(failure) = found {
+            tracing::error!(error = %e, "the stored data could not be read");
+            return Some(failure);
+        }
+        current = match error.downcast_ref::<DataFusionError>() {
+            // DataFusion's own chain (contexts, shared errors) before `source`, which skips
+            // some wrappers.
+            Some(DataFusionError::ArrowError(a, _)) => Some(a.as_ref()),
+            Some(DataFusionError::ParquetError(p)) => Some(p.as_ref()),
+            Some(DataFusionError::Context(_, inner)) => Some(inner.as_ref()),
+            Some(DataFusionError::Shared(inner)) => Some(inner.as_ref()),
+            Some(DataFusionError::External(inner)) => Some(inner.as_ref()),
+            _ => error.source(),
+        };
+    }
+    None
+}
+
+const UNDECODABLE: &str = "a data file does not decode: the dataset is damaged";
+const MISSING: &str = "a data file is missing: the dataset is damaged";
+const UNREACHABLE: &str = "the data store did not answer";
+
+/// A file gone, or cut short on the local disk, is damage; anything else from a store (a refused
+/// connection, a timeout) is the store not answering.
+fn store_failure(e: &object_store::Error) -> (String, bool) {
+    match e {
+        object_store::Error::NotFound { .. } => (MISSING.to_string(), true),
+        object_store::Error::Generic { store, .. } if *store == "LocalFileSystem" => {
+            (UNDECODABLE.to_string(), true)
+        }
+        _ => (UNREACHABLE.to_string(), false),
     }
 }
 
@@ -166,4 +253,88 @@ fn clean(e: &DataFusionError) -> String {
         }
     }
     line.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::error::ArrowError;
+    use datafusion::parquet::errors::ParquetError;
+
+    fn storage(e: DataFusionError) -> Option<(String, bool)> {
+        match PlannerError::from_datafusion(e) {
+            PlannerError::Storage { message, damaged } => Some((message, damaged)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_file_that_does_not_decode_is_damaged_data_not_a_withheld_value() {
+        // The Parquet reader's errors reach DataFusion wrapped in Arrow's external error, which
+        // the value redaction would otherwise turn into "a function could not be computed".
+        let decode = DataFusionError::ArrowError(
+            Box::new(ArrowError::ExternalError(Box::new(ParquetError::General(
+                "Invalid page header".into(),
+            )))),
+            None,
+        );
+        assert_eq!(storage(decode), Some((UNDECODABLE.to_string(), true)));
+        let as_text = DataFusionError::ArrowError(
+            Box::new(ArrowError::ParquetError("Invalid page header".into())),
+            None,
+        );
+        assert_eq!(storage(as_text), Some((UNDECODABLE.to_string(), true)));
+    }
+
+    /// A pushed-down filter that fails on a value reaches DataFusion inside a Parquet error; its
+    /// text quotes the value, and must stay withheld.
+    #[test]
+    fn a_filter_failing_inside_the_parquet_reader_is_not_passed_through() {
+        let cast = ArrowError::CastError(
+            "Cannot cast string 'SECRET-VALUE' to value of Int32 type".into(),
+        );
+        let wrapped = [
+            DataFusionError::ParquetError(Box::new(ParquetError::External(Box::new(
+                ArrowError::ComputeError(format!("Error evaluating filter predicate: {cast:?}")),
+            )))),
+            DataFusionError::ArrowError(
+                Box::new(ArrowError::ExternalError(Box::new(
+                    ParquetError::ArrowError(cast.to_string()),
+                ))),
+                None,
+            ),
+            DataFusionError::ArrowError(
+                Box::new(ArrowError::ParquetError(format!("External: {cast}"))),
+                None,
+            ),
+        ];
+        for e in wrapped {
+            let shown = PlannerError::from_datafusion(e).to_string();
+            assert!(!shown.contains("SECRET-VALUE"), "{shown}");
+            assert!(!shown.contains("stored data"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_missing_object_is_damage_and_an_unreachable_store_is_not() {
+        let missing = DataFusionError::ParquetError(Box::new(ParquetError::External(Box::new(
+            object_store::Error::NotFound {
+                path: "m/shard=1/part-0.parquet".into(),
+                source: "gone".into(),
+            },
+        ))));
+        assert_eq!(storage(missing), Some((MISSING.to_string(), true)));
+        let unreachable = DataFusionError::ObjectStore(Box::new(object_store::Error::Generic {
+            store: "S3",
+            source: "connection refused".into(),
+        }));
+        assert_eq!(storage(unreachable), Some((UNREACHABLE.to_string(), false)));
+        // Spilling to the local disk is not the dataset's storage.
+        let spill = DataFusionError::Context(
+            "spilling".into(),
+            Box::new(DataFusionError::IoError(std::io::Error::other("disk full"))),
+        );
+        assert_eq!(storage(spill), None);
+        assert!(storage(DataFusionError::Plan("no".into())).is_none());
+    }
 }

@@ -34,6 +34,10 @@ pub enum QueryError {
     /// An egress, memory or ledger limit: never a partial result.
     #[error("resources exhausted: {0}")]
     ResourcesExhausted(String),
+    /// The dataset's files could not be read (`damaged`: a file is missing or corrupt): never a
+    /// partial result.
+    #[error("the stored data could not be read: {message}")]
+    Storage { message: String, damaged: bool },
     /// The durable audit record could not be written, so nothing is released.
     #[error("the audit log is unavailable; no results are released")]
     AuditUnavailable,
@@ -100,6 +104,7 @@ impl From<PlannerError> for QueryError {
             },
             PlannerError::Unsupported(m) => QueryError::Unsupported(m),
             PlannerError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m),
+            PlannerError::Storage { message, damaged } => QueryError::Storage { message, damaged },
             PlannerError::Execution(m) => QueryError::Execution(m),
             PlannerError::Internal(m) => QueryError::Internal(m),
         }
