@@ -124,17 +124,21 @@ def traceparent() -> tuple[str, str, str]:
     return f"00-{trace_id}-{span_id}-01", trace_id, span_id
 
 
+def traced_query(server, token: str, sql: str):
+    """`sql` run as `token` under a caller's span of a fresh trace: (result, trace id, span id)."""
+    header, trace_id, caller_span = traceparent()
+    with server.connect(token, **{"adbc.flight.sql.rpc.call_header.traceparent": header}) as conn, \
+            conn.cursor() as cur:  # fmt: skip
+        cur.execute(sql)
+        return cur.fetch_arrow_table(), trace_id, caller_span
+
+
 def test_a_protected_query_is_one_trace_with_a_span_per_step(telemetry_server, collector, mint_token):
     """A caller's `traceparent` makes Strata's request spans children of the caller's span; each
     request has auth, planning with the tier guard, execution with the disclosure rewrite and
     the protection step, and streaming under it."""
-    header, trace_id, caller_span = traceparent()
     alice = Caller(telemetry_server, mint_token, "telemetry-alice")
-    with telemetry_server.connect(
-        alice.token, **{"adbc.flight.sql.rpc.call_header.traceparent": header}
-    ) as conn, conn.cursor() as cur:
-        cur.execute(PROTECTED)
-        result = cur.fetch_arrow_table()
+    result, trace_id, caller_span = traced_query(telemetry_server, alice.token, PROTECTED)
     assert result.num_rows >= 2
 
     def complete(spans):
@@ -180,13 +184,9 @@ def test_a_protected_query_is_one_trace_with_a_span_per_step(telemetry_server, c
 
 
 def test_a_streamed_result_ends_its_stream_span_with_its_rows(telemetry_server, collector, mint_token):
-    header, trace_id, _ = traceparent()
     alice = Caller(telemetry_server, mint_token, "telemetry-rows")
-    with telemetry_server.connect(
-        alice.token, **{"adbc.flight.sql.rpc.call_header.traceparent": header}
-    ) as conn, conn.cursor() as cur:
-        cur.execute(ROWS)
-        assert cur.fetch_arrow_table().num_rows == 7
+    result, trace_id, _ = traced_query(telemetry_server, alice.token, ROWS)
+    assert result.num_rows == 7
     spans = collector.wait_for(
         lambda spans: any(s["trace"] == trace_id and s["name"] == "stream" for s in spans)
     )

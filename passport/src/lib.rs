@@ -260,7 +260,16 @@ impl PassportVerifier {
         let text = std::fs::read_to_string(path).map_err(|e| {
             AuthError::Config(format!("cannot read JWKS file {}: {e}", path.display()))
         })?;
-        Self::from_jwks_json(&text, allow_anonymous).map_err(|e| match e {
+        Self::from_jwks_text_of(path, &text, allow_anonymous)
+    }
+
+    /// [`PassportVerifier::from_jwks_json`] for the text read from `path` (named in errors).
+    pub fn from_jwks_text_of(
+        path: &Path,
+        text: &str,
+        allow_anonymous: bool,
+    ) -> Result<Self, AuthError> {
+        Self::from_jwks_json(text, allow_anonymous).map_err(|e| match e {
             AuthError::Config(msg) => AuthError::Config(format!("JWKS {}: {msg}", path.display())),
             other => other,
         })

@@ -130,13 +130,7 @@ impl AuditLog {
     /// of them (since the last flush) could not be written.
     pub async fn flush(&self) -> Result<(), String> {
         let (ack, done) = oneshot::channel();
-        self.sender
-            .lock()
-            .map_err(|_| "audit log poisoned".to_string())?
-            .as_ref()
-            .ok_or("the audit log is closed")?
-            .send((None, Some(ack)))
-            .map_err(|_| "the audit writer stopped".to_string())?;
+        self.enqueue((None, Some(ack)))?;
         done.await
             .map_err(|_| "the audit writer stopped".to_string())?
     }
@@ -150,20 +144,30 @@ impl AuditLog {
 
     fn send(&self, record: &AuditRecord, ack: Option<Ack>) -> Result<(), String> {
         let line = serde_json::to_string(record).map_err(|e| e.to_string())?;
+        self.enqueue((Some(line), ack))?;
+        crate::metrics::record(record);
+        Ok(())
+    }
+
+    /// Hands a message to the writer; a line joins the backlog, in the channel's order (both
+    /// under the sender's lock).
+    fn enqueue(&self, message: Message) -> Result<(), String> {
         let sender = self
             .sender
             .lock()
             .map_err(|_| "audit log poisoned".to_string())?;
         let sender = sender.as_ref().ok_or("the audit log is closed")?;
-        // Under the sender's lock: the backlog is in the channel's order.
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        waiting.push_back(Instant::now());
-        if sender.send((Some(line), ack)).is_err() {
-            waiting.pop_back();
+        let line = message.0.is_some();
+        if line {
+            waiting.push_back(Instant::now());
+        }
+        if sender.send(message).is_err() {
+            if line {
+                waiting.pop_back();
+            }
             return Err("the audit writer stopped".to_string());
         }
-        drop(waiting);
-        crate::metrics::record(record);
         Ok(())
     }
 }

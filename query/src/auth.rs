@@ -60,7 +60,7 @@ impl Jwks {
         let text = std::fs::read_to_string(path).map_err(|e| {
             AuthError::Config(format!("cannot read JWKS file {}: {e}", path.display()))
         })?;
-        let verifier = Self::parse(path, &text, allow_anonymous)?;
+        let verifier = PassportVerifier::from_jwks_text_of(path, &text, allow_anonymous)?;
         Ok(Jwks {
             path: path.to_path_buf(),
             allow_anonymous,
@@ -71,17 +71,6 @@ impl Jwks {
                 verifier: Arc::new(verifier),
                 generation: 0,
             }),
-        })
-    }
-
-    fn parse(
-        path: &Path,
-        text: &str,
-        allow_anonymous: bool,
-    ) -> Result<PassportVerifier, AuthError> {
-        PassportVerifier::from_jwks_json(text, allow_anonymous).map_err(|e| match e {
-            AuthError::Config(msg) => AuthError::Config(format!("JWKS {}: {msg}", path.display())),
-            other => other,
         })
     }
 
@@ -118,7 +107,7 @@ impl Jwks {
             return;
         }
         loaded.digest = now;
-        match Self::parse(&self.path, &text, self.allow_anonymous) {
+        match PassportVerifier::from_jwks_text_of(&self.path, &text, self.allow_anonymous) {
             Ok(verifier) => {
                 tracing::info!(jwks = %self.path.display(), "trusted keys reloaded");
                 loaded.verifier = Arc::new(verifier);

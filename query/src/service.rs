@@ -328,9 +328,10 @@ impl QueryService {
         let executed = self
             .execute(prepared, principal, record.clone())
             .instrument(tracing::info_span!("execute"));
+        let mut end = self.limits.end(deadline);
         let executed = tokio::select! {
             executed = executed => executed,
-            e = self.limits.end(deadline) => Err(e),
+            e = &mut end => Err(e),
         };
         unfinished.finished();
         match executed {
@@ -341,7 +342,7 @@ impl QueryService {
                     bytes = tracing::field::Empty
                 );
                 stream.admission = Some(Held::new(admission, deadline));
-                stream.end = Some(self.limits.end(deadline));
+                stream.end = Some(end);
                 Ok(stream)
             }
             Err(e) => {
