@@ -125,10 +125,33 @@ run_pytest() {
     return $rc
 }
 
+# A full disk fails a run halfway (pip, the linker, the audit log of a test) with errors that name
+# anything but the disk: check first. Cargo's incremental caches are the part of a warm target
+# folder that only grows, and the cheapest to rebuild, so they go first when space is short.
+MIN_FREE_GB=12
+free_gb() { df -Pk "$1" | awk 'NR == 2 { print int($4 / 1048576) }'; }
+check_disk() {
+    local target
+    target="${CARGO_TARGET_DIR:-$REPO/target}"
+    mkdir -p "$target"
+    echo "free: $(free_gb "$REPO") GiB under $REPO, $(free_gb "$target") GiB under $target"
+    if [ "$(free_gb "$target")" -lt "$MIN_FREE_GB" ]; then
+        echo "under ${MIN_FREE_GB} GiB free: removing cargo's incremental caches and pip's cache"
+        rm -rf "$target"/debug/incremental "$target"/release/incremental "$HOME/.cache/pip"
+        echo "free: $(free_gb "$target") GiB"
+    fi
+    if [ "$(free_gb "$target")" -lt 4 ] || [ "$(free_gb "$REPO")" -lt 4 ]; then
+        echo "less than 4 GiB free: the build and the tests need more. Largest folders:" >&2
+        du -xsh "$target" "$HOME/.cache"/* "$REPO"/.venv* 2>/dev/null | sort -h | tail -n 8 >&2
+        return 1
+    fi
+}
+
 rm -f "$PYTEST_LOG"
 echo "repo: $REPO"
 echo "CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}"
 
+step "disk space" check_disk
 step "Debian packages (clients, Prometheus)" setup_debian_packages
 step "python venv + requirements" setup_venv
 step "ACRO venv" setup_acro_venv

@@ -97,18 +97,29 @@ def test_a_dataset_with_a_missing_shard_does_not_start(gen_dataset, tmp_path):
     assert "table measurement: shard 1 has no files" in proc.stderr, proc.stderr
 
 
-def test_a_dataset_with_a_corrupt_file_does_not_start_and_names_it(gen_dataset, tmp_path):
+@pytest.mark.parametrize(
+    "damage",
+    [
+        # The last bytes of the footer's metadata overwritten: it no longer decodes.
+        lambda data: data.__setitem__(slice(-12, -8), b"\xff\xff\xff\x7f"),
+        # The footer's length pointing before the file's start: parquet 59.3.2 subtracts with
+        # overflow on it (push_decoder.rs:391), so the dataset checks it first.
+        lambda data: data.__setitem__(slice(-8, -4), struct.pack("<I", len(data))),
+        # No trailing magic.
+        lambda data: data.__setitem__(slice(-4, None), b"PAR2"),
+    ],
+    ids=["metadata", "footer-length", "magic"],
+)
+def test_a_dataset_with_a_corrupt_file_does_not_start_and_names_it(gen_dataset, tmp_path, damage):
     dataset = linked_copy(gen_dataset, tmp_path / "ds")
     broken = shard_file(dataset, "measurement", 2)
     data = bytearray(own_copy(broken).read_bytes())
-    # The last bytes of the footer's metadata overwritten: it no longer decodes. (A footer length
-    # pointing before the file's start makes parquet 59.3.2 subtract with overflow instead,
-    # push_decoder.rs:391: a panic in debug builds, an out-of-range read in release ones.)
-    data[-12:-8] = b"\xff\xff\xff\x7f"
+    damage(data)
     broken.write_bytes(bytes(data))
     proc = run_strata("serve", "--dataset", dataset, "--listen", "127.0.0.1:0", check=False, timeout=60)
     assert proc.returncode != 0
     assert "measurement" in proc.stderr and "shard=2" in proc.stderr, proc.stderr
+    assert "panicked" not in proc.stderr, proc.stderr
 
 
 def test_files_lost_or_damaged_while_serving_give_clean_errors(gen_dataset, gen_duck, tmp_path, mint_token,

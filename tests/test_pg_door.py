@@ -450,6 +450,53 @@ def _fields(body: bytes) -> dict[str, str]:
     return {f[:1].decode(): f[1:].decode() for f in body.split(b"\0") if f}
 
 
+def _ready_session(port: int, user: str, password: str) -> socket.socket:
+    """A logged-in raw connection, past its ReadyForQuery."""
+    s = socket.create_connection((HOST, port), timeout=10)
+    params = b"user\0" + user.encode() + b"\0database\0strata\0\0"
+    s.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+    kind, _ = _message(s)
+    assert kind == b"R"
+    secret = password.encode() + b"\0"
+    s.sendall(b"p" + struct.pack("!i", 4 + len(secret)) + secret)
+    while (kind := _message(s)[0]) != b"Z":
+        assert kind != b"E", "login refused"
+    return s
+
+
+def _frame(tag: bytes, body: bytes) -> bytes:
+    return tag + struct.pack("!i", 4 + len(body)) + body
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # The fuzz target's first find: a Bind parameter declared longer than the message
+        # (pgwire 0.42 panicked on it).
+        _frame(b"B", b"\0\0" + struct.pack("!hhi", 0, 1, 550_974_954) + b"abc" + struct.pack("!h", 0)),
+        _frame(b"Q", b"SELECT 1"),  # no terminator: would run into the next message
+        _frame(b"E", b"\0\0\0"),  # a row limit cut short
+        _frame(b"D", b""),
+        _frame(b"F", b"\0\0\0\0"),  # FunctionCall: not served
+        b"S" + struct.pack("!i", 2),  # a length shorter than itself
+    ],
+    ids=["bind-overrun", "unterminated-query", "short-execute", "empty-describe", "function-call", "short-length"],
+)
+def test_a_malformed_message_is_a_protocol_violation(researcher, message):
+    """Each message's fields must fill its length exactly: anything else ends the connection
+    with 08P01, as PostgreSQL does, and the door serves the next client (no panic: the session's
+    server log is checked for one at teardown)."""
+    port = researcher.server.pg_port
+    with _ready_session(port, researcher.sub, researcher.token) as s:
+        s.sendall(message + _frame(b"S", b""))
+        kind, body = _message(s)
+        assert kind == b"E", kind
+        fields = _fields(body)
+        assert fields["C"] == "08P01" and fields["S"] == "FATAL", fields
+        assert s.recv(1) == b"", "the connection stays open after a protocol violation"
+    assert raw_login(port, researcher.sub, researcher.token) == {"ok": "1"}
+
+
 def test_login_sqlstates(researcher, mint_token):
     port = researcher.server.pg_port
     assert raw_login(port, researcher.sub, researcher.token) == {"ok": "1"}

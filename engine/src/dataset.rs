@@ -384,6 +384,7 @@ async fn with_statistics(
     for mut shard in shards {
         let store = store_at(stores, &shard.store);
         for file in &mut shard.files {
+            check_footer(store, &file.object_meta).await?;
             // The file is named: an operator repairs a dataset one file at a time.
             let statistics = format
                 .infer_stats(state, store, schema.clone(), &file.object_meta)
@@ -400,6 +401,41 @@ async fn with_statistics(
         out.push(shard);
     }
     Ok(out)
+}
+
+/// The footer's length must fit in the file before parquet reads it: parquet 59.3.2 subtracts
+/// a length that points before the file's start without a check (push_decoder.rs:391), a panic
+/// in debug builds and an out-of-range read in release ones.
+async fn check_footer(
+    store: &Arc<dyn ObjectStore>,
+    meta: &ObjectMeta,
+) -> datafusion::error::Result<()> {
+    let refuse = |why: String| {
+        datafusion::error::DataFusionError::Execution(format!("{}: {why}", meta.location))
+    };
+    // The leading magic, the footer's length and the trailing magic.
+    if meta.size < 12 {
+        return Err(refuse(format!(
+            "not a Parquet file ({} bytes, too short)",
+            meta.size
+        )));
+    }
+    use object_store::ObjectStoreExt;
+    let tail = store
+        .get_range(&meta.location, meta.size - 8..meta.size)
+        .await
+        .map_err(|e| refuse(crate::error::first_line(&e.to_string())))?;
+    if &tail[4..] != b"PAR1" {
+        return Err(refuse("not a Parquet file (no PAR1 at its end)".into()));
+    }
+    let footer = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
+    if footer + 12 > meta.size {
+        return Err(refuse(format!(
+            "corrupt Parquet footer (its length, {footer} bytes, exceeds the file's {})",
+            meta.size
+        )));
+    }
+    Ok(())
 }
 
 fn join(root: &ObjectPath, rel: &str) -> ObjectPath {

@@ -68,6 +68,12 @@ impl Login {
         }
     }
 
+    /// Whether a user name logs in with SCRAM (a service account) rather than a passport.
+    pub fn scram_users(&self) -> Arc<dyn Fn(&str) -> bool + Send + Sync> {
+        let accounts = self.accounts.clone();
+        Arc::new(move |user| accounts.has(user))
+    }
+
     async fn finish<C>(&self, client: &mut C, outcome: AuthOutcome<Verified>) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,

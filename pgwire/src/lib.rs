@@ -5,8 +5,10 @@
 
 mod accounts;
 mod auth;
+mod connection;
 mod encode;
 mod error;
+mod frames;
 mod params;
 mod results;
 mod session;
@@ -95,10 +97,11 @@ pub async fn serve(
         let _ = socket.set_nodelay(true);
         let handlers = handlers.clone();
         let tls = tls.clone();
+        let scram_user = handlers.login.scram_users();
         let span = tracing::info_span!("pg_connection", %peer);
         connections.spawn(
             async move {
-                if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                if let Err(e) = connection::serve(socket, tls, handlers, scram_user).await {
                     tracing::debug!(error = %e, "postgres connection ended");
                 }
             }
