@@ -84,6 +84,10 @@ impl Dataset {
                 tracing::warn!(table = %name, "table has no files; left out");
                 continue;
             };
+            // Before any footer is read: see `check_footer`.
+            check_footer(store_at(&stores, &first.0.store), first.1)
+                .await
+                .map_err(|e| EngineError::InvalidInput(format!("table {name}: {e}")))?;
             let schema = format
                 .infer_schema(
                     &state as &dyn Session,
@@ -384,7 +388,9 @@ async fn with_statistics(
     for mut shard in shards {
         let store = store_at(stores, &shard.store);
         for file in &mut shard.files {
-            check_footer(store, &file.object_meta).await?;
+            check_footer(store, &file.object_meta)
+                .await
+                .map_err(datafusion::error::DataFusionError::Execution)?;
             // The file is named: an operator repairs a dataset one file at a time.
             let statistics = format
                 .infer_stats(state, store, schema.clone(), &file.object_meta)
@@ -406,13 +412,9 @@ async fn with_statistics(
 /// The footer's length must fit in the file before parquet reads it: parquet 59.3.2 subtracts
 /// a length that points before the file's start without a check (push_decoder.rs:391), a panic
 /// in debug builds and an out-of-range read in release ones.
-async fn check_footer(
-    store: &Arc<dyn ObjectStore>,
-    meta: &ObjectMeta,
-) -> datafusion::error::Result<()> {
-    let refuse = |why: String| {
-        datafusion::error::DataFusionError::Execution(format!("{}: {why}", meta.location))
-    };
+async fn check_footer(store: &Arc<dyn ObjectStore>, meta: &ObjectMeta) -> Result<(), String> {
+    use object_store::ObjectStoreExt;
+    let refuse = |why: String| format!("{}: {why}", meta.location);
     // The leading magic, the footer's length and the trailing magic.
     if meta.size < 12 {
         return Err(refuse(format!(
@@ -420,7 +422,6 @@ async fn check_footer(
             meta.size
         )));
     }
-    use object_store::ObjectStoreExt;
     let tail = store
         .get_range(&meta.location, meta.size - 8..meta.size)
         .await

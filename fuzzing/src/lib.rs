@@ -1,6 +1,6 @@
 //! What every fuzz target feeds its input to. The cargo-fuzz targets (`fuzz/`, nightly) and the
 //! stable property tests (`tests/properties.rs`) call the same functions, so a crash found by
-//! either is reproduced by both, and each becomes a regression case in `tests/regressions.rs`.
+//! either is reproduced by both, and each becomes a regression test where its cause was fixed.
 //!
 //! Each function takes arbitrary input, drives one door or parser of the real server with it
 //! (a small generated dataset, the real query service, the real Flight SQL and PostgreSQL doors)
@@ -21,4 +21,4 @@ pub use panics::{PanicWatch, watch_panics};
 pub use passport::{passport_claims, passport_token};
 pub use postgres::{pg_after_login, pg_message, pg_raw};
 pub use sql::sql;
-pub use world::World;
+pub use world::{SERVICE_USER, World};

@@ -9,9 +9,10 @@ use tokio::net::TcpStream;
 
 use crate::World;
 
-/// Longer than any query limit: a connection whose client has sent everything and closed its
-/// side must be answered and closed by then.
-const NO_CONNECTION_OUTLIVES: Duration = Duration::from_secs(60);
+/// Longer than the statements of one input can take under the world's limits (a few, 10 s
+/// each): a connection whose client has sent everything and closed its side must be answered
+/// and closed by then.
+const NO_CONNECTION_OUTLIVES: Duration = Duration::from_secs(180);
 
 /// Sends `bytes` as the start of a connection. Holds: the door answers and closes.
 pub fn pg_raw(bytes: &[u8]) {

@@ -8,20 +8,22 @@ use std::sync::{Arc, OnceLock};
 use strata_engine::{Dataset, DatasetOptions, Tier};
 use strata_passport::dev::{DEFAULT_ISSUER, DevIssuer, TokenSpec, mint_passport};
 use strata_passport::{Egress, PassportVerifier, Principal, now_unix};
-use strata_query::config::ServerConfig;
+use strata_query::config::{ServerConfig, ServiceAccount};
 use strata_query::{Authenticator, Call, QueryService};
 use strata_testdata::generate::{GenerateOptions, generate};
 
 /// Participants in the fuzzed dataset: enough for groups on both sides of the threshold.
 const PERSONS: u64 = 300;
+/// The PostgreSQL service account's user name (it logs in with SCRAM, not a passport).
+pub const SERVICE_USER: &str = "fuzz-service";
 
 pub struct World {
     pub runtime: tokio::runtime::Runtime,
     pub query: Arc<QueryService>,
     pub issuer: DevIssuer,
     pub verifier: PassportVerifier,
-    /// One principal per protection level: row-level (controlled, registered) and
-    /// aggregates-only (public).
+    /// Row-level principals (controlled, registered) and aggregates-only ones (public, which
+    /// reads the vocabulary only, and controlled with egress `aggregates`), in that order.
     pub principals: Vec<Principal>,
     /// A controlled-tier passport, and the subject it names (a PostgreSQL login).
     pub controlled_token: String,
@@ -58,6 +60,21 @@ impl World {
             state_dir: Some(dir.path().join("state")),
             ..Default::default()
         };
+        // A service account, so that SCRAM logins (whose first password message has its own
+        // layout) are reached too; its keys are well-formed and match no password.
+        let service_passport = dir.path().join("service.jwt");
+        let mut service = TokenSpec::new(Tier::Controlled, SERVICE_USER, now_unix());
+        service.ttl_secs = 30 * 24 * 3600;
+        service.egress = Some(Egress::Aggregates);
+        std::fs::write(&service_passport, mint_passport(&issuer, &service))?;
+        config.pg.service_accounts.push(ServiceAccount {
+            user: SERVICE_USER.into(),
+            scram: format!(
+                "SCRAM-SHA-256$4096:c2FsdHNhbHQ=${0}:{0}",
+                "A".repeat(43) + "="
+            ),
+            passport: service_passport,
+        });
         config.limits.query_timeout_secs = 10;
         config.limits.query_memory_mb = 256;
         config.limits.queue_timeout_secs = 30;

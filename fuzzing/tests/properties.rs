@@ -21,14 +21,22 @@ fn config(cases: u32) -> Config {
         .unwrap_or(1);
     Config {
         cases: cases * scale,
-        // Crashes become named cases in tests/regressions.rs, not files next to the source.
+        // Crashes become named regression tests where they were fixed, not files here.
         failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
         ..Config::default()
     }
 }
 
+/// Every test of this file runs alone: the panic count is the process's, so a property running
+/// beside another test would be blamed for its panics.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `target`, failing on a panic in any thread while it ran.
 fn no_panic(target: impl FnOnce()) {
+    let _turn = one_at_a_time();
     strata_fuzzing::World::get();
     let watch = strata_fuzzing::watch_panics();
     target();
@@ -113,6 +121,7 @@ proptest! {
 /// the property above is not vacuous.
 #[test]
 fn claims_with_the_visas_of_a_tier_grant_that_tier() {
+    let _turn = one_at_a_time();
     let world = strata_fuzzing::World::get();
     let now = strata_passport::now_unix();
     let iss = world.issuer.issuer();
@@ -137,6 +146,7 @@ fn claims_with_the_visas_of_a_tier_grant_that_tier() {
 /// execution rather than stopping at the parser.
 #[test]
 fn generated_statements_mostly_run() {
+    let _turn = one_at_a_time();
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let strategy = sql::statement();
@@ -154,4 +164,26 @@ fn generated_statements_mostly_run() {
         "{answered}/40 answered; refused:\n{}",
         refusals.join("\n")
     );
+}
+
+/// The aggregates-only principal's cohort counts carry rounding 20 in their report, and a large
+/// cohort is released rounded: the rounding check of `cohort_json` is not vacuous.
+#[test]
+fn aggregates_only_cohort_counts_are_rounded() {
+    let _turn = one_at_a_time();
+    let world = strata_fuzzing::World::get();
+    let everyone = json!({"includes": [{"id": "g", "temporal": false, "items": [{"id": "i",
+        "type": "PERSON", "searchParameters": [{"parameterId": "p", "name": "age",
+        "domain": "PERSON", "type": "AGE", "group": false, "ancestorData": false,
+        "standard": true, "attributes": [{"name": "AGE", "operator": "BETWEEN",
+        "operands": ["0", "150"]}]}], "modifiers": []}]}], "excludes": [], "dataFilters": []});
+    let call = world.call("fuzz", &world.principals[3]);
+    let count = world
+        .block_on(world.query.cohort_count(&call, &everyone.to_string()))
+        .expect("everyone is a cohort");
+    let summary = count.summary.expect("a protected count has a report");
+    assert_eq!(summary.rounding, 20);
+    let n = count.count.expect("the whole dataset is released");
+    assert!(n >= 300 && n % 20 == 0, "{n}");
+    strata_fuzzing::cohort_json(&everyone.to_string());
 }

@@ -36,6 +36,14 @@ pub async fn serve<H: PgWireServerHandlers>(
         return Ok(());
     };
     let parts = negotiated.into_parts();
+    // Bytes that came with the SSLRequest, before the handshake, were not encrypted: a
+    // man in the middle could have put them there (PostgreSQL's CVE-2021-23214).
+    if parts.codec.client_info.is_secure && !parts.read_buf.is_empty() {
+        tracing::info!("postgres connection closed: data before the TLS handshake");
+        return Ok(());
+    }
+    // pgwire's `client_certificates()` finds the TLS stream by downcasting the socket, which is
+    // now wrapped: certificates are checked in the handshake (tls.rs), never read from there.
     let checked = Checked::new(parts.io, parts.read_buf, move |user| scram_user(user));
     let mut next = FramedParts::new(checked, parts.codec);
     next.write_buf = parts.write_buf;

@@ -15,9 +15,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// PostgreSQL's own limit on a startup packet.
 const MAX_STARTUP: usize = 10_000;
-/// The largest message the door takes (a statement text, a bound value): far above any
-/// research query, and a bound on what one connection can make the server hold.
+/// The largest statement, bound values or copy data the door takes (Query, Parse, Bind,
+/// CopyData): far above any research query, and a bound on what one connection can make the
+/// server hold.
 pub const MAX_MESSAGE: usize = 64 << 20;
+/// The largest of the other messages, as pgwire's own limit (a password among them, before
+/// any login).
+const MAX_SMALL_MESSAGE: usize = 10_000;
 const CANCEL_CODE: u32 = 80877102;
 const SSL_CODE: u32 = 80877103;
 const GSSENC_CODE: u32 = 80877104;
@@ -97,7 +101,11 @@ impl<T> Checked<T> {
                     }
                 }
             };
-            self.ready.extend_from_slice(&message);
+            if self.ready.is_empty() {
+                self.ready = message;
+            } else {
+                self.ready.extend_from_slice(&message);
+            }
         }
         Ok(())
     }
@@ -111,7 +119,11 @@ impl<T> Checked<T> {
             return Ok(None);
         }
         let declared = (&self.raw[offset..offset + 4]).get_i32();
-        let limit = if tagged { MAX_MESSAGE } else { MAX_STARTUP };
+        let limit = match (tagged, self.raw[0]) {
+            (false, _) => MAX_STARTUP,
+            (true, b'Q' | b'P' | b'B' | b'd') => MAX_MESSAGE,
+            (true, _) => MAX_SMALL_MESSAGE,
+        };
         let least = if tagged { 4 } else { 8 };
         if declared < least || declared as usize > limit {
             return Err(invalid(format!(

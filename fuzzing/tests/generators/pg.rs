@@ -52,7 +52,38 @@ pub fn startup() -> impl Strategy<Value = Vec<u8>> {
             packet.extend(trailer);
             packet
         });
-    prop_oneof![4 => startup, 1 => prop::collection::vec(any::<u8>(), 0..64)]
+    prop_oneof![4 => startup, 2 => service_login(), 1 => prop::collection::vec(any::<u8>(), 0..64)]
+}
+
+/// A service account's startup, then password messages as SCRAM's client sends them (a
+/// mechanism, a length, the data; then bare data), with lengths right or wrong.
+fn service_login() -> impl Strategy<Value = Vec<u8>> {
+    let initial = (
+        prop::sample::select(&["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", ""][..]),
+        any::<i32>(),
+        prop::collection::vec(any::<u8>(), 0..24),
+        any::<bool>(),
+    )
+        .prop_map(|(mechanism, len, data, honest)| {
+            let mut body = cstring(mechanism);
+            let len = if honest { data.len() as i32 } else { len };
+            body.extend(len.to_be_bytes());
+            body.extend(data);
+            pg_message(Some(b'p'), &body)
+        });
+    let later = prop::collection::vec(any::<u8>(), 0..24).prop_map(|b| pg_message(Some(b'p'), &b));
+    (initial, prop::collection::vec(later, 0..2)).prop_map(|(first, rest)| {
+        let mut body = 196608u32.to_be_bytes().to_vec();
+        for (k, v) in [
+            ("user", strata_fuzzing::SERVICE_USER),
+            ("database", "strata"),
+        ] {
+            body.extend(cstring(k));
+            body.extend(cstring(v));
+        }
+        body.push(0);
+        [pg_message(None, &body), first, rest.concat()].concat()
+    })
 }
 
 fn parameter() -> impl Strategy<Value = Vec<u8>> {
