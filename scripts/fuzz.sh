@@ -47,7 +47,7 @@ PY
     esac
 }
 
-rm -f "$WORK/summary.txt"
+# One line per run, appended: several runs may share the folder.
 for target in "${TARGETS[@]}"; do
     seed "$target"
     mkdir -p "$WORK/artifacts/$target"
@@ -67,6 +67,6 @@ for target in "${TARGETS[@]}"; do
     speed="$(grep -Eo 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -Eo '[0-9]+$' || echo '?')"
     cov="$(grep -Eo 'cov: [0-9]+' "$log" | tail -1 | grep -Eo '[0-9]+' || echo '?')"
     crashes="$(find "$WORK/artifacts/$target" -type f | wc -l)"
-    line="$(printf '%-22s exit %-3s runs %-9s exec/s %-6s cov %-7s crashes %s' "$target" "$rc" "$runs" "$speed" "$cov" "$crashes")"
+    line="$(date -u +%FT%TZ) $(printf '%-22s %5ss exit %-3s runs %-9s exec/s %-6s cov %-7s crashes %s' "$target" "$SECONDS_PER_TARGET" "$rc" "$runs" "$speed" "$cov" "$crashes")"
     echo "$line" | tee -a "$WORK/summary.txt"
 done

@@ -497,6 +497,33 @@ def test_a_malformed_message_is_a_protocol_violation(researcher, message):
     assert raw_login(port, researcher.sub, researcher.token) == {"ok": "1"}
 
 
+@pytest.mark.parametrize("limit", [2**31 - 1, -1, 0, 1_500_000, 2])
+def test_execute_row_limits(researcher, limit):
+    """An Execute's row limit: zero, negative or above what egress allows any result means all
+    rows; a smaller one is honoured (PortalSuspended when reached). pgwire reserves room for the
+    whole limit up front: 2^31 - 1 rows aborted the server (found by fuzzing)."""
+    port = researcher.server.pg_port
+    sql = b"SELECT person_id FROM person ORDER BY person_id LIMIT 5"
+    with _ready_session(port, researcher.sub, researcher.token) as s:
+        s.sendall(
+            _frame(b"P", b"\0" + sql + b"\0" + struct.pack("!h", 0))
+            + _frame(b"B", b"\0\0" + struct.pack("!hhh", 0, 0, 0))
+            + _frame(b"E", b"\0" + struct.pack("!i", limit))
+            + _frame(b"S", b"")
+        )
+        rows, end = 0, None
+        while (kind := _message(s))[0] != b"Z":
+            assert kind[0] != b"E", _fields(kind[1])
+            rows += kind[0] == b"D"
+            if kind[0] in (b"C", b"s"):
+                end = kind[0]
+    if limit == 2:
+        assert (rows, end) == (2, b"s"), "a limit reached suspends the portal"
+    else:
+        assert (rows, end) == (5, b"C"), (rows, end)
+    assert raw_login(port, researcher.sub, researcher.token) == {"ok": "1"}
+
+
 def test_login_sqlstates(researcher, mint_token):
     port = researcher.server.pg_port
     assert raw_login(port, researcher.sub, researcher.token) == {"ok": "1"}

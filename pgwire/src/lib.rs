@@ -46,7 +46,7 @@ impl Door {
                     accounts,
                     config.tls.client_ca.is_some(),
                 )),
-                statements: Arc::new(Statements::new()),
+                statements: Arc::new(Statements::new(config.egress.max_rows)),
                 cancel: Arc::new(DefaultCancelHandler::new(connections)),
             },
             tls: tls::acceptor(&config.tls)?,

@@ -18,6 +18,7 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::extendedquery::Execute;
 use strata_query::Prepared;
 
 use crate::encode;
@@ -40,12 +41,33 @@ pub enum Parsed {
 
 pub struct Statements {
     parser: Arc<Parser>,
+    /// `[egress] max_rows`: no result has more rows (it fails instead).
+    egress_max_rows: u64,
 }
 
+/// The most rows one Execute asks of a portal at a time. pgwire 0.42 reserves room for the
+/// whole row limit before it reads a row (`Portal::fetch`): an Execute asking 2^31 - 1 rows
+/// aborted the process on a 51 GB allocation (found by the fuzz target `pg_messages`).
+pub const EXECUTE_ROWS_AT_A_TIME: i32 = 1 << 20;
+
 impl Statements {
-    pub fn new() -> Self {
+    pub fn new(egress_max_rows: u64) -> Self {
         Statements {
             parser: Arc::new(Parser),
+            egress_max_rows,
+        }
+    }
+
+    /// The row limit an Execute is run with. PostgreSQL reads zero and negative limits as "all
+    /// rows", and so does this; so is a limit above what egress lets any result have (the same
+    /// rows, exactly). A limit between the two is served in portions of
+    /// [`EXECUTE_ROWS_AT_A_TIME`] rows, each ending in PortalSuspended like any limit reached,
+    /// so a client that sets one and executes again gets every row.
+    fn row_limit(&self, asked: i32) -> i32 {
+        if asked <= 0 || asked as u64 > self.egress_max_rows {
+            0
+        } else {
+            asked.min(EXECUTE_ROWS_AT_A_TIME)
         }
     }
 }
@@ -122,6 +144,17 @@ impl ExtendedQueryHandler for Statements {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, mut message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        message.max_rows = self.row_limit(message.max_rows);
+        self._on_execute(client, message).await
     }
 
     async fn do_query<C>(
@@ -265,5 +298,29 @@ impl QueryParser for Parser {
             } => fields(schema, &format).as_ref().clone(),
             Parsed::Command { .. } => vec![],
         })
+    }
+}
+
+#[cfg(test)]
+mod row_limits {
+    use super::*;
+
+    #[test]
+    fn row_limits_are_all_rows_or_at_most_a_portion() {
+        let statements = Statements::new(10_000_000);
+        assert_eq!(statements.row_limit(0), 0);
+        assert_eq!(
+            statements.row_limit(-1),
+            0,
+            "negative: all rows, as PostgreSQL"
+        );
+        assert_eq!(statements.row_limit(i32::MIN), 0);
+        assert_eq!(statements.row_limit(100), 100);
+        assert_eq!(
+            statements.row_limit(i32::MAX),
+            0,
+            "above the egress limit: all rows"
+        );
+        assert_eq!(statements.row_limit(5_000_000), EXECUTE_ROWS_AT_A_TIME);
     }
 }
