@@ -1,11 +1,13 @@
 """Random queries against the live server, with two oracles (DESIGN.md "Operations", fuzzing):
 
 - **Disclosure**: grouped counts and means (COUNT(*), COUNT(DISTINCT person), AVG of a number)
-  with random filters and groupings, through the real ADBC client. DuckDB on the same Parquet files gives each group's true participant count. A row-level
-  principal (controlled, egress rows) gets no statistical cell of a group with 1..20 participants
-  and every other cell exact (bar the complementary and dominance cells the report counts); an
-  aggregates-only principal (egress aggregates) gets no cell of such a group at all, and counts
-  rounded up to a multiple of the base its report names (20). HAVING and LIMIT probes, MIN/MAX
+  with random filters and groupings, through the real ADBC client. DuckDB on the same Parquet
+  files gives each group's true participant count, and the participants behind a mean's nonzero
+  terms (a cell of its own: planner/src/disclosure/branches.rs). A row-level principal
+  (controlled, egress rows) gets no statistical cell of a group with 1..20 participants, no mean
+  of 1..20 nonzero terms, and every other cell exact (bar the complementary and dominance cells
+  the report counts); an aggregates-only principal (egress aggregates) gets no cell of such a
+  group (nor such a mean), and counts rounded up to a multiple of the base its report names (20). HAVING and LIMIT probes, MIN/MAX
   and cross-query differencing are the adversarial suites' (test_redteam.py, test_disclosure.py).
 - **Ternary logic partitioning** (SQLancer's TLP): for a random predicate p, the per-person
   counts of the rows where p, NOT p and p IS NULL hold add up to the unfiltered per-person count,
@@ -144,14 +146,19 @@ class Generator:
         group_by = ", ".join(str(i + 1) for i in range(len(keys)))
         person = "t.person_id"
         # A magnitude cell (dominance applies to it) when the table has a number to average.
+        # Its nonzero terms are a cell of their own (a mean of mostly zeros depends only on the
+        # few participants with a value: planner/src/disclosure/branches.rs).
         numbers = [c.name for c in TABLES[table] if c.kind in ("int", "number")]
-        mean = f"AVG(CAST(t.{self.rng.choice(numbers)} AS DOUBLE))" if numbers else "NULL"
+        x = f"t.{self.rng.choice(numbers)}" if numbers else None
+        mean = f"AVG(CAST({x} AS DOUBLE))" if x else "NULL"
+        nonzero = f"COUNT(DISTINCT CASE WHEN {x} <> 0 THEN {person} END)" if x else "0"
         sql = (
             f"SELECT {select_keys}, COUNT(*) AS n_rows, COUNT(DISTINCT {person}) AS n_persons, "
             f"{mean} AS mean FROM {source}{where} GROUP BY {group_by}"
         )
         participants = (
-            f"SELECT {select_keys}, COUNT(DISTINCT {person}) AS p, COUNT(*) AS r, {mean} AS m "
+            f"SELECT {select_keys}, COUNT(DISTINCT {person}) AS p, COUNT(*) AS r, {mean} AS m, "
+            f"{nonzero} AS nz "
             f"FROM {source}{where} GROUP BY {group_by}"
         )
         return sql, participants, [f"k{i}" for i in range(len(keys))], f"FROM {source}{where}"
@@ -207,8 +214,10 @@ def test_row_level_results_hide_every_small_group_and_nothing_else(researcher, g
                     extra += 1
                 else:
                     assert row[cell] == want, f"{context}: group {k} {cell} = {row[cell]}, DuckDB {want}"
-            m = truth[k]["m"]
-            if row["mean"] is None:
+            m, nz = truth[k]["m"], truth[k]["nz"]
+            if 1 <= nz <= T:
+                assert row["mean"] is None, f"{context}: group {k} mean of {nz} nonzero terms released {row}"
+            elif row["mean"] is None:
                 extra += m is not None
             else:
                 assert m is not None and math.isclose(row["mean"], m, rel_tol=1e-9), (
@@ -241,6 +250,8 @@ def test_aggregates_only_results_release_no_small_group_and_round_counts(dashboa
             assert k in truth, f"{context}: a group DuckDB does not have: {k}"
             p, r = truth[k]["p"], truth[k]["r"]
             assert p > T, f"{context}: group {k} of {p} participants released {row}"
+            nz = truth[k]["nz"]
+            assert row["mean"] is None or not 1 <= nz <= T, f"{context}: mean of {nz} nonzero terms {row}"
             for cell, want in (("n_rows", r), ("n_persons", p)):
                 v = row[cell]
                 if v is None:
