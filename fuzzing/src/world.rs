@@ -78,6 +78,10 @@ impl World {
         config.limits.query_timeout_secs = 10;
         config.limits.query_memory_mb = 256;
         config.limits.queue_timeout_secs = 30;
+        // Every input adds released sets to the aggregates-only principals' ledgers: a budget
+        // well under the fuzzers' memory limit (past it their protected results are refused,
+        // which is a path to fuzz too).
+        config.disclosure.ledger_budget_mb = 64;
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

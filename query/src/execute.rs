@@ -37,16 +37,16 @@ impl QueryService {
         // Before planning: physical planning reads footers, and a protected result is read
         // whole before its stream exists.
         let cache_before = self.dataset.cache_snapshot();
-        let Session {
-            ctx,
-            recorder,
-            report,
-            protection,
-            ..
-        } = match prepared.session.take() {
+        let session: Session = match prepared.session.take() {
             Some(session) => session,
             None => self.session(principal, prepared.dialect).await?,
         };
+        let (ctx, recorder, report, protection) = (
+            session.ctx.clone(),
+            session.recorder.clone(),
+            session.report.clone(),
+            session.protection,
+        );
         let plan = match &prepared.parameters {
             Some(p) => strata_planner::bind(&prepared.query, p.clone())?,
             None => {

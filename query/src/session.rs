@@ -32,6 +32,14 @@ pub(crate) struct Session {
     pub(crate) protection: Option<Protection>,
 }
 
+/// A session ends with its pg_catalog taken out (which would otherwise keep it alive for ever:
+/// `strata_planner::postgres::remove_catalog`).
+impl Drop for Session {
+    fn drop(&mut self) {
+        strata_planner::postgres::remove_catalog(&self.ctx);
+    }
+}
+
 impl Session {
     /// A cohort definition compiled in the principal's session; a table the definition needs that
     /// is above the principal's tier is refused as in SQL.

@@ -20,7 +20,7 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::PlannerError;
 
-pub use catalog::install_catalog;
+pub use catalog::{install_catalog, remove_catalog};
 
 /// The server version PostgreSQL clients are told: 16 (SQLAlchemy parses `version()`, psqlODBC
 /// asks for `relhasoids` below 12).
