@@ -38,15 +38,21 @@ fn static_tables() -> Result<Arc<PgCatalogStaticTables>, PlannerError> {
     Ok(TABLES.get_or_init(|| tables).clone())
 }
 
-/// Registers `pg_catalog`, its functions and `version()` in a principal's session.
-pub fn install_catalog(ctx: &SessionContext) -> Result<(), PlannerError> {
-    let name = ctx
-        .state()
+/// The session's default catalog, read in place (`ctx.state()` would copy the whole state, and
+/// `remove_catalog` runs at the end of every session).
+fn default_catalog(ctx: &SessionContext) -> String {
+    ctx.state_ref()
+        .read()
         .config()
         .options()
         .catalog
         .default_catalog
-        .clone();
+        .clone()
+}
+
+/// Registers `pg_catalog`, its functions and `version()` in a principal's session.
+pub fn install_catalog(ctx: &SessionContext) -> Result<(), PlannerError> {
+    let name = default_catalog(ctx);
     let tables = static_tables()?;
     let schema = PgCatalogSchemaProvider::try_new(
         Listing(ctx.state().catalog_list().clone()),
@@ -84,13 +90,7 @@ pub fn install_catalog(ctx: &SessionContext) -> Result<(), PlannerError> {
 /// (found by the fuzz target `sql`). Plans made in the session keep working: their pg_catalog
 /// tables still hold the list, which no longer holds them.
 pub fn remove_catalog(ctx: &SessionContext) {
-    let name = ctx
-        .state()
-        .config()
-        .options()
-        .catalog
-        .default_catalog
-        .clone();
+    let name = default_catalog(ctx);
     if let Some(catalog) = ctx.catalog(&name) {
         let _ = catalog.deregister_schema("pg_catalog", true);
     }
