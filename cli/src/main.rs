@@ -81,6 +81,28 @@ enum Command {
     Keys(commands::keys::KeysArgs),
     /// Print a signed dev passport.
     Token(commands::keys::TokenArgs),
+    /// Execute plan fragments for a coordinator (`strata serve --workers`) over the same
+    /// dataset. A worker has no client door: it takes plans from the coordinator only.
+    Worker {
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:50061")]
+        listen: SocketAddr,
+        /// The coordinator's cluster secret (default: the dataset's state folder's
+        /// `cluster.key`, which the coordinator makes).
+        #[arg(long)]
+        cluster_secret_file: Option<PathBuf>,
+        /// The coordinator's settings file: its state folder (date-shift secret) and
+        /// `[registered]` settings must be the coordinator's.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+        /// Listen on a non-loopback address although the cluster secret and plan fragments
+        /// travel unencrypted (a private cluster network only).
+        #[arg(long)]
+        allow_plaintext_network: bool,
+    },
     /// Create a small synthetic dataset under ./.strata/ (if absent) and serve it on localhost.
     Demo {
         #[arg(long, default_value_t = 5_000)]
@@ -138,9 +160,15 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 8192)]
     pub cache_disk_mb: u64,
     /// Server settings (TOML): state_dir, [registered], [egress], [audit], [disclosure], [pg],
-    /// [tls], [limits], [telemetry].
+    /// [tls], [limits], [telemetry], [cluster].
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Coordinate these workers (`strata worker`), `host:port,…`; added to `[cluster] workers`.
+    #[arg(long, value_delimiter = ',')]
+    pub workers: Vec<String>,
+    /// The secret the workers require (default: `<state_dir>/cluster.key`, made if missing).
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -195,10 +223,27 @@ fn main() -> ExitCode {
     let (log_format, config) = match &cli.command {
         Command::Serve { server, .. } | Command::Demo { server, .. } => {
             match ServerConfig::load(server.config.as_deref()) {
-                Ok(config) => (server.log_format, config),
+                Ok(mut config) => {
+                    config
+                        .cluster
+                        .workers
+                        .extend(server.workers.iter().cloned());
+                    if let Some(f) = &server.cluster_secret_file {
+                        config.cluster.secret_file = Some(f.clone());
+                    }
+                    (server.log_format, config)
+                }
                 Err(e) => return failed(&format!("{e:#}")),
             }
         }
+        Command::Worker {
+            config: path,
+            log_format,
+            ..
+        } => match ServerConfig::load(path.as_deref()) {
+            Ok(config) => (*log_format, config),
+            Err(e) => return failed(&format!("{e:#}")),
+        },
         _ => (LogFormat::Text, ServerConfig::default()),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -268,5 +313,21 @@ async fn run(cli: Cli, config: ServerConfig) -> anyhow::Result<()> {
             commands::serve::serve(&dataset, &server, &config, None).await
         }
         Command::Demo { persons, server } => commands::demo::demo(persons, &server, &config).await,
+        Command::Worker {
+            dataset,
+            listen,
+            cluster_secret_file,
+            allow_plaintext_network,
+            ..
+        } => {
+            commands::worker::run(
+                &dataset,
+                listen,
+                cluster_secret_file,
+                allow_plaintext_network,
+                &config,
+            )
+            .await
+        }
     }
 }

@@ -12,7 +12,6 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -45,6 +44,7 @@ pub struct Dataset {
     tables: BTreeMap<String, Arc<ShardedTable>>,
     runtime: Arc<RuntimeEnv>,
     cache: Arc<CacheTiers>,
+    fingerprint: String,
 }
 
 /// A store as DataFusion sees it: the URL it is registered under and the root path of the
@@ -114,7 +114,9 @@ impl Dataset {
             tables.insert(name.clone(), Arc::new(table));
         }
         info!(dataset = %dir.display(), tables = tables.len(), "dataset opened");
+        let fingerprint = fingerprint(&catalog, &tables);
         Ok(Dataset {
+            fingerprint,
             dir,
             catalog,
             tables,
@@ -123,12 +125,25 @@ impl Dataset {
         })
     }
 
+    /// The catalog and every file a scan may read (store, path, size): two processes serving
+    /// the same dataset have the same fingerprint, so a cluster worker can refuse plans made
+    /// over other files than its own.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The object stores (cache tiers included) and spill folder every session of the dataset
+    /// runs on; a cluster worker executes shipped fragments on the same.
+    pub fn runtime(&self) -> &Arc<RuntimeEnv> {
+        &self.runtime
     }
 
     pub fn tables(&self) -> &BTreeMap<String, Arc<ShardedTable>> {
@@ -141,7 +156,7 @@ impl Dataset {
 
     /// A new query session with every table registered and a fresh scan recorder.
     pub fn session(&self) -> Result<(SessionContext, Arc<ScanRecorder>)> {
-        self.session_with(|_, t| Some(t.clone() as Arc<dyn TableProvider>), None, None)
+        self.session_with(|_, t| Some(t.clone() as Arc<dyn TableProvider>), None, Ok)
     }
 
     /// A new query session holding only the tables `visible` admits: a table a principal may
@@ -149,12 +164,13 @@ impl Dataset {
     /// A session holding, for each table, the provider `provider` picks (none: the table is
     /// left out of the session). With `memory`, the session's operators share a pool of that
     /// many bytes: past it, those that can spill to disk do, and the others fail with
-    /// `ResourcesExhausted`.
+    /// `ResourcesExhausted`. `finish` completes the session's state last (its query planner:
+    /// the principal's policy, a cluster's distribution).
     pub fn session_with(
         &self,
         provider: impl Fn(&str, &Arc<ShardedTable>) -> Option<Arc<dyn TableProvider>>,
-        query_planner: Option<Arc<dyn QueryPlanner + Send + Sync>>,
         memory: Option<usize>,
+        finish: impl FnOnce(SessionStateBuilder) -> datafusion::error::Result<SessionStateBuilder>,
     ) -> Result<(SessionContext, Arc<ScanRecorder>)> {
         let recorder = Arc::new(ScanRecorder::default());
         let mut config = session_config().with_extension(recorder.clone());
@@ -176,15 +192,12 @@ impl Dataset {
             ));
             runtime = Arc::new(own);
         }
-        let mut builder = SessionStateBuilder::new()
+        let builder = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(crate::yields::YieldAfterJoins));
-        if let Some(planner) = query_planner {
-            builder = builder.with_query_planner(planner);
-        }
-        let state = builder.build();
+        let state = finish(builder)?.build();
         let ctx = SessionContext::new_with_state(state);
         for (name, table) in &self.tables {
             if let Some(p) = provider(name, table) {
@@ -193,6 +206,24 @@ impl Dataset {
         }
         Ok((ctx, recorder))
     }
+}
+
+fn fingerprint(catalog: &Catalog, tables: &BTreeMap<String, Arc<ShardedTable>>) -> String {
+    let mut text = toml::to_string(catalog).unwrap_or_default();
+    for (name, table) in tables {
+        for shard in table.shards() {
+            for file in &shard.files {
+                let meta = &file.object_meta;
+                text.push_str(&format!(
+                    "\n{name}\t{}\t{}\t{}",
+                    shard.store.as_str(),
+                    meta.location,
+                    meta.size
+                ));
+            }
+        }
+    }
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
 }
 
 fn session_config() -> SessionConfig {

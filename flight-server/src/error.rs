@@ -17,7 +17,9 @@ pub fn status(e: QueryError) -> Status {
         QueryError::ResourcesExhausted(_) => Status::resource_exhausted(message),
         QueryError::AuditUnavailable | QueryError::ShuttingDown => Status::unavailable(message),
         QueryError::Storage { damaged: true, .. } => Status::data_loss(message),
-        QueryError::Storage { damaged: false, .. } => Status::unavailable(message),
+        QueryError::Storage { damaged: false, .. } | QueryError::Cluster(_) => {
+            Status::unavailable(message)
+        }
         QueryError::Cancelled => Status::cancelled(message),
         QueryError::Execution(_) | QueryError::Internal(_) => Status::internal(message),
     }

@@ -22,6 +22,7 @@ pub fn pg_error(e: QueryError) -> PgWireError {
         QueryError::ShuttingDown => ("57P01", e.message()),
         QueryError::Storage { damaged: true, .. } => ("XX001", e.message()),
         QueryError::Storage { damaged: false, .. } => ("58030", e.message()),
+        QueryError::Cluster(_) => ("58000", e.message()),
         QueryError::Execution(_) | QueryError::Internal(_) => ("XX000", e.message()),
     };
     error(code, message)

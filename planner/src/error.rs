@@ -56,6 +56,10 @@ pub enum PlannerError {
     /// that does not answer: worth a retry).
     #[error("the stored data could not be read: {message}")]
     Storage { message: String, damaged: bool },
+    /// A cluster worker failed, or could not be reached, while running its part of the plan:
+    /// never a partial result, and worth a retry.
+    #[error("{0}")]
+    Cluster(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -77,6 +81,11 @@ impl PlannerError {
             return PlannerError::InvalidQuery(message.to_string());
         }
         if let DataFusionError::External(inner) = e.find_root() {
+            if is_worker_failure(inner.as_ref()) {
+                // The operator's log names the worker and the transport's failure.
+                tracing::warn!(error = %e, "a cluster worker failed");
+                return PlannerError::Cluster(WORKER_FAILED.into());
+            }
             if let Some(d) = inner.downcast_ref::<TierDenied>() {
                 return PlannerError::NotPermitted(d.0.clone());
             }
@@ -114,6 +123,14 @@ impl PlannerError {
             // Kernels and functions quote the value they failed on ("Unable to parse date from
             // …", "Cannot cast …"); it may be a participant's, so only Strata's own messages
             // (which name a `strata_` function and carry no value) pass.
+            // The cluster's own protocol errors (a worker that never got its plan because the
+            // coordinator could not reach another worker, say): no data in them.
+            DataFusionError::Execution(m)
+                if m.starts_with("Worker::") || m.contains("Distributed DataFusion worker") =>
+            {
+                tracing::warn!(error = %e, "a cluster worker failed");
+                PlannerError::Cluster(WORKER_FAILED.into())
+            }
             DataFusionError::Execution(m) if m.starts_with("strata_") => {
                 PlannerError::Execution(clean(&e))
             }
@@ -121,14 +138,32 @@ impl PlannerError {
             // filter that failed on a value.
             DataFusionError::Execution(_)
             | DataFusionError::ArrowError(..)
-            | DataFusionError::ParquetError(_) => PlannerError::Execution(
-                "a function could not be computed for some value (the message is withheld: it \
-                 may quote participant data)"
-                    .into(),
-            ),
+            | DataFusionError::ParquetError(_) => {
+                // At debug level only: the text may quote a participant's value.
+                tracing::debug!(error = %e, "execution error withheld from the client");
+                PlannerError::Execution(
+                    "a function could not be computed for some value (the message is withheld: \
+                     it may quote participant data)"
+                        .into(),
+                )
+            }
             _ => PlannerError::Execution(clean(&e)),
         }
     }
+}
+
+const WORKER_FAILED: &str = "a cluster worker failed or could not be reached while running the \
+     query; nothing was released: try again (the operator's log names the worker)";
+
+/// A cluster worker's gRPC failure: its status, or — when a worker failed reaching another
+/// worker — that status re-sent by the worker as a generic error carrying the status's text
+/// (datafusion-distributed keeps only the message of errors it does not know).
+fn is_worker_failure(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    if inner.downcast_ref::<tonic::Status>().is_some() {
+        return true;
+    }
+    let text = inner.to_string();
+    text.starts_with("code: '") && text.contains("', message: ")
 }
 
 /// A failure to read the dataset's files somewhere in `e`'s chain, as a fixed message for the

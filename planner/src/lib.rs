@@ -8,6 +8,7 @@ pub mod error;
 pub mod participants;
 pub mod postgres;
 pub mod registered;
+pub mod shipped;
 pub mod statements;
 mod subqueries;
 pub mod tier_guard;

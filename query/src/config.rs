@@ -22,6 +22,7 @@ pub struct ServerConfig {
     pub tls: TlsSettings,
     pub limits: crate::limits::LimitSettings,
     pub telemetry: strata_telemetry::TelemetrySettings,
+    pub cluster: strata_cluster::ClusterSettings,
 }
 
 /// The PostgreSQL-wire door (`[pg]`): off unless `listen` (or `--pg-listen`) is set.
@@ -144,6 +145,14 @@ impl ServerConfig {
             .unwrap_or_else(|| dataset.join(".strata-server"))
     }
 
+    /// The secret a cluster's workers require of their coordinator.
+    pub fn cluster_secret_path(&self, dataset: &Path) -> PathBuf {
+        self.cluster
+            .secret_file
+            .clone()
+            .unwrap_or_else(|| self.state_dir(dataset).join("cluster.key"))
+    }
+
     pub fn audit_path(&self, dataset: &Path) -> PathBuf {
         self.audit
             .path
@@ -155,10 +164,21 @@ impl ServerConfig {
 /// The server secret keying the registered tier's date shift: 32 random bytes, made once and
 /// kept (mode 0600) so offsets survive restarts. Losing it re-shifts every date.
 pub fn date_shift_secret(state_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    read_or_make_date_shift_secret(state_dir, true)
+}
+
+/// The date-shift secret, made when missing only if `make` (a cluster worker reads its
+/// coordinator's and never makes one: it would shift dates its own way).
+pub fn read_or_make_date_shift_secret(state_dir: &Path, make: bool) -> anyhow::Result<[u8; 32]> {
     let path = state_dir.join("date-shift.key");
     match std::fs::read_to_string(&path) {
         Ok(text) => parse_secret(text.trim())
             .with_context(|| format!("{} is not a 64-digit hex secret", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !make => Err(anyhow::anyhow!(
+            "no date-shift secret at {}: start the coordinator first (it makes it) and give \
+             the worker the coordinator's state folder (--config)",
+            path.display()
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(state_dir)
                 .with_context(|| format!("cannot create {}", state_dir.display()))?;

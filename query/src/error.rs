@@ -50,6 +50,9 @@ pub enum QueryError {
     /// Failure while executing an accepted plan.
     #[error("{0}")]
     Execution(String),
+    /// A cluster worker failed or could not be reached: never a partial result.
+    #[error("{0}")]
+    Cluster(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -106,6 +109,7 @@ impl From<PlannerError> for QueryError {
             PlannerError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m),
             PlannerError::Storage { message, damaged } => QueryError::Storage { message, damaged },
             PlannerError::Execution(m) => QueryError::Execution(m),
+            PlannerError::Cluster(m) => QueryError::Cluster(m),
             PlannerError::Internal(m) => QueryError::Internal(m),
         }
     }

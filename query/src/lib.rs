@@ -30,7 +30,7 @@ pub use error::QueryError;
 pub use ledger_file::open_ledger;
 pub use listing::Listed;
 pub use prepared::Prepared;
-pub use service::{QueryService, Results};
+pub use service::{QueryService, Results, registered_policy_of};
 pub use strata_passport::{Egress, Principal};
 pub use strata_planner::disclosure::result::Summary;
 /// PostgreSQL clients' SQL dialect and catalog, for the PostgreSQL-wire door.

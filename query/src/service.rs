@@ -19,7 +19,7 @@ use crate::audit::{AuditLog, AuditRecord, now_rfc3339};
 use crate::auth::Authenticator;
 use crate::call::Call;
 use crate::cohorts::NamedCohorts;
-use crate::config::{EgressSettings, ServerConfig, date_shift_secret};
+use crate::config::{EgressSettings, ServerConfig, read_or_make_date_shift_secret};
 use crate::error::QueryError;
 use crate::handles::Handles;
 use crate::ledger_file::open_ledger;
@@ -50,6 +50,10 @@ pub struct QueryService {
     >,
     handles: Handles,
     pub(crate) limits: Limits,
+    /// The workers plans are shipped to, if this server coordinates a cluster.
+    pub(crate) cluster: Option<Arc<strata_cluster::Coordinator>>,
+    /// What the workers check before running a registered-tier fragment.
+    pub(crate) registered_fingerprint: String,
 }
 
 /// The end record of a query whose execution was dropped before it produced a stream.
@@ -84,6 +88,25 @@ pub enum Results {
         arrow::datatypes::SchemaRef,
     ),
     Streaming(Box<QueryStream>),
+}
+
+/// The registered tier's policy for `dataset` under `config` (its state folder's date-shift
+/// secret), as the server builds it at start; a cluster worker builds the same to run the
+/// registered views' fragments.
+///
+/// `make_secret`: the server makes the date-shift secret when it has none; a worker does not.
+pub async fn registered_policy_of(
+    dataset: &Dataset,
+    config: &ServerConfig,
+    make_secret: bool,
+) -> anyhow::Result<Arc<strata_planner::registered::policy::RegisteredPolicy>> {
+    let secret = read_or_make_date_shift_secret(&config.state_dir(dataset.dir()), make_secret)?;
+    let (raw, _) = dataset.session()?;
+    let year = chrono::Datelike::year(&chrono::Utc::now());
+    let policy = registered_policy(&raw, &secret, &config.registered, year)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot prepare the registered tier: {e}"))?;
+    Ok(Arc::new(policy))
 }
 
 /// Runs the registered views' fact queries over the unrestricted session of the dataset.
@@ -125,12 +148,7 @@ impl QueryService {
         auth: Authenticator,
     ) -> anyhow::Result<Self> {
         let tiers = Arc::new(TierMap::from_catalog(dataset.catalog()));
-        let secret = date_shift_secret(&config.state_dir(dataset.dir()))?;
-        let (raw, _) = dataset.session()?;
-        let year = chrono::Datelike::year(&chrono::Utc::now());
-        let policy = registered_policy(&raw, &secret, &config.registered, year)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot prepare the registered tier: {e}"))?;
+        let policy = registered_policy_of(&dataset, config, true).await?;
         tracing::info!(
             left_out = policy.excluded_count(),
             "registered tier: participants aged {}+ left out",
@@ -141,8 +159,20 @@ impl QueryService {
             .iter()
             .map(|(n, t)| (n.clone(), t.clone() as Arc<dyn TableProvider>))
             .collect();
+        let registered_fingerprint = policy.fingerprint();
         let registered_views =
-            registered::build_views(dataset.catalog(), &tiers, &providers, Arc::new(policy))?;
+            registered::build_views(dataset.catalog(), &tiers, &providers, policy)?;
+        let cluster = match config.cluster.workers.is_empty() {
+            true => None,
+            false => {
+                let secret = strata_cluster::ClusterSecret::load_or_create(
+                    &config.cluster_secret_path(dataset.dir()),
+                )?;
+                let coordinator = strata_cluster::Coordinator::new(&config.cluster, secret)?;
+                tracing::info!(workers = ?coordinator.workers(), "coordinating a cluster");
+                Some(Arc::new(coordinator))
+            }
+        };
         let audit = Arc::new(AuditLog::open(&config.audit_path(dataset.dir()))?);
         tracing::info!(audit_log = %audit.path().display(), "audit log");
         Ok(QueryService {
@@ -166,6 +196,8 @@ impl QueryService {
             dataset,
             handles: Handles::default(),
             limits: Limits::new(config.limits.clone()),
+            cluster,
+            registered_fingerprint,
         })
     }
 

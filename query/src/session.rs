@@ -152,8 +152,21 @@ impl QueryService {
         };
         let (ctx, recorder) = self.dataset.session_with(
             |name, table| self.visible_table(principal, name, table),
-            Some(planner),
             self.limits.settings().query_memory_bytes(),
+            |builder| match &self.cluster {
+                None => Ok(builder.with_query_planner(planner)),
+                Some(cluster) => {
+                    let options = strata_cluster::QueryOptions::new(
+                        protection,
+                        registered.then(|| self.registered_fingerprint.clone()),
+                    )
+                    .with_memory(self.limits.settings().query_memory_bytes())
+                    .with_origin(self.dataset.fingerprint());
+                    cluster
+                        .coordinate(builder, planner, options)
+                        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+                }
+            },
         )?;
         strata_planner::cohort::function::CohortFunction::register(&ctx);
         let guard = Arc::new(

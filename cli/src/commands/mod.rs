@@ -7,3 +7,4 @@ pub mod import;
 /// `strata keys` and `strata token` share the dev issuer's key files.
 pub mod keys;
 pub mod serve;
+pub mod worker;

@@ -139,7 +139,7 @@ fn authenticator(args: &ServerArgs) -> anyhow::Result<Authenticator> {
 }
 
 /// Ctrl-C or SIGTERM (what service managers send): stop accepting, finish in-flight calls.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

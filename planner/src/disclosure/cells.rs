@@ -287,6 +287,10 @@ fn value_and_codes(args: ScalarFunctionArgs) -> DfResult<(ArrayRef, Vec<u8>)> {
 
 /// `strata_protect(value, code)`: an aggregates-only principal's cell as every later use sees
 /// it: NULL unless releasable, counts rounded up.
+pub const PROTECT: &str = "strata_protect";
+pub const PROTECT_ROUNDED: &str = "strata_protect_rounded";
+pub const MASK: &str = "strata_mask";
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Protect {
     /// Round this cell (it is a count).
@@ -303,7 +307,12 @@ pub fn protect_udf(protection: Protection, is_count: bool) -> Arc<ScalarUDF> {
 
 impl ScalarUDFImpl for Protect {
     fn name(&self) -> &str {
-        "strata_protect"
+        // The two forms differ by name: a plan shipped to a cluster worker names its functions,
+        // and the worker must find the form the coordinator planned.
+        match self.rounding {
+            Some(_) => PROTECT_ROUNDED,
+            None => PROTECT,
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -367,7 +376,7 @@ pub fn mask_udf(counter: Arc<SuppressionCounter>) -> Arc<ScalarUDF> {
 
 impl ScalarUDFImpl for Mask {
     fn name(&self) -> &str {
-        "strata_mask"
+        MASK
     }
 
     fn signature(&self) -> &Signature {

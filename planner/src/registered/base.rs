@@ -143,6 +143,26 @@ pub struct KeepExec {
 }
 
 impl KeepExec {
+    /// Its input, predicate and kept columns, for a codec that ships it to a cluster worker.
+    pub fn parts(&self) -> (&Arc<dyn ExecutionPlan>, &Arc<dyn PhysicalExpr>, &[usize]) {
+        (&self.input, &self.predicate, &self.columns)
+    }
+
+    /// The node again from [`KeepExec::parts`], as a worker decodes it.
+    pub fn from_parts(
+        input: Arc<dyn ExecutionPlan>,
+        predicate: Arc<dyn PhysicalExpr>,
+        columns: Vec<usize>,
+    ) -> DfResult<Self> {
+        if let Some(c) = columns
+            .iter()
+            .find(|&&c| c >= input.schema().fields().len())
+        {
+            return datafusion::common::plan_err!("RegisteredRowsExec: no input column {c}");
+        }
+        Ok(KeepExec::new(input, predicate, columns))
+    }
+
     fn new(
         input: Arc<dyn ExecutionPlan>,
         predicate: Arc<dyn PhysicalExpr>,

@@ -6,6 +6,7 @@
 //! accepts the real table's scan only underneath a view (see [`RegisteredBase`]).
 
 mod base;
+pub use base::KeepExec;
 pub mod policy;
 pub mod shift_bounds;
 pub mod udfs;

@@ -271,6 +271,31 @@ impl RegisteredPolicy {
         policy
     }
 
+    /// What a cluster worker compares with the coordinator's before it runs a registered-tier
+    /// plan fragment: a worker whose policy differs (another dataset, another secret) would
+    /// shift and generalize differently. Keyed by the secret, so it reveals nothing of it.
+    pub fn fingerprint(&self) -> String {
+        let mut h = SipHasher24::new_with_keys(self.key.0 ^ 0x5354_5241_5441, self.key.1);
+        let mut sorted = |mut v: Vec<(i64, i64)>| {
+            v.sort_unstable();
+            h.write_usize(v.len());
+            v.iter().for_each(|(a, b)| {
+                h.write_i64(*a);
+                h.write_i64(*b);
+            });
+        };
+        sorted(self.excluded.iter().map(|p| (*p, 0)).collect());
+        sorted(self.rare_races.iter().map(|r| (*r, 0)).collect());
+        sorted(self.multi_race.iter().map(|(p, a)| (*p, *a)).collect());
+        sorted(
+            self.rare_source
+                .iter()
+                .map(|(a, p)| (*p, *a as i64))
+                .collect(),
+        );
+        format!("{:016x}", h.finish())
+    }
+
     fn with_secret(secret: &[u8; 32]) -> Self {
         let k0 = u64::from_le_bytes(secret[0..8].try_into().expect("8 bytes"));
         let k1 = u64::from_le_bytes(secret[8..16].try_into().expect("8 bytes"));

@@ -69,7 +69,7 @@ async fn aggregates_only_counts_are_protected_where_computed() {
         r#"
 Projection: person.gender_concept_id, strata_mask(n, __strata_code_3) AS n, strata_cell_set(__strata_lineage_2) AS __strata_cell_set_0
   Projection: person.gender_concept_id, count(Int64(1)) AS count(*) AS n, __strata_lineage_2, __strata_code_3
-    Projection: person.gender_concept_id, strata_protect(count(Int64(1)), __strata_code_3) AS count(Int64(1)), __strata_lineage_2, __strata_code_3
+    Projection: person.gender_concept_id, strata_protect_rounded(count(Int64(1)), __strata_code_3) AS count(Int64(1)), __strata_lineage_2, __strata_code_3
       Projection: person.gender_concept_id, count(Int64(1)), __strata_lineage_2, strata_cell_check(__strata_lineage_2) AS __strata_code_3
         Aggregate: groupBy=[[person.gender_concept_id]], aggr=[[count(Int64(1)), strata_participants(__strata_lineage_1) AS __strata_lineage_2]]
           Projection: person.gender_concept_id, CAST(person.person_id AS Int64) AS __strata_lineage_1
