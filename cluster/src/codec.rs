@@ -59,16 +59,27 @@ impl PhysicalExtensionCodec for StrataCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
-        let Some(keep) = node.downcast_ref::<KeepExec>() else {
-            return internal_err!("{} is not shipped to workers", node.name());
-        };
-        let (_, predicate, columns) = keep.parts();
-        let proto = KeepProto {
-            predicate: Some(proto_converter.physical_expr_to_proto(predicate, self)?),
-            columns: columns.iter().map(|&c| c as u64).collect(),
-        };
-        proto
-            .encode(buf)
-            .map_err(|e| proto_error(format!("RegisteredRowsExec: {e}")))
+        encode(node, buf, proto_converter, self)
     }
+}
+
+/// `node`'s bytes, its expressions' functions encoded by `functions` (the shipping check passes
+/// itself, so that a function in a predicate is checked like any other).
+pub(crate) fn encode(
+    node: Arc<dyn ExecutionPlan>,
+    buf: &mut Vec<u8>,
+    proto_converter: &dyn PhysicalProtoConverterExtension,
+    functions: &dyn PhysicalExtensionCodec,
+) -> Result<()> {
+    let Some(keep) = node.downcast_ref::<KeepExec>() else {
+        return internal_err!("{} is not shipped to workers", node.name());
+    };
+    let (_, predicate, columns) = keep.parts();
+    let proto = KeepProto {
+        predicate: Some(proto_converter.physical_expr_to_proto(predicate, functions)?),
+        columns: columns.iter().map(|&c| c as u64).collect(),
+    };
+    proto
+        .encode(buf)
+        .map_err(|e| proto_error(format!("RegisteredRowsExec: {e}")))
 }

@@ -41,11 +41,15 @@ impl std::fmt::Debug for Coordinator {
 
 impl Coordinator {
     pub fn new(settings: &ClusterSettings, secret: ClusterSecret) -> Result<Self, ClusterError> {
-        let workers = settings
-            .workers
-            .iter()
-            .map(|w| worker_url(w))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut workers: Vec<Url> = Vec::new();
+        for address in &settings.workers {
+            // The same worker twice (in the config and on the command line) would take two
+            // tasks of each stage.
+            let url = worker_url(address)?;
+            if !workers.contains(&url) {
+                workers.push(url);
+            }
+        }
         Ok(Coordinator {
             workers,
             channels: AuthChannels::new(

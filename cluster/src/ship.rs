@@ -19,8 +19,6 @@ use datafusion_proto::bytes::physical_plan_to_bytes_with_extension_codec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use strata_planner::shipped::Functions;
 
-use crate::codec::StrataCodec;
-
 const RECOMPUTE: ReplaceChildrenOptions =
     ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
 
@@ -177,7 +175,7 @@ impl PhysicalExtensionCodec for CheckCodec {
         if DISTRIBUTED_NODES.contains(&node.name()) {
             return Ok(());
         }
-        StrataCodec.try_encode(node, buf, proto_converter)
+        crate::codec::encode(node, buf, proto_converter, self)
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, _buf: &mut Vec<u8>) -> Result<()> {

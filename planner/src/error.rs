@@ -153,7 +153,7 @@ impl PlannerError {
 }
 
 const WORKER_FAILED: &str = "a cluster worker failed or could not be reached while running the \
-     query; nothing was released: try again (the operator's log names the worker)";
+     query, which ended with this error (no complete result was produced): try again";
 
 /// A cluster worker's gRPC failure: its status, or — when a worker failed reaching another
 /// worker — that status re-sent by the worker as a generic error carrying the status's text

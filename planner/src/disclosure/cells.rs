@@ -285,12 +285,12 @@ fn value_and_codes(args: ScalarFunctionArgs) -> DfResult<(ArrayRef, Vec<u8>)> {
     Ok((arrow::compute::nullif(&arrays[0], &withhold)?, codes))
 }
 
-/// `strata_protect(value, code)`: an aggregates-only principal's cell as every later use sees
-/// it: NULL unless releasable, counts rounded up.
 pub const PROTECT: &str = "strata_protect";
 pub const PROTECT_ROUNDED: &str = "strata_protect_rounded";
 pub const MASK: &str = "strata_mask";
 
+/// `strata_protect(value, code)`: an aggregates-only principal's cell as every later use sees
+/// it: NULL unless releasable, counts rounded up.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Protect {
     /// Round this cell (it is a count).
