@@ -111,6 +111,15 @@ def worker_config(root: Path, name: str) -> Path:
     return config
 
 
+def start_workers(dataset: Path, root: Path, state: str, key: Path, log: str) -> list[Worker]:
+    """Two workers over `dataset` with the state folder `root/<state>-state` (its date-shift
+    secret): with one, every stage has one task and nothing is shipped."""
+    config = worker_config(root, state)
+    return [
+        Worker(dataset, free_port(), config, key, root / f"{log}-{i}.log").start() for i in range(2)
+    ]
+
+
 def cluster_config(workers: list[Worker], key: Path) -> str:
     addresses = ", ".join(f'"{w.address}"' for w in workers)
     # One byte per partition: every scan with files is spread over the workers.
@@ -129,11 +138,7 @@ def cluster(gen_dataset, start_passport_server, tmp_path_factory):
     for name in ("cluster-ref", "cluster-coord"):
         write_state(root, name, date_key)
     key = secret_file(root / "cluster.key", secrets.token_hex(32))
-    config = worker_config(root, "cluster-coord")
-    workers = [
-        Worker(gen_dataset, free_port(), config, key, root / f"worker-{i}.log").start()
-        for i in range(2)
-    ]
+    workers = start_workers(gen_dataset, root, "cluster-coord", key, "worker")
     ref = start_passport_server(gen_dataset, "cluster-ref", root=root)
     coord = start_passport_server(
         gen_dataset, "cluster-coord", config=cluster_config(workers, key), root=root, env=DEBUG
@@ -347,14 +352,7 @@ def test_worker_with_another_registered_tier_refuses_its_fragments(
 ):
     root = cluster["root"]
     write_state(root, "cluster-odd", secrets.token_hex(32))
-    # Two workers: with one, every stage has one task and nothing is shipped.
-    odd = [
-        Worker(
-            gen_dataset, free_port(), worker_config(root, "cluster-odd"), cluster["key"],
-            root / f"odd-{i}.log",
-        ).start()
-        for i in range(2)
-    ]
+    odd = start_workers(gen_dataset, root, "cluster-odd", cluster["key"], "odd")
     try:
         write_state(root, "cluster-oddcoord", (root / "cluster-coord-state" / "date-shift.key").read_text())
         coord = start_passport_server(
@@ -404,13 +402,7 @@ def test_workers_of_another_dataset_refuse_its_fragments(
     root = cluster["root"]
     date_key = (root / "cluster-coord-state" / "date-shift.key").read_text()
     write_state(root, "cluster-other", date_key)
-    other = [
-        Worker(
-            gibleed_dataset, free_port(), worker_config(root, "cluster-other"), cluster["key"],
-            root / f"other-{i}.log",
-        ).start()
-        for i in range(2)
-    ]
+    other = start_workers(gibleed_dataset, root, "cluster-other", cluster["key"], "other")
     try:
         write_state(root, "cluster-othercoord", date_key)
         coord = start_passport_server(

@@ -4,7 +4,6 @@
 //! and a worker refuses a call without it before decoding anything.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,30 +54,12 @@ impl ClusterSecret {
 
     /// The coordinator's secret: the one in `path`, or a new one written there.
     pub fn load_or_create(path: &Path) -> Result<Self, ClusterError> {
-        if path.exists() {
-            return Self::load(path);
+        if !path.exists() {
+            strata_engine::fsutil::write_new_secret(path).map_err(|e| ClusterError::Secret {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         }
-        let fail = |e: std::io::Error| ClusterError::Secret {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| fail(std::io::Error::other(e.to_string())))?;
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let tmp = path.with_extension("tmp");
-        {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp).map_err(fail)?;
-            file.write_all(hex.as_bytes()).map_err(fail)?;
-            file.sync_all().map_err(fail)?;
-        }
-        std::fs::rename(&tmp, path).map_err(fail)?;
         Self::load(path)
     }
 

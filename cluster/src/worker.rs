@@ -139,14 +139,15 @@ struct Sessions {
 impl WorkerSessionBuilder for Sessions {
     async fn build_session_state(&self, ctx: WorkerQueryContext) -> Result<SessionState> {
         let mut builder = ctx.builder;
-        let memory = SessionConfig::new()
+        let options = SessionConfig::new()
             .with_distributed_option_extension_from_headers::<QueryOptions>(&ctx.headers)?
             .options()
             .extensions
             .get::<QueryOptions>()
-            .map_or(0, |o| o.memory_bytes as usize);
-        if memory > 0 {
-            limit_memory(&mut builder, memory);
+            .cloned()
+            .unwrap_or_default();
+        if options.memory_bytes > 0 {
+            limit_memory(&mut builder, options.memory_bytes as usize);
         }
         let stores = self.stores.clone();
         let mut state = builder
@@ -156,15 +157,7 @@ impl WorkerSessionBuilder for Sessions {
             })
             .with_distributed_user_codec(StrataCodec)
             .with_distributed_channel_resolver(self.channels.clone())
-            .with_distributed_option_extension_from_headers::<QueryOptions>(&ctx.headers)?
             .build();
-        let options = state
-            .config()
-            .options()
-            .extensions
-            .get::<QueryOptions>()
-            .cloned()
-            .unwrap_or_default();
         // Configuration errors: their text reaches the client (execution errors' may quote
         // data and are withheld).
         if options.build != BUILD {

@@ -14,6 +14,35 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A new secret at `path`: 32 random bytes kept as 64 hex digits, readable by the owner only
+/// (0600), written beside it first and renamed into place so no reader sees half of it. The
+/// servers keep their keys this way (the date-shift secret, the cluster secret).
+pub fn write_new_secret(path: &Path) -> Result<[u8; 32]> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e| EngineError::io(path, e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut secret = [0u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut secret))
+        .map_err(io)?;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(hex.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(secret)
+}
+
 /// A folder next to `target` that becomes `target` on `commit` and vanishes if dropped first,
 /// so an interrupted or failed write never leaves a half-written dataset behind.
 pub struct StagingDir {

@@ -162,13 +162,9 @@ impl ServerConfig {
 }
 
 /// The server secret keying the registered tier's date shift: 32 random bytes, made once and
-/// kept (mode 0600) so offsets survive restarts. Losing it re-shifts every date.
-pub fn date_shift_secret(state_dir: &Path) -> anyhow::Result<[u8; 32]> {
-    read_or_make_date_shift_secret(state_dir, true)
-}
-
-/// The date-shift secret, made when missing only if `make` (a cluster worker reads its
-/// coordinator's and never makes one: it would shift dates its own way).
+/// kept (mode 0600) so offsets survive restarts; losing it re-shifts every date. Made when
+/// missing only if `make` (a cluster worker reads its coordinator's and never makes one: it
+/// would shift dates its own way).
 pub fn read_or_make_date_shift_secret(state_dir: &Path, make: bool) -> anyhow::Result<[u8; 32]> {
     let path = state_dir.join("date-shift.key");
     match std::fs::read_to_string(&path) {
@@ -180,16 +176,7 @@ pub fn read_or_make_date_shift_secret(state_dir: &Path, make: bool) -> anyhow::R
             path.display()
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(state_dir)
-                .with_context(|| format!("cannot create {}", state_dir.display()))?;
-            let mut secret = [0u8; 32];
-            getrandom_fill(&mut secret)?;
-            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-            let tmp = state_dir.join("date-shift.key.tmp");
-            write_private(&tmp, hex.as_bytes())?;
-            std::fs::rename(&tmp, &path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            Ok(secret)
+            Ok(strata_engine::fsutil::write_new_secret(&path)?)
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -204,26 +191,4 @@ fn parse_secret(hex: &str) -> Option<[u8; 32]> {
         *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
-}
-
-fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .context("cannot read /dev/urandom")
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
 }
