@@ -268,6 +268,8 @@ class StrataServer:
         self.token = token
         self.host = "127.0.0.1"
         self.port: int | None = None
+        # Set: every start listens on this port (a server others were configured to reach).
+        self.fixed_port: int | None = None
         self.proc: subprocess.Popen | None = None
         self._log_dir = Path(log_dir) if log_dir else None
         self._own_log_dir: tempfile.TemporaryDirectory | None = None
@@ -304,7 +306,7 @@ class StrataServer:
         last_err = None
         for _attempt in range(3):  # a free port can be taken between probing and binding
             self._start_count += 1
-            self.port = free_port()
+            self.port = self.fixed_port or free_port()
             self.pg_port = free_port() if self.pg else None
             self.stderr_path = self._log_dir / f"serve-{self.port}-{self._start_count}.stderr"
             self.stdout_path = self._log_dir / f"serve-{self.port}-{self._start_count}.stdout"
@@ -962,3 +964,62 @@ def wait_for(pred, timeout: float = 10.0, interval: float = 0.1, what: str = "co
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------------------
+# Protected answers compared whole: rows and the strata.* suppression report
+# --------------------------------------------------------------------------------------------------
+
+
+def outcome(caller: Caller, sql: str):
+    """The table (with its strata.* schema metadata), or the refusal's text."""
+    try:
+        table = caller.table(sql)
+    except Exception as e:  # noqa: BLE001 - the refusal is the outcome compared
+        return ("refused", status_text(e)[:300])
+    meta = {
+        k.decode(): v.decode()
+        for k, v in (table.schema.metadata or {}).items()
+        if k.decode().startswith("strata.")
+    }
+    return ("table", table, meta)
+
+
+def assert_same_outcome(a, b, what: str) -> None:
+    assert a[0] == b[0], f"{what}: reference {a[0]} ({a[1] if a[0] == 'refused' else ''}), compared {b[0]} ({b[1] if b[0] == 'refused' else ''})"
+    if a[0] == "refused":
+        assert a[1] == b[1], f"{what}: refusals differ"
+        return
+    assert_tables_equal(a[1], b[1], sort_by=True, float_tol=1e-9)
+    assert a[2] == b[2], f"{what}: suppression reports differ: {a[2]} vs {b[2]}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Certificates (openssl): a CA and certificates it signed, for TLS tests
+# --------------------------------------------------------------------------------------------------
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
+
+
+def certificate_authority(folder: Path, name: str) -> tuple[Path, Path]:
+    key, cert = folder / f"{name}-ca.key", folder / f"{name}-ca.pem"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", key, "-out", cert, "-days", "1", "-subj", f"/CN={name} CA")  # fmt: skip
+    return cert, key
+
+
+def signed(folder: Path, name: str, ca: tuple[Path, Path], server: bool) -> tuple[Path, Path]:
+    key, csr, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.pem"
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", f"/CN={name}")  # fmt: skip
+    ext = folder / f"{name}.ext"
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+        if server
+        else "extendedKeyUsage=clientAuth\n"
+    )
+    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+            "-out", cert, "-days", "1", "-extfile", ext)  # fmt: skip
+    return cert, key

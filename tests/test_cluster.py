@@ -27,7 +27,15 @@ from pathlib import Path
 import grpc
 import pytest
 
-from helpers import Caller, assert_tables_equal, free_port, status_text, strata_bin
+from helpers import (
+    Caller,
+    assert_same_outcome,
+    assert_tables_equal,
+    free_port,
+    outcome,
+    status_text,
+    strata_bin,
+)
 from research_queries import GENERATED
 
 CIRCE = Path(__file__).resolve().parent / "cohorts" / "circe"
@@ -147,29 +155,6 @@ def cluster(gen_dataset, start_passport_server, tmp_path_factory):
     for w in workers:
         w.stop()
     assert not any(w.panicked() for w in workers), "a worker panicked"
-
-
-def outcome(caller: Caller, sql: str):
-    """The table (with its strata.* schema metadata), or the refusal's text."""
-    try:
-        table = caller.table(sql)
-    except Exception as e:  # noqa: BLE001 - the refusal is the outcome compared
-        return ("refused", status_text(e)[:300])
-    meta = {
-        k.decode(): v.decode()
-        for k, v in (table.schema.metadata or {}).items()
-        if k.decode().startswith("strata.")
-    }
-    return ("table", table, meta)
-
-
-def assert_same_outcome(a, b, what: str) -> None:
-    assert a[0] == b[0], f"{what}: single node {a[0]} ({a[1] if a[0] == 'refused' else ''}), cluster {b[0]} ({b[1] if b[0] == 'refused' else ''})"
-    if a[0] == "refused":
-        assert a[1] == b[1], f"{what}: refusals differ"
-        return
-    assert_tables_equal(a[1], b[1], sort_by=True, float_tol=1e-9)
-    assert a[2] == b[2], f"{what}: suppression reports differ: {a[2]} vs {b[2]}"
 
 
 def cohort_sql(name: str) -> str:

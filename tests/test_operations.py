@@ -6,7 +6,6 @@ import contextlib
 import json
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from helpers import Caller, mint, passport_server, status_text
+from helpers import Caller, certificate_authority, mint, passport_server, signed, status_text
 
 BIG = "SELECT * FROM measurement"  # tens of megabytes: streams for as long as its reader reads
 SLOW = (
@@ -30,32 +29,6 @@ def audit(srv) -> list[dict]:
 # ------------------------------------------------------------------------------------------------
 # Mutual TLS
 # ------------------------------------------------------------------------------------------------
-
-
-def openssl(*args):
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
-
-
-def certificate_authority(folder: Path, name: str) -> tuple[Path, Path]:
-    key, cert = folder / f"{name}-ca.key", folder / f"{name}-ca.pem"
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", key, "-out", cert, "-days", "1", "-subj", f"/CN={name} CA")  # fmt: skip
-    return cert, key
-
-
-def signed(folder: Path, name: str, ca: tuple[Path, Path], server: bool) -> tuple[Path, Path]:
-    key, csr, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.pem"
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", f"/CN={name}")  # fmt: skip
-    ext = folder / f"{name}.ext"
-    ext.write_text(
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-        if server
-        else "extendedKeyUsage=clientAuth\n"
-    )
-    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-            "-out", cert, "-days", "1", "-extfile", ext)  # fmt: skip
-    return cert, key
 
 
 @pytest.fixture(scope="module")

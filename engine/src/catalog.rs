@@ -75,6 +75,26 @@ pub struct StoreConfig {
     /// object_store's default (180 s) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_timeout_secs: Option<u64>,
+    /// A remote Flight SQL source (`grpc://`, `grpc+tls://`): the environment variable holding
+    /// the token Strata presents to it (never the token itself in the catalog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// A remote Flight SQL source over TLS: PEM file of the CA that signed its certificate
+    /// (relative to the dataset folder); the WebPKI roots when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// A remote Flight SQL source: how long connecting may take (default 10 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_secs: Option<u64>,
+}
+
+impl StoreConfig {
+    /// A remote Flight SQL server rather than an object store: its tables are queried, not read.
+    pub fn is_flight_sql(&self) -> bool {
+        ["grpc://", "grpc+tcp://", "grpc+tls://"]
+            .iter()
+            .any(|scheme| self.url.starts_with(scheme))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,8 +237,21 @@ impl Catalog {
                     )));
                 }
             }
+            if self
+                .stores
+                .get(&table.store)
+                .is_some_and(|s| s.is_flight_sql())
+            {
+                self.validate_remote(name, table)?;
+            }
             for location in table.shard_locations.values() {
                 let store = location.split_once(':').map(|(s, _)| s).unwrap_or("");
+                if self.stores.get(store).is_some_and(|s| s.is_flight_sql()) {
+                    return Err(EngineError::Catalog(format!(
+                        "table '{name}' has a shard on store '{store}', a remote Flight SQL \
+                         source: only whole tables can live there"
+                    )));
+                }
                 if store != LOCAL_STORE && !self.stores.contains_key(store) {
                     return Err(EngineError::Catalog(format!(
                         "table '{name}' has a shard on store '{store}' which is not in [stores] \
@@ -226,6 +259,26 @@ impl Catalog {
                     )));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A table on a remote Flight SQL source is one table there. With participants it must be
+    /// controlled: the registered tier's views (shifted dates, generalized demographics, the
+    /// participants it leaves out) are decided from the program's own tables, which cannot
+    /// speak for a remote's rows.
+    fn validate_remote(&self, name: &str, table: &TableEntry) -> Result<()> {
+        let bad = |why: &str| Err(EngineError::Catalog(format!("table '{name}': {why}")));
+        if table.partitioning != Partitioning::Single || !table.shard_locations.is_empty() {
+            return bad(
+                "a table on a remote Flight SQL source has partitioning { kind = \"single\" } \
+                 and no shard_locations",
+            );
+        }
+        if table.person_key.is_some() && table.tier != Tier::Controlled {
+            return bad(
+                "a remote table with participants (person_key) must be tier \"controlled\"",
+            );
         }
         Ok(())
     }
@@ -271,6 +324,50 @@ mod tests {
         c.tables.get_mut("person").unwrap().store = "nowhere".into();
         let err = Catalog::parse(&c.to_toml()).unwrap_err().to_string();
         assert!(err.contains("nowhere") && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn a_remote_table_is_whole_and_controlled_when_it_has_participants() {
+        let mut c = sample();
+        c.stores.insert(
+            "partner".into(),
+            StoreConfig {
+                url: "grpc://127.0.0.1:50051".into(),
+                ..Default::default()
+            },
+        );
+        assert!(c.stores["partner"].is_flight_sql());
+        let person = c.tables.get_mut("person").unwrap();
+        person.store = "partner".into();
+        let err = Catalog::parse(&c.to_toml()).unwrap_err().to_string();
+        assert!(err.contains("kind = \"single\""), "{err}");
+        let person = c.tables.get_mut("person").unwrap();
+        person.partitioning = Partitioning::Single;
+        let err = Catalog::parse(&c.to_toml()).unwrap_err().to_string();
+        assert!(err.contains("must be tier \"controlled\""), "{err}");
+        c.tables.get_mut("person").unwrap().tier = Tier::Controlled;
+        Catalog::parse(&c.to_toml()).unwrap();
+        // Without participants, any tier.
+        let person = c.tables.get_mut("person").unwrap();
+        person.tier = Tier::Public;
+        person.person_key = None;
+        Catalog::parse(&c.to_toml()).unwrap();
+        // A shard of a local table cannot live on a remote source.
+        let mut c = sample();
+        c.stores.insert(
+            "partner".into(),
+            StoreConfig {
+                url: "grpc+tls://partner.example:443".into(),
+                ..Default::default()
+            },
+        );
+        c.tables
+            .get_mut("person")
+            .unwrap()
+            .shard_locations
+            .insert("1".into(), "partner:person".into());
+        let err = Catalog::parse(&c.to_toml()).unwrap_err().to_string();
+        assert!(err.contains("only whole tables"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! An opened dataset: its catalog, the object stores its shards live on (remote ones behind the
-//! cache tiers), one `ShardedTable` per table, and fresh query sessions over them.
+//! cache tiers), one `ShardedTable` per table of files and one `RemoteTable` per table of a
+//! remote Flight SQL source, and fresh query sessions over them.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -29,6 +30,7 @@ use crate::catalog::{Catalog, LOCAL_STORE, Partitioning, StoreConfig, TableEntry
 use crate::error::{EngineError, Result};
 use crate::layout::{contig_dir, shard_dir};
 use crate::table::{ScanRecorder, Shard, ShardedTable};
+use strata_federation::{FlightSqlSource, RemoteTable, SourceConfig};
 
 pub const CATALOG_NAME: &str = "strata";
 pub const SCHEMA_NAME: &str = "public";
@@ -42,6 +44,7 @@ pub struct Dataset {
     dir: PathBuf,
     catalog: Catalog,
     tables: BTreeMap<String, Arc<ShardedTable>>,
+    remote: BTreeMap<String, Arc<RemoteTable>>,
     runtime: Arc<RuntimeEnv>,
     cache: Arc<CacheTiers>,
     fingerprint: String,
@@ -63,8 +66,13 @@ impl Dataset {
             .map_err(|e| EngineError::InvalidInput(format!("cache folder: {e}")))?;
         let runtime = RuntimeEnvBuilder::new().build_arc()?;
         let mut stores = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         stores.insert(LOCAL_STORE.to_string(), local_store(&dir)?);
         for (name, config) in &catalog.stores {
+            if config.is_flight_sql() {
+                sources.insert(name.clone(), Arc::new(remote_source(name, config, &dir)?));
+                continue;
+            }
             let resolved = resolve_store(name, config, &dir, &cache)?;
             stores.insert(name.clone(), resolved);
         }
@@ -74,7 +82,25 @@ impl Dataset {
         let state = SessionContext::new_with_config_rt(session_config(), runtime.clone()).state();
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let mut tables = BTreeMap::new();
+        let mut remote = BTreeMap::new();
         for (name, entry) in &catalog.tables {
+            if let Some(source) = sources.get(&entry.store) {
+                let remote_name = entry.path.as_deref().unwrap_or(name);
+                let table = RemoteTable::open(source.clone(), remote_name)
+                    .await
+                    .map_err(|e| EngineError::InvalidInput(format!("table {name}: {e}")))?;
+                if let Some(key) = &entry.person_key
+                    && table.schema().column_with_name(key).is_none()
+                {
+                    return Err(EngineError::InvalidInput(format!(
+                        "table {name}: the remote table {remote_name} has no column {key} \
+                         (its person_key)"
+                    )));
+                }
+                info!(table = %name, source = %entry.store, "remote table");
+                remote.insert(name.clone(), Arc::new(table));
+                continue;
+            }
             let shards = list_shards(name, entry, &stores).await?;
             let Some(first) = shards
                 .iter()
@@ -113,13 +139,14 @@ impl Dataset {
             let table = ShardedTable::new(name.clone(), schema, entry.clone(), shards);
             tables.insert(name.clone(), Arc::new(table));
         }
-        info!(dataset = %dir.display(), tables = tables.len(), "dataset opened");
-        let fingerprint = fingerprint(&catalog, &tables);
+        info!(dataset = %dir.display(), tables = tables.len() + remote.len(), "dataset opened");
+        let fingerprint = fingerprint(&catalog, &tables, &remote);
         Ok(Dataset {
             fingerprint,
             dir,
             catalog,
             tables,
+            remote,
             runtime,
             cache,
         })
@@ -146,8 +173,27 @@ impl Dataset {
         &self.runtime
     }
 
+    /// The tables of files (the dataset's own, on its stores).
     pub fn tables(&self) -> &BTreeMap<String, Arc<ShardedTable>> {
         &self.tables
+    }
+
+    /// The tables of remote Flight SQL sources.
+    pub fn remote_tables(&self) -> &BTreeMap<String, Arc<RemoteTable>> {
+        &self.remote
+    }
+
+    /// Every table a query may name, by name: files and remote sources alike.
+    pub fn providers(&self) -> BTreeMap<String, Arc<dyn TableProvider>> {
+        let files = self
+            .tables
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone() as Arc<dyn TableProvider>));
+        let remote = self
+            .remote
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone() as Arc<dyn TableProvider>));
+        files.chain(remote).collect()
     }
 
     pub fn cache_snapshot(&self) -> CacheSnapshot {
@@ -156,7 +202,7 @@ impl Dataset {
 
     /// A new query session with every table registered and a fresh scan recorder.
     pub fn session(&self) -> Result<(SessionContext, Arc<ScanRecorder>)> {
-        self.session_with(|_, t| Some(t.clone() as Arc<dyn TableProvider>), None, Ok)
+        self.session_with(|_, t| Some(t), None, Ok)
     }
 
     /// A new query session holding only the tables `visible` admits: a table a principal may
@@ -168,7 +214,7 @@ impl Dataset {
     /// the principal's policy, a cluster's distribution).
     pub fn session_with(
         &self,
-        provider: impl Fn(&str, &Arc<ShardedTable>) -> Option<Arc<dyn TableProvider>>,
+        provider: impl Fn(&str, Arc<dyn TableProvider>) -> Option<Arc<dyn TableProvider>>,
         memory: Option<usize>,
         finish: impl FnOnce(SessionStateBuilder) -> datafusion::error::Result<SessionStateBuilder>,
     ) -> Result<(SessionContext, Arc<ScanRecorder>)> {
@@ -199,8 +245,8 @@ impl Dataset {
             .with_physical_optimizer_rule(Arc::new(crate::yields::YieldAfterJoins));
         let state = finish(builder)?.build();
         let ctx = SessionContext::new_with_state(state);
-        for (name, table) in &self.tables {
-            if let Some(p) = provider(name, table) {
+        for (name, table) in self.providers() {
+            if let Some(p) = provider(&name, table) {
                 ctx.register_table(name.as_str(), p)?;
             }
         }
@@ -208,8 +254,19 @@ impl Dataset {
     }
 }
 
-fn fingerprint(catalog: &Catalog, tables: &BTreeMap<String, Arc<ShardedTable>>) -> String {
+fn fingerprint(
+    catalog: &Catalog,
+    tables: &BTreeMap<String, Arc<ShardedTable>>,
+    remote: &BTreeMap<String, Arc<RemoteTable>>,
+) -> String {
     let mut text = toml::to_string(catalog).unwrap_or_default();
+    for (name, table) in remote {
+        text.push_str(&format!(
+            "\n{name}\t{}\t{}",
+            table.source().url(),
+            table.schema()
+        ));
+    }
     for (name, table) in tables {
         for shard in table.shards() {
             for file in &shard.files {
@@ -308,6 +365,28 @@ fn resolve_store(
             "unsupported scheme '{other}' (use file:// or s3://)"
         ))),
     }
+}
+
+/// A remote Flight SQL source: its token read from the environment now, so a missing one stops
+/// the server at start rather than failing every query.
+fn remote_source(name: &str, config: &StoreConfig, dataset: &Path) -> Result<FlightSqlSource> {
+    let bad = |why: String| EngineError::Catalog(format!("store '{name}': {why}"));
+    let token = match &config.token_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            bad(format!(
+                "token_env names {var}, which is not set in the server's environment"
+            ))
+        })?),
+        None => None,
+    };
+    FlightSqlSource::new(SourceConfig {
+        name: name.to_string(),
+        url: config.url.clone(),
+        token,
+        ca_file: config.ca_file.as_ref().map(|f| dataset.join(f)),
+        connect_timeout: std::time::Duration::from_secs(config.connect_timeout_secs.unwrap_or(10)),
+    })
+    .map_err(|e| EngineError::Catalog(e.to_string()))
 }
 
 /// Stores are registered under `strata-<name>://` so two stores on one bucket stay apart.

@@ -179,7 +179,10 @@ fn storage_failure(e: &DataFusionError) -> Option<(String, bool)> {
     use datafusion::parquet::errors::ParquetError;
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(error) = current {
-        let found = if let Some(DataFusionError::ObjectStore(o)) = error.downcast_ref() {
+        let found = if let Some(f) = error.downcast_ref::<strata_federation::FederationError>() {
+            // Names the source and the kind of failure only (its own text is in the log).
+            Some((f.to_string(), false))
+        } else if let Some(DataFusionError::ObjectStore(o)) = error.downcast_ref() {
             Some(store_failure(o))
         } else if let Some(o) = error.downcast_ref::<object_store::Error>() {
             Some(store_failure(o))

@@ -2,7 +2,10 @@
 //! columns out) — and those tables' primary keys. A table above the caller's tier is not listed,
 //! the same as a table that does not exist.
 
+use std::sync::Arc;
+
 use arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
 use strata_passport::Principal;
 
 use crate::call::Call;
@@ -23,9 +26,9 @@ impl QueryService {
     pub async fn list_tables(&self, call: &Call) -> Result<Vec<Listed>, QueryError> {
         let listed = call.principal().map(|who| {
             self.dataset
-                .tables()
-                .keys()
-                .filter_map(|name| self.listed(who, name))
+                .providers()
+                .into_iter()
+                .filter_map(|(name, table)| self.listed(who, &name, table))
                 .collect()
         });
         self.answer(call, "get_tables", listed).await
@@ -38,12 +41,14 @@ impl QueryService {
         action: &str,
         table: &str,
     ) -> Result<Option<Listed>, QueryError> {
-        let found = call.principal().map(|who| self.listed(who, table));
+        let found = call.principal().map(|who| {
+            let provider = self.dataset.providers().remove(table)?;
+            self.listed(who, table, provider)
+        });
         self.answer(call, action, found).await
     }
 
-    fn listed(&self, who: &Principal, name: &str) -> Option<Listed> {
-        let table = self.dataset.tables().get(name)?;
+    fn listed(&self, who: &Principal, name: &str, table: Arc<dyn TableProvider>) -> Option<Listed> {
         let schema = self.visible_table(who, name, table)?.schema();
         Some(Listed {
             primary_key: strata_engine::tables::primary_key(name, &schema),

@@ -154,11 +154,7 @@ impl QueryService {
             "registered tier: participants aged {}+ left out",
             config.registered.max_age
         );
-        let providers: BTreeMap<String, Arc<dyn TableProvider>> = dataset
-            .tables()
-            .iter()
-            .map(|(n, t)| (n.clone(), t.clone() as Arc<dyn TableProvider>))
-            .collect();
+        let providers = dataset.providers();
         let registered_fingerprint = policy.fingerprint();
         let registered_views =
             registered::build_views(dataset.catalog(), &tiers, &providers, policy)?;

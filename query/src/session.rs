@@ -9,7 +9,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::prelude::SessionContext;
 use strata_engine::Tier;
-use strata_engine::table::{ScanRecorder, ShardedTable};
+use strata_engine::table::ScanRecorder;
 use strata_passport::Principal;
 use strata_planner::PlannerError;
 use strata_planner::disclosure::{DisclosurePlanner, DisclosureReport, Level, Protection};
@@ -121,7 +121,7 @@ impl QueryService {
         &self,
         principal: &Principal,
         name: &str,
-        table: &Arc<ShardedTable>,
+        table: Arc<dyn TableProvider>,
     ) -> Option<Arc<dyn TableProvider>> {
         if !self
             .tiers
@@ -135,7 +135,7 @@ impl QueryService {
         {
             return Some(view.clone());
         }
-        Some(table.clone() as Arc<dyn TableProvider>)
+        Some(table)
     }
 
     fn base_session(&self, principal: &Principal) -> Result<Session, QueryError> {

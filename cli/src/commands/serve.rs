@@ -50,7 +50,7 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
-    info!(listen = %local, pg_listen = ?pg_local, dataset = %dataset.dir().display(), tables = dataset.tables().len(), "serving");
+    info!(listen = %local, pg_listen = ?pg_local, dataset = %dataset.dir().display(), tables = dataset.providers().len(), "serving");
     if let Some(banner) = banner {
         let pg_addr = pg_local.map_or_else(|| "-".to_owned(), |a| a.to_string());
         println!(
