@@ -78,6 +78,17 @@ def passport(bin_dir: Path, work: Path, sub: str = "bench", egress: str = "rows"
     return ["--jwks", keys / "jwks.json", "--config", config], token
 
 
+def dataset_for(bin_dir: Path, persons: int, shards: int, seed: int, dataset: Path | None = None) -> Path:
+    """`dataset`, or bench/data/p<persons>, generated the first time it is asked for."""
+    dataset = dataset or ROOT / "bench" / "data" / f"p{persons}"
+    if not (dataset / "catalog.toml").exists():
+        start = time.time()
+        subprocess.run([bin_dir / "strata", "generate", "--out", dataset, "--persons", str(persons),
+                        "--shards", str(shards), "--seed", str(seed)], check=True)
+        print(f"generated {dataset} in {time.time() - start:.1f} s", file=sys.stderr)
+    return dataset
+
+
 def start_strata(bin_dir: Path, dataset: Path, log: Path, *extra) -> tuple[subprocess.Popen, int]:
     """`strata serve` on a free loopback port, once it accepts connections."""
     port = free_port()
@@ -310,12 +321,7 @@ def main():
     # Every run starts from an empty release ledger: the fresh principals of earlier runs would
     # otherwise be reloaded at each server start and counted in its peak RSS.
     shutil.rmtree(ROOT / "bench" / "data" / "state", ignore_errors=True)
-    dataset = args.dataset or ROOT / "bench" / "data" / f"p{args.persons}"
-    if not (dataset / "catalog.toml").exists():
-        start = time.time()
-        subprocess.run([bin_dir / "strata", "generate", "--out", dataset, "--persons", str(args.persons),
-                        "--shards", str(args.shards), "--seed", str(args.seed)], check=True)
-        print(f"generated {dataset} in {time.time() - start:.1f} s", file=sys.stderr)
+    dataset = dataset_for(bin_dir, args.persons, args.shards, args.seed, args.dataset)
     size = sum(f.stat().st_size for f in dataset.rglob("*.parquet"))
 
     results_dir = ROOT / "bench" / "results"

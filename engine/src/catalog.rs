@@ -86,6 +86,9 @@ pub struct StoreConfig {
     /// A remote Flight SQL source: how long connecting may take (default 10 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_secs: Option<u64>,
+    /// A remote Flight SQL source: how long it may take to plan a statement (default 60 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_secs: Option<u64>,
 }
 
 impl StoreConfig {

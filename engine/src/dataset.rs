@@ -88,7 +88,10 @@ impl Dataset {
                 let remote_name = entry.path.as_deref().unwrap_or(name);
                 let table = RemoteTable::open(source.clone(), remote_name)
                     .await
-                    .map_err(|e| EngineError::InvalidInput(format!("table {name}: {e}")))?;
+                    .map_err(|error| EngineError::Remote {
+                        table: name.clone(),
+                        error,
+                    })?;
                 if let Some(key) = &entry.person_key
                     && table.schema().column_with_name(key).is_none()
                 {
@@ -385,6 +388,7 @@ fn remote_source(name: &str, config: &StoreConfig, dataset: &Path) -> Result<Fli
         token,
         ca_file: config.ca_file.as_ref().map(|f| dataset.join(f)),
         connect_timeout: std::time::Duration::from_secs(config.connect_timeout_secs.unwrap_or(10)),
+        request_timeout: std::time::Duration::from_secs(config.request_timeout_secs.unwrap_or(60)),
     })
     .map_err(|e| EngineError::Catalog(e.to_string()))
 }

@@ -19,6 +19,12 @@ pub enum EngineError {
     Parquet(String),
     #[error("{0}")]
     DataFusion(String),
+    /// A table of a remote Flight SQL source that could not be opened.
+    #[error("table {table}: {error}")]
+    Remote {
+        table: String,
+        error: strata_federation::FederationError,
+    },
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

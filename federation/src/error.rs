@@ -47,12 +47,9 @@ impl FederationError {
     pub(crate) fn from_status(store: &str, status: &tonic::Status, for_operator: bool) -> Self {
         use tonic::Code;
         let store = store.to_string();
-        tracing::warn!(
-            source = %store,
-            code = ?status.code(),
-            message = %status.message(),
-            "a remote source call failed"
-        );
+        tracing::warn!(source = %store, code = ?status.code(), "a remote source call failed");
+        // At debug level only: the remote's text may quote its rows.
+        tracing::debug!(source = %store, message = %status.message(), "the remote's message");
         match status.code() {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                 FederationError::Unreachable { store }
@@ -79,7 +76,8 @@ impl FederationError {
         match error {
             F::Tonic(status) => Self::from_status(store, &status, for_operator),
             other => {
-                tracing::warn!(source = %store, error = %other, "a remote source sent what it should not");
+                tracing::warn!(source = %store, "a remote source sent what it should not");
+                tracing::debug!(source = %store, error = %other, "the remote's answer");
                 FederationError::Protocol {
                     store: store.to_string(),
                     what: match other {

@@ -64,7 +64,7 @@ fn supported(e: &Expr, schema: &Schema, negated: bool) -> bool {
             let Some(column) = column_type(expr, schema) else {
                 return false;
             };
-            ordered(column) && comparable(column, low, false) && comparable(column, high, false)
+            comparable(column, low, false) && comparable(column, high, false)
         }
         _ => false,
     }
@@ -87,7 +87,13 @@ fn text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
-/// A non-null literal of the column's own type; strings under equality only.
+/// Days from 1970-01-01 of 0001-01-01 and 9999-12-31: dates every engine writes and reads as
+/// `YYYY-MM-DD`.
+const DATES: std::ops::RangeInclusive<i32> = -719_162..=2_932_896;
+
+/// A non-null literal of the column's own type; strings under equality only, and only those that
+/// mean the same with or without backslash escapes (engines differ there) and hold no control
+/// characters.
 fn comparable(column: &DataType, value: &Expr, equality: bool) -> bool {
     let Expr::Literal(v, _) = value else {
         return false;
@@ -96,9 +102,12 @@ fn comparable(column: &DataType, value: &Expr, equality: bool) -> bool {
         return false;
     }
     match v {
-        ScalarValue::Utf8(_) | ScalarValue::LargeUtf8(_) | ScalarValue::Utf8View(_) => {
-            text(column) && equality
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => {
+            text(column) && equality && !s.chars().any(|c| c == '\\' || c.is_control())
         }
+        ScalarValue::Date32(Some(days)) => DATES.contains(days),
         _ => ordered(column),
     }
 }
@@ -209,6 +218,21 @@ mod tests {
         assert!(!pushable(&col("missing").eq(lit(1i64)), &s));
         assert!(!pushable(
             &col("person_id").eq(lit(ScalarValue::Int64(None))),
+            &s
+        ));
+        // Strings that read differently where backslash escapes, dates outside 1..9999.
+        assert!(!pushable(&col("name").eq(lit("C:\\temp")), &s));
+        assert!(!pushable(&col("name").eq(lit("a\nb")), &s));
+        assert!(pushable(
+            &col("day").eq(lit(ScalarValue::Date32(Some(0)))),
+            &s
+        ));
+        assert!(!pushable(
+            &col("day").eq(lit(ScalarValue::Date32(Some(i32::MAX)))),
+            &s
+        ));
+        assert!(!pushable(
+            &col("day").gt(lit(ScalarValue::Date32(Some(-800_000)))),
             &s
         ));
     }

@@ -18,7 +18,7 @@ use crate::error::{FederationError, Result};
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// How a remote source is reached, from its `[stores.NAME]` entry.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SourceConfig {
     /// The store's name in the catalog: every message about the source uses it.
     pub name: String,
@@ -29,6 +29,20 @@ pub struct SourceConfig {
     /// PEM file of the CA that signed the remote's certificate; the WebPKI roots when absent.
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// How long the remote may take to plan a statement (a scan's stream then runs as long as
+    /// the query may).
+    pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// A connected (lazily: the channel reconnects by itself after the remote restarts) source.
@@ -116,14 +130,31 @@ impl FlightSqlSource {
         &self.config.url
     }
 
-    fn client(&self) -> Result<FlightSqlServiceClient<Channel>> {
+    fn client(&self) -> FlightSqlServiceClient<Channel> {
         let inner = FlightServiceClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let mut client = FlightSqlServiceClient::new_from_inner(inner);
         if let Some(token) = &self.config.token {
             client.set_token(token.clone());
         }
-        Ok(client)
+        client
+    }
+
+    /// GetFlightInfo for `sql`, within the request timeout.
+    async fn plan(&self, sql: String, for_operator: bool) -> Result<arrow_flight::FlightInfo> {
+        let mut client = self.client();
+        let call = client.execute(sql, None);
+        match tokio::time::timeout(self.config.request_timeout, call).await {
+            Ok(answer) => {
+                answer.map_err(|e| FederationError::from_flight(self.name(), e, for_operator))
+            }
+            Err(_) => {
+                tracing::warn!(source = %self.name(), "a remote source did not plan in time");
+                Err(FederationError::Unreachable {
+                    store: self.name().to_string(),
+                })
+            }
+        }
     }
 
     /// The columns of `SELECT * FROM table` as the remote declares them, without its metadata
@@ -134,11 +165,7 @@ impl FlightSqlSource {
             "SELECT * FROM {} LIMIT 0",
             crate::pushdown::table_name(table)
         );
-        let info = self
-            .client()?
-            .execute(sql, None)
-            .await
-            .map_err(|e| FederationError::from_flight(self.name(), e, true))?;
+        let info = self.plan(sql, true).await?;
         let schema = info
             .try_decode_schema()
             .map_err(|e| self.protocol(format!("a schema that does not decode: {e}")))?;
@@ -159,50 +186,43 @@ impl FlightSqlSource {
 
     /// Runs `sql` on the remote and streams every endpoint of its result in order. Each
     /// batch must have `expected`'s column types; it is relabelled with `expected`.
-    pub async fn run(&self, sql: String, expected: SchemaRef) -> Result<RemoteBatches> {
-        let mut client = self.client()?;
-        let info = client
-            .execute(sql, None)
-            .await
-            .map_err(|e| FederationError::from_flight(self.name(), e, false))?;
-        for endpoint in &info.endpoint {
+    pub async fn run(self: Arc<Self>, sql: String, expected: SchemaRef) -> Result<RemoteBatches> {
+        let info = self.plan(sql, false).await?;
+        let mut tickets = Vec::with_capacity(info.endpoint.len());
+        for endpoint in info.endpoint {
             if let Some(location) = endpoint.location.first()
                 && !self.is_here(&location.uri)
             {
                 // The credential goes to the source it was given for, nowhere else.
-                return Err(self.protocol(format!(
-                    "an endpoint at another location ({}), which is not followed",
-                    location.uri
-                )));
+                tracing::warn!(source = %self.name(), location = %location.uri, "an endpoint elsewhere");
+                return Err(self.protocol("an endpoint at another location, which is not followed"));
             }
+            // An endpoint that cannot be fetched would leave its rows out of the answer.
+            tickets.push(
+                endpoint
+                    .ticket
+                    .ok_or_else(|| self.protocol("an endpoint without a ticket"))?,
+            );
         }
-        let name = self.name().to_string();
-        let tickets: Vec<_> = info.endpoint.into_iter().filter_map(|e| e.ticket).collect();
+        let source = self.clone();
         let batches = futures::stream::iter(tickets)
             .then(move |ticket| {
-                let mut client = client_clone(&client);
-                let name = name.clone();
+                let source = source.clone();
                 async move {
-                    client
+                    let name = source.name().to_string();
+                    let stream = source
+                        .client()
                         .do_get(ticket)
                         .await
-                        .map_err(|e| FederationError::from_flight(&name, e, false))
-                }
-            })
-            .map_ok({
-                let name = self.name().to_string();
-                move |stream| {
-                    let name = name.clone();
-                    stream.map_err(move |e| FederationError::from_flight(&name, e, false))
+                        .map_err(|e| FederationError::from_flight(&name, e, false))?;
+                    Ok::<_, FederationError>(
+                        stream.map_err(move |e| FederationError::from_flight(&name, e, false)),
+                    )
                 }
             })
             .try_flatten();
-        let name = self.name().to_string();
         Ok(Box::pin(batches.map(move |batch| {
-            relabel(batch?, &expected).map_err(|what| FederationError::Protocol {
-                store: name.clone(),
-                what,
-            })
+            relabel(batch?, &expected).map_err(|what| self.protocol(what))
         })))
     }
 
@@ -217,20 +237,12 @@ impl FlightSqlSource {
         })
     }
 
-    fn protocol(&self, what: String) -> FederationError {
+    fn protocol(&self, what: impl Into<String>) -> FederationError {
         FederationError::Protocol {
             store: self.name().to_string(),
-            what,
+            what: what.into(),
         }
     }
-}
-
-fn client_clone(client: &FlightSqlServiceClient<Channel>) -> FlightSqlServiceClient<Channel> {
-    let mut copy = FlightSqlServiceClient::new_from_inner(client.inner().clone());
-    if let Some(token) = client.token() {
-        copy.set_token(token.clone());
-    }
-    copy
 }
 
 /// The batch with `expected`'s field names and nullability, if its column types are the same.

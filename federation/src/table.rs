@@ -72,9 +72,12 @@ impl TableProvider for RemoteTable {
         // Inexact even when pushed: DataFusion filters the arriving rows again (see `pushdown`).
         Ok(filters
             .iter()
-            .map(|f| match pushdown::pushable(f, &self.schema) {
-                true => TableProviderFilterPushDown::Inexact,
-                false => TableProviderFilterPushDown::Unsupported,
+            .map(|f| {
+                if pushdown::pushable(f, &self.schema) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
             })
             .collect())
     }
@@ -90,10 +93,11 @@ impl TableProvider for RemoteTable {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => self.schema.clone(),
         };
-        // No columns (COUNT(*)): the rows still have to come, so one column does.
-        let fetched = match output.fields().is_empty() && !self.schema.fields().is_empty() {
-            true => Arc::new(self.schema.project(&[0])?),
-            false => output.clone(),
+        // No columns (COUNT(*)): the rows still have to come, so the narrowest column does.
+        let fetched = if output.fields().is_empty() && !self.schema.fields().is_empty() {
+            Arc::new(self.schema.project(&[narrowest(&self.schema)])?)
+        } else {
+            output.clone()
         };
         let columns: Vec<&str> = fetched.fields().iter().map(|f| f.name().as_str()).collect();
         let pushed: Vec<&Expr> = filters
@@ -212,6 +216,17 @@ impl ExecutionPlan for RemoteScanExec {
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(output, shaped)))
     }
+}
+
+/// The column with the fewest bytes per row (fixed-width first, the first of equals).
+fn narrowest(schema: &Schema) -> usize {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, f)| (f.data_type().primitive_width().unwrap_or(usize::MAX), *i))
+        .map(|(i, _)| i)
+        .unwrap_or(0)
 }
 
 /// The fetched batch as the scan's output: the same, or only its row count (no columns asked).

@@ -72,8 +72,8 @@ impl PlannerError {
     pub fn from_datafusion(e: DataFusionError) -> Self {
         // Before the Arrow redaction below: the Parquet reader's errors travel as Arrow's
         // external errors, and they describe files, not values.
-        if let Some((message, damaged)) = storage_failure(&e) {
-            return PlannerError::Storage { message, damaged };
+        if let Some(failure) = storage_failure(&e) {
+            return failure;
         }
         if let DataFusionError::ArrowError(a, _) = e.find_root()
             && let Some(message) = redacted_arrow_error(a)
@@ -174,14 +174,24 @@ fn is_worker_failure(inner: &(dyn std::error::Error + Send + Sync + 'static)) ->
 /// A Parquet error that wraps an Arrow error (a pushed-down filter that failed on a value:
 /// "Cannot cast string '…'") is not a storage failure, and its text stays withheld below; nor is
 /// a bare io error (spilling to the local disk).
-fn storage_failure(e: &DataFusionError) -> Option<(String, bool)> {
+///
+/// A remote Flight SQL source's failure is told by its kind: one that did not answer is worth a
+/// retry like a store that did not; a refusal or another error is not.
+fn storage_failure(e: &DataFusionError) -> Option<PlannerError> {
     use datafusion::arrow::error::ArrowError;
     use datafusion::parquet::errors::ParquetError;
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(error) = current {
         let found = if let Some(f) = error.downcast_ref::<strata_federation::FederationError>() {
             // Names the source and the kind of failure only (its own text is in the log).
-            Some((f.to_string(), false))
+            tracing::warn!(error = %f, "a remote source failed");
+            return Some(match f {
+                strata_federation::FederationError::Unreachable { .. } => PlannerError::Storage {
+                    message: f.to_string(),
+                    damaged: false,
+                },
+                _ => PlannerError::Execution(f.to_string()),
+            });
         } else if let Some(DataFusionError::ObjectStore(o)) = error.downcast_ref() {
             Some(store_failure(o))
         } else if let Some(o) = error.downcast_ref::<object_store::Error>() {
@@ -210,9 +220,9 @@ fn storage_failure(e: &DataFusionError) -> Option<(String, bool)> {
         } else {
             None
         };
-        if let Some(failure) = found {
+        if let Some((message, damaged)) = found {
             tracing::error!(error = %e, "the stored data could not be read");
-            return Some(failure);
+            return Some(PlannerError::Storage { message, damaged });
         }
         current = match error.downcast_ref::<DataFusionError>() {
             // DataFusion's own chain (contexts, shared errors) before `source`, which skips
@@ -304,6 +314,45 @@ mod tests {
             PlannerError::Storage { message, damaged } => Some((message, damaged)),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_remote_source_that_did_not_answer_is_worth_a_retry_and_a_refusal_is_not() {
+        use strata_federation::FederationError;
+        let wrapped = |f: FederationError| {
+            DataFusionError::Context(
+                "RemoteScanExec".into(),
+                Box::new(DataFusionError::External(Box::new(f))),
+            )
+        };
+        let gone = wrapped(FederationError::Unreachable {
+            store: "partner".into(),
+        });
+        assert_eq!(
+            storage(gone),
+            Some(("remote source 'partner' did not answer".to_string(), false))
+        );
+        let refused = wrapped(FederationError::Refused {
+            store: "partner".into(),
+            code: "Unauthenticated".into(),
+            message: None,
+        });
+        match PlannerError::from_datafusion(refused) {
+            PlannerError::Execution(m) => {
+                assert!(m.contains("refused") && m.contains("partner"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Never taken for a cluster worker's failure.
+        let failed = wrapped(FederationError::Failed {
+            store: "partner".into(),
+            code: "Internal".into(),
+            message: None,
+        });
+        assert!(!matches!(
+            PlannerError::from_datafusion(failed),
+            PlannerError::Cluster(_)
+        ));
     }
 
     #[test]
