@@ -221,6 +221,24 @@ def test_cluster_answers_equal_single_node(cluster, mint_token, tier, egress):
     assert all(w.fragments() > 0 for w in cluster["workers"])
 
 
+def test_a_point_lookup_stays_on_the_coordinator(cluster, mint_token):
+    """A selective scan reads a few pages whatever its files' size: spread over workers it
+    would cost round trips and save nothing, so it runs on one node (the answer is the same)."""
+    controlled = Caller(cluster["coord"], mint_token, "cluster-lookup")
+    reference = Caller(cluster["ref"], mint_token, "cluster-lookup")
+    before = sum(w.fragments() for w in cluster["workers"])
+    for sql in [
+        "SELECT * FROM person WHERE person_id = 42",
+        "SELECT person_id, COUNT(*) AS n FROM condition_occurrence WHERE person_id IN (7, 8, 9) "
+        "GROUP BY person_id",
+    ]:
+        assert_same_outcome(outcome(reference, sql), outcome(controlled, sql), sql)
+    assert sum(w.fragments() for w in cluster["workers"]) == before, "a point lookup was shipped"
+    # The same table scanned whole is still shipped (every scan is spread in this cluster).
+    controlled.rows("SELECT gender_concept_id, COUNT(*) AS n FROM person GROUP BY gender_concept_id")
+    assert sum(w.fragments() for w in cluster["workers"]) > before
+
+
 def call_worker(worker: Worker, token: str | None):
     """GetWorkerInfo (an empty request) on the worker, as any gRPC client could send it."""
     channel = grpc.insecure_channel(worker.address)

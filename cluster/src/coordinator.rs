@@ -22,7 +22,9 @@ use crate::codec::StrataCodec;
 use crate::error::ClusterError;
 use crate::options::QueryOptions;
 use crate::settings::ClusterSettings;
-use crate::ship::{WorkerFunctions, keep_top_on_coordinator, refusal, unshippable_shape};
+use crate::ship::{
+    WorkerFunctions, keep_top_on_coordinator, refusal, selective_scan_tasks, unshippable_shape,
+};
 
 pub struct Coordinator {
     workers: Vec<Url>,
@@ -83,6 +85,7 @@ impl Coordinator {
             .with_distributed_user_codec(StrataCodec)
             .with_distributed_option_extension(options)
             .with_distributed_file_scan_config_bytes_per_partition(self.scan_bytes_per_partition)?
+            .with_distributed_desired_task_count_handler(selective_scan_tasks)
             .with_distributed_planner();
         // datafusion-distributed turns DataFusion's physical scalar subqueries off for the whole
         // session; its fallback rewrite answers a subquery of several rows instead of failing.

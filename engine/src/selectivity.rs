@@ -35,6 +35,10 @@ pub fn selective(
     let on_key = |e: &Expr| column(e) == Some(key);
     let mut range = Range::default();
     for conjunct in filters.iter().flat_map(split_conjunction) {
+        // DataFusion writes a short IN list as equalities joined by OR.
+        if points(conjunct, &on_key).is_some_and(|n| n <= MAX_IN_LIST) {
+            return true;
+        }
         match conjunct {
             Expr::InList(list)
                 if on_key(&list.expr) && !list.negated && list.list.len() <= MAX_IN_LIST =>
@@ -76,6 +80,26 @@ pub fn selective(
     // No bounds: the whole span, never selective.
     column_span(key, schema, statistics)
         .is_some_and(|(min, max)| range.fraction_of(min, max) <= SELECTIVE_FRACTION)
+}
+
+/// How many values `e` picks on the key if it is `key = v` or such equalities joined by OR.
+fn points(e: &Expr, on_key: &impl Fn(&Expr) -> bool) -> Option<usize> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => Some(points(left, on_key)? + points(right, on_key)?),
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => {
+            let literal = |x: &Expr| matches!(x, Expr::Literal(v, _) if !v.is_null());
+            ((on_key(left) && literal(right)) || (on_key(right) && literal(left))).then_some(1)
+        }
+        _ => None,
+    }
 }
 
 /// Bounds on the sort key that every conjunct imposes (None: unbounded on that side).
@@ -232,6 +256,21 @@ mod tests {
     #[test]
     fn points_are_selective() {
         assert!(is_selective(vec![col("person_id").eq(lit(4242i64))]));
+        // A short IN list as DataFusion rewrites it.
+        assert!(is_selective(vec![
+            col("person_id")
+                .eq(lit(7i64))
+                .or(col("person_id").eq(lit(8i64)))
+                .or(lit(9i64).eq(col("person_id")))
+        ]));
+        assert!(!selective_on(
+            "person_id",
+            vec![
+                col("person_id")
+                    .eq(lit(7i64))
+                    .or(col("day").eq(lit(ScalarValue::Date32(Some(9)))))
+            ]
+        ));
         assert!(is_selective(vec![lit(4242i64).eq(col("person_id"))]));
         assert!(selective_on(
             "person_id",
