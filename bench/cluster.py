@@ -92,6 +92,7 @@ def configuration(bin_dir, dataset, work, n_workers, cores, runs, token, extra):
                                   db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {token}"})
         cur = conn.cursor()
         before = {addr: cpu_seconds(p.pid) for p, addr, _ in workers}
+        coordinator_before = cpu_seconds(server.pid)
         out = {"queries": {}}
         for q in QUERIES:
             def run(sql=q["sql"]):
@@ -108,6 +109,8 @@ def configuration(bin_dir, dataset, work, n_workers, cores, runs, token, extra):
                 "fragments_per_worker": [(b - a) // (runs + 2) for a, b in zip(fragments, after)],
             }
         out["worker_cpu_s"] = [cpu_seconds(p.pid) - before[addr] for p, addr, _ in workers]
+        out["coordinator_cpu_s"] = cpu_seconds(server.pid) - coordinator_before
+        out["executions"] = runs + 2
         out["worker_peak_rss_mb"] = [bench.peak_rss_mb(p.pid) for p, _, _ in workers]
         out["coordinator_peak_rss_mb"] = bench.peak_rss_mb(server.pid)
         cur.close()
@@ -223,6 +226,9 @@ def main():
             "geomean_speedup": statistics.geometric_mean(speedups),
             "mb_per_s_per_worker": (total_bytes / 1e6) / (total_ms / 1000) / max(n, 1),
             "worker_cpu_s": results[n]["worker_cpu_s"],
+            # CPU of every process per run of the workload: what spreading a plan costs in all.
+            "cpu_s_per_workload": (results[n]["coordinator_cpu_s"] + sum(results[n]["worker_cpu_s"]))
+            / results[n]["executions"],
             "worker_peak_rss_mb": results[n]["worker_peak_rss_mb"],
             "coordinator_peak_rss_mb": results[n]["coordinator_peak_rss_mb"],
             "shipped_queries": sum(
@@ -232,7 +238,8 @@ def main():
         s = summary[n]
         print(f"{n} workers: workload {total_ms:.0f} ms, geomean speedup {s['geomean_speedup']:.2f}, "
               f"{s['mb_per_s_per_worker']:.0f} MB/s per {'worker' if n else 'node'}, "
-              f"queries shipped {s['shipped_queries']}/{len(QUERIES)}, worker CPU s "
+              f"queries shipped {s['shipped_queries']}/{len(QUERIES)}, CPU s per workload "
+              f"{s['cpu_s_per_workload']:.2f}, worker CPU s "
               f"{[round(c, 1) for c in s['worker_cpu_s']]}, peak RSS MB coordinator "
               f"{s['coordinator_peak_rss_mb']:.0f} workers {[round(r or 0) for r in s['worker_peak_rss_mb']]}")
 
