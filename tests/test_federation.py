@@ -166,6 +166,13 @@ def test_safe_filters_and_only_the_needed_columns_reach_the_remote(fed, mint_tok
     )
     got = controlled.table(sql)
     assert_tables_equal(duck_query(gen_duck, twin(sql)), got, sort_by=True)
+    # The query log lists the remote table as a table the query read.
+    deadline = time.monotonic() + 5
+    while not (logged := [r for r in local.query_records() if r.get("statement") == sql]):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert logged and "remote_measurement" in logged[-1]["tables"].split(","), logged
     sent = [s for s in remote_statements(remote, "fed-service", since) if "measurement" in s]
     assert sent, "the remote ran nothing for the query"
     statement = sent[-1]

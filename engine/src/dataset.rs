@@ -192,10 +192,13 @@ impl Dataset {
             .tables
             .iter()
             .map(|(n, t)| (n.clone(), t.clone() as Arc<dyn TableProvider>));
-        let remote = self
-            .remote
-            .iter()
-            .map(|(n, t)| (n.clone(), t.clone() as Arc<dyn TableProvider>));
+        let remote = self.remote.iter().map(|(n, t)| {
+            let recorded = crate::remote::RecordedRemote {
+                name: n.clone(),
+                table: t.clone(),
+            };
+            (n.clone(), Arc::new(recorded) as Arc<dyn TableProvider>)
+        });
         files.chain(remote).collect()
     }
 

@@ -14,6 +14,7 @@ pub use error::{EngineError, Result};
 pub mod cache;
 pub mod dataset;
 pub mod pruning;
+mod remote;
 pub mod selectivity;
 pub mod table;
 pub mod yields;

@@ -242,7 +242,13 @@ pub struct ScanRecord {
 }
 
 impl ScanRecorder {
-    fn record(&self, table: &str, shards_scanned: usize, shards_total: usize, files: usize) {
+    pub(crate) fn record(
+        &self,
+        table: &str,
+        shards_scanned: usize,
+        shards_total: usize,
+        files: usize,
+    ) {
         self.scans.lock().expect("recorder lock").push(ScanRecord {
             table: table.to_string(),
             shards_scanned,
