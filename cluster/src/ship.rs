@@ -77,25 +77,50 @@ pub(crate) fn unshippable_shape(plan: &Arc<dyn ExecutionPlan>) -> Option<String>
     }
 }
 
-/// One task for a scan Strata found selective (a point lookup, a few participants, a narrow
-/// range on the sorted key: `ShardedTable::scan` turns late materialization on for those only).
-/// datafusion-distributed sizes a scan's tasks by its files' bytes, but such a scan reads a few
-/// pages of them: spread over workers it would cost round trips (about 90 ms for a point lookup
-/// at 1M persons, against 5 ms on one node) and save nothing. A stage with a bigger scan still
-/// gets its tasks (the largest wish wins).
+/// One task for a point lookup: a scan Strata found selective (`ShardedTable::scan` turns late
+/// materialization on for those only) whose filter picks values (`key = v`, an IN list, or such
+/// equalities joined by OR). datafusion-distributed sizes a scan's tasks by its files' bytes, but
+/// such a scan reads a few pages of them: spread over workers it would cost round trips (about
+/// 90 ms for a point lookup at 1M persons, against 5 ms on one node) and save nothing. A selective
+/// range (up to a fifth of the key's span) keeps the bytes-based count: at scale it is still a
+/// lot of rows. A stage with a bigger scan still gets its tasks (the largest wish wins).
 pub(crate) fn selective_scan_tasks(
     ev: datafusion_distributed::DesiredTaskCountEvent<'_>,
 ) -> Option<Result<datafusion_distributed::DesiredTaskCountEventResponse>> {
-    use datafusion::datasource::physical_plan::{FileScanConfig, ParquetSource};
+    use datafusion::datasource::physical_plan::{FileScanConfig, FileSource, ParquetSource};
     use datafusion::datasource::source::DataSourceExec;
+    use datafusion::physical_expr::utils::split_conjunction;
     let scan: &DataSourceExec = ev.plan.downcast_ref()?;
     let files: &FileScanConfig = scan.data_source().downcast_ref()?;
     let parquet: &ParquetSource = files.file_source().downcast_ref()?;
-    parquet
-        .table_parquet_options()
-        .global
-        .pushdown_filters
-        .then(|| Ok(datafusion_distributed::DesiredTaskCountEventResponse::desired(1)))
+    let lookup = parquet.table_parquet_options().global.pushdown_filters
+        && parquet
+            .filter()
+            .is_some_and(|p| split_conjunction(&p).into_iter().any(picks_values));
+    lookup.then(|| Ok(datafusion_distributed::DesiredTaskCountEventResponse::desired(1)))
+}
+
+/// `column = literal`, `column IN (literals)`, or such equalities joined by OR.
+fn picks_values(e: &Arc<dyn datafusion::physical_expr::PhysicalExpr>) -> bool {
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{BinaryExpr, Column, InListExpr, Literal};
+    let column =
+        |e: &Arc<dyn datafusion::physical_expr::PhysicalExpr>| e.downcast_ref::<Column>().is_some();
+    let literal = |e: &Arc<dyn datafusion::physical_expr::PhysicalExpr>| {
+        e.downcast_ref::<Literal>()
+            .is_some_and(|l| !l.value().is_null())
+    };
+    if let Some(b) = e.downcast_ref::<BinaryExpr>() {
+        return match b.op() {
+            Operator::Or => picks_values(b.left()) && picks_values(b.right()),
+            Operator::Eq => {
+                (column(b.left()) && literal(b.right())) || (literal(b.left()) && column(b.right()))
+            }
+            _ => false,
+        };
+    }
+    e.downcast_ref::<InListExpr>()
+        .is_some_and(|l| !l.negated() && column(l.expr()) && l.list().iter().all(literal))
 }
 
 /// Why `plan` (distributed) must not be shipped, if it must not.
