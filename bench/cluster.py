@@ -25,7 +25,6 @@ import secrets
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -77,17 +76,12 @@ def configuration(bin_dir, dataset, work, n_workers, cores, runs, token, extra):
         addresses = ", ".join(f'"{addr}"' for _, addr, _ in workers)
         text += f'\n[cluster]\nworkers = [{addresses}]\nsecret_file = "{key}"\n'
     serve_config.write_text(text)
-    port = bench.free_port()
     log = work / f"coordinator-{n_workers}.log"
     args = [a if a != config else serve_config for a in extra]
-    with open(log, "w") as err:
-        server = subprocess.Popen(
-            pinned(cores, bin_dir / "strata", "serve", "--dataset", dataset, "--listen", f"127.0.0.1:{port}",
-                   "--log-format", "json", *args),
-            stdout=subprocess.DEVNULL, stderr=err,
-        )  # fmt: skip
+    server = None
     try:
-        wait_for(port, server, log)
+        server, port = bench.start_strata(bin_dir, dataset, log, "--log-format", "json", *args,
+                                          prefix=tuple(pinned(cores)), ready_secs=300)
         conn = flight_sql.connect(f"grpc://127.0.0.1:{port}",
                                   db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {token}"})
         cur = conn.cursor()
@@ -116,27 +110,13 @@ def configuration(bin_dir, dataset, work, n_workers, cores, runs, token, extra):
         cur.close()
         conn.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
         for p, _, _ in workers:
             p.terminate()
             p.wait(timeout=30)
     return out
-
-
-def wait_for(port, server, log):
-    import socket
-
-    deadline = time.time() + 300
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                server.kill()
-                raise SystemExit(f"strata did not start; see {log}")
-            time.sleep(0.2)
 
 
 def same_rows(a: pa.Table, b: pa.Table) -> bool:

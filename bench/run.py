@@ -89,15 +89,18 @@ def dataset_for(bin_dir: Path, persons: int, shards: int, seed: int, dataset: Pa
     return dataset
 
 
-def start_strata(bin_dir: Path, dataset: Path, log: Path, *extra) -> tuple[subprocess.Popen, int]:
-    """`strata serve` on a free loopback port, once it accepts connections."""
+def start_strata(bin_dir: Path, dataset: Path, log: Path, *extra, prefix: tuple = (),
+                 ready_secs: float = 120) -> tuple[subprocess.Popen, int]:
+    """`strata serve` on a free loopback port (run through `prefix`, e.g. taskset), once it
+    accepts connections."""
     port = free_port()
     with open(log, "w") as err:
         server = subprocess.Popen(
-            [bin_dir / "strata", "serve", "--dataset", dataset, "--listen", f"127.0.0.1:{port}", *extra],
+            [*prefix, bin_dir / "strata", "serve", "--dataset", dataset, "--listen", f"127.0.0.1:{port}",
+             *extra],
             stdout=subprocess.DEVNULL, stderr=err,
         )
-    deadline = time.time() + 120
+    deadline = time.time() + ready_secs
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()

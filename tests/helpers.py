@@ -646,6 +646,11 @@ def mint(keys: Path, tier: str = "registered", sub: str = "alice", *extra) -> st
     return lines[0].strip()
 
 
+def audit(srv) -> list[dict]:
+    """The records of a passport server's audit log (`srv.audit_path`), oldest first."""
+    return [json.loads(line) for line in srv.audit_path.read_text().splitlines() if line.strip()]
+
+
 def run_sql(server: StrataServer, token: str | None, sql: str):
     """One statement on a fresh connection with `token` ("" = no authorization header)."""
     conn = server.connect(token=token if token is not None else "")

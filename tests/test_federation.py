@@ -11,7 +11,6 @@ pushed; filters that are not safe to push stay local and still apply.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from helpers import (
     Caller,
     assert_same_outcome,
     assert_tables_equal,
+    audit,
     certificate_authority,
     duck_query,
     free_port,
@@ -63,12 +63,6 @@ def make_local(root: Path, name: str, catalog: str) -> Path:
     dataset.mkdir(parents=True, exist_ok=True)
     (dataset / "catalog.toml").write_text(catalog)
     return dataset
-
-
-def audit(srv) -> list[dict]:
-    if not srv.audit_path.exists():
-        return []
-    return [json.loads(line) for line in srv.audit_path.read_text().splitlines() if line.strip()]
 
 
 def remote_statements(remote, sub: str, since: int) -> list[str]:

@@ -13,17 +13,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from helpers import Caller, certificate_authority, mint, passport_server, signed, status_text
+from helpers import Caller, audit, certificate_authority, mint, passport_server, signed, status_text
 
 BIG = "SELECT * FROM measurement"  # tens of megabytes: streams for as long as its reader reads
 SLOW = (
     "SELECT a.measurement_id FROM measurement a JOIN measurement b "
     "ON a.value_as_number < b.value_as_number ORDER BY 1 LIMIT 1"
 )
-
-
-def audit(srv) -> list[dict]:
-    return [json.loads(line) for line in srv.audit_path.read_text().splitlines() if line.strip()]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -44,7 +44,8 @@ pub struct Dataset {
     dir: PathBuf,
     catalog: Catalog,
     tables: BTreeMap<String, Arc<ShardedTable>>,
-    remote: BTreeMap<String, Arc<RemoteTable>>,
+    /// Every table a query may name (files and remote sources alike), made once.
+    providers: BTreeMap<String, Arc<dyn TableProvider>>,
     runtime: Arc<RuntimeEnv>,
     cache: Arc<CacheTiers>,
     fingerprint: String,
@@ -144,12 +145,13 @@ impl Dataset {
         }
         info!(dataset = %dir.display(), tables = tables.len() + remote.len(), "dataset opened");
         let fingerprint = fingerprint(&catalog, &tables, &remote);
+        let providers = providers(&tables, &remote);
         Ok(Dataset {
             fingerprint,
+            providers,
             dir,
             catalog,
             tables,
-            remote,
             runtime,
             cache,
         })
@@ -181,25 +183,9 @@ impl Dataset {
         &self.tables
     }
 
-    /// The tables of remote Flight SQL sources.
-    pub fn remote_tables(&self) -> &BTreeMap<String, Arc<RemoteTable>> {
-        &self.remote
-    }
-
     /// Every table a query may name, by name: files and remote sources alike.
-    pub fn providers(&self) -> BTreeMap<String, Arc<dyn TableProvider>> {
-        let files = self
-            .tables
-            .iter()
-            .map(|(n, t)| (n.clone(), t.clone() as Arc<dyn TableProvider>));
-        let remote = self.remote.iter().map(|(n, t)| {
-            let recorded = crate::remote::RecordedRemote {
-                name: n.clone(),
-                table: t.clone(),
-            };
-            (n.clone(), Arc::new(recorded) as Arc<dyn TableProvider>)
-        });
-        files.chain(remote).collect()
+    pub fn providers(&self) -> &BTreeMap<String, Arc<dyn TableProvider>> {
+        &self.providers
     }
 
     pub fn cache_snapshot(&self) -> CacheSnapshot {
@@ -251,13 +237,31 @@ impl Dataset {
             .with_physical_optimizer_rule(Arc::new(crate::yields::YieldAfterJoins));
         let state = finish(builder)?.build();
         let ctx = SessionContext::new_with_state(state);
-        for (name, table) in self.providers() {
-            if let Some(p) = provider(&name, table) {
+        for (name, table) in &self.providers {
+            if let Some(p) = provider(name, table.clone()) {
                 ctx.register_table(name.as_str(), p)?;
             }
         }
         Ok((ctx, recorder))
     }
+}
+
+/// The tables of files as they are, a remote source's with its scans recorded.
+fn providers(
+    tables: &BTreeMap<String, Arc<ShardedTable>>,
+    remote: &BTreeMap<String, Arc<RemoteTable>>,
+) -> BTreeMap<String, Arc<dyn TableProvider>> {
+    let files = tables
+        .iter()
+        .map(|(n, t)| (n.clone(), t.clone() as Arc<dyn TableProvider>));
+    let remote = remote.iter().map(|(n, t)| {
+        let recorded = crate::remote::RecordedRemote {
+            name: n.clone(),
+            table: t.clone(),
+        };
+        (n.clone(), Arc::new(recorded) as Arc<dyn TableProvider>)
+    });
+    files.chain(remote).collect()
 }
 
 fn fingerprint(

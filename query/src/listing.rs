@@ -27,8 +27,8 @@ impl QueryService {
         let listed = call.principal().map(|who| {
             self.dataset
                 .providers()
-                .into_iter()
-                .filter_map(|(name, table)| self.listed(who, &name, table))
+                .iter()
+                .filter_map(|(name, table)| self.listed(who, name, table.clone()))
                 .collect()
         });
         self.answer(call, "get_tables", listed).await
@@ -42,7 +42,7 @@ impl QueryService {
         table: &str,
     ) -> Result<Option<Listed>, QueryError> {
         let found = call.principal().map(|who| {
-            let provider = self.dataset.providers().remove(table)?;
+            let provider = self.dataset.providers().get(table)?.clone();
             self.listed(who, table, provider)
         });
         self.answer(call, action, found).await

@@ -154,10 +154,9 @@ impl QueryService {
             "registered tier: participants aged {}+ left out",
             config.registered.max_age
         );
-        let providers = dataset.providers();
         let registered_fingerprint = policy.fingerprint();
         let registered_views =
-            registered::build_views(dataset.catalog(), &tiers, &providers, policy)?;
+            registered::build_views(dataset.catalog(), &tiers, dataset.providers(), policy)?;
         let cluster = match config.cluster.workers.is_empty() {
             true => None,
             false => {
