@@ -6,6 +6,7 @@ mod auth;
 mod call;
 mod cohort_service;
 mod error;
+mod linger;
 mod sql;
 mod xdbc;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arrow_flight::flight_service_server::FlightServiceServer;
+use futures::TryStreamExt;
 use strata_proto::strata::v1::cohort_service_server::CohortServiceServer;
 use strata_query::QueryService;
 use strata_query::config::TlsSettings;
@@ -88,19 +90,27 @@ pub async fn serve(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("cannot build the reflection service")?;
-    server
+    let closing = tokio_util::task::TaskTracker::new();
+    let incoming = TcpIncoming::from(listener)
+        // Nagle with delayed ACKs stalls small gRPC frames ~40 ms per round trip.
+        .with_nodelay(Some(true))
+        .map_ok({
+            let closing = closing.clone();
+            move |stream| linger::Lingering::new(stream, closing.clone())
+        });
+    let served = server
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(flight)
         .add_service(cohorts)
-        // Nagle with delayed ACKs stalls small gRPC frames ~40 ms per round trip.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-        .context("server failed")
+        .context("server failed");
+    // The last connections deliver their tails before the process may exit.
+    closing.close();
+    let _ = tokio::time::timeout(linger::LINGER, closing.wait()).await;
+    served
 }
 
 fn identity(tls: &TlsSettings) -> anyhow::Result<Option<tonic::transport::Identity>> {

@@ -420,6 +420,11 @@ impl QueryService {
             && disclosure::aggregates_participants(&prepared.query.plan, &self.person_keys)
     }
 
+    /// How long running queries may go on once the server is asked to stop.
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.limits.settings().shutdown_grace_secs)
+    }
+
     /// Shuts the service down: no new queries, the running ones drained within the grace
     /// (then stopped), and the audit log on disk.
     pub async fn shut_down(&self) {

@@ -69,14 +69,23 @@ pub async fn serve(
     // them at the end of the grace), then put the audit log on disk.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (drain, drained) = tokio::sync::watch::channel(false);
+    let (close, closing) = tokio::sync::watch::channel(false);
     tokio::spawn({
         let query = query.clone();
         async move {
             shutdown_signal().await;
+            let grace_ends = tokio::time::Instant::now() + query.shutdown_grace();
             info!("shutting down: no new connections or queries");
             let _ = stop.send(true);
             query.shut_down().await;
             let _ = drain.send(true);
+            // A query gives its turn back when its last batch is encoded, not when the client
+            // has read it: the rest may wait in the connection's buffers for a slow reader. The
+            // connections keep what is left of the grace to deliver it (a few seconds at least);
+            // a client that stopped reading would otherwise hold the server open for ever.
+            let floor = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            tokio::time::sleep_until(grace_ends.max(floor)).await;
+            let _ = close.send(true);
         }
     });
     let postgres = async {
@@ -92,15 +101,10 @@ pub async fn serve(
         let (flight, postgres) = tokio::join!(flight, postgres);
         flight.and(postgres)
     };
-    // A client that stopped reading would hold its connection open for ever: once the queries
-    // are drained, the doors get a few seconds to send what the last ones produced.
     let served = tokio::select! {
         served = doors => served,
-        _ = async {
-            until(&drained).await;
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-        } => {
-            tracing::warn!("connections still open after the drain are closed");
+        _ = until(&closing) => {
+            tracing::warn!("connections still open at the end of the grace are closed");
             Ok(())
         }
     };
