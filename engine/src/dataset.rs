@@ -234,6 +234,7 @@ impl Dataset {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_statistics_registry(crate::estimates::registry())
             .with_physical_optimizer_rule(Arc::new(crate::yields::YieldAfterJoins));
         let state = finish(builder)?.build();
         let ctx = SessionContext::new_with_state(state);
@@ -307,6 +308,8 @@ fn session_config() -> SessionConfig {
     parquet.bloom_filter_on_read = true;
     // Plain Utf8 keeps results readable by every Flight SQL client, old ODBC bridges included.
     parquet.schema_force_view_types = false;
+    // Join order from `estimates::registry` (filters the footers cannot bound).
+    config.options_mut().optimizer.use_statistics_registry = true;
     config
 }
 

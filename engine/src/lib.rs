@@ -13,6 +13,7 @@ pub use catalog::{Catalog, Tier};
 pub use error::{EngineError, Result};
 pub mod cache;
 pub mod dataset;
+mod estimates;
 pub mod pruning;
 mod remote;
 pub mod selectivity;
