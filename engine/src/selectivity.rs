@@ -35,7 +35,7 @@ pub fn selective(
     let on_key = |e: &Expr| column(e) == Some(key);
     let mut range = Range::default();
     for conjunct in filters.iter().flat_map(split_conjunction) {
-        // DataFusion writes a short IN list as equalities joined by OR.
+        // `key = v`, or a short IN list as DataFusion writes it: equalities joined by OR.
         if points(conjunct, &on_key).is_some_and(|n| n <= MAX_IN_LIST) {
             return true;
         }
@@ -64,9 +64,6 @@ pub fn selective(
                     },
                     _ => continue,
                 };
-                if op == Operator::Eq && matches!(value, Expr::Literal(v, _) if !v.is_null()) {
-                    return true;
-                }
                 let Some(v) = number(value) else { continue };
                 match op {
                     Operator::Lt | Operator::LtEq => range.narrow(None, Some(v)),
