@@ -153,14 +153,33 @@ fn for_each_input(
     mut shared: impl FnMut(usize, usize, &RoaringTreemap),
 ) -> DfResult<()> {
     let selected = |row: usize| filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+    // The filter's selected rows as one bitmap (a NULL condition selects nothing).
+    let filter_bits = filter.map(|f| match f.nulls() {
+        Some(nulls) => f.values() & nulls.inner(),
+        None => f.values().clone(),
+    });
     for array in values {
         match array.data_type() {
             DataType::Int64 => {
+                // Only the rows with an id that the filter selects are visited: lineage columns
+                // of outer joins are mostly NULL, and filters (`FILTER (WHERE x IS NOT NULL)`)
+                // run over every row of the aggregate.
                 let ids = array.as_primitive::<Int64Type>();
-                for row in 0..ids.len() {
-                    if ids.is_valid(row) && selected(row) {
-                        add(row, ids.value(row) as u64);
-                    }
+                let values = ids.values();
+                let rows = match (ids.nulls(), &filter_bits) {
+                    (None, None) => None,
+                    (Some(nulls), None) => Some(nulls.inner().clone()),
+                    (None, Some(f)) => Some(f.clone()),
+                    (Some(nulls), Some(f)) => Some(nulls.inner() & f),
+                };
+                match rows {
+                    None => values
+                        .iter()
+                        .enumerate()
+                        .for_each(|(row, &p)| add(row, p as u64)),
+                    Some(rows) => rows
+                        .set_indices()
+                        .for_each(|row| add(row, values[row] as u64)),
                 }
             }
             DataType::Binary => {
@@ -422,8 +441,12 @@ impl BitmapGroups {
             values,
             filter,
             |row, p| {
-                pending[group_indices[row]].push(p);
-                added += 1;
+                // Rows come sorted by person (files are): a person's rows in a row add one id.
+                let ids = &mut pending[group_indices[row]];
+                if ids.last() != Some(&p) {
+                    ids.push(p);
+                    added += 1;
+                }
             },
             |row, s| unions.push((group_indices[row], s)),
             |row, key, s| {
@@ -600,6 +623,41 @@ mod tests {
         let out = g.evaluate(EmitTo::All).unwrap();
         let out = out.as_primitive::<UInt64Type>();
         assert_eq!(out.values().to_vec(), vec![2, 1]);
+
+        // A filter selects rows: false and NULL conditions select none.
+        let mut g = BitmapGroups::new(Output::Count);
+        let ids: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![
+            Some(1),
+            Some(2),
+            None,
+            Some(3),
+            Some(4),
+            Some(5),
+        ]));
+        let filter = BooleanArray::from(vec![
+            Some(true),
+            Some(false),
+            Some(true),
+            None,
+            Some(true),
+            Some(true),
+        ]);
+        g.update_batch(&[ids], &[0, 0, 0, 0, 1, 0], Some(&filter), 2)
+            .unwrap();
+        let out = g.evaluate(EmitTo::All).unwrap();
+        assert_eq!(
+            out.as_primitive::<UInt64Type>().values().to_vec(),
+            vec![2, 1]
+        );
+        // Without nulls in either, every row.
+        let mut g = BitmapGroups::new(Output::Count);
+        let ids: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![1, 1, 2, 9, 2]));
+        g.update_batch(&[ids], &[0, 0, 0, 1, 0], None, 2).unwrap();
+        let out = g.evaluate(EmitTo::All).unwrap();
+        assert_eq!(
+            out.as_primitive::<UInt64Type>().values().to_vec(),
+            vec![2, 1]
+        );
     }
 }
 

@@ -5,17 +5,16 @@
 //! and counts it by reason, and `strata_dominance(value, lineage…)` applies the (n, k) and p %
 //! rules to a magnitude cell. None of them is registered where a caller could name it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, UInt8Array};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, UInt64Type};
-use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
+use datafusion::common::{HashMap, Result as DfResult, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, TypeSignature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 use serde::Deserialize;
 
@@ -440,7 +439,22 @@ impl AggregateUDFImpl for DominanceUdaf {
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
         Ok(Box::new(Contributions {
             rule: self.rule,
-            by: HashMap::new(),
+            cell: Contributed::default(),
+        }))
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        _args: AccumulatorArgs,
+    ) -> DfResult<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(ContributionGroups {
+            rule: self.rule,
+            cells: Vec::new(),
+            entries: 0,
         }))
     }
 
@@ -449,97 +463,249 @@ impl AggregateUDFImpl for DominanceUdaf {
     }
 }
 
-#[derive(Debug)]
-struct Contributions {
-    rule: Dominance,
-    by: HashMap<u64, f64>,
-}
-
 /// Keys of contributors that are groups, apart from person ids.
 const GROUP_KEY: u64 = 1 << 63;
 
-impl Contributions {
-    /// The contributor of each row (`None`: the row has no lineage).
-    fn contributors(lineage: &[ArrayRef], rows: usize) -> DfResult<Vec<Option<u64>>> {
-        use std::hash::{Hash, Hasher};
-        let mut out = vec![None; rows];
-        for array in lineage {
-            match array.data_type() {
-                DataType::Int64 => {
-                    let ids = array.as_primitive::<Int64Type>();
-                    for (i, o) in out.iter_mut().enumerate() {
-                        if o.is_none() && ids.is_valid(i) {
-                            *o = Some(ids.value(i) as u64 & !GROUP_KEY);
-                        }
+/// The contributor of each row (`None`: the row has no lineage).
+fn contributors(lineage: &[ArrayRef], rows: usize) -> Vec<Option<u64>> {
+    use std::hash::{Hash, Hasher};
+    let mut out = vec![None; rows];
+    for array in lineage {
+        match array.data_type() {
+            DataType::Int64 => {
+                let ids = array.as_primitive::<Int64Type>();
+                for (i, o) in out.iter_mut().enumerate() {
+                    if o.is_none() && ids.is_valid(i) {
+                        *o = Some(ids.value(i) as u64 & !GROUP_KEY);
                     }
                 }
-                DataType::Binary => {
-                    let sets = array.as_binary::<i32>();
-                    for (i, o) in out.iter_mut().enumerate() {
-                        if o.is_none() && sets.is_valid(i) {
-                            let mut h = std::collections::hash_map::DefaultHasher::new();
-                            sets.value(i).hash(&mut h);
-                            *o = Some(h.finish() | GROUP_KEY);
-                        }
+            }
+            DataType::Binary => {
+                let sets = array.as_binary::<i32>();
+                for (i, o) in out.iter_mut().enumerate() {
+                    if o.is_none() && sets.is_valid(i) {
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        sets.value(i).hash(&mut h);
+                        *o = Some(h.finish() | GROUP_KEY);
                     }
                 }
-                // Everyone on the other side of an anti join: not a contributor of the value.
-                _ => {}
+            }
+            // Everyone on the other side of an anti join: not a contributor of the value.
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Calls `add(row, contributor, value)` for every row of a batch (`values[0]` the value, the
+/// rest the lineage) that has a value, a contributor and passes `filter`.
+fn for_each_contribution(
+    values: &[ArrayRef],
+    filter: Option<&BooleanArray>,
+    mut add: impl FnMut(usize, u64, f64),
+) -> DfResult<()> {
+    let v = arrow::compute::cast(&values[0], &DataType::Float64)?;
+    let v = v.as_primitive::<Float64Type>();
+    let who = contributors(&values[1..], v.len());
+    for (i, w) in who.into_iter().enumerate() {
+        if let Some(w) = w
+            && v.is_valid(i)
+            && filter.is_none_or(|f| f.is_valid(i) && f.value(i))
+        {
+            add(i, w, v.value(i));
+        }
+    }
+    Ok(())
+}
+
+/// One cell's contributions: the sum per contributor.
+#[derive(Debug, Default)]
+struct Contributed {
+    by: HashMap<u64, f64>,
+    /// The last contributor's running sum, kept apart: rows come sorted by person (files are),
+    /// so most rows add to it instead of probing the map.
+    run: Option<(u64, f64)>,
+}
+
+impl Contributed {
+    fn add(&mut self, who: u64, value: f64) {
+        match &mut self.run {
+            Some((w, sum)) if *w == who => *sum += value,
+            run => {
+                if let Some((w, sum)) = run.replace((who, value)) {
+                    *self.by.entry(w).or_insert(0.0) += sum;
+                }
             }
         }
-        Ok(out)
     }
+
+    fn settled(&mut self) -> &HashMap<u64, f64> {
+        if let Some((w, sum)) = self.run.take() {
+            *self.by.entry(w).or_insert(0.0) += sum;
+        }
+        &self.by
+    }
+
+    fn dominated(&mut self, rule: &Dominance) -> bool {
+        let mut c: Vec<f64> = self.settled().values().copied().collect();
+        !c.is_empty() && rule.dominated(&mut c)
+    }
+
+    fn state(&mut self) -> Vec<u8> {
+        let by = self.settled();
+        let mut bytes = Vec::with_capacity(by.len() * 16);
+        for (k, v) in by {
+            bytes.extend_from_slice(&k.to_le_bytes());
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        bytes
+    }
+
+    fn merge(&mut self, state: &[u8]) {
+        for pair in state.chunks_exact(16) {
+            let k = u64::from_le_bytes(pair[..8].try_into().expect("8 bytes"));
+            let v = f64::from_le_bytes(pair[8..].try_into().expect("8 bytes"));
+            *self.by.entry(k).or_insert(0.0) += v;
+        }
+    }
+
+    fn entries(&self) -> usize {
+        self.by.len() + usize::from(self.run.is_some())
+    }
+}
+
+#[derive(Debug)]
+struct Contributions {
+    rule: Dominance,
+    cell: Contributed,
 }
 
 impl Accumulator for Contributions {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        let rows = values[0].len();
-        let v = arrow::compute::cast(&values[0], &DataType::Float64)?;
-        let v = v.as_primitive::<Float64Type>();
-        let who = Self::contributors(&values[1..], rows)?;
-        for (i, w) in who.into_iter().enumerate() {
-            if let Some(w) = w
-                && v.is_valid(i)
-            {
-                *self.by.entry(w).or_insert(0.0) += v.value(i);
-            }
-        }
-        Ok(())
+        let cell = &mut self.cell;
+        for_each_contribution(values, None, |_, w, v| cell.add(w, v))
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        let mut c: Vec<f64> = self.by.values().copied().collect();
-        Ok(ScalarValue::Boolean(Some(
-            !c.is_empty() && self.rule.dominated(&mut c),
-        )))
+        Ok(ScalarValue::Boolean(Some(self.cell.dominated(&self.rule))))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.by.capacity() * 24
+        std::mem::size_of_val(self) + self.cell.by.capacity() * 24
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        let mut bytes = Vec::with_capacity(self.by.len() * 16);
-        for (k, v) in &self.by {
-            bytes.extend_from_slice(&k.to_le_bytes());
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        Ok(vec![ScalarValue::Binary(Some(bytes))])
+        Ok(vec![ScalarValue::Binary(Some(self.cell.state()))])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
         let states = states[0].as_binary::<i32>();
         for i in 0..states.len() {
-            if states.is_null(i) {
-                continue;
-            }
-            for pair in states.value(i).chunks_exact(16) {
-                let k = u64::from_le_bytes(pair[..8].try_into().expect("8 bytes"));
-                let v = f64::from_le_bytes(pair[8..].try_into().expect("8 bytes"));
-                *self.by.entry(k).or_insert(0.0) += v;
+            if states.is_valid(i) {
+                self.cell.merge(states.value(i));
             }
         }
         Ok(())
+    }
+}
+
+/// The grouped form, so that DataFusion does not split every batch by group for a per-group
+/// accumulator (which cost more than the contributions themselves).
+#[derive(Debug)]
+struct ContributionGroups {
+    rule: Dominance,
+    cells: Vec<Contributed>,
+    /// Contributors held, over all cells: DataFusion asks for the size after every batch.
+    entries: usize,
+}
+
+impl ContributionGroups {
+    fn grow(&mut self, total_num_groups: usize) {
+        if self.cells.len() < total_num_groups {
+            self.cells
+                .resize_with(total_num_groups, Contributed::default);
+        }
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Contributed> {
+        let taken = emit_to.take_needed(&mut self.cells);
+        self.entries -= taken.iter().map(Contributed::entries).sum::<usize>();
+        taken
+    }
+}
+
+impl GroupsAccumulator for ContributionGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> DfResult<()> {
+        self.grow(total_num_groups);
+        let (cells, entries) = (&mut self.cells, &mut self.entries);
+        for_each_contribution(values, opt_filter, |row, w, v| {
+            let cell = &mut cells[group_indices[row]];
+            let before = cell.entries();
+            cell.add(w, v);
+            *entries += cell.entries() - before;
+        })
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
+        let rule = self.rule;
+        let dominated: BooleanArray = self
+            .take(emit_to)
+            .iter_mut()
+            .map(|c| Some(c.dominated(&rule)))
+            .collect();
+        Ok(Arc::new(dominated))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> DfResult<Vec<ArrayRef>> {
+        let states: BinaryArray = self
+            .take(emit_to)
+            .iter_mut()
+            .map(|c| Some(c.state()))
+            .collect();
+        Ok(vec![Arc::new(states)])
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> DfResult<()> {
+        self.grow(total_num_groups);
+        let states = values[0].as_binary::<i32>();
+        for (row, &g) in group_indices.iter().enumerate() {
+            if states.is_valid(row) {
+                let cell = &mut self.cells[g];
+                let before = cell.entries();
+                cell.merge(states.value(row));
+                self.entries += cell.entries() - before;
+            }
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> DfResult<Vec<ArrayRef>> {
+        let mut states: Vec<Option<Vec<u8>>> = vec![Some(Vec::new()); values[0].len()];
+        for_each_contribution(values, opt_filter, |row, w, v| {
+            let mut cell = Contributed::default();
+            cell.add(w, v);
+            states[row] = Some(cell.state());
+        })?;
+        Ok(vec![Arc::new(states.into_iter().collect::<BinaryArray>())])
+    }
+
+    fn size(&self) -> usize {
+        self.cells.capacity() * std::mem::size_of::<Contributed>() + self.entries * 24
     }
 }
 
@@ -562,6 +728,102 @@ mod tests {
             r.iter().collect::<Vec<_>>(),
             vec![Some(0), Some(20), Some(20), Some(40), None]
         );
+    }
+
+    /// The grouped accumulator decides as one plain accumulator per group would, through a
+    /// filter, split over two partial accumulators and merged, with a contributor's rows
+    /// spread over batches and interleaved with other groups'.
+    #[test]
+    fn grouped_contributions_decide_as_per_group_ones() {
+        let rule = Dominance::default();
+        let grouped = || ContributionGroups {
+            rule,
+            cells: Vec::new(),
+            entries: 0,
+        };
+        // Group 0: person 1 dominates (one large value spread over rows); group 1: even;
+        // group 2: person 7's large value is filtered out, so even; group 3: a value from a
+        // group contributor (an inner aggregate's set) dominates.
+        let rows: Vec<(usize, Option<i64>, Option<f64>, bool)> = vec![
+            (0, Some(1), Some(500.0), true),
+            (1, Some(2), Some(10.0), true),
+            (0, Some(1), Some(480.0), true),
+            (0, Some(2), Some(5.0), true),
+            (0, Some(3), Some(5.0), true),
+            (1, Some(3), Some(10.0), true),
+            (0, Some(4), Some(6.0), true),
+            (1, Some(4), Some(10.0), true),
+            (2, Some(7), Some(9_000.0), false),
+            (2, Some(5), Some(10.0), true),
+            (2, Some(6), Some(10.0), true),
+            (1, Some(5), None, true),
+            (2, Some(8), Some(11.0), true),
+            (3, None, Some(900.0), true),
+            (3, Some(9), Some(1.0), true),
+            (3, Some(10), Some(1.0), true),
+            (3, Some(11), Some(1.0), true),
+            (2, Some(9), Some(10.0), true),
+            (1, Some(6), Some(12.0), true),
+            (1, Some(7), Some(11.0), true),
+        ];
+        let set = crate::participants::serialize(&[1u64, 2].into_iter().collect());
+        let batch = |rows: &[(usize, Option<i64>, Option<f64>, bool)]| {
+            let values: ArrayRef = Arc::new(arrow::array::Float64Array::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            ));
+            let ids: ArrayRef = Arc::new(arrow::array::Int64Array::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            ));
+            let sets: ArrayRef = Arc::new(BinaryArray::from(
+                rows.iter()
+                    .map(|r| r.1.is_none().then_some(set.as_slice()))
+                    .collect::<Vec<_>>(),
+            ));
+            let filter = BooleanArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>());
+            let groups: Vec<usize> = rows.iter().map(|r| r.0).collect();
+            (vec![values, ids, sets], filter, groups)
+        };
+        let mut parts = [grouped(), grouped()];
+        for (k, chunk) in rows.chunks(3).enumerate() {
+            let (values, filter, groups) = batch(chunk);
+            parts[k % 2]
+                .update_batch(&values, &groups, Some(&filter), 4)
+                .unwrap();
+        }
+        let mut merged = grouped();
+        for part in &mut parts {
+            let state = part.state(EmitTo::All).unwrap();
+            let n = state[0].len();
+            merged
+                .merge_batch(&state, &(0..n).collect::<Vec<_>>(), 4)
+                .unwrap();
+        }
+        assert_eq!(merged.entries, 17, "one entry per (cell, contributor)");
+        let got = merged.evaluate(EmitTo::All).unwrap();
+        let got: Vec<bool> = got.as_boolean().iter().map(|b| b.unwrap()).collect();
+        let expected: Vec<bool> = (0..4)
+            .map(|g| {
+                let kept: Vec<_> = rows.iter().filter(|r| r.0 == g && r.3).cloned().collect();
+                let (values, _, _) = batch(&kept);
+                let mut plain = Contributions {
+                    rule,
+                    cell: Contributed::default(),
+                };
+                plain.update_batch(&values).unwrap();
+                plain.evaluate().unwrap() == ScalarValue::Boolean(Some(true))
+            })
+            .collect();
+        assert_eq!(got, vec![true, false, false, true]);
+        assert_eq!(got, expected);
+        // Partial aggregation skipped (each row its own state), as DataFusion does when the
+        // groups barely reduce the rows.
+        let (values, filter, groups) = batch(&rows);
+        let mut direct = grouped();
+        let state = direct.convert_to_state(&values, Some(&filter)).unwrap();
+        direct.merge_batch(&state, &groups, 4).unwrap();
+        let direct = direct.evaluate(EmitTo::All).unwrap();
+        let direct: Vec<bool> = direct.as_boolean().iter().map(|b| b.unwrap()).collect();
+        assert_eq!(direct, expected);
     }
 
     #[test]

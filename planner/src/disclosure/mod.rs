@@ -8,6 +8,7 @@ pub mod cells;
 pub mod lineage;
 
 pub mod index;
+pub mod members;
 pub mod release;
 pub mod result;
 pub mod sets;

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use roaring::RoaringTreemap;
 
 use super::index::{Id, SetIndex};
+use super::members::Members;
 use super::sets::Set;
 
 /// Bytes of participant sets kept per principal by default (`[disclosure] ledger_budget_mb`).
@@ -623,12 +624,22 @@ fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
     // tests per cell otherwise).
     let minimal_of: Vec<std::cell::OnceCell<Vec<usize>>> =
         cells.iter().map(|_| std::cell::OnceCell::new()).collect();
+    // The withheld cells' supersets, asked for first and for each, from their elements'
+    // postings.
+    let members = Members::of(withheld.iter().copied(), cells.iter().copied().map(Some));
     let minimal = |i: usize| -> &[usize] {
         minimal_of[i].get_or_init(|| {
             let c = cells[i];
-            let mut sup: Vec<usize> = (0..cells.len())
-                .filter(|&j| c.strict_subset_of(cells[j]))
-                .collect();
+            let mut sup: Vec<usize> = match members.holding(c) {
+                Some(held) => held
+                    .into_iter()
+                    .map(|at| at as usize)
+                    .filter(|&j| cells[j].len() > c.len())
+                    .collect(),
+                None => (0..cells.len())
+                    .filter(|&j| c.strict_subset_of(cells[j]))
+                    .collect(),
+            };
             // Smallest first, a superset is minimal unless a minimal one found before lies
             // inside it (one that is not minimal holds a minimal one, which would lie inside it
             // too): a test against the few minimal ones, not against every superset.
