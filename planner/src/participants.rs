@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Int64Array, UInt64Array,
 };
+use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -141,6 +142,31 @@ pub fn deserialize(bytes: &[u8]) -> DfResult<RoaringTreemap> {
     })
 }
 
+/// The rows a FILTER selects, as one bitmap (a NULL condition selects none).
+pub(crate) fn selection(filter: Option<&BooleanArray>) -> Option<BooleanBuffer> {
+    filter.map(|f| match f.nulls() {
+        Some(nulls) => f.values() & nulls.inner(),
+        None => f.values().clone(),
+    })
+}
+
+/// The rows of a column of `len` rows that an aggregate reads: those valid in `nulls` that
+/// `selection` selects. Visiting only these (`set_indices`) instead of testing every row
+/// matters: lineage columns of outer joins are mostly NULL, and filters (`FILTER (WHERE x IS
+/// NOT NULL)`) run over every row of the aggregate.
+pub(crate) fn visited(
+    len: usize,
+    nulls: Option<&NullBuffer>,
+    selection: Option<&BooleanBuffer>,
+) -> BooleanBuffer {
+    match (nulls, selection) {
+        (None, None) => BooleanBuffer::new_set(len),
+        (Some(nulls), None) => nulls.inner().clone(),
+        (None, Some(selected)) => selected.clone(),
+        (Some(nulls), Some(selected)) => nulls.inner() & selected,
+    }
+}
+
 /// Calls `add(row, person)` for each person id, `union(row, bitmap)` for each bitmap, and
 /// `shared(row, key, bitmap)` for each dictionary-shared bitmap (the same set on many rows,
 /// such as everyone on the right of an anti join: callers union each key once per group), of
@@ -152,42 +178,20 @@ fn for_each_input(
     mut union: impl FnMut(usize, RoaringTreemap),
     mut shared: impl FnMut(usize, usize, &RoaringTreemap),
 ) -> DfResult<()> {
-    let selected = |row: usize| filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-    // The filter's selected rows as one bitmap (a NULL condition selects nothing).
-    let filter_bits = filter.map(|f| match f.nulls() {
-        Some(nulls) => f.values() & nulls.inner(),
-        None => f.values().clone(),
-    });
+    let selected = selection(filter);
+    let rows_of = |array: &dyn Array| visited(array.len(), array.nulls(), selected.as_ref());
     for array in values {
         match array.data_type() {
             DataType::Int64 => {
-                // Only the rows with an id that the filter selects are visited: lineage columns
-                // of outer joins are mostly NULL, and filters (`FILTER (WHERE x IS NOT NULL)`)
-                // run over every row of the aggregate.
-                let ids = array.as_primitive::<Int64Type>();
-                let values = ids.values();
-                let rows = match (ids.nulls(), &filter_bits) {
-                    (None, None) => None,
-                    (Some(nulls), None) => Some(nulls.inner().clone()),
-                    (None, Some(f)) => Some(f.clone()),
-                    (Some(nulls), Some(f)) => Some(nulls.inner() & f),
-                };
-                match rows {
-                    None => values
-                        .iter()
-                        .enumerate()
-                        .for_each(|(row, &p)| add(row, p as u64)),
-                    Some(rows) => rows
-                        .set_indices()
-                        .for_each(|row| add(row, values[row] as u64)),
+                let ids = array.as_primitive::<Int64Type>().values();
+                for row in rows_of(array).set_indices() {
+                    add(row, ids[row] as u64);
                 }
             }
             DataType::Binary => {
                 let sets = array.as_binary::<i32>();
-                for row in 0..sets.len() {
-                    if sets.is_valid(row) && selected(row) {
-                        union(row, deserialize(sets.value(row))?);
-                    }
+                for row in rows_of(array).set_indices() {
+                    union(row, deserialize(sets.value(row))?);
                 }
             }
             DataType::Dictionary(_, value) if value.as_ref() == &DataType::Binary => {
@@ -207,11 +211,8 @@ fn for_each_input(
                     })
                     .collect::<DfResult<_>>()?;
                 let keys = dict.keys();
-                for row in 0..keys.len() {
-                    if keys.is_valid(row)
-                        && selected(row)
-                        && let Some(Some(set)) = decoded.get(keys.value(row) as usize)
-                    {
+                for row in rows_of(keys).set_indices() {
+                    if let Some(Some(set)) = decoded.get(keys.value(row) as usize) {
                         shared(row, keys.value(row) as usize, set);
                     }
                 }

@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
 };
 use serde::Deserialize;
 
-use crate::participants::deserialize;
+use crate::participants::{deserialize, selection, visited};
 
 /// Why a cell is suppressed: bits of a cell's reason code (0: it may be released).
 pub mod reason {
@@ -507,11 +507,9 @@ fn for_each_contribution(
     let v = arrow::compute::cast(&values[0], &DataType::Float64)?;
     let v = v.as_primitive::<Float64Type>();
     let who = contributors(&values[1..], v.len());
-    for (i, w) in who.into_iter().enumerate() {
-        if let Some(w) = w
-            && v.is_valid(i)
-            && filter.is_none_or(|f| f.is_valid(i) && f.value(i))
-        {
+    let selected = selection(filter);
+    for i in visited(v.len(), v.nulls(), selected.as_ref()).set_indices() {
+        if let Some(w) = who[i] {
             add(i, w, v.value(i));
         }
     }
@@ -627,6 +625,14 @@ impl ContributionGroups {
         }
     }
 
+    /// Changes cell `g`, keeping the count of entries.
+    fn change(&mut self, g: usize, f: impl FnOnce(&mut Contributed)) {
+        let cell = &mut self.cells[g];
+        let before = cell.entries();
+        f(cell);
+        self.entries = self.entries + cell.entries() - before;
+    }
+
     fn take(&mut self, emit_to: EmitTo) -> Vec<Contributed> {
         let taken = emit_to.take_needed(&mut self.cells);
         self.entries -= taken.iter().map(Contributed::entries).sum::<usize>();
@@ -643,12 +649,8 @@ impl GroupsAccumulator for ContributionGroups {
         total_num_groups: usize,
     ) -> DfResult<()> {
         self.grow(total_num_groups);
-        let (cells, entries) = (&mut self.cells, &mut self.entries);
         for_each_contribution(values, opt_filter, |row, w, v| {
-            let cell = &mut cells[group_indices[row]];
-            let before = cell.entries();
-            cell.add(w, v);
-            *entries += cell.entries() - before;
+            self.change(group_indices[row], |cell| cell.add(w, v))
         })
     }
 
@@ -681,10 +683,7 @@ impl GroupsAccumulator for ContributionGroups {
         let states = values[0].as_binary::<i32>();
         for (row, &g) in group_indices.iter().enumerate() {
             if states.is_valid(row) {
-                let cell = &mut self.cells[g];
-                let before = cell.entries();
-                cell.merge(states.value(row));
-                self.entries += cell.entries() - before;
+                self.change(g, |cell| cell.merge(states.value(row)));
             }
         }
         Ok(())

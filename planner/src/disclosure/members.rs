@@ -1,4 +1,4 @@
-//! Exact postings of the elements of a few small sets: which filed sets hold each of them.
+//! Exact postings of the elements of a few small sets: which cells hold each of them.
 //!
 //! The release ledger asks again and again which cells of a result contain a small one (a
 //! suppressed cell's few participants): the minimal supersets that name its lines. A small set
@@ -16,10 +16,9 @@ use super::index::Id;
 use super::sets::Set;
 
 /// Sets of up to this many elements are small: their elements are watched. (Larger ones have
-/// sampled elements, which the sketches and probes use.)
-pub const SMALL: u64 = 64;
+/// sampled elements, which the sketches use.)
+const SMALL: u64 = 64;
 
-#[derive(Debug, Default)]
 pub struct Members {
     /// The elements postings are kept for.
     universe: RoaringTreemap,
@@ -28,48 +27,25 @@ pub struct Members {
 }
 
 impl Members {
-    pub fn new(universe: RoaringTreemap) -> Self {
-        Members {
-            universe,
-            postings: HashMap::new(),
-        }
-    }
-
-    /// The union of the small sets (`SMALL`) among `sets`: the elements worth watching.
-    pub fn universe_of<'a>(sets: impl IntoIterator<Item = &'a Set>) -> RoaringTreemap {
+    /// Postings of the elements of the small sets among `watched`, over `cells` filed at their
+    /// positions.
+    pub fn of(watched: &[&Set], cells: &[&Set]) -> Self {
         let mut universe = RoaringTreemap::new();
-        for s in sets.into_iter().filter(|s| s.len() <= SMALL) {
+        for s in watched.iter().filter(|s| s.len() <= SMALL) {
             universe |= s.bits();
         }
-        universe
-    }
-
-    /// Postings for the elements of the small sets among `watched`, over `sets` filed at their
-    /// positions (`None`: nothing filed there).
-    pub fn of<'a>(
-        watched: impl IntoIterator<Item = &'a Set>,
-        sets: impl IntoIterator<Item = Option<&'a Set>>,
-    ) -> Self {
-        let mut members = Members::new(Self::universe_of(watched));
-        for (at, s) in sets.into_iter().enumerate() {
-            if let Some(s) = s {
-                members.file(at as Id, s);
+        let mut postings: HashMap<u64, Vec<Id>> = HashMap::new();
+        if !universe.is_empty() {
+            for (at, cell) in cells.iter().enumerate() {
+                for x in &(cell.bits() & &universe) {
+                    postings.entry(x).or_default().push(at as Id);
+                }
             }
         }
-        members
+        Members { universe, postings }
     }
 
-    /// Files `set` at position `at` (positions ascending from one call to the next).
-    pub fn file(&mut self, at: Id, set: &Set) {
-        if self.universe.is_empty() || set.is_empty() {
-            return;
-        }
-        for x in &(set.bits() & &self.universe) {
-            self.postings.entry(x).or_default().push(at);
-        }
-    }
-
-    /// The positions of the filed sets holding every element of `s` (ascending), or `None` if
+    /// The positions of the cells holding every element of `s` (ascending), or `None` if
     /// `s` has an element outside the universe (or none at all): the caller must search.
     pub fn holding(&self, s: &Set) -> Option<Vec<Id>> {
         if s.is_empty() || !s.is_subset(&self.universe) {
@@ -120,16 +96,16 @@ mod tests {
             .collect();
         let refs: Vec<&Set> = sets.iter().collect();
         let small: Vec<&Set> = sets.iter().filter(|s| s.len() <= 6).collect();
-        let members = Members::of(small.iter().copied(), refs.iter().copied().map(Some));
-        let brute = |s: &Set, below: usize| -> Vec<Id> {
-            (0..below)
+        let members = Members::of(&small, &refs);
+        let brute = |s: &Set| -> Vec<Id> {
+            (0..sets.len())
                 .filter(|&at| s.subset_of(&sets[at]))
                 .map(|at| at as Id)
                 .collect()
         };
         for s in &small {
             if !s.is_empty() {
-                assert_eq!(members.holding(s), Some(brute(s, sets.len())));
+                assert_eq!(members.holding(s), Some(brute(s)));
             }
         }
         // Outside the universe: no answer, the caller searches.

@@ -626,7 +626,7 @@ fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
         cells.iter().map(|_| std::cell::OnceCell::new()).collect();
     // The withheld cells' supersets, asked for first and for each, from their elements'
     // postings.
-    let members = Members::of(withheld.iter().copied(), cells.iter().copied().map(Some));
+    let members = Members::of(withheld, cells);
     let minimal = |i: usize| -> &[usize] {
         minimal_of[i].get_or_init(|| {
             let c = cells[i];
