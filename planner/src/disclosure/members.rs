@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use roaring::RoaringTreemap;
 
-use super::index::Id;
+use super::index::{Id, intersect};
 use super::sets::Set;
 
 /// Sets of up to this many elements are small: their elements are watched. (Larger ones have
@@ -64,7 +64,7 @@ impl Members {
             if out.is_empty() {
                 break;
             }
-            out.retain(|at| p.binary_search(at).is_ok());
+            out = intersect(&out, p);
         }
         Some(out)
     }

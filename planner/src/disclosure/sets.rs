@@ -120,6 +120,11 @@ impl Set {
         self.sketch[i]
     }
 
+    /// A hash of the size and the sketch: equal sets have equal fingerprints.
+    pub fn fingerprint(&self) -> u64 {
+        self.sketch.iter().fold(mix(self.len), |h, &m| mix(h ^ m))
+    }
+
     pub fn probes(&self) -> &[u64] {
         &self.probes
     }
