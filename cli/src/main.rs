@@ -93,13 +93,14 @@ enum Command {
         #[arg(long)]
         cluster_secret_file: Option<PathBuf>,
         /// The coordinator's settings file: its state folder (date-shift secret) and
-        /// `[registered]` settings must be the coordinator's.
+        /// `[registered]` settings must be the coordinator's; `[tls]` is the worker's
+        /// certificate (TLS, mutual with `client_ca`), `[cluster] ca_file` the workers' CA.
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
-        /// Listen on a non-loopback address although the cluster secret and plan fragments
-        /// travel unencrypted (a private cluster network only).
+        /// Listen on a non-loopback address without TLS (no `[tls]` certificate), the cluster
+        /// secret and plan fragments travelling unencrypted (a private cluster network only).
         #[arg(long)]
         allow_plaintext_network: bool,
     },

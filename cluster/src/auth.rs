@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use datafusion::error::DataFusionError;
 use datafusion_distributed::grpc::{BoxCloneSyncChannel, create_worker_client};
 use datafusion_distributed::{ChannelResolver, WorkerChannel};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use url::Url;
 
 use crate::error::ClusterError;
@@ -94,19 +94,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Channels to the workers, one per worker and reused, each call carrying the secret; a worker
-/// that does not answer within the connect timeout fails the query instead of hanging it.
+/// that does not answer within the connect timeout fails the query instead of hanging it. An
+/// `https` worker is reached over TLS, its certificate verified against `[cluster] ca_file` for
+/// the host of its address.
 #[derive(Clone)]
 pub(crate) struct AuthChannels {
     secret: ClusterSecret,
     connect_timeout: Duration,
+    tls: Option<ClientTlsConfig>,
     channels: Arc<Mutex<HashMap<Url, Channel>>>,
 }
 
 impl AuthChannels {
-    pub(crate) fn new(secret: ClusterSecret, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        secret: ClusterSecret,
+        connect_timeout: Duration,
+        tls: Option<ClientTlsConfig>,
+    ) -> Self {
         AuthChannels {
             secret,
             connect_timeout,
+            tls,
             channels: Default::default(),
         }
     }
@@ -116,12 +124,28 @@ impl AuthChannels {
         if let Some(c) = channels.get(url) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| DataFusionError::Configuration(format!("worker {url}: {e}")))?
+        let bad = |e: &dyn std::fmt::Display| {
+            DataFusionError::Configuration(format!("worker {url}: {e}"))
+        };
+        let mut endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| bad(&e))?
             .connect_timeout(self.connect_timeout)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(20))
             .keep_alive_while_idle(true);
+        if url.scheme() == "https" {
+            let Some(tls) = &self.tls else {
+                return Err(bad(
+                    &"the workers speak TLS, and this node has no [cluster] ca_file to verify them",
+                ));
+            };
+            // An IPv6 host without its brackets: the name its certificate must hold.
+            let host = url.host_str().unwrap_or_default();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            endpoint = endpoint
+                .tls_config(tls.clone().domain_name(host))
+                .map_err(|e| bad(&e))?;
+        }
         let channel = endpoint.connect_lazy();
         channels.insert(url.clone(), channel.clone());
         Ok(channel)

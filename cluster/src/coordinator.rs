@@ -2,7 +2,6 @@
 //! over the workers.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::catalog::Session;
@@ -43,21 +42,20 @@ impl std::fmt::Debug for Coordinator {
 
 impl Coordinator {
     pub fn new(settings: &ClusterSettings, secret: ClusterSecret) -> Result<Self, ClusterError> {
+        let tls = settings.client_tls()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut workers: Vec<Url> = Vec::new();
         for address in &settings.workers {
             // The same worker twice (in the config and on the command line) would take two
             // tasks of each stage.
-            let url = worker_url(address)?;
+            let url = worker_url(address, scheme)?;
             if !workers.contains(&url) {
                 workers.push(url);
             }
         }
         Ok(Coordinator {
             workers,
-            channels: AuthChannels::new(
-                secret,
-                Duration::from_secs(settings.connect_timeout_secs.max(1)),
-            ),
+            channels: AuthChannels::new(secret, settings.connect_timeout(), tls),
             functions: Arc::new(WorkerFunctions::new()),
             scan_bytes_per_partition: settings.scan_bytes_per_partition.max(1) as usize,
         })
@@ -109,16 +107,18 @@ impl Coordinator {
     }
 }
 
-/// `host:port` or a URL; the workers speak gRPC over plain HTTP/2 on the cluster network.
-fn worker_url(address: &str) -> Result<Url, ClusterError> {
+/// `host:port` or a URL of `scheme`: the workers speak gRPC over HTTP/2, over TLS (`https`) when
+/// `[cluster] ca_file` is set, in clear text (`http`) on a private cluster network otherwise.
+fn worker_url(address: &str, scheme: &'static str) -> Result<Url, ClusterError> {
     let text = if address.contains("://") {
         address.to_string()
     } else {
-        format!("http://{address}")
+        format!("{scheme}://{address}")
     };
-    let url = Url::parse(&text).map_err(|_| ClusterError::WorkerAddress(address.into()))?;
-    if url.scheme() != "http" || url.host_str().is_none() || url.port().is_none() {
-        return Err(ClusterError::WorkerAddress(address.into()));
+    let bad = || ClusterError::WorkerAddress(address.into(), scheme);
+    let url = Url::parse(&text).map_err(|_| bad())?;
+    if url.scheme() != scheme || url.host_str().is_none() || url.port().is_none() {
+        return Err(bad());
     }
     Ok(url)
 }
@@ -219,22 +219,33 @@ mod tests {
     #[test]
     fn worker_addresses_are_host_and_port() {
         assert_eq!(
-            worker_url("127.0.0.1:7001").unwrap().as_str(),
+            worker_url("127.0.0.1:7001", "http").unwrap().as_str(),
             "http://127.0.0.1:7001/"
         );
         assert_eq!(
-            worker_url("http://w1.cluster:7001").unwrap().as_str(),
+            worker_url("http://w1.cluster:7001", "http")
+                .unwrap()
+                .as_str(),
             "http://w1.cluster:7001/"
         );
-        for bad in [
-            "127.0.0.1",
-            "https://w1:7001",
-            "w1:notaport",
-            "",
-            "ftp://w1:21",
+        // With [cluster] ca_file the same addresses are reached over TLS.
+        assert_eq!(
+            worker_url("w1.cluster:7001", "https").unwrap().as_str(),
+            "https://w1.cluster:7001/"
+        );
+        for (bad, scheme) in [
+            ("127.0.0.1", "http"),
+            ("https://w1:7001", "http"),
+            ("http://w1:7001", "https"),
+            ("w1:notaport", "http"),
+            ("", "http"),
+            ("ftp://w1:21", "http"),
         ] {
             assert!(
-                matches!(worker_url(bad), Err(ClusterError::WorkerAddress(_))),
+                matches!(
+                    worker_url(bad, scheme),
+                    Err(ClusterError::WorkerAddress(_, _))
+                ),
                 "{bad} accepted"
             );
         }

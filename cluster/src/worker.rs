@@ -25,26 +25,59 @@ use strata_engine::Dataset;
 use strata_planner::registered::policy::RegisteredPolicy;
 use strata_planner::shipped::Functions;
 use tokio::net::TcpListener;
+use tonic::transport::{ClientTlsConfig, ServerTlsConfig};
 
 use crate::auth::{AuthChannels, ClusterSecret};
 use crate::codec::StrataCodec;
 use crate::error::ClusterError;
 use crate::options::{BUILD, QueryOptions};
+use crate::settings::ClusterSettings;
 
 /// The registered tier as this worker computed it (same dataset and date-shift secret as the
 /// coordinator), checked against the coordinator's fingerprint on every registered-tier query.
 #[derive(Clone)]
 pub struct WorkerPolicy(pub Arc<RegisteredPolicy>);
 
-/// Serves `dataset` to the coordinator holding `secret` on `listener` until `shutdown`.
+/// How a worker is reached and reaches the other workers: the coordinator's secret, its
+/// listener's TLS (its `[tls]`; mutual with `client_ca`), and `[cluster]`'s channels (the workers'
+/// CA and this worker's client certificate, for the outputs it reads from the other workers).
+pub struct WorkerNetwork {
+    secret: ClusterSecret,
+    tls: Option<ServerTlsConfig>,
+    channels: AuthChannels,
+}
+
+impl WorkerNetwork {
+    /// `peers` is `[cluster]`'s `client_tls()`.
+    pub fn new(
+        secret: ClusterSecret,
+        tls: Option<ServerTlsConfig>,
+        peers: Option<ClientTlsConfig>,
+        settings: &ClusterSettings,
+    ) -> Self {
+        let channels = AuthChannels::new(secret.clone(), settings.connect_timeout(), peers);
+        WorkerNetwork {
+            secret,
+            tls,
+            channels,
+        }
+    }
+}
+
+/// Serves `dataset` to the coordinator holding `network`'s secret on `listener` until
+/// `shutdown`.
 pub async fn serve_worker(
     dataset: Arc<Dataset>,
     listener: TcpListener,
-    secret: ClusterSecret,
+    network: WorkerNetwork,
     policy: Option<WorkerPolicy>,
-    connect_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ClusterError> {
+    let WorkerNetwork {
+        secret,
+        tls,
+        channels,
+    } = network;
     let addr = listener.local_addr().map_err(|e| ClusterError::Serve {
         addr: "0.0.0.0:0".parse().expect("address"),
         reason: e.to_string(),
@@ -57,7 +90,7 @@ pub async fn serve_worker(
     let sessions = Sessions {
         stores: Arc::new(stores),
         dataset: dataset.fingerprint().to_string(),
-        channels: AuthChannels::new(secret.clone(), connect_timeout),
+        channels,
         fingerprint: policy.as_ref().map(|p| p.0.fingerprint()),
         policy: policy.map(|p| p.0),
     };
@@ -66,7 +99,14 @@ pub async fn serve_worker(
         worker.into_worker_server(),
         move |request| secret.check(request),
     );
-    tonic::transport::Server::builder()
+    let serve_error = |reason: String| ClusterError::Serve { addr, reason };
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| serve_error(with_source(&e)))?;
+    }
+    server
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(service)
         .serve_with_incoming_shutdown(
@@ -74,10 +114,15 @@ pub async fn serve_worker(
             shutdown,
         )
         .await
-        .map_err(|e| ClusterError::Serve {
-            addr,
-            reason: e.to_string(),
-        })
+        .map_err(|e| serve_error(with_source(&e)))
+}
+
+/// tonic's transport errors say what failed in their source ("transport error" alone).
+fn with_source(e: &dyn std::error::Error) -> String {
+    match e.source() {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
 }
 
 /// The query's memory limit, shared by the tasks of the stage this task belongs to (each task a

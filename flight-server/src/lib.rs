@@ -53,12 +53,7 @@ pub async fn serve(
             request.headers().get(name).and_then(|v| v.to_str().ok())
         })
     });
-    if let Some(identity) = identity(tls)? {
-        let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
-        if let Some(ca) = &tls.client_ca {
-            // Mutual TLS: a client without a certificate from this CA never reaches a handler.
-            config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
-        }
+    if let Some(config) = server_tls(tls)? {
         server = server
             .tls_config(config)
             .context("invalid [tls] certificate, key or client CA")?;
@@ -111,6 +106,24 @@ pub async fn serve(
     closing.close();
     let _ = tokio::time::timeout(linger::LINGER, closing.wait()).await;
     served
+}
+
+/// The TLS of a listener from `[tls]` (none without a certificate), its files read and parsed
+/// now: a certificate, key or client CA that cannot be read or does not decode stops the start.
+/// The Flight door's, and a cluster worker's (`strata worker`).
+pub fn server_tls(tls: &TlsSettings) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let Some(identity) = identity(tls)? else {
+        return Ok(None);
+    };
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca {
+        // Mutual TLS: a client without a certificate from this CA never reaches a handler.
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    tonic::transport::Server::builder()
+        .tls_config(config.clone())
+        .context("invalid [tls] certificate, key or client CA")?;
+    Ok(Some(config))
 }
 
 fn identity(tls: &TlsSettings) -> anyhow::Result<Option<tonic::transport::Identity>> {

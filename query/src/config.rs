@@ -124,6 +124,9 @@ impl ServerConfig {
         if let Err(e) = config.tls.validate() {
             anyhow::bail!("invalid config {}: {e}", path.display());
         }
+        if let Err(e) = config.cluster.validate() {
+            anyhow::bail!("invalid config {}: {e}", path.display());
+        }
         if let Err(e) = config.telemetry.validate() {
             anyhow::bail!("invalid config {}: {e}", path.display());
         }
