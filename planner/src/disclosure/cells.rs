@@ -451,11 +451,7 @@ impl AggregateUDFImpl for DominanceUdaf {
         &self,
         _args: AccumulatorArgs,
     ) -> DfResult<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(ContributionGroups {
-            rule: self.rule,
-            cells: Vec::new(),
-            entries: 0,
-        }))
+        Ok(Box::new(ContributionGroups::new(self.rule)))
     }
 
     fn default_value(&self, _data_type: &DataType) -> DfResult<ScalarValue> {
@@ -618,6 +614,14 @@ struct ContributionGroups {
 }
 
 impl ContributionGroups {
+    fn new(rule: Dominance) -> Self {
+        ContributionGroups {
+            rule,
+            cells: Vec::new(),
+            entries: 0,
+        }
+    }
+
     fn grow(&mut self, total_num_groups: usize) {
         if self.cells.len() < total_num_groups {
             self.cells
@@ -735,11 +739,7 @@ mod tests {
     #[test]
     fn grouped_contributions_decide_as_per_group_ones() {
         let rule = Dominance::default();
-        let grouped = || ContributionGroups {
-            rule,
-            cells: Vec::new(),
-            entries: 0,
-        };
+        let grouped = || ContributionGroups::new(rule);
         // Group 0: person 1 dominates (one large value spread over rows); group 1: even;
         // group 2: person 7's large value is filtered out, so even; group 3: a value from a
         // group contributor (an inner aggregate's set) dominates.

@@ -326,7 +326,7 @@ thread_local! {
 /// looked up in a much longer list; otherwise the lists meet in a bit array of the shorter
 /// one's ids: a merge mispredicts a branch on every other step, and a lookup in a posting that
 /// is not in cache misses on most of its steps where a scan streams.
-pub fn intersect(a: &[Id], b: &[Id]) -> Vec<Id> {
+pub(super) fn intersect(a: &[Id], b: &[Id]) -> Vec<Id> {
     let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     let Some(&last) = short.last() else {
         return Vec::new();
@@ -363,12 +363,8 @@ pub fn intersect(a: &[Id], b: &[Id]) -> Vec<Id> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::sets::testing::{numbers, set};
     use super::*;
-    use roaring::RoaringTreemap;
-
-    fn set(xs: impl IntoIterator<Item = u64>) -> Set {
-        Set::new(xs.into_iter().collect::<RoaringTreemap>())
-    }
 
     /// Brute force over every filed set, by the bitmaps alone (no sketch), as the index must
     /// answer.
@@ -387,16 +383,9 @@ mod tests {
 
     #[test]
     fn intersections_equal_brute_force() {
-        let mut state = 11u64;
+        let mut next = numbers(11);
         let mut list = |len: usize, span: u32| -> Vec<Id> {
-            let mut v: Vec<Id> = (0..len)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    (state >> 33) as Id % span
-                })
-                .collect();
+            let mut v: Vec<Id> = (0..len).map(|_| next() as Id % span).collect();
             v.sort_unstable();
             v.dedup();
             v
@@ -435,13 +424,7 @@ mod tests {
             postings_from: 64,
             ..SetIndex::default()
         };
-        let mut state = 7u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state >> 33
-        };
+        let mut next = numbers(7);
         // Nested chains, random sets, small sets without probes, an empty set.
         let everyone = set(0..5_000);
         index.insert(everyone.clone());

@@ -72,21 +72,12 @@ impl Members {
 
 #[cfg(test)]
 mod tests {
+    use super::super::sets::testing::{numbers, set};
     use super::*;
-
-    fn set(xs: impl IntoIterator<Item = u64>) -> Set {
-        Set::new(xs.into_iter().collect::<RoaringTreemap>())
-    }
 
     #[test]
     fn holders_equal_brute_force() {
-        let mut state = 5u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state >> 33
-        };
+        let mut next = numbers(5);
         let sets: Vec<Set> = (0..300)
             .map(|k| match k % 3 {
                 0 => set((0..1 + next() % 6).map(|_| next() % 400)),

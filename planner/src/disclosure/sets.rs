@@ -182,6 +182,27 @@ impl PartialEq for Set {
 
 impl Eq for Set {}
 
+/// What the ledger's tests build their sets with.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Set;
+
+    pub fn set(xs: impl IntoIterator<Item = u64>) -> Set {
+        Set::new(xs.into_iter().collect())
+    }
+
+    /// A deterministic stream of 31-bit numbers (a linear congruential generator).
+    pub fn numbers(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
