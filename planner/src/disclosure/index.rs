@@ -18,7 +18,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::ops::{Bound, RangeInclusive};
+use std::ops::{Bound, Range, RangeInclusive};
 
 use datafusion::common::HashMap;
 use roaring::RoaringBitmap;
@@ -182,10 +182,13 @@ impl SetIndex {
             .filter(move |&id| id >= from && self.alive(id))
     }
 
-    /// Live sets `r ⊆ s`, among ids in `from..`.
-    pub fn subsets(&self, s: &Set, from: Id) -> Vec<Id> {
+    /// Live sets `r ⊆ s`, among `ids`.
+    pub fn subsets(&self, s: &Set, ids: Range<Id>) -> Vec<Id> {
         // Empty sets are filed under no key; they are subsets of everything.
-        let mut out: Vec<Id> = self.with_len(0..=0, from).collect();
+        let mut out: Vec<Id> = self
+            .with_len(0..=0, ids.start)
+            .filter(|id| ids.contains(id))
+            .collect();
         if s.is_empty() {
             return out;
         }
@@ -194,7 +197,7 @@ impl SetIndex {
             out.extend(
                 filed
                     .iter()
-                    .filter(|f| f.id >= from && f.len <= s.len() && f.minimum >= minimum)
+                    .filter(|f| ids.contains(&f.id) && f.len <= s.len() && f.minimum >= minimum)
                     .map(|f| f.id)
                     .filter(|&id| self.alive(id) && self.get(id).subset_of(s)),
             )
@@ -209,7 +212,7 @@ impl SetIndex {
             // `s` holds more elements than there are keys: a scan of the sets (whose subset
             // test looks at sizes and sketches before any bitmap) costs less than testing
             // every key's membership in `s`.
-            out.extend((from..self.next_id()).filter(|&id| {
+            out.extend(ids.clone().filter(|&id| {
                 let r = self.get(id);
                 !r.is_empty() && self.alive(id) && r.subset_of(s)
             }));
@@ -218,44 +221,35 @@ impl SetIndex {
         out
     }
 
-    /// Live sets `u ⊇ s`, among ids in `from..`.
-    pub fn supersets(&self, s: &Set, from: Id) -> Vec<Id> {
-        self.superset_candidates(s, s.len(), from)
+    /// Live sets `u ⊇ s`, among `ids`.
+    pub fn supersets(&self, s: &Set, ids: Range<Id>) -> Vec<Id> {
+        self.superset_candidates(s, ids)
             .filter(|&id| s.subset_of(self.get(id)))
             .collect()
     }
 
-    /// Whether a live set `u ⊇ s` of at least `min_len` members is filed (stops at the first).
-    pub fn has_superset(&self, s: &Set, min_len: u64) -> bool {
-        self.superset_candidates(s, min_len, 0)
-            .any(|id| s.subset_of(self.get(id)))
-    }
-
-    /// Live sets of `min_len..` members with ids in `from..` that may contain `s`: those
+    /// Live sets at least as large as `s` with ids in `ids` that may contain `s`: those
     /// holding all of its probes, or (no postings, no probes) every one.
-    fn superset_candidates(
-        &self,
-        s: &Set,
-        min_len: u64,
-        from: Id,
-    ) -> Box<dyn Iterator<Item = Id> + '_> {
-        let min_len = min_len.max(s.len());
+    fn superset_candidates(&self, s: &Set, ids: Range<Id>) -> Box<dyn Iterator<Item = Id> + '_> {
+        let min_len = s.len();
         let Some(postings) = self.postings.as_ref().filter(|_| !s.probes().is_empty()) else {
             // Among one result's sets (a long history before them), a walk of those ids beats
             // a walk of every size's list.
-            if from > 0 {
+            if ids.start > 0 {
                 return Box::new(
-                    self.since(from)
-                        .filter(move |&id| self.get(id).len() >= min_len),
+                    ids.filter(move |&id| self.alive(id) && self.get(id).len() >= min_len),
                 );
             }
-            return Box::new(self.with_len(min_len..=u64::MAX, from));
+            return Box::new(
+                self.with_len(min_len..=u64::MAX, 0)
+                    .filter(move |id| ids.contains(id)),
+            );
         };
-        // Only ids from `from` on: each posting's older ids are cut off before any work.
+        // Only ids in `ids`: each posting's older and newer ids are cut off before any work.
         let mut probed: Vec<&[Id]> = Vec::with_capacity(s.probes().len());
         for x in s.probes() {
             match postings.get(x) {
-                Some(p) => probed.push(since(p, from)),
+                Some(p) => probed.push(before(since(p, ids.start), ids.end)),
                 None => return Box::new(std::iter::empty()),
             }
         }
@@ -299,6 +293,12 @@ fn post(postings: &mut HashMap<u64, Vec<Id>>, id: Id, set: &Set) -> u64 {
     n
 }
 
+/// The ids of `posting` below `until`: a result's own sets are the newest, a few at the end.
+fn before(posting: &[Id], until: Id) -> &[Id] {
+    let newer = posting.iter().rev().take_while(|&&id| id >= until).count();
+    &posting[..posting.len() - newer]
+}
+
 /// The ids of `posting` from `from` on, found from the end: they are the newest, and a binary
 /// search of a long posting that is not in cache misses on most of its steps.
 fn since(posting: &[Id], from: Id) -> &[Id] {
@@ -326,7 +326,7 @@ thread_local! {
 /// looked up in a much longer list; otherwise the lists meet in a bit array of the shorter
 /// one's ids: a merge mispredicts a branch on every other step, and a lookup in a posting that
 /// is not in cache misses on most of its steps where a scan streams.
-pub(super) fn intersect(a: &[Id], b: &[Id]) -> Vec<Id> {
+fn intersect(a: &[Id], b: &[Id]) -> Vec<Id> {
     let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     let Some(&last) = short.last() else {
         return Vec::new();
@@ -447,17 +447,25 @@ mod tests {
         assert!(index.postings.is_some(), "postings are built");
         let agree = |index: &SetIndex| {
             for q in &queries {
-                assert_eq!(index.subsets(q, 0), brute(index, q, true));
-                let mut sup = index.supersets(q, 0);
+                let all = 0..index.next_id();
+                assert_eq!(index.subsets(q, all.clone()), brute(index, q, true));
+                let mut sup = index.supersets(q, all);
                 sup.sort_unstable();
                 assert_eq!(sup, brute(index, q, false));
-                let larger = sup.iter().any(|&id| index.get(id).len() > q.len());
-                assert_eq!(index.has_superset(q, q.len() + 1), larger);
-                assert!(index.subsets(q, 50).iter().all(|&id| id >= 50));
+                // A window of ids: the same answers, cut to it.
+                let window = |ids: Vec<Id>| -> Vec<Id> {
+                    ids.into_iter()
+                        .filter(|id| (50..150).contains(id))
+                        .collect()
+                };
+                assert_eq!(index.subsets(q, 50..150), window(brute(index, q, true)));
+                let mut sup = index.supersets(q, 50..150);
+                sup.sort_unstable();
+                assert_eq!(sup, window(brute(index, q, false)));
             }
         };
         agree(&index);
-        assert!(!index.subsets(&queries[0], 0).contains(&5));
+        assert!(!index.subsets(&queries[0], 0..index.next_id()).contains(&5));
         assert_eq!(index.find(&queries[3], 0), Some(3));
         // Decisions that could not be made durable are forgotten, postings included.
         let entries = index.posting_entries;

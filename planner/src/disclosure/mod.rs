@@ -8,7 +8,7 @@ pub mod cells;
 pub mod lineage;
 
 pub mod index;
-pub mod members;
+pub mod nest;
 pub mod release;
 pub mod result;
 pub mod sets;

@@ -13,21 +13,24 @@
 //!
 //! Every relation involves a set's subsets, its supersets, or sets of a given size, which the
 //! history's index (`index.rs`) finds without walking the history: a check costs what the
-//! related sets hold, not how many sets a principal was given.
+//! related sets hold, not how many sets a principal was given. Among the result's own sets the
+//! relation is found once per result (`nest.rs`), so that the many checks of a decision (a first
+//! pass, revocation passes, the lines of withheld cells) cost what they find, not a walk of the
+//! result's cells each.
 //!
 //! Rows are decided largest set first, ties by content, so the same sets with the same history
 //! get the same decisions whatever order the engine produced them in; a repeated query (same
 //! sets) is released again unchanged. Decisions depend only on the sets of released rows and of
 //! the new rows, never on values.
 
-use std::collections::HashMap;
-use std::ops::RangeInclusive;
+use std::collections::{BTreeSet, HashMap};
+use std::ops::{Range, RangeInclusive};
 use std::sync::{Arc, Mutex};
 
 use roaring::RoaringTreemap;
 
 use super::index::{Id, SetIndex};
-use super::members::Members;
+use super::nest::{Nest, Pos};
 use super::sets::Set;
 
 /// Bytes of participant sets kept per principal by default (`[disclosure] ledger_budget_mb`).
@@ -228,12 +231,15 @@ impl ReleaseLedger {
             return Ok(release);
         }
         let sets: Vec<Option<Set>> = rows.iter().map(|r| r.set.clone().map(Set::new)).collect();
+        let nest = Nest::of(&sets);
+        drop(sets);
         // Which rows take part: under the cell rules only the lines of the result's
         // suppressed cells (their totals and the totals' parts); every row otherwise.
         let mut withheld_rows: Vec<bool> = rows.iter().map(|r| !r.offered).collect();
-        let mut taking_part: Vec<usize> = (0..rows.len()).filter(|&i| sets[i].is_some()).collect();
+        let mut taking_part: Vec<usize> =
+            (0..rows.len()).filter(|&i| nest.at(i).is_some()).collect();
         if rules == Rules::Cells {
-            taking_part = lines_of_withheld(rows, &sets, &withheld_rows);
+            taking_part = lines_of_withheld(rows, &nest, &withheld_rows);
             if !taking_part.iter().any(|&i| rows[i].offered) {
                 return Ok(release);
             }
@@ -253,12 +259,17 @@ impl ReleaseLedger {
             set_bytes,
         } = &mut *history;
         let first_withheld = withheld.next_id();
-        let first_new = released.next_id();
+        let mut fresh = Fresh {
+            nest: &nest,
+            first: released.next_id(),
+            ids: vec![None; nest.len()],
+        };
         loop {
             decide_rows(
                 (released, withheld),
-                (first_new, first_withheld),
-                (&sets, rows, &mut release),
+                &mut fresh,
+                first_withheld,
+                (rows, &mut release),
                 &taking_part,
                 threshold,
                 rules,
@@ -274,15 +285,16 @@ impl ReleaseLedger {
                     withheld_rows[i] = true;
                 }
             }
-            let grown = lines_of_withheld(rows, &sets, &withheld_rows);
+            let grown = lines_of_withheld(rows, &nest, &withheld_rows);
             if grown.iter().all(|i| taking_part.binary_search(i).is_ok()) {
                 break;
             }
             taking_part = grown;
-            released.truncate(first_new);
+            fresh.forget(released);
             withheld.truncate(first_withheld);
             release.fill(Decision::Release);
         }
+        let first_new = fresh.first;
         fn new_sets(index: &SetIndex, from: Id) -> Vec<&RoaringTreemap> {
             index.since(from).map(|id| index.get(id).bits()).collect()
         }
@@ -309,32 +321,77 @@ impl ReleaseLedger {
     }
 }
 
-/// One pass of decisions over the rows taking part (ids of this result from `first_new` and
-/// `first_withheld` on): the withheld rows filed, the offered ones decided largest first, then
-/// releases a later withholding made solvable revoked.
+/// This result's distinct sets (its nest) and the ids of those released so far in the
+/// principal's released index: all from `first` on, the history's ids are below it.
+struct Fresh<'a> {
+    nest: &'a Nest,
+    first: Id,
+    /// By position in the nest.
+    ids: Vec<Option<Id>>,
+}
+
+impl Fresh<'_> {
+    fn release(&mut self, index: &mut SetIndex, at: Pos) {
+        self.ids[at as usize] = Some(index.insert(self.nest.set(at).clone()));
+    }
+
+    fn revoke(&mut self, index: &mut SetIndex, at: Pos) {
+        if let Some(id) = self.ids[at as usize].take() {
+            index.remove(id);
+        }
+    }
+
+    /// Takes back every release of this result (decided again from the start).
+    fn forget(&mut self, index: &mut SetIndex) {
+        index.truncate(self.first);
+        self.ids.fill(None);
+    }
+
+    /// This result's released sets, as (id, position), oldest first.
+    fn released(&self) -> Vec<(Id, Pos)> {
+        let mut out: Vec<(Id, Pos)> = (self.ids.iter().enumerate())
+            .filter_map(|(at, id)| id.map(|id| (id, at as Pos)))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+/// Smallest first: sizes, then contents (a total order of distinct sets), so that decisions
+/// do not depend on the order rows arrived in.
+fn by_size(nest: &Nest, a: Pos, b: Pos) -> std::cmp::Ordering {
+    if a == b {
+        return std::cmp::Ordering::Equal;
+    }
+    let (sa, sb) = (nest.set(a), nest.set(b));
+    sa.len()
+        .cmp(&sb.len())
+        .then_with(|| sa.iter().cmp(sb.iter()))
+}
+
+/// One pass of decisions over the rows taking part (ids of this result from `fresh.first`
+/// and `first_withheld` on): the withheld rows filed, the offered ones decided largest first,
+/// then releases a later withholding made solvable revoked.
 fn decide_rows(
     (released, withheld): (&mut SetIndex, &mut SetIndex),
-    (first_new, first_withheld): (Id, Id),
-    (sets, rows, release): (&[Option<Set>], &[Row], &mut [Decision]),
+    fresh: &mut Fresh,
+    first_withheld: Id,
+    (rows, release): (&[Row], &mut [Decision]),
     taking_part: &[usize],
     threshold: u64,
     rules: Rules,
 ) {
+    let nest = fresh.nest;
+    let at = |i: usize| nest.at(i).expect("rows taking part have a set");
     let mut taking_part = taking_part.to_vec();
     // The decisions must not depend on the order the rows arrived in (partitions finish in
     // any order): the same question asked twice gives up the same cells, never a union.
     taking_part.sort_by(|&a, &b| {
-        let (sa, sb) = (sets[a].as_ref().unwrap(), sets[b].as_ref().unwrap());
-        sa.len()
-            .cmp(&sb.len())
-            .then_with(|| sa.iter().cmp(sb.iter()))
-            .then_with(|| rows[a].offered.cmp(&rows[b].offered))
+        by_size(nest, at(a), at(b)).then_with(|| rows[a].offered.cmp(&rows[b].offered))
     });
     for &i in &taking_part {
-        if let (Some(set), false) = (&sets[i], rows[i].offered)
-            && !set.is_empty()
-            && withheld.find(set, 0).is_none()
-        {
+        let set = nest.set(at(i));
+        if !rows[i].offered && withheld.find(set, 0).is_none() {
             withheld.insert(set.clone());
         }
     }
@@ -344,14 +401,14 @@ fn decide_rows(
         .filter(|&i| rows[i].offered)
         .collect();
     order.sort_by(|&a, &b| {
-        let (sa, sb) = (sets[a].as_ref().unwrap(), sets[b].as_ref().unwrap());
+        let (sa, sb) = (nest.set(at(a)), nest.set(at(b)));
         sb.len()
             .cmp(&sa.len())
-            .then_with(|| sa.iter().cmp(sb.iter()))
+            .then_with(|| by_size(nest, at(a), at(b)))
     });
     for i in order {
-        let set = sets[i].as_ref().unwrap();
-        if set.is_empty() || released.find(set, 0).is_some() {
+        let set = nest.set(at(i));
+        if released.find(set, 0).is_some() {
             continue;
         }
         // Withheld before: withheld again, so that repeating a query changes nothing.
@@ -364,9 +421,9 @@ fn decide_rows(
             threshold,
             rules,
         };
-        if check.derivable(set, Released::all(released)) {
+        if check.derivable(set, Released::all(released, fresh)) {
             // Solvable from this result alone, or only with what was released before.
-            release[i] = if check.derivable(set, Released::since(released, first_new)) {
+            release[i] = if check.derivable(set, Released::since(released, fresh)) {
                 Decision::Complementary
             } else {
                 Decision::Differencing
@@ -376,13 +433,13 @@ fn decide_rows(
             }
             continue;
         }
-        released.insert(set.clone());
+        fresh.release(released, at(i));
     }
     revoke_solvable(
-        released,
-        withheld,
-        (first_new, first_withheld),
-        (sets, rows, release),
+        (released, withheld),
+        fresh,
+        first_withheld,
+        (rows, release),
         threshold,
         rules,
     );
@@ -394,60 +451,59 @@ fn decide_rows(
 /// withheld cells can change: with nothing withheld, every relation was checked as its rows
 /// came in.
 fn revoke_solvable(
-    released: &mut SetIndex,
-    withheld: &mut SetIndex,
-    (first_new, first_withheld): (Id, Id),
-    (sets, rows, release): (&[Option<Set>], &[Row], &mut [Decision]),
+    (released, withheld): (&mut SetIndex, &mut SetIndex),
+    fresh: &mut Fresh,
+    first_withheld: Id,
+    (rows, release): (&[Row], &mut [Decision]),
     threshold: u64,
     rules: Rules,
 ) {
-    let offered: Vec<&Set> = (0..rows.len())
-        .filter(|&i| rows[i].offered)
-        .filter_map(|i| sets[i].as_ref())
-        .collect();
+    let nest = fresh.nest;
+    let mut offered = vec![false; nest.len()];
+    for i in (0..rows.len()).filter(|&i| rows[i].offered) {
+        if let Some(at) = nest.at(i) {
+            offered[at as usize] = true;
+        }
+    }
     let mut passes = 0usize;
-    let mut lines = Lines::default();
     while withheld.next_id() > first_withheld {
-        let new: Vec<Id> = released.since(first_new).collect();
-        let new_sets: Vec<&Set> = new.iter().map(|&id| released.get(id)).collect();
-        let withheld_ids: Vec<Id> = withheld.since(first_withheld).collect();
-        let new_withheld: Vec<&Set> = withheld_ids.iter().map(|&id| withheld.get(id)).collect();
-        let on_lines = lines.on_lines_of(released, &new, withheld, &withheld_ids);
+        let new = fresh.released();
+        let new_withheld: Vec<Pos> = withheld
+            .since(first_withheld)
+            .map(|id| {
+                nest.position(withheld.get(id))
+                    .expect("this result's withheld sets are its own")
+            })
+            .collect();
+        let on_lines = on_lines_of(nest, &new, &new_withheld);
         let mut newest: Vec<usize> = on_lines.clone();
-        newest.sort_by(|&a, &b| {
-            let (sa, sb) = (new_sets[a], new_sets[b]);
-            sa.len()
-                .cmp(&sb.len())
-                .then_with(|| sa.iter().cmp(sb.iter()))
-        });
+        newest.sort_by(|&a, &b| by_size(nest, new[a].1, new[b].1));
         let check = Check {
             withheld: &*withheld,
             threshold,
             rules,
         };
+        let all = Released::all(released, fresh);
         let revoked = newest
             .into_iter()
-            .find(|&k| check.derivable(new_sets[k], Released::all(released).skipping(new[k])))
+            .find(|&k| check.derivable(nest.set(new[k].1), all.skipping(new[k].0)))
             .or_else(|| {
                 // Bridges join lines of withheld cells: only their cells matter.
-                let cells: Vec<&Set> = on_lines.iter().map(|&k| new_sets[k]).collect();
-                bridge_victim(&cells, &new_withheld).map(|j| on_lines[j])
+                let cells: Vec<Pos> = on_lines.iter().map(|&k| new[k].1).collect();
+                bridge_victim(nest, &cells, &new_withheld).map(|j| on_lines[j])
             })
-            .or_else(|| tie_of_withheld(Released::all(released), &new, &new_withheld, &offered))
-            .map(|k| new[k]);
-        let Some(id) = revoked else {
+            .or_else(|| tie_of_withheld(all, &new, &new_withheld, &offered))
+            .map(|k| new[k].1);
+        let Some(at) = revoked else {
             tracing::debug!(passes, on_lines = on_lines.len(), "revocations done");
             break;
         };
         passes += 1;
-        let set = released.get(id).clone();
-        released.remove(id);
-        for (i, s) in sets.iter().enumerate() {
-            if s.as_ref() == Some(&set) {
-                release[i] = Decision::Complementary;
-            }
+        fresh.revoke(released, at);
+        for row in nest.rows_at(at) {
+            release[row] = Decision::Complementary;
         }
-        withheld.insert(set);
+        withheld.insert(nest.set(at).clone());
     }
 }
 
@@ -456,24 +512,26 @@ fn revoke_solvable(
 #[derive(Clone, Copy)]
 struct Released<'a> {
     index: &'a SetIndex,
+    fresh: &'a Fresh<'a>,
     from: Id,
     skip: Option<Id>,
 }
 
 impl<'a> Released<'a> {
-    fn all(index: &'a SetIndex) -> Self {
+    fn all(index: &'a SetIndex, fresh: &'a Fresh<'a>) -> Self {
         Released {
             index,
+            fresh,
             from: 0,
             skip: None,
         }
     }
 
-    fn since(index: &'a SetIndex, from: Id) -> Self {
+    /// This result's released sets alone.
+    fn since(index: &'a SetIndex, fresh: &'a Fresh<'a>) -> Self {
         Released {
-            index,
-            from,
-            skip: None,
+            from: fresh.first,
+            ..Self::all(index, fresh)
         }
     }
 
@@ -493,16 +551,41 @@ impl<'a> Released<'a> {
 
     /// Released sets strictly inside `s`.
     fn inside(&self, s: &Set) -> Vec<&'a Set> {
-        let mut out = self.sets(self.index.subsets(s, self.from));
+        let mut out = self.sets(self.related(s, Nest::inside, SetIndex::subsets));
         out.retain(|r| r.len() < s.len());
         out
     }
 
     /// Released sets strictly containing `s`.
     fn around(&self, s: &Set) -> Vec<&'a Set> {
-        let mut out = self.sets(self.index.supersets(s, self.from));
+        let mut out = self.sets(self.related(s, Nest::around, SetIndex::supersets));
         out.retain(|u| u.len() > s.len());
         out
+    }
+
+    /// The released sets related to `s` (inside it or around it): this result's from its
+    /// nest when `s` is one of its sets, the rest from the index.
+    fn related(
+        &self,
+        s: &Set,
+        in_nest: fn(&Nest, Pos) -> &[Pos],
+        in_index: fn(&SetIndex, &Set, Range<Id>) -> Vec<Id>,
+    ) -> Vec<Id> {
+        let (nest, first) = (self.fresh.nest, self.fresh.first);
+        let Some(at) = nest.position(s) else {
+            return in_index(self.index, s, self.from..self.index.next_id());
+        };
+        let mut ids = if self.from < first {
+            in_index(self.index, s, self.from..first)
+        } else {
+            Vec::new()
+        };
+        ids.extend(
+            in_nest(nest, at)
+                .iter()
+                .filter_map(|&p| self.fresh.ids[p as usize]),
+        );
+        ids
     }
 
     fn with_len(&self, lens: RangeInclusive<u64>) -> Vec<&'a Set> {
@@ -512,96 +595,112 @@ impl<'a> Released<'a> {
 
 /// The rows on a line of a withheld row (`withheld[i]`): offered rows whose set strictly
 /// contains a withheld set (its totals), and the rows inside those totals (their parts).
-/// Withheld cells hold a few participants (too few for the index's probes): their totals are
-/// found by a scan; the parts by an index of the totals, stopping at the first found.
-fn lines_of_withheld(rows: &[Row], sets: &[Option<Set>], withheld: &[bool]) -> Vec<usize> {
-    let seeds: Vec<&Set> = (0..rows.len())
+fn lines_of_withheld(rows: &[Row], nest: &Nest, withheld: &[bool]) -> Vec<usize> {
+    let mut around_seed = vec![false; nest.len()];
+    for at in (0..rows.len())
         .filter(|&i| withheld[i])
-        .filter_map(|i| sets[i].as_ref())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if seeds.is_empty() {
-        return vec![];
+        .filter_map(|i| nest.at(i))
+    {
+        for &u in nest.around(at) {
+            around_seed[u as usize] = true;
+        }
     }
     let totals: Vec<usize> = (0..rows.len())
         .filter(|&i| rows[i].offered && !withheld[i])
-        .filter(|&i| {
-            sets[i]
-                .as_ref()
-                .is_some_and(|s| seeds.iter().any(|w| w.strict_subset_of(s)))
-        })
+        .filter(|&i| nest.at(i).is_some_and(|at| around_seed[at as usize]))
         .collect();
-    let mut index = SetIndex::default();
-    for &t in &totals {
-        index.insert(sets[t].clone().expect("a total has a set"));
+    let mut in_total = vec![false; nest.len()];
+    for at in totals.iter().filter_map(|&t| nest.at(t)) {
+        for &p in nest.inside(at) {
+            in_total[p as usize] = true;
+        }
     }
     (0..rows.len())
         .filter(|&i| {
-            withheld[i]
-                || totals.binary_search(&i).is_ok()
-                || sets[i]
-                    .as_ref()
-                    .is_some_and(|s| index.has_superset(s, s.len() + 1))
+            nest.at(i).is_some_and(|at| {
+                withheld[i] || totals.binary_search(&i).is_ok() || in_total[at as usize]
+            })
         })
         .collect()
 }
 
-/// The totals and parts `on_lines_of` found in earlier revocation passes. Between passes
-/// released sets only go (revoked, then withheld), so a relation found once holds for as long
-/// as its released sets are alive: a pass looks up only what the last revocation added.
-#[derive(Default)]
-struct Lines {
-    /// A withheld set's (by id) released strict supersets.
-    totals: HashMap<Id, Vec<Id>>,
-    /// A released total's released strict subsets.
-    parts: HashMap<Id, Vec<Id>>,
+/// Positions in `new` (this result's released sets, oldest first) of the sets on a line of a
+/// withheld set of this result: its totals (released sets strictly containing it) and their
+/// parts (released sets strictly inside a total), ascending.
+fn on_lines_of(nest: &Nest, new: &[(Id, Pos)], withheld: &[Pos]) -> Vec<usize> {
+    let mut in_new: Vec<Option<usize>> = vec![None; nest.len()];
+    for (k, &(_, at)) in new.iter().enumerate() {
+        in_new[at as usize] = Some(k);
+    }
+    let totals: BTreeSet<usize> = withheld
+        .iter()
+        .flat_map(|&w| nest.around(w))
+        .filter_map(|&at| in_new[at as usize])
+        .collect();
+    let mut on = totals.clone();
+    for &t in &totals {
+        on.extend(
+            nest.inside(new[t].1)
+                .iter()
+                .filter_map(|&at| in_new[at as usize]),
+        );
+    }
+    on.into_iter().collect()
 }
 
-impl Lines {
-    /// Positions in `new` (this result's released sets, ids in `released`) of the sets on a
-    /// line of a withheld set (`withheld_ids`, ids in `withheld`): its totals and their parts,
-    /// among this result's sets.
-    fn on_lines_of(
-        &mut self,
-        released: &SetIndex,
-        new: &[Id],
-        withheld: &SetIndex,
-        withheld_ids: &[Id],
-    ) -> Vec<usize> {
-        let Some(&first) = new.first() else {
-            return vec![];
-        };
-        let len = |id: Id| released.get(id).len();
-        let mut totals: Vec<Id> = Vec::new();
-        for &w in withheld_ids {
-            let found = self.totals.entry(w).or_insert_with(|| {
-                let w = withheld.get(w);
-                released
-                    .supersets(w, first)
-                    .into_iter()
-                    .filter(|&id| len(id) > w.len())
-                    .collect()
-            });
-            totals.extend(found.iter().copied().filter(|&id| released.alive(id)));
+/// A few of a result's sets (positions in its nest, repeats allowed: a set both released and
+/// withheld), with the nest's relation among them by index in the list.
+struct Among<'a> {
+    nest: &'a Nest,
+    cells: Vec<Pos>,
+    /// Indices in `cells` by position.
+    indices: HashMap<Pos, Vec<usize>>,
+}
+
+impl<'a> Among<'a> {
+    fn new(nest: &'a Nest, cells: Vec<Pos>) -> Self {
+        let mut indices: HashMap<Pos, Vec<usize>> = HashMap::new();
+        for (i, &at) in cells.iter().enumerate() {
+            indices.entry(at).or_default().push(i);
         }
-        totals.sort_unstable();
-        totals.dedup();
-        let mut on: Vec<Id> = totals.clone();
-        for &t in &totals {
-            let found = self.parts.entry(t).or_insert_with(|| {
-                released
-                    .subsets(released.get(t), first)
-                    .into_iter()
-                    .filter(|&id| len(id) < len(t))
-                    .collect()
-            });
-            on.extend(found.iter().copied().filter(|&id| released.alive(id)));
+        Among {
+            nest,
+            cells,
+            indices,
         }
-        on.sort_unstable();
-        on.dedup();
-        on.into_iter()
-            .filter_map(|id| new.binary_search(&id).ok())
-            .collect()
+    }
+
+    fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    fn set(&self, i: usize) -> &Set {
+        self.nest.set(self.cells[i])
+    }
+
+    fn related(&self, positions: &[Pos]) -> Vec<usize> {
+        let mut out: Vec<usize> = positions
+            .iter()
+            .filter_map(|at| self.indices.get(at))
+            .flatten()
+            .copied()
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Cells strictly containing cell `i`, ascending.
+    fn around(&self, i: usize) -> Vec<usize> {
+        self.related(self.nest.around(self.cells[i]))
+    }
+
+    /// Cells strictly inside cell `i`, ascending.
+    fn inside(&self, i: usize) -> Vec<usize> {
+        self.related(self.nest.inside(self.cells[i]))
+    }
+
+    fn strictly_inside(&self, i: usize, j: usize) -> bool {
+        self.nest.strictly_inside(self.cells[i], self.cells[j])
     }
 }
 
@@ -615,38 +714,25 @@ impl Lines {
 /// line and on the grand total's line of its family (margins of one family are disjoint, the
 /// two families overlap). Returns the index in `released` of a cell to withhold as well: the
 /// smallest released cell on one of the bridge's lines, else that line's total.
-fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
+fn bridge_victim(nest: &Nest, released: &[Pos], withheld: &[Pos]) -> Option<usize> {
     // The result's cells: released ones (this result) then withheld ones.
-    let cells: &[&Set] = &released.iter().chain(withheld).copied().collect::<Vec<_>>();
     let n_released = released.len();
+    let cells = Among::new(nest, released.iter().chain(withheld).copied().collect());
     // Minimal supersets are found when asked for: the withheld cells' always, a released
-    // cell's only when a bridge's line is searched for candidates (a table's worth of subset
-    // tests per cell otherwise).
-    let minimal_of: Vec<std::cell::OnceCell<Vec<usize>>> =
-        cells.iter().map(|_| std::cell::OnceCell::new()).collect();
-    // The withheld cells' supersets, asked for first and for each, from their elements'
-    // postings.
-    let members = Members::of(withheld, cells);
+    // cell's only when a bridge's line is searched for candidates.
+    let minimal_of: Vec<std::cell::OnceCell<Vec<usize>>> = (0..cells.len())
+        .map(|_| std::cell::OnceCell::new())
+        .collect();
     let minimal = |i: usize| -> &[usize] {
         minimal_of[i].get_or_init(|| {
-            let c = cells[i];
-            let mut sup: Vec<usize> = match members.holding(c) {
-                Some(held) => held
-                    .into_iter()
-                    .map(|at| at as usize)
-                    .filter(|&j| cells[j].len() > c.len())
-                    .collect(),
-                None => (0..cells.len())
-                    .filter(|&j| c.strict_subset_of(cells[j]))
-                    .collect(),
-            };
+            let mut sup = cells.around(i);
             // Smallest first, a superset is minimal unless a minimal one found before lies
             // inside it (one that is not minimal holds a minimal one, which would lie inside it
             // too): a test against the few minimal ones, not against every superset.
-            sup.sort_by_key(|&j| cells[j].len());
+            sup.sort_by_key(|&j| cells.set(j).len());
             let mut minimal: Vec<usize> = Vec::new();
             for j in sup {
-                if !minimal.iter().any(|&m| cells[m].strict_subset_of(cells[j])) {
+                if !minimal.iter().any(|&m| cells.strictly_inside(m, j)) {
                     minimal.push(j);
                 }
             }
@@ -654,8 +740,6 @@ fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
             minimal
         })
     };
-    // Cells strictly inside cell `g`, in order: the only ones `g` can be a minimal superset of.
-    let inside = |g: usize| (0..cells.len()).filter(move |&j| cells[j].strict_subset_of(cells[g]));
     // Line nodes: a cell index (the line it totals), or the grand total's line for a family.
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
     enum Node {
@@ -670,10 +754,15 @@ fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
         // Family 0 holds the margin first met (smallest index) among those it is disjoint from.
         let grand = minimal(i)[0];
         let first = is_top(grand)
-            .then(|| inside(grand).find(|&j| minimal(j) == [grand]))
+            .then(|| {
+                cells
+                    .inside(grand)
+                    .into_iter()
+                    .find(|&j| minimal(j) == [grand])
+            })
             .flatten()
             .unwrap_or(i);
-        if cells[first].disjoint(cells[i]) || first == i {
+        if cells.set(first).disjoint(cells.set(i)) || first == i {
             0
         } else {
             1
@@ -681,12 +770,13 @@ fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
     };
     // A margin has a line of its own only if inner cells sum to it.
     let has_cells = |i: usize| {
-        inside(i).any(|j| {
+        cells.inside(i).into_iter().any(|j| {
             let m = minimal(j);
             m.len() == 2 && m.contains(&i)
         })
     };
-    let has_family_1 = |g: usize| inside(g).any(|j| minimal(j) == [g] && family(j) == 1);
+    let has_family_1 =
+        |g: usize| (cells.inside(g).into_iter()).any(|j| minimal(j) == [g] && family(j) == 1);
     let lines_of = |i: usize| -> Option<(Node, Node)> {
         match minimal(i) {
             [a, b] => Some((Node::Line(*a), Node::Line(*b))),
@@ -741,23 +831,18 @@ fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
         let on = |node: Node, i: usize| match node {
             Node::Line(l) => {
                 l != i
-                    && cells[i].strict_subset_of(cells[l])
+                    && cells.strictly_inside(i, l)
                     && lines_of(i).is_some_and(|(x, y)| x == node || y == node)
             }
             Node::Grand(g, _) => {
-                (i == g || cells[i].strict_subset_of(cells[g]))
+                (i == g || cells.strictly_inside(i, g))
                     && lines_of(i).is_some_and(|(x, y)| x == node || y == node)
             }
             Node::Outside => false,
         };
         let mut candidates: Vec<usize> =
             (0..n_released).filter(|&i| on(a, i) || on(b, i)).collect();
-        candidates.sort_by(|&x, &y| {
-            cells[x]
-                .len()
-                .cmp(&cells[y].len())
-                .then_with(|| cells[x].iter().cmp(cells[y].iter()))
-        });
+        candidates.sort_by(|&x, &y| by_size(nest, cells.cells[x], cells.cells[y]));
         let victim = candidates.first().copied().or_else(|| {
             [a, b].into_iter().find_map(|n| match n {
                 Node::Line(l) if l < n_released => Some(l),
@@ -770,28 +855,29 @@ fn bridge_victim(released: &[&Set], withheld: &[&Set]) -> Option<usize> {
 }
 
 /// The published 1-D rule withholds the next-smallest cell *and its ties*: a released cell of
-/// this result (`new`, ids in `released`) with the same participant count as a cell withheld
-/// by complementary suppression (an offered row) on the same line (sharing its smallest
-/// released total). Returns the position in `new`.
+/// this result (`new`, as (id, position)) with the same participant count as a cell withheld
+/// by complementary suppression (an offered row, `offered` by position) on the same line
+/// (sharing its smallest released total). Returns the index in `new`.
 fn tie_of_withheld(
     released: Released,
-    new: &[Id],
-    withheld: &[&Set],
-    offered: &[&Set],
+    new: &[(Id, Pos)],
+    withheld: &[Pos],
+    offered: &[bool],
 ) -> Option<usize> {
-    let is_offered = |w: &Set| offered.contains(&w);
+    let nest = released.fresh.nest;
     let line_of = |c: &Set| -> Option<&Set> {
         released
             .around(c)
             .into_iter()
             .min_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.iter().cmp(b.iter())))
     };
-    let is_total = |c: &Set| withheld.iter().any(|w| w.strict_subset_of(c));
-    for w in withheld.iter().filter(|w| is_offered(w)) {
-        let Some(line) = line_of(w) else { continue };
+    let is_total = |c: Pos| withheld.iter().any(|&w| nest.strictly_inside(w, c));
+    for &w in withheld.iter().filter(|&&w| offered[w as usize]) {
+        let w = (w, nest.set(w));
+        let Some(line) = line_of(w.1) else { continue };
         if let Some(k) = (0..new.len()).find(|&k| {
-            let c = released.index.get(new[k]);
-            c.len() == w.len() && !is_total(c) && line_of(c) == Some(line)
+            let (at, c) = (new[k].1, nest.set(new[k].1));
+            c.len() == w.1.len() && !is_total(at) && line_of(c) == Some(line)
         }) {
             return Some(k);
         }

@@ -176,7 +176,9 @@ impl Deref for Set {
 
 impl PartialEq for Set {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.sketch == other.sketch && self.bits == other.bits
+        // A set filed in several indexes shares its bitmap: the same bitmap is the same set.
+        Arc::ptr_eq(&self.bits, &other.bits)
+            || (self.len == other.len && self.sketch == other.sketch && self.bits == other.bits)
     }
 }
 
