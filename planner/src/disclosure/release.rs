@@ -230,9 +230,7 @@ impl ReleaseLedger {
         {
             return Ok(release);
         }
-        let sets: Vec<Option<Set>> = rows.iter().map(|r| r.set.clone().map(Set::new)).collect();
-        let nest = Nest::of(&sets);
-        drop(sets);
+        let nest = Nest::of(&sketched(rows));
         // Which rows take part: under the cell rules only the lines of the result's
         // suppressed cells (their totals and the totals' parts); every row otherwise.
         let mut withheld_rows: Vec<bool> = rows.iter().map(|r| !r.offered).collect();
@@ -319,6 +317,44 @@ impl ReleaseLedger {
         *set_bytes += new_bytes;
         Ok(release)
     }
+}
+
+/// Participants from which the sets' sketches are made on several threads.
+const PARALLEL_FROM: u64 = 100_000;
+
+/// The rows' sets with their sketches. Hashing every participant of every cell is most of a
+/// fresh decision on a large result, and the result's aggregation, which had every core, is
+/// done: the rows are split among the cores, in runs of about as many participants.
+fn sketched(rows: &[Row]) -> Vec<Option<Set>> {
+    let sketch = |rows: &[Row]| -> Vec<Option<Set>> {
+        rows.iter().map(|r| r.set.clone().map(Set::new)).collect()
+    };
+    let participants: u64 = rows.iter().flat_map(|r| &r.set).map(|s| s.len()).sum();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    if participants < PARALLEL_FROM || threads < 2 {
+        return sketch(rows);
+    }
+    let mut runs: Vec<&[Row]> = Vec::new();
+    let (mut start, mut held) = (0, 0);
+    for (i, r) in rows.iter().enumerate() {
+        held += r.set.as_ref().map_or(0, |s| s.len());
+        if held * threads >= participants * (runs.len() as u64 + 1) {
+            runs.push(&rows[start..=i]);
+            start = i + 1;
+        }
+    }
+    runs.push(&rows[start..]);
+    std::thread::scope(|scope| {
+        let others: Vec<_> = runs[1..]
+            .iter()
+            .map(|&run| scope.spawn(move || sketch(run)))
+            .collect();
+        let mut sets = sketch(runs[0]);
+        for other in others {
+            sets.extend(other.join().expect("sketching a set does not panic"));
+        }
+        sets
+    })
 }
 
 /// This result's distinct sets (its nest) and the ids of those released so far in the
@@ -1515,6 +1551,30 @@ mod tests {
 
     /// A 2x2 table with margins and one small cell: no withheld inner cell may be the only one
     /// withheld in a line whose total is released.
+    #[test]
+    fn sketches_on_several_threads_equal_one_thread() {
+        // Cells of a large result (uneven sizes, a missing set), past PARALLEL_FROM.
+        let mut next = super::super::sets::testing::numbers(17);
+        let rows: Vec<Row> = (0..300u64)
+            .map(|k| Row {
+                set: (k % 50 != 7).then(|| (0..next() % 3_000).map(|_| next() % 200_000).collect()),
+                offered: true,
+            })
+            .collect();
+        let participants: u64 = rows.iter().flat_map(|r| &r.set).map(|s| s.len()).sum();
+        assert!(participants >= PARALLEL_FROM);
+        let serial: Vec<Option<Set>> = rows.iter().map(|r| r.set.clone().map(Set::new)).collect();
+        let parallel = sketched(&rows);
+        assert_eq!(parallel.len(), serial.len());
+        for (p, s) in parallel.iter().zip(&serial) {
+            assert_eq!(p, s);
+            if let (Some(p), Some(s)) = (p, s) {
+                assert_eq!(p.fingerprint(), s.fingerprint());
+                assert_eq!((p.key(), p.probes()), (s.key(), s.probes()));
+            }
+        }
+    }
+
     #[test]
     fn two_by_two_with_margins() {
         let (x11, x12, x21, x22) = (set(0..10), set(10..60), set(60..110), set(110..200));
