@@ -4,6 +4,7 @@
 
 pub mod cohort;
 pub mod disclosure;
+pub mod distinct_counts;
 pub mod error;
 pub mod participants;
 pub mod postgres;

@@ -31,6 +31,8 @@ pub enum Output {
     Bitmap,
     /// Its cardinality (UInt64), for window frames: a bitmap per row would be too large.
     Count,
+    /// Its cardinality as `COUNT(DISTINCT …)` gives it (Int64): `distinct_count`.
+    DistinctCount,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -60,6 +62,17 @@ pub fn internal_distinct_count() -> Arc<AggregateUDF> {
     }))
 }
 
+/// `COUNT(DISTINCT k)` of Int64 values, for plans whose policy is decided (`distinct_counts`):
+/// internal as the cohort plans' distinct count is, and the same type as the count it stands
+/// for.
+pub fn distinct_count() -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(Participants {
+        output: Output::DistinctCount,
+        signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
+        internal: true,
+    }))
+}
+
 /// Whether `udaf` is the cohort plans' internal distinct count.
 pub fn is_internal(udaf: &AggregateUDF) -> bool {
     udaf.inner()
@@ -70,6 +83,7 @@ pub fn is_internal(udaf: &AggregateUDF) -> bool {
 impl AggregateUDFImpl for Participants {
     fn name(&self) -> &str {
         match (self.internal, self.output) {
+            (_, Output::DistinctCount) => "strata_distinct_count",
             (true, _) => "strata_internal_distinct_count",
             (false, Output::Bitmap) => PARTICIPANTS,
             (false, Output::Count) => PARTICIPANT_COUNT,
@@ -84,6 +98,7 @@ impl AggregateUDFImpl for Participants {
         Ok(match self.output {
             Output::Bitmap => DataType::Binary,
             Output::Count => DataType::UInt64,
+            Output::DistinctCount => DataType::Int64,
         })
     }
 
@@ -125,6 +140,7 @@ impl AggregateUDFImpl for Participants {
         Ok(match self.output {
             Output::Bitmap => ScalarValue::Binary(Some(serialize(&RoaringTreemap::new()))),
             Output::Count => ScalarValue::UInt64(Some(0)),
+            Output::DistinctCount => ScalarValue::Int64(Some(0)),
         })
     }
 }
@@ -259,6 +275,7 @@ impl Accumulator for BitmapAccumulator {
         Ok(match self.output {
             Output::Bitmap => ScalarValue::Binary(Some(serialize(&self.set))),
             Output::Count => ScalarValue::UInt64(Some(self.set.len())),
+            Output::DistinctCount => ScalarValue::Int64(Some(self.set.len() as i64)),
         })
     }
 
@@ -532,6 +549,12 @@ impl GroupsAccumulator for BitmapGroups {
                 let sets = self.take(emit_to);
                 Ok(Arc::new(
                     sets.iter().map(|s| s.len()).collect::<UInt64Array>(),
+                ))
+            }
+            Output::DistinctCount => {
+                let sets = self.take(emit_to);
+                Ok(Arc::new(
+                    sets.iter().map(|s| s.len() as i64).collect::<Int64Array>(),
                 ))
             }
         }

@@ -13,7 +13,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use crate::disclosure::Protection;
 use crate::disclosure::cells::{cell_check_udf, dominance_udaf, protect_udf};
 use crate::participants::{
-    Output, cell_set_udf, internal_distinct_count, participants_udaf, set_size_udf,
+    Output, cell_set_udf, distinct_count, internal_distinct_count, participants_udaf, set_size_udf,
 };
 use crate::registered::policy::{Attribute, RegisteredPolicy, RegisteredSettings};
 use crate::registered::udfs::{Kind, udf};
@@ -34,6 +34,7 @@ impl Functions {
                 participants_udaf(Output::Bitmap),
                 participants_udaf(Output::Count),
                 internal_distinct_count(),
+                distinct_count(),
             ],
         };
         if let Some(p) = protection {

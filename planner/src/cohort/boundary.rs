@@ -127,8 +127,9 @@ impl QueryPlanner for PlainQueryPlanner {
         logical_plan: &LogicalPlan,
         session_state: &dyn Session,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let plan = crate::distinct_counts::in_bitmaps(logical_plan.clone())?;
         physical_planner()
-            .create_physical_plan(logical_plan, session_state)
+            .create_physical_plan(&plan, session_state)
             .await
     }
 }

@@ -1780,7 +1780,7 @@ impl<'a> Rewriter<'a> {
 /// that counts `k` (its single-distinct rule). Returns that inner aggregate and the one
 /// aggregate the pair stands for, `COUNT(DISTINCT k) … GROUP BY g` with `agg`'s output, so that
 /// a count of participants can be read off the set each group builds anyway.
-fn distinct_count_parts(agg: &Aggregate) -> Option<(&Aggregate, Aggregate)> {
+pub(crate) fn distinct_count_parts(agg: &Aggregate) -> Option<(&Aggregate, Aggregate)> {
     let LogicalPlan::Aggregate(inner) = agg.input.as_ref() else {
         return None;
     };

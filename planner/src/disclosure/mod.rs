@@ -234,6 +234,8 @@ impl QueryPlanner for DisclosurePlanner {
         if let Ok(mut sets) = self.report.cell_sets.lock() {
             *sets = rewriter.cell_sets.clone();
         }
+        // The policy is decided: distinct counts may now be counted faster, to the same values.
+        let protected = crate::distinct_counts::in_bitmaps(protected)?;
         crate::cohort::boundary::physical_planner()
             .create_physical_plan(&protected, session)
             .await
