@@ -211,6 +211,12 @@ mod tests {
             // The single-distinct rule's pair with an inner aggregate: left as planned.
             ("SELECT COUNT(DISTINCT k), MAX(v) FROM t", false),
             ("SELECT COUNT(DISTINCT k) FROM empty", true),
+            // Grouping sets: the grouping id sits between the keys and the aggregates.
+            (
+                "SELECT g, v, COUNT(DISTINCT k), COUNT(DISTINCT u32) FROM t \
+                 GROUP BY ROLLUP(g, v) ORDER BY g, v",
+                true,
+            ),
             ("SELECT g, COUNT(DISTINCT k) FROM empty GROUP BY g", true),
             // Inside a subquery; over a computed key (the pair is fused for column keys only).
             (
