@@ -20,6 +20,7 @@ use datafusion::common::{DFSchemaRef, Result as DfResult};
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan};
 
+use crate::disclosure::lineage::{aggregate_of, distinct_count_parts};
 use crate::participants::distinct_count;
 
 /// `plan` with its integer distinct counts counted in bitmaps.
@@ -29,7 +30,7 @@ pub fn in_bitmaps(plan: LogicalPlan) -> DfResult<LogicalPlan> {
             return Ok(Transformed::no(node));
         };
         // The single-distinct rule's pair of aggregates, as the one aggregate it stands for.
-        let fused = crate::disclosure::lineage::distinct_count_parts(agg).map(|(_, f)| f);
+        let fused = distinct_count_parts(agg).map(|(_, f)| f);
         let rewritten = fused
             .as_ref()
             .and_then(|f| counted_in_bitmaps(f, &agg.schema))
@@ -53,13 +54,8 @@ fn counted_in_bitmaps(agg: &Aggregate, output: &DFSchemaRef) -> Option<Aggregate
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let f = match e {
-                Expr::Alias(a) => match a.expr.as_ref() {
-                    Expr::AggregateFunction(f) => f,
-                    _ => return e.clone(),
-                },
-                Expr::AggregateFunction(f) => f,
-                _ => return e.clone(),
+            let Some(f) = aggregate_of(e) else {
+                return e.clone();
             };
             let [k] = f.params.args.as_slice() else {
                 return e.clone();

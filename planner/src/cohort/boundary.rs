@@ -116,6 +116,19 @@ pub fn physical_planner() -> DefaultPhysicalPlanner {
     ])
 }
 
+/// The physical plan of `plan`, whose policy is decided (every query planner ends here): its
+/// distinct counts counted in bitmaps, to the same values, then DataFusion's planner knowing
+/// cohort boundaries.
+pub async fn decided_physical_plan(
+    plan: LogicalPlan,
+    session: &dyn Session,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let plan = crate::distinct_counts::in_bitmaps(plan)?;
+    physical_planner()
+        .create_physical_plan(&plan, session)
+        .await
+}
+
 /// The query planner of sessions without disclosure control (the local operator).
 #[derive(Debug, Default)]
 pub struct PlainQueryPlanner;
@@ -127,9 +140,6 @@ impl QueryPlanner for PlainQueryPlanner {
         logical_plan: &LogicalPlan,
         session_state: &dyn Session,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let plan = crate::distinct_counts::in_bitmaps(logical_plan.clone())?;
-        physical_planner()
-            .create_physical_plan(&plan, session_state)
-            .await
+        decided_physical_plan(logical_plan.clone(), session_state).await
     }
 }

@@ -1876,7 +1876,7 @@ fn col(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
 
-fn aggregate_of(e: &Expr) -> Option<&AggregateFunction> {
+pub(crate) fn aggregate_of(e: &Expr) -> Option<&AggregateFunction> {
     match e {
         Expr::Alias(a) => aggregate_of(&a.expr),
         Expr::AggregateFunction(f) => Some(f),

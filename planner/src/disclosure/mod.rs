@@ -24,7 +24,6 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_planner::PhysicalPlanner;
 use serde::Deserialize;
 use strata_engine::Catalog;
 
@@ -234,10 +233,6 @@ impl QueryPlanner for DisclosurePlanner {
         if let Ok(mut sets) = self.report.cell_sets.lock() {
             *sets = rewriter.cell_sets.clone();
         }
-        // The policy is decided: distinct counts may now be counted faster, to the same values.
-        let protected = crate::distinct_counts::in_bitmaps(protected)?;
-        crate::cohort::boundary::physical_planner()
-            .create_physical_plan(&protected, session)
-            .await
+        crate::cohort::boundary::decided_physical_plan(protected, session).await
     }
 }

@@ -322,6 +322,11 @@ impl ReleaseLedger {
 /// Participants from which the sets' sketches are made on several threads.
 const PARALLEL_FROM: u64 = 100_000;
 
+/// The cores sketches are split among, asked once: the answer reads the process's cgroup
+/// limits from files.
+static CORES: std::sync::LazyLock<u64> =
+    std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as u64);
+
 /// The rows' sets with their sketches. Hashing every participant of every cell is most of a
 /// fresh decision on a large result, and the result's aggregation, which had every core, is
 /// done: the rows are split among the cores, in runs of about as many participants.
@@ -330,7 +335,7 @@ fn sketched(rows: &[Row]) -> Vec<Option<Set>> {
         rows.iter().map(|r| r.set.clone().map(Set::new)).collect()
     };
     let participants: u64 = rows.iter().flat_map(|r| &r.set).map(|s| s.len()).sum();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let threads = *CORES;
     if participants < PARALLEL_FROM || threads < 2 {
         return sketch(rows);
     }
