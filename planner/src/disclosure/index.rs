@@ -23,7 +23,7 @@ use std::ops::{Bound, Range, RangeInclusive};
 use datafusion::common::HashMap;
 use roaring::RoaringBitmap;
 
-use super::sets::{Set, sampled};
+use super::sets::{Set, sampled_elements};
 
 pub type Id = u32;
 
@@ -130,7 +130,7 @@ impl SetIndex {
             let Some(postings) = &mut self.postings else {
                 continue;
             };
-            for x in set.bits().iter().filter(|&x| sampled(x)) {
+            for x in sampled_elements(set.bits()) {
                 if let Some(p) = postings.get_mut(&x) {
                     let kept = p.partition_point(|&id| id < next);
                     self.posting_entries -= (p.len() - kept) as u64;
@@ -283,7 +283,7 @@ impl SetIndex {
 /// Files `set`'s sampled elements under `id` in `postings`; returns how many.
 fn post(postings: &mut HashMap<u64, Vec<Id>>, id: Id, set: &Set) -> u64 {
     let mut n = 0;
-    for x in set.bits().iter().filter(|&x| sampled(x)) {
+    for x in sampled_elements(set.bits()) {
         let posting = postings.entry(x).or_default();
         // Ids are handed out in order (after a truncation too): postings stay sorted.
         debug_assert!(posting.last().is_none_or(|&last| last < id));

@@ -6,10 +6,11 @@
 //! the implication (R's sampled elements are S's) at an eighth of the hashing: a result's sets
 //! hold millions of (cell, participant) pairs.
 
+use std::collections::HashMap;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, RwLock};
 
-use roaring::RoaringTreemap;
+use roaring::{RoaringBitmap, RoaringTreemap};
 
 /// Hashes in the sketch: a random pair of large unrelated sets passes all of them with
 /// probability about 2^-8.
@@ -56,6 +57,115 @@ fn sample_hash(x: u64) -> Option<u64> {
     Some(mix(x ^ SAMPLE_SEED)).filter(|h| h.is_multiple_of(SAMPLING))
 }
 
+/// `bits`' sampled elements, ascending. Where a set is dense in a block of 2^16 ids, the block's
+/// sampled ids (the same for every set: `sampled` depends on the id alone) are computed once per
+/// process and the set's are an intersection of bitmaps; elsewhere each element is hashed.
+/// Research results hold millions of (cell, participant) pairs over the same dense person ids,
+/// and hashing each one was most of a fresh decision.
+pub fn sampled_elements(bits: &RoaringTreemap) -> Vec<u64> {
+    let mut out = Vec::with_capacity((bits.len() / SAMPLING + 16) as usize);
+    for (high, bitmap) in bits.bitmaps() {
+        let base = u64::from(high) << 32;
+        match sampled_in_blocks(high, bitmap) {
+            Some(sampled) => out.extend(sampled.iter().map(|low| base | u64::from(low))),
+            None => out.extend(
+                bitmap
+                    .iter()
+                    .map(|low| base | u64::from(low))
+                    .filter(|&x| sampled(x)),
+            ),
+        }
+    }
+    out
+}
+
+/// Blocks of 2^16 ids whose sampled ids the process keeps: 8 KiB each, so at most 16 MiB, all
+/// a population of 134 M dense person ids needs.
+const BLOCKS_KEPT: u64 = 2048;
+
+/// A block is worth computing (2^16 hashes, once) for a set that holds at least one in this
+/// many of its ids; sparse or scattered ids are hashed one by one.
+const BLOCK_DENSITY: u64 = 32;
+
+/// Bitmaps with fewer elements are hashed one by one: that costs less than finding their blocks.
+const SMALL: u64 = 256;
+
+/// The sampled ids of the blocks computed so far, per 32-bit high part of the id.
+#[derive(Default)]
+struct Blocks {
+    by_high: HashMap<u32, Block>,
+    kept: u64,
+}
+
+#[derive(Default)]
+struct Block {
+    /// The numbers (id >> 16) of the blocks computed.
+    computed: RoaringBitmap,
+    sampled: RoaringBitmap,
+}
+
+static BLOCKS: LazyLock<RwLock<Blocks>> = LazyLock::new(Default::default);
+
+/// The sampled elements of `bitmap` (ids `high << 32 | low`) through the kept blocks, or `None`
+/// where its blocks are not kept and not worth computing.
+fn sampled_in_blocks(high: u32, bitmap: &RoaringBitmap) -> Option<RoaringBitmap> {
+    if bitmap.len() < SMALL {
+        return None;
+    }
+    let blocks = block_numbers(bitmap);
+    let missing = {
+        let kept = BLOCKS
+            .read()
+            .expect("no panics while the blocks are written");
+        match kept.by_high.get(&high) {
+            Some(block) if blocks.is_subset(&block.computed) => {
+                return Some(bitmap & &block.sampled);
+            }
+            Some(block) => &blocks - &block.computed,
+            None => blocks,
+        }
+    };
+    if missing.len() * (1 << 16) > BLOCK_DENSITY * bitmap.len() {
+        return None;
+    }
+    let mut kept = BLOCKS
+        .write()
+        .expect("no panics while the blocks are written");
+    let kept = &mut *kept;
+    if kept.kept + missing.len() > BLOCKS_KEPT {
+        return None;
+    }
+    let block = kept.by_high.entry(high).or_default();
+    // Another thread may have computed some of them meanwhile.
+    let missing = missing - &block.computed;
+    for b in &missing {
+        let start = b << 16;
+        let ids =
+            (start..=start | 0xFFFF).filter(|&low| sampled(u64::from(high) << 32 | u64::from(low)));
+        block.sampled |= RoaringBitmap::from_sorted_iter(ids).expect("ascending");
+    }
+    let added = missing.len();
+    block.computed |= missing;
+    let sampled = bitmap & &block.sampled;
+    kept.kept += added;
+    Some(sampled)
+}
+
+/// The numbers (id >> 16) of the blocks `bitmap` has elements in.
+fn block_numbers(bitmap: &RoaringBitmap) -> RoaringBitmap {
+    let mut out = RoaringBitmap::new();
+    let mut elements = bitmap.iter();
+    while let Some(x) = elements.next() {
+        let b = x >> 16;
+        out.insert(b);
+        if b == 0xFFFF {
+            break;
+        }
+        elements.advance_to((b + 1) << 16);
+    }
+    out
+}
+
 const SEEDS: [u64; HASHES] = [
     0x9E37_79B9_7F4A_7C15,
     0x3C6E_F372_FE94_F82A,
@@ -73,22 +183,19 @@ impl Set {
         let mut pivots = [0u64; 2];
         // The sampled elements with the smallest sample hashes: deterministic per set.
         let mut probes: Vec<(u64, u64)> = Vec::with_capacity(PROBES + 1);
-        // Per 32-bit bitmap: the treemap's own iterator costs more than the hashing.
-        let elements = bits.bitmaps().flat_map(|(high, bitmap)| {
-            let high = u64::from(high) << 32;
-            bitmap.iter().map(move |low| high | u64::from(low))
-        });
-        for x in elements {
-            let Some(key) = sample_hash(x) else {
-                continue;
-            };
+        for x in sampled_elements(&bits) {
+            let key = sample_hash(x).expect("a sampled element");
             if probes.len() < PROBES || key < probes[PROBES - 1].0 {
                 let at = probes.partition_point(|p| p.0 < key);
                 probes.insert(at, (key, x));
                 probes.truncate(PROBES);
             }
-            for (i, (s, seed)) in sketch.iter_mut().zip(SEEDS).enumerate() {
-                let h = mix(x ^ seed);
+            // The sketch's hashes from the sample hash, which already mixes every bit of `x`: a
+            // multiply each (the high bits, which decide comparisons, depend on every bit of
+            // the key), not a finalizer each.
+            let hashes: [u64; HASHES] =
+                std::array::from_fn(|i| (key ^ SEEDS[i]).wrapping_mul(SEEDS[i] | 1));
+            for (i, (s, h)) in sketch.iter_mut().zip(hashes).enumerate() {
                 // `<=`: a first element hashing to u64::MAX still becomes the pivot.
                 if h <= *s {
                     *s = h;
@@ -235,5 +342,33 @@ mod tests {
         assert!(s.subset_of(&s) && !s.strict_subset_of(&s));
         assert!(Set::new(RoaringTreemap::new()).subset_of(&r));
         assert!(r.disjoint(&Set::new((300..400).collect())) && !r.disjoint(&s));
+    }
+
+    #[test]
+    fn sampled_elements_through_blocks_equal_hashing_each() {
+        let high = 7u64 << 32;
+        let sets: Vec<RoaringTreemap> = vec![
+            // Dense in its blocks: they are computed and kept.
+            (1..200_000).collect(),
+            // Every other id, across a block boundary, in two 32-bit parts.
+            (60_000..140_000)
+                .step_by(2)
+                .chain((high..high + 70_000).step_by(3))
+                .collect(),
+            // Scattered: one id per block, hashed one by one.
+            (0..50u64).map(|i| (i << 20) | 5).collect(),
+            // Partly inside kept blocks, partly in one not worth computing.
+            (190_000..210_000).chain([1 << 30]).collect(),
+            (u64::from(u32::MAX) - 1000..u64::from(u32::MAX) + 1000).collect(),
+            // Small: hashed one by one.
+            (5..100).collect(),
+            RoaringTreemap::new(),
+        ];
+        for bits in &sets {
+            let hashed: Vec<u64> = bits.iter().filter(|&x| sampled(x)).collect();
+            assert_eq!(sampled_elements(bits), hashed);
+            // Again, through whatever the first call kept.
+            assert_eq!(sampled_elements(bits), hashed);
+        }
     }
 }
