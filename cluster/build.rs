@@ -2,10 +2,19 @@
 //! binary was built from, when there is one.
 
 fn main() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Read when the script runs, not compiled in: cargo reuses a compiled build script across
+    // checkouts of the same source, and a path compiled in would name the first checkout.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = std::path::Path::new(&manifest_dir).join("..");
     let git = root.join(".git");
+    // Only paths that exist: cargo takes a missing one as changed, and rebuilds every crate
+    // that depends on this one on every build (a repository without packed refs has no
+    // `packed-refs`; packing them changes `refs/heads`).
     for watched in ["HEAD", "packed-refs", "refs/heads"] {
-        println!("cargo:rerun-if-changed={}", git.join(watched).display());
+        let path = git.join(watched);
+        if path.exists() {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
     }
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
