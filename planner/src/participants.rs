@@ -45,35 +45,32 @@ pub struct Participants {
     internal: bool,
 }
 
-pub fn participants_udaf(output: Output) -> Arc<AggregateUDF> {
+fn new_udaf(output: Output, internal: bool) -> Arc<AggregateUDF> {
     Arc::new(AggregateUDF::new_from_impl(Participants {
         output,
         signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
-        internal: false,
+        internal,
     }))
+}
+
+pub fn participants_udaf(output: Output) -> Arc<AggregateUDF> {
+    new_udaf(output, false)
 }
 
 /// Distinct count of Int64 values, for cohort plans (occurrences over distinct dates).
 pub fn internal_distinct_count() -> Arc<AggregateUDF> {
-    Arc::new(AggregateUDF::new_from_impl(Participants {
-        output: Output::Count,
-        signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
-        internal: true,
-    }))
+    new_udaf(Output::Count, true)
 }
 
 /// `COUNT(DISTINCT k)` of Int64 values, for plans whose policy is decided (`distinct_counts`):
 /// internal as the cohort plans' distinct count is, and the same type as the count it stands
 /// for.
 pub fn distinct_count() -> Arc<AggregateUDF> {
-    Arc::new(AggregateUDF::new_from_impl(Participants {
-        output: Output::DistinctCount,
-        signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
-        internal: true,
-    }))
+    new_udaf(Output::DistinctCount, true)
 }
 
-/// Whether `udaf` is the cohort plans' internal distinct count.
+/// Whether `udaf` is one of the internal distinct counts (the cohort plans', or a decided
+/// plan's `distinct_count`).
 pub fn is_internal(udaf: &AggregateUDF) -> bool {
     udaf.inner()
         .downcast_ref::<Participants>()

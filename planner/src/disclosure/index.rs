@@ -6,7 +6,7 @@
 //!   `s`, so the candidates are the sets filed under `s`'s elements (walking `s`
 //!   or the keys, whichever is shorter).
 //! - Supersets of `s`: a set `u ⊇ s` holds every element of `s`, in particular `s`'s probes
-//!   (sampled elements, `sets::sampled`); the index keeps the postings of sampled elements, so
+//!   (sampled elements, `sets::sampled_elements`); the index keeps the postings of sampled elements, so
 //!   the candidates are the intersection of the probes' postings. A set without a probe (a few
 //!   dozen participants or fewer, rarely) falls back to the sets larger than it. Postings are
 //!   built once the index holds `POSTINGS_FROM` sets: below that a scan of the sets' sketches

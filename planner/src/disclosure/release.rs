@@ -1554,8 +1554,6 @@ mod tests {
         }
     }
 
-    /// A 2x2 table with margins and one small cell: no withheld inner cell may be the only one
-    /// withheld in a line whose total is released.
     #[test]
     fn sketches_on_several_threads_equal_one_thread() {
         // Cells of a large result (uneven sizes, a missing set), past PARALLEL_FROM.
@@ -1580,6 +1578,8 @@ mod tests {
         }
     }
 
+    /// A 2x2 table with margins and one small cell: no withheld inner cell may be the only one
+    /// withheld in a line whose total is released.
     #[test]
     fn two_by_two_with_margins() {
         let (x11, x12, x21, x22) = (set(0..10), set(10..60), set(60..110), set(110..200));

@@ -48,7 +48,7 @@ const PROBES: usize = 4;
 const SAMPLE_SEED: u64 = 0x2545_F491_4F6C_DD1D;
 
 /// Whether the index keeps postings for element `x`.
-pub fn sampled(x: u64) -> bool {
+fn sampled(x: u64) -> bool {
     sample_hash(x).is_some()
 }
 
@@ -355,10 +355,13 @@ mod tests {
                 .step_by(2)
                 .chain((high..high + 70_000).step_by(3))
                 .collect(),
-            // Scattered: one id per block, hashed one by one.
-            (0..50u64).map(|i| (i << 20) | 5).collect(),
-            // Partly inside kept blocks, partly in one not worth computing.
+            // Scattered: one id per block, too sparse for blocks to be worth computing.
+            (0..300u64).map(|i| (i << 20) | 5).collect(),
+            // Dense in a kept block plus one far id: its block is computed too.
             (190_000..210_000).chain([1 << 30]).collect(),
+            // Few ids in a kept block plus one far id, whose block is not worth computing for
+            // so few: hashed one by one.
+            (199_000..199_500).chain([3 << 30]).collect(),
             (u64::from(u32::MAX) - 1000..u64::from(u32::MAX) + 1000).collect(),
             // Small: hashed one by one.
             (5..100).collect(),
