@@ -182,6 +182,27 @@ GENERATED = [
         JOIN person p ON p.person_id = s.person_id GROUP BY 1""",
     ),
     Query(
+        "daily_steps_with_and_without_diabetes",
+        f"""WITH t2d AS (SELECT DISTINCT person_id FROM condition_occurrence WHERE condition_concept_id = {T2D})
+        SELECT CASE WHEN t2d.person_id IS NULL THEN 'other' ELSE 'type 2 diabetes' END AS cohort,
+            COUNT(DISTINCT a.person_id) AS persons, AVG(a.steps) AS mean_daily_steps
+        FROM activity_summary a LEFT JOIN t2d ON t2d.person_id = a.person_id GROUP BY 1""",
+        keys=["cohort"],
+        counts=["persons"],
+        stats=["mean_daily_steps"],
+        participants=f"""SELECT CASE WHEN t.person_id IS NULL THEN 'other' ELSE 'type 2 diabetes' END AS cohort,
+            COUNT(DISTINCT a.person_id) AS p FROM activity_summary a
+        LEFT JOIN (SELECT DISTINCT person_id FROM condition_occurrence WHERE condition_concept_id = {T2D}) t
+        ON t.person_id = a.person_id WHERE a.steps IS NOT NULL GROUP BY 1""",
+    ),
+    Query(
+        "hypertension_among_diagnosed_right_join",
+        f"""WITH {FIRST_T2D}, h AS (SELECT DISTINCT person_id FROM condition_occurrence WHERE condition_concept_id = {HYPERTENSION})
+        SELECT COUNT(DISTINCT h.person_id) AS with_hypertension, COUNT(DISTINCT f.person_id) AS diagnosed
+        FROM h RIGHT JOIN first_dx f ON h.person_id = f.person_id""",
+        counts=["with_hypertension", "diagnosed"],
+    ),
+    Query(
         "diabetes_and_hypertension",
         f"""WITH {FIRST_T2D}
         SELECT COUNT(*) AS both_conditions FROM first_dx f

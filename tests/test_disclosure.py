@@ -108,6 +108,57 @@ def test_self_join_does_not_inflate_participants(caller):
     assert n is None
 
 
+# A join equating person keys keeps one side's person id as the rows' lineage (the padded
+# side's adds no one). Each shape below joins the whole population with a handful of
+# participants: what is counted of the handful must stay hidden, for both kinds of principal.
+FEW = "(SELECT DISTINCT person_id FROM condition_occurrence WHERE condition_concept_id = 374919)"  # 19
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        f"SELECT COUNT(DISTINCT f.person_id) FROM person p LEFT JOIN {FEW} f ON f.person_id = p.person_id",
+        f"SELECT COUNT(f.person_id) FROM person p LEFT JOIN {FEW} f ON f.person_id = p.person_id",
+        f"SELECT COUNT(DISTINCT f.person_id) FROM {FEW} f RIGHT JOIN person p ON p.person_id = f.person_id",
+        f"SELECT COUNT(DISTINCT p.person_id) FROM person p JOIN {FEW} f ON f.person_id = p.person_id",
+        f"SELECT COUNT(*) FROM {FEW} f JOIN person p ON p.person_id = f.person_id",
+        f"SELECT COUNT(DISTINCT p.person_id) FROM {FEW} f RIGHT JOIN person p ON p.person_id = f.person_id "
+        "WHERE f.person_id IS NOT NULL",
+        f"SELECT SUM(p.year_of_birth) FROM person p LEFT JOIN {FEW} f ON f.person_id = p.person_id "
+        "WHERE f.person_id IS NOT NULL",
+        f"SELECT COUNT(DISTINCT p.person_id) FROM person p JOIN {FEW} f "
+        "ON CAST(f.person_id AS VARCHAR) = CAST(p.person_id AS VARCHAR)",
+        f"SELECT COUNT(DISTINCT p.person_id) FROM person p JOIN {FEW} f "
+        "ON CAST(f.person_id AS REAL) = CAST(p.person_id AS REAL)",
+        f"SELECT COUNT(DISTINCT COALESCE(f.person_id, p.person_id)) - COUNT(DISTINCT p.person_id) "
+        f"+ COUNT(DISTINCT f.person_id) FROM person p FULL JOIN {FEW} f ON f.person_id = p.person_id",
+    ],
+    ids=["left-count-distinct", "left-count", "right-count-distinct", "inner-kept-side", "inner-count",
+         "right-not-null", "left-sum", "text-keys", "float-keys", "full-join-arithmetic"],
+)
+@pytest.mark.parametrize("who", ["caller", "dashboard"])
+def test_joins_on_person_keys_hide_the_few(who, request, sql):
+    principal = request.getfixturevalue(who)
+    if who == "dashboard" and "COALESCE" in sql:
+        # Arithmetic on person keys is refused to aggregates-only principals outright.
+        principal.refused(sql)
+        return
+    got = principal.value(sql)
+    assert got is None, f"{who}: {got}"
+
+
+def test_joins_on_person_keys_count_the_many_exactly(caller, gen_duck):
+    sql = (
+        "SELECT CASE WHEN t.person_id IS NULL THEN 'other' ELSE 'diabetes' END AS cohort, "
+        "COUNT(DISTINCT a.person_id) AS persons, COUNT(t.person_id) AS rows_in_cohort "
+        "FROM activity_summary a LEFT JOIN (SELECT DISTINCT person_id FROM condition_occurrence "
+        "WHERE condition_concept_id = 201826) t ON t.person_id = a.person_id GROUP BY 1 ORDER BY 1"
+    )
+    want = truth(gen_duck, sql)
+    assert all(r["persons"] > 20 for r in want)
+    assert caller.rows(sql) == want
+
+
 def test_vocabulary_only_aggregates_are_not_suppressed(caller, gen_duck):
     got = caller.value("SELECT COUNT(*) FROM concept WHERE concept_id = 201826")
     assert got == 1

@@ -6,6 +6,7 @@
 //! their own: a sub-cell, which must hold no participant or more than T, like the cell. Sums
 //! and means also depend only on their nonzero terms (`SUM(x > 5)`, `SUM(floor(v / 1e6))`).
 
+use arrow::datatypes::DataType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, lit};
@@ -38,6 +39,7 @@ pub fn sub_cells(
             terms.extend(parts);
         }
         for t in terms {
+            let t = without_widening(t, schema);
             if let Ok(ty) = t.get_type(schema)
                 && ty.is_numeric()
                 && !matches!(t, Expr::Literal(..))
@@ -54,6 +56,32 @@ pub fn sub_cells(
         }
     }
     unique
+}
+
+/// `x` for `CAST(x AS DOUBLE)` of an integer, decimal or smaller float `x` (how AVG's argument
+/// is coerced): the cast is NULL, and zero, exactly when `x` is, so a condition on it can test
+/// `x` and spare a cast of every row.
+pub fn without_widening<'e>(e: &'e Expr, schema: &DFSchema) -> &'e Expr {
+    match e {
+        Expr::Cast(c)
+            if c.field.data_type() == &DataType::Float64
+                && c.expr.get_type(schema).is_ok_and(|t| {
+                    t.is_integer()
+                        || matches!(
+                            t,
+                            DataType::Float16
+                                | DataType::Float32
+                                | DataType::Decimal32(..)
+                                | DataType::Decimal64(..)
+                                | DataType::Decimal128(..)
+                                | DataType::Decimal256(..)
+                        )
+                }) =>
+        {
+            without_widening(&c.expr, schema)
+        }
+        _ => e,
+    }
 }
 
 /// Aggregates whose value is a magnitude: dominance rules and nonzero terms apply.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, UInt8Array};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, UInt64Type};
-use datafusion::common::{HashMap, Result as DfResult, ScalarValue, exec_err};
+use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator,
@@ -81,17 +81,25 @@ impl Dominance {
         for c in contributions.iter_mut() {
             *c = c.abs();
         }
-        contributions.sort_by(|a, b| b.total_cmp(a));
         let total: f64 = contributions.iter().sum();
         if total <= 0.0 {
             return false;
         }
-        let top_n: f64 = contributions.iter().take(self.n).sum();
+        // Only the largest few decide: select them rather than sort a large cell's every
+        // contributor.
+        let largest_first = |a: &f64, b: &f64| b.total_cmp(a);
+        let top = self.n.max(2).min(contributions.len());
+        if top < contributions.len() {
+            contributions.select_nth_unstable_by(top - 1, largest_first);
+        }
+        let top = &mut contributions[..top];
+        top.sort_by(largest_first);
+        let top_n: f64 = top.iter().take(self.n).sum();
         if top_n > self.k / 100.0 * total {
             return true;
         }
-        let largest = contributions[0];
-        let second = contributions.get(1).copied().unwrap_or(0.0);
+        let largest = top[0];
+        let second = top.get(1).copied().unwrap_or(0.0);
         total - largest - second < self.p / 100.0 * largest
     }
 }
@@ -502,69 +510,128 @@ fn for_each_contribution(
 ) -> DfResult<()> {
     let v = arrow::compute::cast(&values[0], &DataType::Float64)?;
     let v = v.as_primitive::<Float64Type>();
-    let who = contributors(&values[1..], v.len());
     let selected = selection(filter);
-    for i in visited(v.len(), v.nulls(), selected.as_ref()).set_indices() {
-        if let Some(w) = who[i] {
-            add(i, w, v.value(i));
+    let rows = visited(v.len(), v.nulls(), selected.as_ref());
+    match &values[1..] {
+        // One participant per row, the usual lineage: read the ids in place.
+        [ids] if ids.data_type() == &DataType::Int64 => {
+            let ids = ids.as_primitive::<Int64Type>();
+            let rows = match ids.nulls() {
+                Some(nulls) => &rows & nulls.inner(),
+                None => rows,
+            };
+            let (ids, v) = (ids.values(), v.values());
+            if rows.count_set_bits() == rows.len() {
+                for (i, (&id, &v)) in ids.iter().zip(v.iter()).enumerate() {
+                    add(i, id as u64 & !GROUP_KEY, v);
+                }
+            } else {
+                for i in rows.set_indices() {
+                    add(i, ids[i] as u64 & !GROUP_KEY, v[i]);
+                }
+            }
+        }
+        lineage => {
+            let who = contributors(lineage, v.len());
+            for i in rows.set_indices() {
+                if let Some(w) = who[i] {
+                    add(i, w, v.value(i));
+                }
+            }
         }
     }
     Ok(())
 }
 
-/// One cell's contributions: the sum per contributor.
+/// Pairs a cell holds before the first compaction.
+const COMPACT_AT: usize = 4096;
+
+/// One cell's contributions: (contributor, sum) pairs. Rows come sorted by person (files are),
+/// so a contributor's rows mostly arrive together and add to the last pair; a new pair is
+/// pushed when the contributor changes, and pairs of one contributor are summed by sorting
+/// now and then (whenever the pairs have doubled). A map probed per contributor cost more: a
+/// large cell's map misses the cache on nearly every probe.
 #[derive(Debug, Default)]
 struct Contributed {
-    by: HashMap<u64, f64>,
-    /// The last contributor's running sum, kept apart: rows come sorted by person (files are),
-    /// so most rows add to it instead of probing the map.
-    run: Option<(u64, f64)>,
+    pairs: Vec<(u64, f64)>,
+    /// The pairs after the last compaction (sorted, one per contributor).
+    compacted: usize,
 }
 
 impl Contributed {
-    fn add(&mut self, who: u64, value: f64) {
-        match &mut self.run {
-            Some((w, sum)) if *w == who => *sum += value,
-            run => {
-                if let Some((w, sum)) = run.replace((who, value)) {
-                    *self.by.entry(w).or_insert(0.0) += sum;
-                }
-            }
+    /// Adds a contribution; returns the change in pairs held.
+    fn add(&mut self, who: u64, value: f64) -> isize {
+        if let Some((w, sum)) = self.pairs.last_mut()
+            && *w == who
+        {
+            *sum += value;
+            return 0;
         }
+        let before = self.pairs.len();
+        self.pairs.push((who, value));
+        if self.pairs.len() >= COMPACT_AT.max(2 * self.compacted) {
+            self.compact();
+        }
+        self.pairs.len() as isize - before as isize
     }
 
-    fn settled(&mut self) -> &HashMap<u64, f64> {
-        if let Some((w, sum)) = self.run.take() {
-            *self.by.entry(w).or_insert(0.0) += sum;
+    /// Sums each contributor's pairs into one. The sort is stable and the pairs are sorted
+    /// runs (the last compaction's, then each file's order), which it merges in near-linear
+    /// time.
+    fn compact(&mut self) {
+        self.pairs.sort_by_key(|&(w, _)| w);
+        let mut kept = 0;
+        for i in 0..self.pairs.len() {
+            let (w, v) = self.pairs[i];
+            if kept > 0 && self.pairs[kept - 1].0 == w {
+                self.pairs[kept - 1].1 += v;
+            } else {
+                self.pairs[kept] = (w, v);
+                kept += 1;
+            }
         }
-        &self.by
+        self.pairs.truncate(kept);
+        self.compacted = kept;
+    }
+
+    /// One pair per contributor; returns the change in pairs held.
+    fn settle(&mut self) -> isize {
+        let before = self.pairs.len();
+        if before != self.compacted {
+            self.compact();
+        }
+        self.pairs.len() as isize - before as isize
     }
 
     fn dominated(&mut self, rule: &Dominance) -> bool {
-        let mut c: Vec<f64> = self.settled().values().copied().collect();
+        self.settle();
+        let mut c: Vec<f64> = self.pairs.iter().map(|&(_, v)| v).collect();
         !c.is_empty() && rule.dominated(&mut c)
     }
 
     fn state(&mut self) -> Vec<u8> {
-        let by = self.settled();
-        let mut bytes = Vec::with_capacity(by.len() * 16);
-        for (k, v) in by {
+        self.settle();
+        let mut bytes = Vec::with_capacity(self.pairs.len() * 16);
+        for (k, v) in &self.pairs {
             bytes.extend_from_slice(&k.to_le_bytes());
             bytes.extend_from_slice(&v.to_le_bytes());
         }
         bytes
     }
 
-    fn merge(&mut self, state: &[u8]) {
+    /// Adds a partial state's pairs; returns the change in pairs held.
+    fn merge(&mut self, state: &[u8]) -> isize {
+        let mut change = 0;
         for pair in state.chunks_exact(16) {
             let k = u64::from_le_bytes(pair[..8].try_into().expect("8 bytes"));
             let v = f64::from_le_bytes(pair[8..].try_into().expect("8 bytes"));
-            *self.by.entry(k).or_insert(0.0) += v;
+            change += self.add(k, v);
         }
+        change
     }
 
     fn entries(&self) -> usize {
-        self.by.len() + usize::from(self.run.is_some())
+        self.pairs.len()
     }
 }
 
@@ -577,7 +644,9 @@ struct Contributions {
 impl Accumulator for Contributions {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
         let cell = &mut self.cell;
-        for_each_contribution(values, None, |_, w, v| cell.add(w, v))
+        for_each_contribution(values, None, |_, w, v| {
+            cell.add(w, v);
+        })
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
@@ -585,7 +654,7 @@ impl Accumulator for Contributions {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.cell.by.capacity() * 24
+        std::mem::size_of_val(self) + self.cell.pairs.capacity() * 16
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
@@ -629,14 +698,6 @@ impl ContributionGroups {
         }
     }
 
-    /// Changes cell `g`, keeping the count of entries.
-    fn change(&mut self, g: usize, f: impl FnOnce(&mut Contributed)) {
-        let cell = &mut self.cells[g];
-        let before = cell.entries();
-        f(cell);
-        self.entries = self.entries + cell.entries() - before;
-    }
-
     fn take(&mut self, emit_to: EmitTo) -> Vec<Contributed> {
         let taken = emit_to.take_needed(&mut self.cells);
         self.entries -= taken.iter().map(Contributed::entries).sum::<usize>();
@@ -653,8 +714,9 @@ impl GroupsAccumulator for ContributionGroups {
         total_num_groups: usize,
     ) -> DfResult<()> {
         self.grow(total_num_groups);
+        let (cells, entries) = (&mut self.cells, &mut self.entries);
         for_each_contribution(values, opt_filter, |row, w, v| {
-            self.change(group_indices[row], |cell| cell.add(w, v))
+            *entries = entries.wrapping_add_signed(cells[group_indices[row]].add(w, v));
         })
     }
 
@@ -687,7 +749,8 @@ impl GroupsAccumulator for ContributionGroups {
         let states = values[0].as_binary::<i32>();
         for (row, &g) in group_indices.iter().enumerate() {
             if states.is_valid(row) {
-                self.change(g, |cell| cell.merge(states.value(row)));
+                let change = self.cells[g].merge(states.value(row));
+                self.entries = self.entries.wrapping_add_signed(change);
             }
         }
         Ok(())
@@ -708,7 +771,7 @@ impl GroupsAccumulator for ContributionGroups {
     }
 
     fn size(&self) -> usize {
-        self.cells.capacity() * std::mem::size_of::<Contributed>() + self.entries * 24
+        self.cells.capacity() * std::mem::size_of::<Contributed>() + self.entries * 16
     }
 }
 
@@ -797,7 +860,16 @@ mod tests {
                 .merge_batch(&state, &(0..n).collect::<Vec<_>>(), 4)
                 .unwrap();
         }
-        assert_eq!(merged.entries, 17, "one entry per (cell, contributor)");
+        let held: usize = merged.cells.iter().map(Contributed::entries).sum();
+        assert_eq!(
+            merged.entries, held,
+            "the pairs held, as size() reports them"
+        );
+        for cell in &mut merged.cells {
+            cell.settle();
+        }
+        let held: usize = merged.cells.iter().map(Contributed::entries).sum();
+        assert_eq!(held, 17, "one pair per (cell, contributor) once settled");
         let got = merged.evaluate(EmitTo::All).unwrap();
         let got: Vec<bool> = got.as_boolean().iter().map(|b| b.unwrap()).collect();
         let expected: Vec<bool> = (0..4)
@@ -825,6 +897,38 @@ mod tests {
         assert_eq!(direct, expected);
     }
 
+    /// Sums per contributor through many compactions equal a map's, whatever the arrival
+    /// order: sorted runs (files), interleaved runs, and scattered contributors.
+    #[test]
+    fn contributions_summed_per_contributor() {
+        let orders: [fn(u64) -> u64; 3] = [
+            |i| i / 7,
+            |i| if i % 2 == 0 { i / 14 } else { 100_000 + i / 14 },
+            |i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 5_003,
+        ];
+        for who in orders {
+            let mut cell = Contributed::default();
+            let mut expected = std::collections::HashMap::new();
+            let mut held: isize = 0;
+            for i in 0..60_000u64 {
+                let v = (i % 13) as f64;
+                held += cell.add(who(i), v);
+                *expected.entry(who(i)).or_insert(0.0) += v;
+                assert!(cell.pairs.len() <= 2 * expected.len() + COMPACT_AT);
+            }
+            assert_eq!(held, cell.entries() as isize);
+            held += cell.settle();
+            assert_eq!(held, expected.len() as isize);
+            let mut state = Contributed::default();
+            state.merge(&cell.state());
+            state.settle();
+            for (w, v) in &state.pairs {
+                assert_eq!(expected[w], *v, "contributor {w}");
+            }
+            assert_eq!(state.pairs.len(), expected.len());
+        }
+    }
+
     #[test]
     fn dominance_rules() {
         let rule = Dominance::default();
@@ -839,5 +943,21 @@ mod tests {
         assert!(p_only.dominated(&mut [100.0, 10.0, 1.0, 2.0, 2.0]));
         // The rest is 20 % of the largest: safe by p %, and the top two are 70 %.
         assert!(!rule.dominated(&mut [50.0, 20.0, 5.0, 5.0, 5.0, 5.0]));
+        // The largest anywhere among many, negative values by their size.
+        let mut many = vec![1.0; 500];
+        many[250] = -6_000.0;
+        assert!(rule.dominated(&mut many));
+        let mut many = vec![1.0; 500];
+        many[499] = 30.0;
+        many[3] = 20.0;
+        assert!(!rule.dominated(&mut many.clone()));
+        assert!(
+            Dominance {
+                n: 3,
+                k: 8.0,
+                ..rule
+            }
+            .dominated(&mut many)
+        );
     }
 }

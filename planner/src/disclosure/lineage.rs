@@ -173,6 +173,19 @@ fn lineage_of(hidden: &[Hidden]) -> Vec<Hidden> {
         .collect()
 }
 
+/// The column a join key reads, bare or cast to an integer type (as type coercion writes it).
+/// Other casts can equate different ids (`CAST(person_id AS REAL)` above 2^24).
+fn key_column(e: &Expr) -> Option<Column> {
+    match e {
+        Expr::Cast(c) if c.field.data_type().is_integer() => match c.expr.as_ref() {
+            Expr::Column(c) => Some(c.clone()),
+            _ => None,
+        },
+        Expr::Column(c) => Some(c.clone()),
+        _ => None,
+    }
+}
+
 fn columns_of(schema: &DFSchema) -> Vec<Expr> {
     schema
         .iter()
@@ -678,7 +691,7 @@ impl<'a> Rewriter<'a> {
         match join.join_type {
             JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full => Ok(Rel {
                 plan: rebuild(&left.plan, &right.plan)?,
-                hidden: [left.hidden, right.hidden].concat(),
+                hidden: Self::joined_lineage(join, left.hidden, right.hidden),
                 cells: [left.cells, right.cells].concat(),
                 sets: [left.sets, right.sets].concat(),
                 rows,
@@ -774,6 +787,64 @@ impl<'a> Rewriter<'a> {
         })
     }
 
+    /// The hidden columns of an inner or outer join's rows. A join equating two person keys
+    /// matches a row only with the same participant's rows, and an unmatched row has the other
+    /// side's id NULL: the padded side's person id adds no one, so it is dropped (each set the
+    /// rows feed then costs one insert per row, not two, and `COUNT(DISTINCT person_id)` is read
+    /// off the set). A full join pads both sides: both are kept.
+    fn joined_lineage(
+        join: &datafusion::logical_expr::Join,
+        left: Vec<Hidden>,
+        right: Vec<Hidden>,
+    ) -> Vec<Hidden> {
+        let equated = |kept: &[Hidden], other: Vec<Hidden>, kept_left: bool| -> Vec<Hidden> {
+            other
+                .into_iter()
+                .filter(|h| !Self::same_person(join, kept, h, kept_left))
+                .collect()
+        };
+        match join.join_type {
+            JoinType::Inner | JoinType::Left => {
+                let right = equated(&left, right, true);
+                [left, right].concat()
+            }
+            JoinType::Right => {
+                let left = equated(&right, left, false);
+                [left, right].concat()
+            }
+            _ => [left, right].concat(),
+        }
+    }
+
+    /// Whether `other` (a person id of one side) is equated by the join with a person id of
+    /// `kept`, through their integer key columns: equal integers are the same id once cast to
+    /// Int64 (a text or decimal key compared after coercion might not be).
+    fn same_person(
+        join: &datafusion::logical_expr::Join,
+        kept: &[Hidden],
+        other: &Hidden,
+        kept_left: bool,
+    ) -> bool {
+        let Some(other_key) = other.origin.as_ref().filter(|_| other.kind == Kind::Person) else {
+            return false;
+        };
+        let integer = |c: &Column| {
+            join.schema
+                .qualified_field_from_column(c)
+                .is_ok_and(|(_, f)| f.data_type().is_integer())
+        };
+        let kept_keys: Vec<&Column> = kept
+            .iter()
+            .filter(|h| h.kind == Kind::Person)
+            .filter_map(|h| h.origin.as_ref())
+            .collect();
+        join.on.iter().any(|(l, r)| {
+            let (k, o) = if kept_left { (l, r) } else { (r, l) };
+            matches!((key_column(k), key_column(o)), (Some(k), Some(o))
+                if kept_keys.contains(&&k) && o == *other_key && integer(&k) && integer(&o))
+        })
+    }
+
     /// Whether a semi or anti join matches each row of `kept` only with rows of `other` that
     /// are the same participant's: `other` has one person lineage, and the join equates it
     /// with a person lineage of `kept` — by lineage (the columns each person id was read
@@ -799,18 +870,10 @@ impl<'a> Rewriter<'a> {
             return false;
         };
         let kept_keys = origins(kept);
-        let column = |e: &Expr| match e {
-            Expr::Cast(c) => match c.expr.as_ref() {
-                Expr::Column(c) => Some(c.clone()),
-                _ => None,
-            },
-            Expr::Column(c) => Some(c.clone()),
-            _ => None,
-        };
         join.on.iter().any(|(l, r)| {
             let (k, o) = if kept_left { (l, r) } else { (r, l) };
-            column(k).is_some_and(|k| kept_keys.contains(&k))
-                && column(o) == Some(other_key.clone())
+            key_column(k).is_some_and(|k| kept_keys.contains(&k))
+                && key_column(o) == Some(other_key.clone())
         })
     }
 
@@ -2007,7 +2070,7 @@ fn condition(filter: Option<&Expr>, args: &[Expr], schema: &DFSchema) -> Option<
         let never_null = matches!(a, Expr::Literal(v, _) if !v.is_null())
             || matches!(a.nullable(schema), Ok(false));
         if !never_null {
-            parts.push(a.clone().is_not_null());
+            parts.push(branches::without_widening(a, schema).clone().is_not_null());
         }
     }
     parts.into_iter().reduce(|a, b| a.and(b))
