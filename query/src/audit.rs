@@ -216,7 +216,7 @@ fn writer(
                 Ok(message) => Some(message),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Err(e) = sync(&mut file) {
-                        lost = Some(e);
+                        failed(&mut lost, e);
                     }
                     synced(&mut unsynced);
                     continue;
@@ -226,8 +226,11 @@ fn writer(
         };
         let Some(first) = first else {
             // Closed: what was written reaches the disk before the writer ends.
-            if unsynced > 0 && sync(&mut file).is_ok() {
-                synced(&mut unsynced);
+            if unsynced > 0 {
+                match sync(&mut file) {
+                    Ok(()) => synced(&mut unsynced),
+                    Err(e) => failed(&mut lost, e),
+                }
             }
             return;
         };
@@ -254,9 +257,7 @@ fn writer(
             result = sync(&mut file);
         }
         if let Err(e) = &result {
-            tracing::error!(error = %e, "audit log write failed");
-            crate::metrics::audit_write_failed();
-            lost = Some(e.clone());
+            failed(&mut lost, e.clone());
         }
         if awaited || result.is_err() {
             synced(&mut unsynced);
@@ -270,6 +271,13 @@ fn writer(
             let _ = ack.send(answer);
         }
     }
+}
+
+/// A write or sync that failed: logged, counted, and reported by the next flush.
+fn failed(lost: &mut Option<String>, e: String) {
+    tracing::error!(error = %e, "audit log write failed");
+    crate::metrics::audit_write_failed();
+    *lost = Some(e);
 }
 
 fn sync(file: &mut File) -> Result<(), String> {

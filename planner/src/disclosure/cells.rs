@@ -580,18 +580,14 @@ impl Contributed {
     /// time.
     fn compact(&mut self) {
         self.pairs.sort_by_key(|&(w, _)| w);
-        let mut kept = 0;
-        for i in 0..self.pairs.len() {
-            let (w, v) = self.pairs[i];
-            if kept > 0 && self.pairs[kept - 1].0 == w {
-                self.pairs[kept - 1].1 += v;
-            } else {
-                self.pairs[kept] = (w, v);
-                kept += 1;
+        self.pairs.dedup_by(|(w, v), (kept_w, kept_v)| {
+            let same = w == kept_w;
+            if same {
+                *kept_v += *v;
             }
-        }
-        self.pairs.truncate(kept);
-        self.compacted = kept;
+            same
+        });
+        self.compacted = self.pairs.len();
     }
 
     /// One pair per contributor; returns the change in pairs held.

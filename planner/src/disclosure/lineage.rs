@@ -828,10 +828,12 @@ impl<'a> Rewriter<'a> {
         let Some(other_key) = other.origin.as_ref().filter(|_| other.kind == Kind::Person) else {
             return false;
         };
+        // The inputs' schemas: a semi join's output has one side's columns only.
         let integer = |c: &Column| {
-            join.schema
-                .qualified_field_from_column(c)
-                .is_ok_and(|(_, f)| f.data_type().is_integer())
+            [join.left.schema(), join.right.schema()].iter().any(|s| {
+                s.qualified_field_from_column(c)
+                    .is_ok_and(|(_, f)| f.data_type().is_integer())
+            })
         };
         let kept_keys: Vec<&Column> = kept
             .iter()
@@ -855,26 +857,11 @@ impl<'a> Rewriter<'a> {
         other: &Rel,
         kept_left: bool,
     ) -> bool {
-        let origins = |rel: &Rel| -> Vec<Column> {
-            rel.hidden
-                .iter()
-                .filter(|h| h.kind == Kind::Person)
-                .filter_map(|h| h.origin.clone())
-                .collect()
-        };
         let other_lineage = other.lineage();
         let [only] = other_lineage.as_slice() else {
             return false;
         };
-        let Some(other_key) = only.origin.clone().filter(|_| only.kind == Kind::Person) else {
-            return false;
-        };
-        let kept_keys = origins(kept);
-        join.on.iter().any(|(l, r)| {
-            let (k, o) = if kept_left { (l, r) } else { (r, l) };
-            key_column(k).is_some_and(|k| kept_keys.contains(&k))
-                && key_column(o) == Some(other_key.clone())
-        })
+        Self::same_person(join, &kept.hidden, only, kept_left)
     }
 
     /// `L SEMI JOIN R ON l = r` → `L JOIN (SELECT r, participants(R) FROM R GROUP BY r) ON l = r`:
